@@ -1,0 +1,70 @@
+"""The background-task helper: results, errors, progress and stop cross the thread as objects."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import QThread
+
+from rooftop_gui.workers import TaskRunner, live_threads, start_task
+
+
+def test_result_progress_and_callbacks_run_in_gui_thread(qtbot):
+    main = threading.get_ident()
+    seen, threads = [], []
+
+    def fn(on_progress, should_stop):
+        threads.append(threading.get_ident())
+        for i in range(3):
+            on_progress(i)
+        return "ok"
+
+    task = start_task(fn, on_progress=lambda e: (seen.append(e), threads.append(threading.get_ident())),
+                      name="t")
+    with qtbot.waitSignal(task.done, timeout=5000):
+        pass
+    assert task.result == "ok" and task.error is None
+    assert seen == [0, 1, 2]
+    assert threads[0] != main and set(threads[1:]) == {main}
+    assert not live_threads()
+
+
+def test_failure_crosses_thread_as_exception_object(qtbot):
+    def fn(on_progress, should_stop):
+        raise ValueError("boom")
+
+    errors = []
+    task = start_task(fn, on_failed=errors.append)
+    with qtbot.waitSignal(task.done, timeout=5000):
+        pass
+    assert isinstance(errors[0], ValueError) and str(errors[0]) == "boom"
+
+
+def test_request_stop_and_stop_all(qtbot):
+    runner = TaskRunner()
+    started = threading.Event()
+
+    def fn(on_progress, should_stop):
+        started.set()
+        while not should_stop():
+            time.sleep(0.005)
+        return "stopped"
+
+    task = runner.start(fn, name="loop")
+    assert started.wait(5)
+    assert runner.is_busy("loop")
+    assert runner.stop_all(5000)
+    assert task.result == "stopped" and not task.is_running()
+    assert not runner.tasks()
+    assert not live_threads()
+
+
+@pytest.mark.parametrize("n", [5])
+def test_many_tasks_wait_all(qtbot, n):
+    runner = TaskRunner()
+    tasks = [runner.start(lambda p, s, i=i: i * 2) for i in range(n)]
+    assert runner.wait_all(5000)
+    assert sorted(t.result for t in tasks) == [0, 2, 4, 6, 8]
+    assert all(isinstance(t.thread, QThread) or t.thread is None for t in tasks)
