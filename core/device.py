@@ -1,0 +1,30 @@
+"""Choosing the torch device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:N]``."""
+
+from __future__ import annotations
+
+import torch
+
+from core.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """Turn a user's device choice into a ``torch.device``; ConfigError if it is unavailable."""
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA was asked for (--device cuda) but no CUDA GPU is available "
+                              "to PyTorch on this machine; use --device cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{name} asked for, but only {torch.cuda.device_count()} CUDA "
+                              "device(s) are present")
+        return device
+    raise ConfigError(f"unknown device {name!r}; use one of: auto, cpu, cuda, cuda:N")

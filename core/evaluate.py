@@ -1,0 +1,82 @@
+"""Evaluation of a model on a dataset split: metrics summed over the whole split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.checkpoint import LoadedModel, load_checkpoint
+from core.dataset import open_dataset, require_labels
+from core.device import resolve_device
+from core.errors import ConfigError, DatasetError, TrainingStopped
+from core.io import read_image_and_mask
+from core.metrics import Confusion
+from core.postprocess import check_kernel, check_threshold, to_mask
+from core.predict import bce_from_probabilities, predict_probabilities
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    iou: float
+    confusion: Confusion
+
+
+@dataclass
+class EvaluationResult:
+    split: str
+    model: Path
+    threshold: float
+    dilation: int
+    images: int
+    confusion: Confusion
+    loss: float
+    per_image: list[ImageScore]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {**self.confusion.scores(), "loss": self.loss}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.metrics, "split": self.split, "model": str(self.model), "images": self.images,
+                "threshold": self.threshold, "dilation": self.dilation,
+                "tp": self.confusion.tp, "fp": self.confusion.fp, "fn": self.confusion.fn,
+                "tn": self.confusion.tn}
+
+
+def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: str = "test",
+             threshold: float | None = None, dilation: int = 0, device: str = "auto",
+             tile: int = 512, overlap: int = 64,
+             on_progress: Callable[[int, int, str], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> EvaluationResult:
+    """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}")
+    dilation = check_kernel(dilation)
+    dataset = open_dataset(dataset_dir)
+    samples = dataset.samples(split)
+    if not samples:
+        raise DatasetError(f"the {split} split has no images", Path(dataset_dir) / split / "data")
+    require_labels(samples, f"{split} split")
+    torch_device = resolve_device(device)
+    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    loaded.model.to(torch_device)
+    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    total, loss_sum, pixels, scores = Confusion(), 0.0, 0, []
+    for index, sample in enumerate(samples):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped("evaluation stopped")
+        image, truth = read_image_and_mask(sample.image_path, sample.label_path)
+        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=torch_device)
+        confusion = Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
+        total = total + confusion
+        loss_sum += bce_from_probabilities(prob, truth)
+        pixels += truth.size
+        scores.append(ImageScore(sample.name, confusion.iou, confusion))
+        if on_progress is not None:
+            on_progress(index + 1, len(samples), sample.name)
+    return EvaluationResult(split=split, model=loaded.path, threshold=threshold, dilation=dilation,
+                            images=len(samples), confusion=total, loss=loss_sum / max(pixels, 1),
+                            per_image=scores)

@@ -1,0 +1,242 @@
+"""Prediction: single images of any size, tiled with overlap and blended, and batch file output.
+
+Tiling (:func:`predict_probabilities`): the image is reflect-padded on the bottom/right so that
+``tile`` x ``tile`` windows with a step of ``tile - overlap`` cover it exactly; the step is a
+multiple of the model's ``size_multiple`` so that every tile sees the same pooling grid as a
+whole-image pass would. Each tile's probabilities are blended with a weight that is 0 within
+``overlap / 4`` of an inner tile edge (where zero padding inside the network distorts the
+output), rises linearly to 1 at ``3 * overlap / 4``, and is 1 on the image's own borders. So there
+are no seams, the right and bottom edges are covered (the original dropped both), and away from
+the borders the result equals a single whole-image pass when the model's receptive-field radius
+is at most ``overlap / 4``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.checkpoint import LoadedModel, load_checkpoint
+from core.device import resolve_device
+from core.errors import ConfigError, ImageReadError, TrainingStopped
+from core.export import composite
+from core.io import (
+    ensure_folder,
+    is_image_file,
+    list_images,
+    read_image,
+    read_mask,
+    write_image,
+    write_mask,
+)
+from core.postprocess import check_kernel, check_threshold, to_mask
+
+
+def _check_tiling(tile: int, overlap: int, multiple: int) -> None:
+    if tile < 32 or tile % multiple:
+        raise ConfigError(f"--tile must be at least 32 and a multiple of {multiple} for this model, got {tile}")
+    if overlap < 0 or overlap >= tile // 2 or overlap % 2:
+        raise ConfigError(f"--overlap must be even, from 0 up to half the tile ({tile // 2}), got {overlap}")
+
+
+def _axis_plan(size: int, tile: int, step: int) -> tuple[int, list[int]]:
+    """Padded length and tile starts along one axis."""
+    if size <= tile:
+        return tile, [0]
+    count = -(-(size - tile) // step) + 1
+    return tile + (count - 1) * step, [i * step for i in range(count)]
+
+
+def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """1-D blending weight of a tile (see module docstring)."""
+    weight = np.ones(length, np.float32)
+    if overlap <= 0:
+        return weight
+    lo, hi = overlap / 4.0, 3.0 * overlap / 4.0
+    d = np.arange(length, dtype=np.float32)
+    ramp = np.clip((d - lo + 0.5) / (hi - lo), 0.0, 1.0)
+    if not first:
+        weight = np.minimum(weight, ramp)
+    if not last:
+        weight = np.minimum(weight, ramp[::-1])
+    return weight
+
+
+def _pad_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    ph, pw = height - h, width - w
+    if not ph and not pw:
+        return image
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool) -> np.ndarray:
+    """Probabilities ``(N, H, W)`` for a uint8 batch ``(N, H, W, 3)``; optional flip TTA."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    use_amp = device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        prob = torch.sigmoid(model(x).float())
+        if tta:
+            prob = prob + torch.sigmoid(model(x.flip(-1)).float()).flip(-1)
+            prob = prob + torch.sigmoid(model(x.flip(-2)).float()).flip(-2)
+            prob = prob / 3.0
+    return prob[:, 0].float().cpu().numpy()
+
+
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
+                          device: torch.device | str | None = None, batch_size: int = 4,
+                          tta: bool = False, should_stop: Callable[[], bool] | None = None,
+                          on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size."""
+    multiple = getattr(model, "size_multiple", 1)
+    _check_tiling(tile, overlap, multiple)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    if device is None:
+        device = next(model.parameters()).device
+    model.eval()
+    h, w = image.shape[:2]
+    step = tile - overlap
+    step -= step % multiple
+    if h <= tile and w <= tile:  # one pass, padded to the model's multiple
+        ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        return _forward(model, _pad_image(image, ph, pw)[None], device, tta)[0, :h, :w]
+    height, ys = _axis_plan(h, tile, step)
+    width, xs = _axis_plan(w, tile, step)
+    padded = _pad_image(image, height, width)
+    accum = np.zeros((height, width), np.float32)
+    weights = np.zeros((height, width), np.float32)
+    tiles = [(y, x) for y in ys for x in xs]
+    wy = {y: _ramp(tile, overlap, y == ys[0], y == ys[-1]) for y in ys}
+    wx = {x: _ramp(tile, overlap, x == xs[0], x == xs[-1]) for x in xs}
+    for start in range(0, len(tiles), batch_size):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped("prediction stopped")
+        chunk = tiles[start:start + batch_size]
+        batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
+        probs = _forward(model, batch, device, tta)
+        for (y, x), prob in zip(chunk, probs):
+            weight = np.outer(wy[y], wx[x])
+            accum[y:y + tile, x:x + tile] += prob * weight
+            weights[y:y + tile, x:x + tile] += weight
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(tiles)), len(tiles))
+    np.divide(accum, weights, out=accum, where=weights > 0)
+    return accum[:h, :w]
+
+
+def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """One forward pass over the whole image (no tiling): the ceiling for speed, and the reference
+    that tiled prediction is checked against."""
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    multiple = getattr(model, "size_multiple", 1)
+    h, w = image.shape[:2]
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    return _forward(model, _pad_image(image, ph, pw)[None], device, False)[0, :h, :w]
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand INPUT arguments (files or folders of images) into a list of image files."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ImageReadError("folder holds no images (.png, .jpg, .tif, ...)", path)
+            files.extend(found)
+        elif path.exists():
+            if not is_image_file(path):
+                raise ImageReadError("not an image file name (expected one of .png .jpg .tif ...)", path)
+            files.append(path)
+        else:
+            raise ImageReadError("file not found", path)
+    if not files:
+        raise ImageReadError("no input images given")
+    return files
+
+
+def find_label_for(image_path: Path) -> Path | None:
+    """A mask that belongs to an image, if one is found: ``data/X`` -> ``label/X`` (the dataset
+    layout), ``images/X`` -> ``masks/X``, or ``X_mask.png`` / ``X_label.png`` beside it."""
+    candidates = []
+    parent = image_path.parent
+    for here, there in (("data", "label"), ("images", "masks"), ("image", "label")):
+        if parent.name == here:
+            candidates += [parent.parent / there / image_path.name,
+                           parent.parent / there / (image_path.stem + ".png")]
+    candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
+    return next((c for c in candidates if c.is_file() and c != image_path), None)
+
+
+@dataclass(frozen=True)
+class PredictedFile:
+    source: Path
+    mask_path: Path
+    composite_path: Path | None
+    roof_fraction: float
+
+
+def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path], out_dir: str | Path,
+                  threshold: float | None = None, dilation: int = 0, tile: int = 512, overlap: int = 64,
+                  composite_output: bool = False, device: str = "auto", tta: bool = False,
+                  on_progress: Callable[[int, int, Path], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> list[PredictedFile]:
+    """Predict every input image and write ``out_dir/<name>.png`` (0/255) and optional composites."""
+    dilation = check_kernel(dilation)
+    files = collect_inputs(inputs)
+    torch_device = resolve_device(device)
+    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    loaded.model.to(torch_device)
+    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    _check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
+    out_dir = ensure_folder(out_dir)
+    outputs: dict[Path, Path] = {}
+    sources = {f.resolve() for f in files}
+    for source in files:
+        target = out_dir / f"{source.stem}.png"
+        if target in outputs:
+            raise ConfigError(f"two inputs would both be written to {target}: {outputs[target]} and "
+                              f"{source}; predict them into separate folders")
+        if target.resolve() in sources:
+            raise ConfigError(f"the output {target} would overwrite an input image; choose another --out")
+        outputs[target] = source
+    results = []
+    for index, (target, source) in enumerate(outputs.items()):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped("prediction stopped")
+        image = read_image(source)
+        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap,
+                                     device=torch_device, tta=tta, should_stop=should_stop)
+        mask = to_mask(prob, threshold, dilation)
+        write_mask(target, mask)
+        composite_path = None
+        if composite_output:
+            label_path = find_label_for(source)
+            label = read_mask(label_path) if label_path is not None else None
+            if label is not None and label.shape != mask.shape:
+                raise ImageReadError(f"label is {label.shape[1]} x {label.shape[0]} but the image is "
+                                     f"{mask.shape[1]} x {mask.shape[0]}", label_path)
+            composite_path = out_dir / f"{source.stem}_composite.png"
+            write_image(composite_path, composite(image, label, mask))
+        results.append(PredictedFile(source, target, composite_path, float(mask.mean())))
+        if on_progress is not None:
+            on_progress(index + 1, len(outputs), source)
+    return results
+
+
+def bce_from_probabilities(prob: np.ndarray, truth: np.ndarray) -> float:
+    """Summed binary cross-entropy of a probability map against a mask (for evaluation)."""
+    p = torch.from_numpy(np.clip(prob, 1e-7, 1 - 1e-7))
+    t = torch.from_numpy(truth.astype(np.float32))
+    return float(F.binary_cross_entropy(p, t, reduction="sum"))
