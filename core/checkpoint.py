@@ -215,7 +215,7 @@ class LoadedModel:
 
 def load_checkpoint(path: str | Path, device: Any = "cpu", with_optimizer: bool = False) -> LoadedModel:
     """Rebuild a model from a checkpoint without unpickling anything."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from core.models import build_model
@@ -224,7 +224,7 @@ def load_checkpoint(path: str | Path, device: Any = "cpu", with_optimizer: bool 
     meta = read_metadata(path)
     try:
         tensors = load_file(str(path), device="cpu")
-    except (SafetensorsError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"model file is corrupt ({exc})", path) from exc
     arch, params = meta["arch"], meta.get("arch_params", {})
     try:

@@ -40,8 +40,8 @@ from core.postprocess import check_kernel, check_threshold, to_mask
 def _check_tiling(tile: int, overlap: int, multiple: int) -> None:
     if tile < 32 or tile % multiple:
         raise ConfigError(f"--tile must be at least 32 and a multiple of {multiple} for this model, got {tile}")
-    if overlap < 0 or overlap >= tile // 2 or overlap % 2:
-        raise ConfigError(f"--overlap must be even, from 0 up to half the tile ({tile // 2}), got {overlap}")
+    if overlap < 0 or overlap > tile // 2 or overlap % 2:
+        raise ConfigError(f"--overlap must be even, from 0 to half the tile ({tile // 2}), got {overlap}")
 
 
 def _axis_plan(size: int, tile: int, step: int) -> tuple[int, list[int]]:
@@ -121,7 +121,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
         chunk = tiles[start:start + batch_size]
         batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
         probs = _forward(model, batch, device, tta)
-        for (y, x), prob in zip(chunk, probs):
+        for (y, x), prob in zip(chunk, probs, strict=True):
             weight = np.outer(wy[y], wx[x])
             accum[y:y + tile, x:x + tile] += prob * weight
             weights[y:y + tile, x:x + tile] += weight

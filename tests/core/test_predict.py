@@ -1,0 +1,104 @@
+"""Tiled prediction: no seams, edges covered, equal to a whole-image pass away from the borders."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import ConfigError, ImageReadError
+from core.models import build_model
+from core.predict import collect_inputs, find_label_for, predict_probabilities, predict_whole
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+
+
+def _model(arch, **params):
+    torch.manual_seed(0)
+    model = build_model(arch, **params).eval()
+    if arch == "prescribed":  # random weights give near-constant output; sharpen them
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(3.0)
+    return model
+
+
+def test_tiled_equals_whole_image_for_the_prescribed_model(image):
+    model = _model("prescribed")
+    whole = predict_whole(model, image)
+    # the prescribed model's receptive-field radius is 13 px, under overlap / 4 = 16
+    tiled = predict_probabilities(model, image, tile=128, overlap=64)
+    assert tiled.shape == image.shape[:2] and tiled.dtype == np.float32
+    # at the image's own right/bottom border the tiles see reflected context where the single pass
+    # sees zero padding, so compare one receptive field away from the borders
+    np.testing.assert_allclose(tiled[16:-16, 16:-16], whole[16:-16, 16:-16], atol=1e-5)
+
+
+def test_tiled_unet_is_close_to_whole_image_away_from_borders(image):
+    model = _model("unet", width=8, depth=2)
+    whole = predict_whole(model, image)
+    tiled = predict_probabilities(model, image, tile=128, overlap=48)
+    assert np.abs(tiled - whole).max() < 0.05
+
+
+def test_edges_are_covered_for_sizes_that_do_not_fit_the_tile():
+    model = _model("prescribed")
+    for shape in [(130, 257), (64, 64), (33, 200), (517, 70)]:
+        img = np.full((*shape, 3), 200, np.uint8)
+        prob = predict_probabilities(model, img, tile=96, overlap=48)
+        assert prob.shape == shape
+        assert np.isfinite(prob).all()
+        # a constant image: the prescribed model's output is periodic (period 2, from its stride-2
+        # transposed conv); tiling must keep that pattern exactly, with no seam anywhere inside
+        whole = predict_whole(model, img)
+        np.testing.assert_allclose(prob[16:-16, 16:-16], whole[16:-16, 16:-16], atol=1e-5)
+
+
+def test_tiny_images_predict_in_one_pass():
+    model = _model("unet", width=8, depth=3)
+    img = np.random.default_rng(1).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    assert predict_probabilities(model, img, tile=64, overlap=16).shape == (17, 23)
+
+
+def test_tta_gives_a_valid_probability_map(image):
+    model = _model("prescribed")
+    prob = predict_probabilities(model, image[:96, :96], tile=64, overlap=16, tta=True)
+    assert prob.shape == (96, 96) and (prob >= 0).all() and (prob <= 1).all()
+
+
+@pytest.mark.parametrize("tile,overlap", [(16, 0), (100, 10), (128, 66), (128, -2), (128, 7)])
+def test_bad_tiling_is_a_clear_error(tile, overlap):
+    with pytest.raises(ConfigError):
+        predict_probabilities(_model("unet", width=8, depth=3), np.zeros((200, 200, 3), np.uint8),
+                              tile=tile, overlap=overlap)
+
+
+def test_collect_inputs(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "d").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "d" / "b.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "d" / "a.jpg")
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    assert [p.name for p in collect_inputs([tmp_path / "d"])] == ["a.jpg", "b.png"]
+    with pytest.raises(ImageReadError, match="not found"):
+        collect_inputs([tmp_path / "missing.png"])
+    with pytest.raises(ImageReadError, match="not an image"):
+        collect_inputs([tmp_path / "d" / "notes.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageReadError, match="no images"):
+        collect_inputs([tmp_path / "empty"])
+
+
+def test_find_label_for_dataset_layout(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "label").mkdir()
+    (tmp_path / "data" / "00001.png").touch()
+    (tmp_path / "label" / "00001.png").touch()
+    (tmp_path / "x.png").touch()
+    (tmp_path / "x_mask.png").touch()
+    assert find_label_for(tmp_path / "data" / "00001.png") == tmp_path / "label" / "00001.png"
+    assert find_label_for(tmp_path / "x.png") == tmp_path / "x_mask.png"
+    assert find_label_for(tmp_path / "label" / "00001.png") is None
