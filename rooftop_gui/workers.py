@@ -41,14 +41,14 @@ _LIVE_THREADS: set[QThread] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def live_threads() -> list[QThread]:
-    """QThreads started by this module that have not finished yet."""
+def live_threads() -> list[str]:
+    """Names of the QThreads started by this module that have not finished yet."""
     with _LIVE_LOCK:
         alive = []
         for thread in list(_LIVE_THREADS):
             try:
                 if thread.isRunning():
-                    alive.append(thread)
+                    alive.append(thread.objectName())
             except RuntimeError:  # C++ object already deleted
                 _LIVE_THREADS.discard(thread)
         return alive

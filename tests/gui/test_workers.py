@@ -68,3 +68,16 @@ def test_many_tasks_wait_all(qtbot, n):
     assert runner.wait_all(5000)
     assert sorted(t.result for t in tasks) == [0, 2, 4, 6, 8]
     assert all(isinstance(t.thread, QThread) or t.thread is None for t in tasks)
+
+
+def test_many_emits_do_not_free_true(qtbot):
+    """PySide6 6.12.0 drops a reference to True per Python emit (see rooftop_gui.qt_compat)."""
+    import sys
+
+    import rooftop_gui  # noqa: F401 - applies the guard
+
+    runner = TaskRunner()
+    task = runner.start(lambda report, stop: [report(i) for i in range(20_000)] and None)
+    assert runner.wait_all(10_000)
+    assert task.error is None
+    assert sys.getrefcount(True) > 1_000_000

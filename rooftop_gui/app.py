@@ -1,0 +1,60 @@
+"""Entry point: ``rooftop-studio [DATASET]`` / ``python main.py [DATASET]``.
+
+Imports nothing heavy: torch is loaded by the first worker that needs it, after the window shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from rooftop_gui.errors import install_exception_hooks
+from rooftop_gui.resources import icon, stylesheet
+from rooftop_gui.settings import APP_NAME, ORG_NAME
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="rooftop-studio",
+        description="Rooftop Studio: browse a roof dataset, train a model, see and export its "
+                    "predictions. With no DATASET it opens the last one, or the demo.")
+    parser.add_argument("dataset", nargs="?", type=Path,
+                        help="dataset folder (train/ and test/, each with data/ and label/)")
+    return parser.parse_known_args(argv)
+
+
+def create_app(qt_args: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "rooftop-studio",
+                                                   *(qt_args or [])])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(ORG_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("rooftop-studio")
+    app.setWindowIcon(icon("app"))
+    app.setStyle("Fusion")
+    app.setStyleSheet(stylesheet())
+    install_exception_hooks()
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, qt_args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    QApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    app = create_app(qt_args)
+    from rooftop_gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    window.open_initial(args.dataset)
+    return app.exec()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

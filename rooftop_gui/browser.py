@@ -1,0 +1,461 @@
+"""The dataset browser: every train/test image with a thumbnail, its label status and its IoU.
+
+Model/view so that a 5,000-image dataset stays responsive: the table model holds only the sample
+list (paths from ``core.dataset.open_dataset``); thumbnails are requested by ``data()`` - which Qt
+calls for visible rows only - and made in one background thread (newest request first, so what is
+on screen loads first), then cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rooftop_gui.resources import icon
+from rooftop_gui.workers import TaskRunner
+
+THUMB = 40
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+SAMPLE_ROLE = Qt.ItemDataRole.UserRole + 2
+Key = tuple[str, str]  # (split, name)
+
+
+def sample_key(sample: Any) -> Key:
+    return (sample.split, sample.name)
+
+
+def _make_thumbnail(path: Path, size: int):
+    """A QImage thumbnail of ``path`` (run in the loader thread; QImage is thread-safe)."""
+    import numpy as np
+    import qimage2ndarray
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("RGB", (size * 2, size * 2))
+        im.thumbnail((size, size))
+        rgb = np.asarray(im.convert("RGB"))
+    return qimage2ndarray.array2qimage(rgb)
+
+
+class ThumbnailLoader(QObject):
+    """Makes thumbnails in a background thread; newest request first; results cached (LRU)."""
+
+    ready = Signal(object)  # the path whose thumbnail (or error) is now available
+
+    def __init__(self, runner: TaskRunner, size: int = THUMB, cache_size: int = 6000,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self._size = size
+        self._cache: OrderedDict[Path, QPixmap] = OrderedDict()
+        self._errors: dict[Path, str] = {}
+        self._queue: deque[Path] = deque(maxlen=400)
+        self._queued: set[Path] = set()
+        self._lock = threading.Lock()
+        self._task = None
+        self._cache_size = cache_size
+        self._closed = False
+
+    def pixmap(self, path: Path) -> QPixmap | None:
+        pix = self._cache.get(path)
+        if pix is not None:
+            self._cache.move_to_end(path)
+        return pix
+
+    def error(self, path: Path) -> str | None:
+        return self._errors.get(path)
+
+    def request(self, path: Path) -> None:
+        if self._closed or path in self._cache or path in self._errors:
+            return
+        with self._lock:
+            if path in self._queued:
+                try:
+                    self._queue.remove(path)
+                except ValueError:
+                    pass
+            self._queue.append(path)
+            self._queued = set(self._queue)
+        if self._task is None:
+            self._task = self._runner.start(self._work, on_progress=self._on_result,
+                                            on_done=self._on_done, name="thumbnails")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._queued.clear()
+        self._cache.clear()
+        self._errors.clear()
+
+    def shutdown(self) -> None:
+        """Stop making thumbnails for good (window closing); the running task ends soon."""
+        self._closed = True
+        with self._lock:
+            self._queue.clear()
+            self._queued.clear()
+        if self._task is not None:
+            self._task.request_stop()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _work(self, on_progress, should_stop) -> None:
+        while not should_stop():
+            with self._lock:
+                if not self._queue:
+                    return
+                path = self._queue.pop()  # newest first: what is on screen now
+                self._queued.discard(path)
+            try:
+                on_progress((path, _make_thumbnail(path, self._size), None))
+            except Exception as exc:  # noqa: BLE001 - any unreadable file gets an error mark
+                on_progress((path, None, f"{path.name}: {exc}"))
+
+    def _on_result(self, event) -> None:
+        path, image, error = event
+        if image is not None:
+            self._cache[path] = QPixmap.fromImage(image)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._errors[path] = error
+        self.ready.emit(path)
+
+    def _on_done(self) -> None:
+        self._task = None
+        with self._lock:
+            more = bool(self._queue)
+        if more and not self._closed:
+            self._task = self._runner.start(self._work, on_progress=self._on_result,
+                                            on_done=self._on_done, name="thumbnails")
+
+
+class SampleTableModel(QAbstractTableModel):
+    """Rows: the samples of both splits. Columns: image (thumbnail + name), split, label, IoU."""
+
+    COLUMNS = ("Image", "Split", "Label", "IoU")
+    NAME, SPLIT, LABEL, IOU = range(4)
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._samples: list[Any] = []
+        self._row_of: dict[Key, int] = {}
+        self._row_of_path: dict[Path, int] = {}
+        self._iou: dict[Key, float] = {}
+        self._label: dict[Key, bool] = {}
+        self._thumbs = thumbnails
+        self._placeholder = icon("image")
+        self._broken = icon("broken")
+        thumbnails.ready.connect(self._thumbnail_ready)
+
+    def set_samples(self, samples: list[Any]) -> None:
+        self.beginResetModel()
+        self._samples = list(samples)
+        self._row_of = {sample_key(s): i for i, s in enumerate(self._samples)}
+        self._row_of_path = {Path(s.image_path): i for i, s in enumerate(self._samples)}
+        self._label = {sample_key(s): s.label_path is not None and Path(s.label_path).exists()
+                       for s in self._samples}
+        self._iou = {}
+        self.endResetModel()
+
+    def samples(self) -> list[Any]:
+        return list(self._samples)
+
+    def sample(self, row: int) -> Any:
+        return self._samples[row]
+
+    def row_of(self, key: Key) -> int | None:
+        return self._row_of.get(key)
+
+    def set_iou(self, scores: dict[Key, float]) -> None:
+        self._iou.update(scores)
+        rows = [self._row_of[k] for k in scores if k in self._row_of]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), self.IOU), self.index(max(rows), self.IOU))
+
+    def clear_iou(self) -> None:
+        self._iou.clear()
+        if self._samples:
+            self.dataChanged.emit(self.index(0, self.IOU), self.index(len(self._samples) - 1, self.IOU))
+
+    def iou(self, key: Key) -> float | None:
+        return self._iou.get(key)
+
+    def set_has_label(self, key: Key, present: bool) -> None:
+        self._label[key] = present
+        row = self._row_of.get(key)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, self.LABEL), self.index(row, self.LABEL))
+
+    def _thumbnail_ready(self, path: Path) -> None:
+        row = self._row_of_path.get(path)
+        if row is not None:
+            index = self.index(row, self.NAME)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+    # Qt model API
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._samples)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return ("Image file name", "Train or test split", "Whether a label mask exists",
+                    "Intersection over union of the prediction with the label "
+                    "(after Predict split); sort ascending for the worst first")[section]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        sample = self._samples[index.row()]
+        key = sample_key(sample)
+        col = index.column()
+        if role == SAMPLE_ROLE:
+            return sample
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.NAME:
+                return sample.name
+            if col == self.SPLIT:
+                return sample.split
+            if col == self.LABEL:
+                return "yes" if self._label.get(key) else "—"
+            if col == self.IOU:
+                value = self._iou.get(key)
+                return "" if value is None else f"{value:.3f}"
+        elif role == SORT_ROLE:
+            if col == self.NAME:
+                return sample.name
+            if col == self.SPLIT:
+                return sample.split
+            if col == self.LABEL:
+                return int(bool(self._label.get(key)))
+            if col == self.IOU:
+                value = self._iou.get(key)
+                return 2.0 if value is None else value  # unscored rows after scored ones
+        elif role == Qt.ItemDataRole.DecorationRole and col == self.NAME:
+            path = Path(sample.image_path)
+            pix = self._thumbs.pixmap(path)
+            if pix is not None:
+                return pix
+            if self._thumbs.error(path):
+                return self._broken
+            self._thumbs.request(path)
+            return self._placeholder
+        elif role == Qt.ItemDataRole.ToolTipRole:
+            error = self._thumbs.error(Path(sample.image_path))
+            return error or str(sample.image_path)
+        elif role == Qt.ItemDataRole.ForegroundRole:
+            if col == self.IOU and key in self._iou:
+                value = self._iou[key]
+                return QColor(235, 95, 85) if value < 0.5 else (
+                    QColor(240, 190, 70) if value < 0.75 else QColor(110, 200, 120))
+            if col == self.LABEL and not self._label.get(key):
+                return QColor(140, 140, 140)
+        elif role == Qt.ItemDataRole.TextAlignmentRole and col in (self.LABEL, self.IOU, self.SPLIT):
+            return int(Qt.AlignmentFlag.AlignCenter)
+        return None
+
+
+class SampleFilter(QSortFilterProxyModel):
+    """Filters rows by split ("" = all) and by a substring of the name."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._split = ""
+        self._text = ""
+        self.setSortRole(SORT_ROLE)
+
+    def set_split(self, split: str) -> None:
+        self.beginFilterChange()
+        self._split = split
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def set_text(self, text: str) -> None:
+        self.beginFilterChange()
+        self._text = text.strip().lower()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
+        sample = self.sourceModel().sample(row)
+        if self._split and sample.split != self._split:
+            return False
+        return not self._text or self._text in sample.name.lower()
+
+
+class DatasetBrowser(QWidget):
+    """Header with counts, split selector and name filter over a sortable sample table."""
+
+    current_changed = Signal(object)  # the selected Sample, or None
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("browser")
+        self.thumbnails = ThumbnailLoader(runner, parent=self)
+        self.model = SampleTableModel(self.thumbnails, self)
+        self.proxy = SampleFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.dataset = None
+
+        self.title = QLabel("No dataset")
+        self.title.setObjectName("panelTitle")
+        self.counts = QLabel("")
+        self.counts.setObjectName("muted")
+        self.split_box = QComboBox()
+        self.split_box.addItem("All splits", "")
+        self.split_box.addItem("Train", "train")
+        self.split_box.addItem("Test", "test")
+        self.split_box.setToolTip("Show the images of one split or both")
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by name…")
+        self.filter_edit.setClearButtonEnabled(True)
+
+        self.view = QTableView()
+        self.view.setModel(self.proxy)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(SampleTableModel.NAME, Qt.SortOrder.AscendingOrder)
+        self.view.setIconSize(QSize(THUMB, THUMB))
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.view.setShowGrid(False)
+        self.view.setAlternatingRowColors(True)
+        self.view.setWordWrap(False)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(SampleTableModel.NAME, QHeaderView.ResizeMode.Stretch)
+        for col in (SampleTableModel.SPLIT, SampleTableModel.LABEL, SampleTableModel.IOU):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setHighlightSections(False)
+
+        top = QHBoxLayout()
+        top.addWidget(self.split_box)
+        top.addWidget(self.filter_edit, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(6)
+        layout.addWidget(self.title)
+        layout.addWidget(self.counts)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+
+        self.split_box.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_split(self.split_box.currentData()))
+        self.filter_edit.textChanged.connect(self.proxy.set_text)
+        self.view.selectionModel().currentRowChanged.connect(self._on_current)
+
+    # ----------------------------------------------------------------- data
+    def set_dataset(self, dataset: Any | None) -> None:
+        """Show ``dataset`` (a ``core.dataset.Dataset``) or nothing."""
+        self.dataset = dataset
+        self.thumbnails.clear()
+        samples = [] if dataset is None else [*dataset.train, *dataset.test]
+        self.model.set_samples(samples)
+        if dataset is None:
+            self.title.setText("No dataset")
+            self.counts.setText("")
+        else:
+            self.title.setText(Path(dataset.root).name)
+            self.title.setToolTip(str(dataset.root))
+            self.update_counts()
+        self.current_changed.emit(None)
+
+    def update_counts(self) -> None:
+        if self.dataset is None:
+            return
+        labelled = sum(1 for s in self.model.samples() if self.model._label.get(sample_key(s)))
+        text = (f"{len(self.dataset.train):,} train · {len(self.dataset.test):,} test · "
+                f"{labelled:,} labelled")
+        orphans = getattr(self.dataset, "orphan_labels", None) or []
+        if orphans:
+            text += f" · {len(orphans)} label(s) without image"
+        self.counts.setText(text)
+
+    def samples(self, split: str | None = None) -> list[Any]:
+        return [s for s in self.model.samples() if split is None or s.split == split]
+
+    def set_iou(self, scores: dict[Key, float]) -> None:
+        self.model.set_iou(scores)
+
+    def clear_iou(self) -> None:
+        self.model.clear_iou()
+
+    # ----------------------------------------------------------------- selection
+    def current_sample(self) -> Any | None:
+        index = self.view.currentIndex()
+        return index.data(SAMPLE_ROLE) if index.isValid() else None
+
+    def select(self, split: str, name: str) -> bool:
+        row = self.model.row_of((split, name))
+        if row is None:
+            return False
+        proxy_index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not proxy_index.isValid():  # filtered out: show all splits and no filter
+            self.filter_edit.clear()
+            self.split_box.setCurrentIndex(0)
+            proxy_index = self.proxy.mapFromSource(self.model.index(row, 0))
+        self._select_proxy_row(proxy_index.row())
+        return True
+
+    def select_row(self, row: int) -> None:
+        """Select the ``row``-th visible row (clamped)."""
+        if self.proxy.rowCount() == 0:
+            return
+        self._select_proxy_row(max(0, min(row, self.proxy.rowCount() - 1)))
+
+    def select_next(self, step: int = 1) -> None:
+        current = self.view.currentIndex()
+        self.select_row(current.row() + step if current.isValid() else 0)
+
+    def select_previous(self) -> None:
+        self.select_next(-1)
+
+    def _select_proxy_row(self, row: int) -> None:
+        index = self.proxy.index(row, 0)
+        self.view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+        self.view.scrollTo(index)
+
+    def sort_worst_first(self) -> None:
+        self.view.sortByColumn(SampleTableModel.IOU, Qt.SortOrder.AscendingOrder)
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.current_changed.emit(current.data(SAMPLE_ROLE) if current.isValid() else None)
+
+    def placeholder_icon(self) -> QIcon:
+        return self.model._placeholder

@@ -1,0 +1,536 @@
+"""The image canvas: an aerial image with label, prediction (mask or heat map) and error layers.
+
+The canvas renders and emits *intent*; it edits nothing. Mouse events are reported in image
+coordinates (``mouse_pressed_image(x, y, buttons)``, ``mouse_moved_image``,
+``mouse_released_image``) so that an annotation tool can be added on top: a tool edits the label
+array it got from :meth:`ImageCanvas.label_array` (a numpy array, in place) and calls
+:meth:`ImageCanvas.update_label_region` with the rectangle it touched; only that rectangle of
+the label (and error) overlay is re-uploaded. While a tool is active, set
+``canvas.left_button_pans = False`` so that the left button is the tool's; panning stays on the
+middle button and on space + drag.
+
+Rendering is built for slider speed on 2048 x 2048 images:
+
+* every overlay is an 8-bit indexed image whose colour table does the colouring (no RGBA built
+  in Python), converted once to a QPixmap;
+* opacity is the layers' item opacity (no pixel work at all);
+* the thresholded mask is cached per threshold and the heat-map codes per kernel size; a
+  threshold or dilation change costs one comparison, one fast uint8 max filter and one upload;
+* the shown mask is exactly ``core.postprocess.to_mask(prob, threshold, dilation)``, the function
+  export and ``rooftop predict --dilation`` use (computed as ``dilate(prob >= t)``, which is equal
+  because max and threshold commute; tests check it): what you see is what you export.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import qimage2ndarray
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from core import postprocess
+from rooftop_gui import overlays
+
+LAYERS = ("label", "prediction", "error")
+MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
+
+
+class IndexedLayerItem(QGraphicsItem):
+    """An overlay drawn from an (H, W) uint8 code array through a colour table."""
+
+    def __init__(self, table: list[int], z: float) -> None:
+        super().__init__()
+        self._table = table
+        self._pixmap = QPixmap()
+        self._codes: np.ndarray | None = None
+        self.setZValue(z)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_table(self, table: list[int]) -> None:
+        self._table = table
+
+    def _qimage(self, codes: np.ndarray) -> QImage:
+        image = qimage2ndarray.gray2qimage(codes, normalize=False)
+        image.setColorTable(self._table)
+        return image
+
+    def set_codes(self, codes: np.ndarray | None) -> None:
+        """Replace the whole layer (``None`` clears it)."""
+        self.prepareGeometryChange()
+        self._codes = codes
+        self._pixmap = QPixmap() if codes is None else QPixmap.fromImage(self._qimage(codes))
+        self.update()
+
+    def update_region(self, codes: np.ndarray, rect: QRect) -> None:
+        """Re-upload only ``rect`` of ``codes`` (same shape as the current layer)."""
+        if self._pixmap.isNull() or self._codes is None or codes.shape != self._codes.shape:
+            self.set_codes(codes)
+            return
+        self._codes = codes
+        rect = rect.intersected(QRect(0, 0, codes.shape[1], codes.shape[0]))
+        if rect.isEmpty():
+            return
+        sub = np.ascontiguousarray(
+            codes[rect.top():rect.bottom() + 1, rect.left():rect.right() + 1])
+        painter = QPainter(self._pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(rect.topLeft(), self._qimage(sub))
+        painter.end()
+        self.update(QRectF(rect))
+
+    def codes(self) -> np.ndarray | None:
+        return self._codes
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        return QRectF(0, 0, self._pixmap.width(), self._pixmap.height())
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        if self._pixmap.isNull():
+            return
+        exposed = option.exposedRect.intersected(self.boundingRect())
+        if exposed.isEmpty():
+            return
+        painter.drawPixmap(exposed, self._pixmap, exposed)
+
+
+@dataclass
+class LayerState:
+    """Everything about how overlays are drawn (what the layer panel edits and settings keep)."""
+
+    show_label: bool = True
+    show_prediction: bool = True
+    show_error: bool = False
+    heatmap: bool = False
+    opacity: float = 0.5
+    threshold: float = 0.5
+    dilation_on: bool = False
+    dilation_kernel: int = 5
+
+    @property
+    def dilation(self) -> int:
+        """The kernel that applies now (0 when the toggle is off)."""
+        return self.dilation_kernel if self.dilation_on else 0
+
+
+class ImageCanvas(QGraphicsView):
+    """Zoomable, pannable view of one image and its overlays. See the module docstring."""
+
+    # Intent signals, all in image pixel coordinates (floats; pixel (i, j) spans [i, i + 1)).
+    mouse_pressed_image = Signal(float, float, object)   # x, y, Qt.MouseButtons
+    mouse_moved_image = Signal(float, float, object)
+    mouse_released_image = Signal(float, float, object)
+    cursor_moved = Signal(int, int)                      # pixel under the cursor, (-1, -1) outside
+    zoom_changed = Signal(float)                         # 1.0 = 100 %
+    layers_changed = Signal()                            # state or data of an overlay changed
+    rendered = Signal(float)                             # milliseconds of the last overlay redraw
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("canvas")
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self.setBackgroundBrush(QBrush(QColor(30, 31, 34)))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+
+        self._image_item = QGraphicsPixmapItem()
+        self._image_item.setZValue(0)
+        self._image_item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
+        self._label_item = IndexedLayerItem(overlays.mask_table(overlays.LABEL_COLOR), 10)
+        self._pred_item = IndexedLayerItem(overlays.mask_table(overlays.PREDICTION_COLOR), 20)
+        self._error_item = IndexedLayerItem(overlays.error_table(), 30)
+        for item in (self._image_item, self._label_item, self._pred_item, self._error_item):
+            self._scene.addItem(item)
+
+        self.state = LayerState()
+        self._image: np.ndarray | None = None
+        self._label: np.ndarray | None = None
+        self._prob: np.ndarray | None = None
+        self._base: np.ndarray | None = None
+        self._base_key: float | None = None
+        self._heat: dict[int, np.ndarray] = {}
+        self._shown_mask: np.ndarray | None = None
+        self._message = "Open a dataset (File > Open dataset folder…) and pick an image."
+
+        self.left_button_pans = True
+        self._panning = False
+        self._pan_last = QPointF()
+        self._space_down = False
+        self._fit_on_resize = True
+        self.last_render_ms = 0.0
+        self._apply_layer_state()
+
+    # ------------------------------------------------------------------ data
+    def set_image(self, image: np.ndarray | None, *, keep_view: bool = False) -> None:
+        """Show ``image`` (H, W, 3 uint8) and clear label and prediction (``None`` clears)."""
+        self._image = image
+        self._label = None
+        self._prob = None
+        self._base = None
+        self._heat = {}
+        if image is None:
+            self._image_item.setPixmap(QPixmap())
+            self._scene.setSceneRect(QRectF())
+        else:
+            self._image_item.setPixmap(QPixmap.fromImage(qimage2ndarray.array2qimage(image)))
+            self._scene.setSceneRect(QRectF(0, 0, image.shape[1], image.shape[0]))
+        self._label_item.set_codes(None)
+        self._refresh_prediction()
+        if not keep_view or image is None:
+            self.fit()
+        self.viewport().update()
+
+    def set_label(self, mask: np.ndarray | None) -> None:
+        """Show ``mask`` (H, W bool) as the label layer; the canvas keeps a reference to it."""
+        if mask is not None:
+            self._check_shape(mask, "label")
+            mask = np.ascontiguousarray(mask, dtype=bool)
+        self._label = mask
+        self._label_item.set_codes(None if mask is None else overlays.mask_codes(mask))
+        self._refresh_error()
+        self.layers_changed.emit()
+
+    def set_probability(self, prob: np.ndarray | None) -> None:
+        """Show a probability map (H, W float32 in [0, 1]) as the prediction layer."""
+        if prob is not None:
+            self._check_shape(prob, "probability map")
+            prob = np.ascontiguousarray(prob, dtype=np.float32)
+        self._prob = prob
+        self._base = None
+        self._heat = {}
+        self._refresh_prediction()
+
+    def set_message(self, text: str) -> None:
+        """Text drawn over an empty canvas (e.g. why an image could not be shown)."""
+        self._message = text
+        self.viewport().update()
+
+    def _check_shape(self, array: np.ndarray, what: str) -> None:
+        if self._image is None:
+            raise ValueError(f"cannot show a {what} without an image")
+        if array.shape[:2] != self._image.shape[:2]:
+            raise ValueError(f"{what} is {array.shape[1]} x {array.shape[0]} but the image is "
+                             f"{self._image.shape[1]} x {self._image.shape[0]}")
+
+    def image(self) -> np.ndarray | None:
+        return self._image
+
+    def label_array(self) -> np.ndarray | None:
+        """The label mask shown (a reference: annotation tools edit it in place)."""
+        return self._label
+
+    def probability(self) -> np.ndarray | None:
+        return self._prob
+
+    def displayed_mask(self) -> np.ndarray | None:
+        """The prediction mask as shown: ``to_mask(prob, threshold, dilation)``; what export writes."""
+        return self._shown_mask
+
+    def shown_overlay_codes(self, layer: str) -> np.ndarray | None:
+        """The codes currently uploaded for ``layer`` (``None`` when the layer is empty)."""
+        item = {"label": self._label_item, "prediction": self._pred_item,
+                "error": self._error_item}[layer]
+        return item.codes()
+
+    def update_label_region(self, region) -> None:
+        """Repaint only ``region`` of the label (and error) overlay after an in-place edit.
+
+        ``region`` is a ``core.annotate.Region`` (half-open ``y0:y1, x0:x1``), a QRect, or
+        ``(x0, y0, x1, y1)`` with exclusive x1/y1, in image pixels. ``None`` does nothing.
+        """
+        if self._label is None or region is None:
+            return
+        if isinstance(region, QRect):
+            rect = region
+        elif hasattr(region, "x0"):
+            rect = QRect(int(region.x0), int(region.y0), int(region.x1 - region.x0),
+                         int(region.y1 - region.y0))
+        else:
+            x0, y0, x1, y1 = (int(v) for v in region)
+            rect = QRect(x0, y0, x1 - x0, y1 - y0)
+        self._label_item.update_region(overlays.mask_codes(self._label), rect)
+        if self._shown_mask is not None and self.state.show_error:
+            self._error_item.update_region(
+                overlays.error_codes(self._shown_mask, self._label), rect)
+        self.layers_changed.emit()
+
+    # ------------------------------------------------------------------ state
+    def set_layer_visible(self, layer: str, visible: bool) -> None:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; layers are {LAYERS}")
+        setattr(self.state, f"show_{layer}", bool(visible))
+        if layer == "error":
+            self._refresh_error()
+        self._apply_layer_state()
+
+    def is_layer_visible(self, layer: str) -> bool:
+        return getattr(self.state, f"show_{layer}")
+
+    def set_heatmap(self, on: bool) -> None:
+        """Show the prediction as a probability heat map (True) or as the thresholded mask."""
+        if self.state.heatmap != bool(on):
+            self.state.heatmap = bool(on)
+            self._refresh_prediction()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.state.opacity = float(min(max(opacity, 0.0), 1.0))
+        self._apply_layer_state()
+
+    def set_threshold(self, threshold: float) -> None:
+        threshold = postprocess.check_threshold(threshold)
+        if threshold != self.state.threshold:
+            self.state.threshold = threshold
+            self._refresh_prediction()
+
+    def set_dilation(self, enabled: bool, kernel: int | None = None) -> None:
+        if kernel is not None:
+            self.state.dilation_kernel = postprocess.check_kernel(kernel)
+        self.state.dilation_on = bool(enabled)
+        self._refresh_prediction()
+
+    def set_state(self, state: LayerState) -> None:
+        self.state = LayerState(**vars(state))
+        self._refresh_prediction()
+
+    def _apply_layer_state(self) -> None:
+        s = self.state
+        self._label_item.setVisible(s.show_label)
+        self._pred_item.setVisible(s.show_prediction)
+        self._error_item.setVisible(s.show_error)
+        for item in (self._label_item, self._pred_item):
+            item.setOpacity(s.opacity)
+        self._error_item.setOpacity(min(1.0, s.opacity + 0.25))
+        self.layers_changed.emit()
+
+    # ------------------------------------------------------------------ rendering
+    def _base_mask(self) -> np.ndarray:
+        """``prob >= threshold`` as uint8 0/1 (cached per threshold)."""
+        key = self.state.threshold
+        if self._base_key != key or self._base is None:
+            # check_threshold + the comparison core.postprocess.to_mask makes (float32 vs scalar)
+            self._base = (self._prob >= postprocess.check_threshold(key)).view(np.uint8)
+            self._base_key = key
+        return self._base
+
+    def _heat_codes(self) -> np.ndarray:
+        kernel = self.state.dilation
+        if kernel not in self._heat:
+            if 0 not in self._heat:
+                self._heat[0] = overlays.heat_codes(self._prob)
+            if len(self._heat) > 4:
+                self._heat = {0: self._heat[0]}
+            self._heat[kernel] = overlays.max_filter(self._heat[0], kernel)
+        return self._heat[kernel]
+
+    def _refresh_prediction(self) -> None:
+        start = time.perf_counter()
+        if self._prob is None:
+            self._shown_mask = None
+            self._pred_item.set_codes(None)
+        else:
+            # == core.postprocess.to_mask(prob, threshold, dilation): max and threshold commute.
+            shown = overlays.max_filter(self._base_mask(), self.state.dilation)
+            self._shown_mask = shown.view(bool)
+            if self.state.heatmap:
+                self._pred_item.set_table(overlays.heat_table_cached())
+                self._pred_item.set_codes(self._heat_codes())
+            else:
+                self._pred_item.set_table(overlays.mask_table(overlays.PREDICTION_COLOR))
+                self._pred_item.set_codes(shown)
+        self._refresh_error()
+        self.last_render_ms = (time.perf_counter() - start) * 1000.0
+        self.rendered.emit(self.last_render_ms)
+        self._apply_layer_state()
+
+    def _refresh_error(self) -> None:
+        if self.state.show_error and self._shown_mask is not None and self._label is not None:
+            self._error_item.set_codes(overlays.error_codes(self._shown_mask, self._label))
+        else:
+            self._error_item.set_codes(None)
+
+    def pixel_info(self, x: int, y: int) -> dict:
+        """What is at image pixel (x, y): rgb, label, probability, shown prediction."""
+        info: dict = {}
+        if self._image is None or not (0 <= y < self._image.shape[0] and 0 <= x < self._image.shape[1]):
+            return info
+        info["rgb"] = tuple(int(v) for v in self._image[y, x])
+        if self._label is not None:
+            info["label"] = bool(self._label[y, x])
+        if self._prob is not None:
+            info["probability"] = float(self._prob[y, x])
+            if self._shown_mask is not None:
+                info["prediction"] = bool(self._shown_mask[y, x])
+        return info
+
+    # ------------------------------------------------------------------ zoom and pan
+    def zoom(self) -> float:
+        return float(self.transform().m11())
+
+    def set_zoom(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom to ``factor`` (1.0 = 100 %), keeping ``anchor`` (view coords) fixed if given."""
+        factor = min(max(factor, MIN_ZOOM), MAX_ZOOM)
+        self._fit_on_resize = False
+        old = self.zoom()
+        if old <= 0:
+            return
+        if anchor is not None:
+            scene_before = self.mapToScene(anchor.toPoint())
+        self.scale(factor / old, factor / old)
+        if anchor is not None:
+            delta = self.mapToScene(anchor.toPoint()) - scene_before
+            self.translate(delta.x(), delta.y())
+        self._after_zoom()
+
+    def zoom_by(self, step: float, anchor: QPointF | None = None) -> None:
+        self.set_zoom(self.zoom() * step, anchor)
+
+    def zoom_in(self) -> None:
+        self.zoom_by(1.25)
+
+    def zoom_out(self) -> None:
+        self.zoom_by(0.8)
+
+    def fit(self) -> None:
+        """Fit the whole image in the view."""
+        self._fit_on_resize = True
+        rect = self._scene.sceneRect()
+        if rect.isEmpty():
+            self.resetTransform()
+        else:
+            self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        self._after_zoom()
+
+    def zoom_100(self) -> None:
+        """One image pixel per screen pixel."""
+        self.set_zoom(1.0, QPointF(self.viewport().rect().center()))
+
+    def _after_zoom(self) -> None:
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom() < 1.0)
+        self.zoom_changed.emit(self.zoom())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if self._fit_on_resize:
+            self.fit()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if delta == 0:
+            return
+        self.zoom_by(1.25 ** (delta / 120.0), event.position())
+        event.accept()
+
+    # ------------------------------------------------------------------ mouse
+    def image_pos(self, view_pos: QPointF) -> QPointF:
+        return self.mapToScene(view_pos.toPoint())
+
+    def _starts_pan(self, event: QMouseEvent) -> bool:
+        button = event.button()
+        return (button == Qt.MouseButton.MiddleButton
+                or (button == Qt.MouseButton.LeftButton
+                    and (self._space_down or self.left_button_pans)))
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.image_pos(event.position())
+        self.mouse_pressed_image.emit(pos.x(), pos.y(), event.buttons())
+        if self._starts_pan(event):
+            self._panning = True
+            self._pan_last = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.image_pos(event.position())
+        if self._panning:
+            delta = event.position() - self._pan_last
+            self._pan_last = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            self._fit_on_resize = False
+        else:
+            self.mouse_moved_image.emit(pos.x(), pos.y(), event.buttons())
+        self._emit_cursor(pos)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.image_pos(event.position())
+        if self._panning and not (event.buttons() & (Qt.MouseButton.MiddleButton
+                                                     | Qt.MouseButton.LeftButton)):
+            self._panning = False
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_down
+                                      else Qt.CursorShape.CrossCursor)
+        self.mouse_released_image.emit(pos.x(), pos.y(), event.button())
+        super().mouseReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self.cursor_moved.emit(-1, -1)
+        super().leaveEvent(event)
+
+    def _emit_cursor(self, pos: QPointF) -> None:
+        x, y = int(np.floor(pos.x())), int(np.floor(pos.y()))
+        if self._image is None or not (0 <= x < self._image.shape[1] and 0 <= y < self._image.shape[0]):
+            self.cursor_moved.emit(-1, -1)
+        else:
+            self.cursor_moved.emit(x, y)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        if self._image is not None or not self._message:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(150, 155, 165))
+        font = painter.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        painter.setFont(font)
+        painter.drawText(self.viewport().rect().adjusted(40, 40, -40, -40),
+                         Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+        painter.restore()

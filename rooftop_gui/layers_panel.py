@@ -1,0 +1,258 @@
+"""Display controls for the canvas: layer toggles, heat map, opacity, threshold, dilation.
+
+Every toggle is a checkable QAction with a shortcut (L, P, H, E, D) so the main window can put
+the same actions in its View menu and toolbar; the panel's check boxes mirror them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rooftop_gui import overlays
+from rooftop_gui.canvas import ImageCanvas, LayerState
+from rooftop_gui.resources import icon
+from rooftop_gui.settings import get_bool, get_float, get_int
+
+
+def _swatch(rgb: tuple[int, int, int]) -> QLabel:
+    label = QLabel()
+    label.setFixedSize(12, 12)
+    label.setStyleSheet(f"background: rgb{tuple(rgb)}; border-radius: 2px;")
+    return label
+
+
+def _key(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("shortcutKey")
+    label.setToolTip(f"Shortcut: {text}")
+    return label
+
+
+class LayersPanel(QWidget):
+    """Binds to an :class:`ImageCanvas`; persists its state in ``settings`` under ``display/``."""
+
+    state_changed = Signal()  # threshold / dilation changed: what export would write changed
+
+    def __init__(self, canvas: ImageCanvas, settings: QSettings,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("layersPanel")
+        self.canvas = canvas
+        self.settings = settings
+
+        def action(text: str, key: str, tip: str, icon_name: str) -> QAction:
+            act = QAction(icon(icon_name), text, self)
+            act.setCheckable(True)
+            act.setShortcut(QKeySequence(key))
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            act.setToolTip(f"{tip} ({key})")
+            act.setStatusTip(tip)
+            return act
+
+        self.label_action = action("&Label", "L", "Show the label mask", "label")
+        self.prediction_action = action("&Prediction", "P", "Show the prediction", "prediction")
+        self.heatmap_action = action("&Heat map", "H",
+                                     "Show the prediction as a probability heat map", "heatmap")
+        self.error_action = action("&Error map", "E",
+                                   "Show true positives, false positives and false negatives",
+                                   "errors")
+        self.dilation_action = action("&Dilation", "D",
+                                      "Dilate the probability map (max-pool) before the threshold",
+                                      "dilate")
+
+        # widgets
+        self.label_box = QCheckBox("Label")
+        self.prediction_box = QCheckBox("Prediction")
+        self.heatmap_box = QCheckBox("as heat map")
+        self.error_box = QCheckBox("Error map")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity_value = QLabel()
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(1, 99)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.01, 0.99)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setDecimals(2)
+        self.dilation_box = QCheckBox("Dilation")
+        self.kernel = QSpinBox()
+        self.kernel.setRange(2, 63)
+        self.kernel.setSuffix(" px")
+        self.kernel.setToolTip("Kernel size of the max-pool dilation (the original used 5)")
+        self.render_label = QLabel()
+        self.render_label.setObjectName("muted")
+        for widget, act in ((self.label_box, self.label_action),
+                            (self.prediction_box, self.prediction_action),
+                            (self.heatmap_box, self.heatmap_action),
+                            (self.error_box, self.error_action),
+                            (self.dilation_box, self.dilation_action)):
+            widget.setToolTip(act.toolTip())
+            widget.toggled.connect(act.setChecked)
+            act.toggled.connect(widget.setChecked)
+
+        layers = QGridLayout()
+        layers.setHorizontalSpacing(8)
+        layers.addWidget(_swatch(overlays.LABEL_COLOR), 0, 0)
+        layers.addWidget(self.label_box, 0, 1)
+        layers.addWidget(_key("L"), 0, 2)
+        layers.addWidget(_swatch(overlays.PREDICTION_COLOR), 1, 0)
+        layers.addWidget(self.prediction_box, 1, 1)
+        layers.addWidget(_key("P"), 1, 2)
+        layers.addWidget(self.heatmap_box, 2, 1)
+        layers.addWidget(_key("H"), 2, 2)
+        layers.addWidget(_swatch(overlays.TP_COLOR), 3, 0)
+        layers.addWidget(self.error_box, 3, 1)
+        layers.addWidget(_key("E"), 3, 2)
+        legend = QHBoxLayout()
+        for rgb, text in ((overlays.TP_COLOR, "TP"), (overlays.FP_COLOR, "FP"),
+                          (overlays.FN_COLOR, "FN")):
+            legend.addWidget(_swatch(rgb))
+            legend.addWidget(QLabel(text))
+        legend.addStretch(1)
+        layers.addLayout(legend, 4, 1, 1, 2)
+        layers.setColumnStretch(1, 1)
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(self.opacity, 1)
+        opacity_row.addWidget(self.opacity_value)
+        form.addRow("Opacity", opacity_row)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.threshold, 1)
+        threshold_row.addWidget(self.threshold_spin)
+        form.addRow("Threshold", threshold_row)
+        dilation_row = QHBoxLayout()
+        dilation_row.addWidget(self.dilation_box)
+        dilation_row.addWidget(self.kernel)
+        dilation_row.addStretch(1)
+        form.addRow("", dilation_row)
+
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setObjectName("separator")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(layers)
+        layout.addWidget(line)
+        layout.addLayout(form)
+        layout.addWidget(self.render_label)
+        layout.addStretch(1)
+
+        self._load_state()
+        # wiring (after loading, so loading does not write settings back)
+        self.label_action.toggled.connect(lambda on: self._layer("label", on))
+        self.prediction_action.toggled.connect(lambda on: self._layer("prediction", on))
+        self.error_action.toggled.connect(lambda on: self._layer("error", on))
+        self.heatmap_action.toggled.connect(self._heatmap)
+        self.dilation_action.toggled.connect(self._dilation)
+        self.kernel.valueChanged.connect(self._dilation)
+        self.opacity.valueChanged.connect(self._opacity)
+        self.threshold.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
+        self.threshold_spin.valueChanged.connect(self.set_threshold)
+        canvas.rendered.connect(lambda ms: self.render_label.setText(f"Overlay redraw {ms:.1f} ms"))
+
+    def actions_list(self) -> list[QAction]:
+        return [self.label_action, self.prediction_action, self.heatmap_action,
+                self.error_action, self.dilation_action]
+
+    # ----------------------------------------------------------------- state
+    def _load_state(self) -> None:
+        s, d = self.settings, LayerState()
+        state = LayerState(
+            show_label=get_bool(s, "display/show_label", d.show_label),
+            show_prediction=get_bool(s, "display/show_prediction", d.show_prediction),
+            show_error=get_bool(s, "display/show_error", d.show_error),
+            heatmap=get_bool(s, "display/heatmap", d.heatmap),
+            opacity=min(1.0, max(0.0, get_float(s, "display/opacity", d.opacity))),
+            threshold=min(0.99, max(0.01, get_float(s, "display/threshold", d.threshold))),
+            dilation_on=get_bool(s, "display/dilation_on", d.dilation_on),
+            dilation_kernel=min(63, max(2, get_int(s, "display/dilation_kernel", d.dilation_kernel))),
+        )
+        self.canvas.set_state(state)
+        self._sync_widgets()
+
+    def _sync_widgets(self) -> None:
+        st = self.canvas.state
+        widgets = (self.label_action, self.prediction_action, self.heatmap_action,
+                   self.error_action, self.dilation_action, self.kernel, self.opacity,
+                   self.threshold, self.threshold_spin, self.label_box, self.prediction_box,
+                   self.heatmap_box, self.error_box, self.dilation_box)
+        for w in widgets:
+            w.blockSignals(True)
+        for act, box, value in ((self.label_action, self.label_box, st.show_label),
+                                (self.prediction_action, self.prediction_box, st.show_prediction),
+                                (self.heatmap_action, self.heatmap_box, st.heatmap),
+                                (self.error_action, self.error_box, st.show_error),
+                                (self.dilation_action, self.dilation_box, st.dilation_on)):
+            act.setChecked(value)
+            box.setChecked(value)
+        self.kernel.setValue(st.dilation_kernel)
+        self.opacity.setValue(round(st.opacity * 100))
+        self.opacity_value.setText(f"{round(st.opacity * 100)} %")
+        self.threshold.setValue(round(st.threshold * 100))
+        self.threshold_spin.setValue(st.threshold)
+        self.kernel.setEnabled(st.dilation_on)
+        for w in widgets:
+            w.blockSignals(False)
+
+    def _save(self, key: str, value) -> None:
+        self.settings.setValue(f"display/{key}", value)
+
+    def _layer(self, layer: str, on: bool) -> None:
+        self.canvas.set_layer_visible(layer, on)
+        self._save(f"show_{layer}", on)
+
+    def _heatmap(self, on: bool) -> None:
+        self.canvas.set_heatmap(on)
+        if on and not self.canvas.is_layer_visible("prediction"):
+            self.prediction_action.setChecked(True)
+        self._save("heatmap", on)
+
+    def _dilation(self, *_args) -> None:
+        on = self.dilation_action.isChecked()
+        self.kernel.setEnabled(on)
+        self.canvas.set_dilation(on, self.kernel.value())
+        self._save("dilation_on", on)
+        self._save("dilation_kernel", self.kernel.value())
+        self.state_changed.emit()
+
+    def _opacity(self, value: int) -> None:
+        self.canvas.set_opacity(value / 100.0)
+        self.opacity_value.setText(f"{value} %")
+        self._save("opacity", value / 100.0)
+
+    def set_threshold(self, value: float) -> None:
+        value = round(min(0.99, max(0.01, float(value))), 2)
+        for w in (self.threshold, self.threshold_spin):
+            w.blockSignals(True)
+        self.threshold.setValue(round(value * 100))
+        self.threshold_spin.setValue(value)
+        for w in (self.threshold, self.threshold_spin):
+            w.blockSignals(False)
+        if value != self.canvas.state.threshold:
+            self.canvas.set_threshold(value)
+            self._save("threshold", value)
+            self.state_changed.emit()
+
+    def set_opacity(self, value: float) -> None:
+        self.opacity.setValue(round(value * 100))
+
+    def set_dilation(self, on: bool, kernel: int | None = None) -> None:
+        if kernel is not None:
+            self.kernel.setValue(kernel)
+        self.dilation_action.setChecked(on)

@@ -1,0 +1,416 @@
+"""The main window: composes the panels (browser, canvas, layers, prediction, training)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QWidget,
+)
+
+from core.errors import RooftopError
+from rooftop_gui import settings as cfg
+from rooftop_gui.browser import DatasetBrowser
+from rooftop_gui.canvas import ImageCanvas
+from rooftop_gui.dialogs import ShortcutsDialog, show_about
+from rooftop_gui.errors import describe, show_error
+from rooftop_gui.layers_panel import LayersPanel
+from rooftop_gui.prediction_panel import PredictionPanel
+from rooftop_gui.resources import icon
+from rooftop_gui.workers import TaskRunner, default_runner
+
+log = logging.getLogger(__name__)
+APP_TITLE = "Rooftop Studio"
+
+
+def _training_panel_class() -> Any:
+    try:
+        from rooftop_gui.training_panel import TrainingPanel
+    except Exception as exc:  # noqa: BLE001 - a broken panel must not stop the app
+        log.warning("training panel unavailable: %s", exc)
+        return None
+    return TrainingPanel
+
+
+class MainWindow(QMainWindow):
+    dataset_opened = Signal(object)   # Path
+    sample_shown = Signal(object)     # Sample | None
+
+    def __init__(self, settings: QSettings | None = None, runner: TaskRunner | None = None) -> None:
+        super().__init__()
+        self.settings = settings or cfg.make_settings()
+        self.runner = runner or default_runner()
+        self.dataset = None
+        self.dataset_path: Path | None = None
+        self.setWindowTitle(APP_TITLE)
+        self.setWindowIcon(icon("app"))
+        self.setDockNestingEnabled(True)
+
+        self.canvas = ImageCanvas(self)
+        self.setCentralWidget(self.canvas)
+        self.browser = DatasetBrowser(self.runner, self)
+        self.layers = LayersPanel(self.canvas, self.settings, self)
+        self.prediction = PredictionPanel(self.canvas, self.browser, self.runner, self.settings, self)
+        panel_class = _training_panel_class()
+        if panel_class is not None:
+            self.training = panel_class(self.settings, self)
+            self.training.model_activated.connect(lambda p: self.prediction.set_model(Path(p)))
+            self.training.training_running.connect(self._training_running)
+        else:
+            self.training = QLabel("The training panel is not available in this build.")
+            self.training.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.browser_dock = self._dock("Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.layers_dock = self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.prediction_dock = self._dock("Prediction", self.prediction,
+                                          Qt.DockWidgetArea.RightDockWidgetArea)
+        self.training_dock = self._dock("Training", self.training,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.prediction_dock, self.training_dock)
+        self.prediction_dock.raise_()
+
+        self._make_status_bar()
+        self._make_actions()
+        self._make_menus_and_toolbar()
+
+        self.browser.current_changed.connect(self.show_sample)
+        self.canvas.cursor_moved.connect(self._cursor_moved)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        self.layers.state_changed.connect(self.prediction.display_changed)
+        self.prediction.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.prediction.model_changed.connect(lambda _p: self._update_title())
+        self._restore_layout()
+
+    # ----------------------------------------------------------------- construction
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.pixel_label, self.size_label, self.zoom_label = QLabel(), QLabel(), QLabel()
+        self.training_label = QLabel()
+        for label, width in ((self.training_label, 0), (self.pixel_label, 300),
+                             (self.size_label, 110), (self.zoom_label, 60)):
+            label.setObjectName("statusField")
+            if width:
+                label.setMinimumWidth(width)
+            bar.addPermanentWidget(label)
+        bar.showMessage("Ready", 3000)
+
+    def _action(self, text: str, slot, keys: str | list[str] = "", icon_name: str = "",
+                group: str = "General") -> QAction:
+        action = QAction(icon(icon_name) if icon_name else icon("blank"), text, self)
+        if keys:
+            action.setShortcuts([QKeySequence(k) for k in ([keys] if isinstance(keys, str) else keys)])
+            action.setToolTip(f"{text.replace('&', '').rstrip('…')} "
+                              f"({action.shortcut().toString()})")
+        action.setProperty("shortcutGroup", group)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        return action
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.open_action = a("&Open dataset folder…", self.choose_dataset, "Ctrl+O", "open", "File")
+        self.open_image_action = a("Open large &image…", self.choose_large_image, "Ctrl+Shift+O",
+                                   "image", "File")
+        self.quit_action = a("&Quit", self.close, "Ctrl+Q", "", "File")
+        self.next_action = a("&Next image", self.browser.select_next,
+                             ["PgDown", "Ctrl+Right"], "next", "Browse")
+        self.previous_action = a("&Previous image", self.browser.select_previous,
+                                 ["PgUp", "Ctrl+Left"], "previous", "Browse")
+        self.worst_action = a("Sort by IoU, &worst first", self.browser.sort_worst_first,
+                              "Ctrl+W", "sort", "Browse")
+        self.fit_action = a("&Fit to window", self.canvas.fit, "F", "fit", "View")
+        self.zoom100_action = a("Zoom &100 %", self.canvas.zoom_100, "1", "zoom-100", "View")
+        self.zoom_in_action = a("Zoom &in", self.canvas.zoom_in, ["+", "="], "zoom-in", "View")
+        self.zoom_out_action = a("Zoom &out", self.canvas.zoom_out, "-", "zoom-out", "View")
+        self.shortcuts_action = a("&Keyboard shortcuts", self.show_shortcuts, "F1", "", "Help")
+        self.about_action = a("&About Rooftop Studio", lambda: show_about(self), "", "", "Help")
+        for act in self.layers.actions_list():
+            act.setProperty("shortcutGroup", "Layers")
+            self.addAction(act)
+        for act in self.prediction.actions_list():
+            act.setProperty("shortcutGroup", "Prediction")
+            self.addAction(act)
+
+    def _make_menus_and_toolbar(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.open_action, self.open_image_action])
+        self.recent_menu = file_menu.addMenu("&Recent datasets")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.prediction.load_model_action)
+        file_menu.addActions([self.prediction.export_masks_action,
+                              self.prediction.export_composites_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        view = menu.addMenu("&View")
+        view.addActions([self.fit_action, self.zoom100_action, self.zoom_in_action,
+                         self.zoom_out_action])
+        view.addSeparator()
+        view.addActions(self.layers.actions_list())
+        view.addSeparator()
+        view.addActions([self.next_action, self.previous_action, self.worst_action])
+        view.addSeparator()
+        panels = view.addMenu("&Panels")
+        for dock in (self.browser_dock, self.layers_dock, self.prediction_dock, self.training_dock):
+            panels.addAction(dock.toggleViewAction())
+        predict = menu.addMenu("&Prediction")
+        predict.addActions(self.prediction.actions_list())
+        help_menu = menu.addMenu("&Help")
+        help_menu.addActions([self.shortcuts_action, self.about_action])
+
+        bar = self.addToolBar("Main")
+        bar.setObjectName("toolbar_main")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        bar.addActions([self.open_action, self.open_image_action])
+        bar.addSeparator()
+        bar.addActions([self.previous_action, self.next_action])
+        bar.addSeparator()
+        bar.addActions([self.fit_action, self.zoom100_action, self.zoom_in_action,
+                        self.zoom_out_action])
+        bar.addSeparator()
+        bar.addActions(self.layers.actions_list())
+        bar.addSeparator()
+        bar.addActions([self.prediction.predict_image_action,
+                        self.prediction.predict_split_action, self.prediction.export_masks_action])
+
+    # ----------------------------------------------------------------- datasets
+    def choose_dataset(self) -> None:
+        start = str(self.dataset_path.parent) if self.dataset_path else str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if path:
+            self.open_dataset(Path(path))
+
+    def open_dataset(self, path: Path) -> bool:
+        """Open a dataset folder (``train/`` and ``test/`` with ``data/`` and ``label/``)."""
+        from core.dataset import open_dataset
+
+        try:
+            dataset = open_dataset(path)
+        except RooftopError as exc:
+            show_error(self, "Cannot open dataset", exc)
+            self.statusBar().showMessage(describe(exc), 10000)
+            return False
+        self.dataset, self.dataset_path = dataset, Path(path)
+        self.browser.set_dataset(dataset)
+        cfg.add_recent_dataset(self.settings, Path(path))
+        if hasattr(self.training, "set_dataset"):
+            self.training.set_dataset(Path(path))
+        self._update_title()
+        self.statusBar().showMessage(
+            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000)
+        self.canvas.set_message("Pick an image in the Dataset panel (PgDown / PgUp to step).")
+        self.prediction._update_enabled()
+        if self.browser.proxy.rowCount():
+            self.browser.select_row(0)
+        self.dataset_opened.emit(Path(path))
+        return True
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = cfg.recent_datasets(self.settings)
+        for path in recent:
+            act = self.recent_menu.addAction(f"{path.name}   —   {path.parent}")
+            act.triggered.connect(lambda _c=False, p=path: self.open_dataset(p))
+        if not recent:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def choose_large_image(self) -> None:
+        from rooftop_gui.generate_dialog import GenerateDialog
+
+        image, _ = QFileDialog.getOpenFileName(
+            self, "Open large image", str(Path.home()),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+        if not image:
+            return
+        mask, _ = QFileDialog.getOpenFileName(
+            self, "Its roof mask (Cancel if there is none)", str(Path(image).parent),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+        dialog = GenerateDialog(self.runner, self.settings, Path(image),
+                                Path(mask) if mask else None, self)
+        if dialog.exec() and dialog.result_dir is not None:
+            self.open_dataset(dialog.result_dir)
+
+    # ----------------------------------------------------------------- samples
+    def show_sample(self, sample: Any) -> None:
+        """Read the sample's image and label and show them (errors: dialog, app goes on)."""
+        from core.io import read_image, read_mask
+
+        self.sample_shown.emit(sample)
+        if sample is None:
+            self.canvas.set_image(None)
+            self.prediction.set_current(None)
+            self.size_label.setText("")
+            return
+        try:
+            image = read_image(sample.image_path)
+        except RooftopError as exc:
+            self.canvas.set_image(None)
+            self.canvas.set_message(f"Cannot show this image:\n{exc}")
+            self.prediction.set_current(None)
+            self.size_label.setText("")
+            self.statusBar().showMessage(str(exc), 15000)
+            QMessageBox.warning(self, "Cannot read image", str(exc))
+            return
+        keep = self.canvas.image() is not None and self.canvas.image().shape == image.shape
+        self.canvas.set_image(image, keep_view=keep)
+        label_path = getattr(sample, "label_path", None)
+        if label_path is not None and Path(label_path).exists():
+            try:
+                self.canvas.set_label(read_mask(label_path))
+            except (RooftopError, ValueError) as exc:
+                self.statusBar().showMessage(f"Label not shown: {describe(exc)}", 15000)
+        self.prediction.set_current(sample)
+        self.size_label.setText(f"{image.shape[1]} × {image.shape[0]}")
+        self.setWindowFilePath(str(sample.image_path))
+        self.statusBar().showMessage(f"{sample.split}/{sample.name}", 4000)
+
+    def current_sample(self) -> Any:
+        return self.browser.current_sample()
+
+    # ----------------------------------------------------------------- status
+    def _cursor_moved(self, x: int, y: int) -> None:
+        if x < 0:
+            self.pixel_label.setText("")
+            return
+        info = self.canvas.pixel_info(x, y)
+        text = f"x {x}  y {y}"
+        if "rgb" in info:
+            text += "   RGB {} {} {}".format(*info["rgb"])
+        if "probability" in info:
+            text += f"   p {info['probability']:.2f}"
+        if "label" in info:
+            text += "   roof" if info["label"] else "   —"
+        self.pixel_label.setText(text)
+
+    def _training_running(self, running: bool) -> None:
+        self.training_label.setText("● training" if running else "")
+        self.training_label.setProperty("active", running)
+
+    def _update_title(self) -> None:
+        name = self.dataset_path.name if self.dataset_path else ""
+        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self).exec()
+
+    # ----------------------------------------------------------------- layout and close
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if isinstance(geometry, QByteArray | bytes):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 920)
+        if isinstance(state, QByteArray | bytes):
+            self.restoreState(state)
+        else:
+            self.resizeDocks([self.browser_dock], [340], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.layers_dock, self.prediction_dock], [330, 330],
+                             Qt.Orientation.Horizontal)
+            self.resizeDocks([self.layers_dock, self.prediction_dock], [280, 560],
+                             Qt.Orientation.Vertical)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def training_is_running(self) -> bool:
+        is_running = getattr(self.training, "is_running", None)
+        return bool(is_running()) if callable(is_running) else bool(
+            self.training_label.property("active"))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.training_is_running():
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "A model is training. Stop it (the model so far is saved) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.save_layout()
+        self.browser.thumbnails.shutdown()
+        for name in ("shutdown", "stop"):
+            stop = getattr(self.training, name, None)
+            if callable(stop):
+                stop()
+                break
+        if not self.runner.stop_all(30_000):
+            log.warning("background tasks still running at exit")
+        event.accept()
+        super().closeEvent(event)
+
+    # ----------------------------------------------------------------- first start
+    def open_initial(self, dataset: Path | None) -> None:
+        """Open ``dataset``, else the last one, else the demo (made now if needed)."""
+        if dataset is not None:
+            self.open_dataset(Path(dataset))
+            return
+        last = self.settings.value("last_dataset", "")
+        if last and Path(last).is_dir() and self.open_dataset(Path(last)):
+            return
+        demo = cfg.demo_dir() / "dataset"
+        if (demo / "train").is_dir():
+            self.open_dataset(demo)
+            return
+        QTimer.singleShot(0, self.make_demo)
+
+    def make_demo(self, size: int = 2048) -> None:
+        """Write the synthetic demo scene and cut it into a dataset, in the background."""
+        folder = cfg.demo_dir()
+        dialog = QProgressDialog("Making the demo dataset (a synthetic aerial scene)…", "Cancel",
+                                 0, 0, self)
+        dialog.setWindowTitle("First start")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        self._demo_dialog = dialog
+
+        def work(on_progress, should_stop):
+            from core.dataset import generate_dataset
+            from core.synthetic import write_demo
+
+            image, labels = write_demo(folder, size=size, seed=0)
+            return generate_dataset(image, labels, folder / "dataset", on_progress=on_progress,
+                                    should_stop=should_stop)
+
+        def progress(event):
+            done, total = getattr(event, "done", None), getattr(event, "total", None)
+            if done is not None and total:
+                dialog.setMaximum(total)
+                dialog.setValue(done)
+
+        def finished(result):
+            dialog.reset()
+            self.open_dataset(Path(result.dataset_dir))
+
+        def failed(exc):
+            dialog.reset()
+            if not dialog.wasCanceled():
+                show_error(self, "Cannot make the demo dataset", exc)
+
+        task = self.runner.start(work, on_progress=progress, on_finished=finished,
+                                 on_failed=failed, name="demo")
+        dialog.canceled.connect(task.request_stop)
+        dialog.show()
+        self._demo_task = task

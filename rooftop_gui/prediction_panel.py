@@ -1,0 +1,676 @@
+"""Prediction and export: the active model, predict image/split in the background, metrics, export.
+
+Torch is imported only inside worker functions (``core.checkpoint.load_checkpoint``,
+``core.predict``), never at module level, so the window opens without it.
+
+Probability maps are cached per (model, split, image) in a size-bounded LRU, so switching images
+shows known predictions at once, threshold/dilation changes re-score a predicted split from the
+cache, and exports write what is shown (``core.export.export_mask`` = ``core.postprocess.to_mask``
+with the threshold and dilation of the layer panel).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import RooftopError, TrainingStopped
+from core.metrics import Confusion
+from rooftop_gui.browser import DatasetBrowser, Key, sample_key
+from rooftop_gui.canvas import ImageCanvas
+from rooftop_gui.errors import describe, show_error
+from rooftop_gui.resources import icon
+from rooftop_gui.workers import Task, TaskRunner
+
+METRICS = (("iou", "IoU"), ("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"),
+           ("accuracy", "Accuracy"))
+
+
+class ProbabilityCache:
+    """LRU of probability maps keyed ``(model_path, split, name)``, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 768 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        prob = self._items.get(key)
+        if prob is not None:
+            self._items.move_to_end(key)
+        return prob
+
+    def put(self, key: tuple, prob: np.ndarray) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
+        self._items[key] = prob
+        self._bytes += prob.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.nbytes
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
+class ModelHolder:
+    """Loads a checkpoint once (in a worker thread) and hands it to the next worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: Any = None
+
+    def get(self, path: Path) -> Any:
+        from core.checkpoint import load_checkpoint  # torch: only when first needed
+
+        with self._lock:
+            if self._loaded is None or Path(self._loaded.path) != Path(path):
+                self._loaded = load_checkpoint(path, device="cpu")
+            return self._loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded = None
+
+
+@dataclass
+class SplitScores:
+    """Per-image confusions of one predicted split, and the display settings they were made at."""
+
+    split: str
+    model: Path
+    threshold: float
+    dilation: int
+    per_image: dict[Key, Confusion] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def total(self) -> Confusion:
+        total = Confusion()
+        for conf in self.per_image.values():
+            total = total + conf
+        return total
+
+
+def _confusion(prob: np.ndarray, label_path: Path | None, threshold: float,
+               dilation: int) -> Confusion | None:
+    from core.io import read_mask
+    from core.postprocess import to_mask
+
+    if label_path is None or not Path(label_path).exists():
+        return None
+    truth = read_mask(label_path)
+    if truth.shape != prob.shape:
+        raise RooftopError(f"label is {truth.shape[1]} x {truth.shape[0]} but the prediction is "
+                           f"{prob.shape[1]} x {prob.shape[0]}", label_path)
+    return Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
+
+
+class PredictionPanel(QWidget):
+    """Active model, Predict image / split, a metrics table and export buttons."""
+
+    model_changed = Signal(object)      # Path | None
+    status_message = Signal(str)
+    busy_changed = Signal(bool)
+    prediction_shown = Signal(object)   # Key of the image whose prediction is now on the canvas
+
+    def __init__(self, canvas: ImageCanvas, browser: DatasetBrowser, runner: TaskRunner,
+                 settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("predictionPanel")
+        self.canvas = canvas
+        self.browser = browser
+        self.runner = runner
+        self.settings = settings
+        self.cache = ProbabilityCache()
+        self.models = ModelHolder()
+        self.model_path: Path | None = None
+        self.scores: SplitScores | None = None
+        self._task: Task | None = None
+        self._rescore_task: Task | None = None
+        self._current: Any = None  # the Sample on the canvas
+        self._rescore_timer = QTimer(self)
+        self._rescore_timer.setSingleShot(True)
+        self._rescore_timer.setInterval(250)
+        self._rescore_timer.timeout.connect(self.rescore)
+
+        # actions (also in the main window's menus)
+        self.load_model_action = QAction(icon("model"), "Load &model…", self)
+        self.load_model_action.setShortcut(QKeySequence("Ctrl+M"))
+        self.load_model_action.setToolTip("Use a model file (.safetensors) for prediction")
+        self.predict_image_action = QAction(icon("predict"), "Predict current &image", self)
+        self.predict_image_action.setShortcut(QKeySequence("Ctrl+Return"))
+        self.predict_split_action = QAction(icon("predict-split"), "Predict &split", self)
+        self.predict_split_action.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        self.stop_action = QAction(icon("stop"), "Stop prediction", self)
+        self.stop_action.setShortcut(QKeySequence("Ctrl+."))
+        self.export_masks_action = QAction(icon("export"), "Export &masks…", self)
+        self.export_masks_action.setShortcut(QKeySequence("Ctrl+E"))
+        self.export_composites_action = QAction(icon("composite"), "Export &composites…", self)
+        self.export_composites_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        for act in self.actions_list():
+            act.setStatusTip(act.text().replace("&", "").rstrip("…"))
+            if act.shortcut().toString():
+                act.setToolTip(f"{act.statusTip()} ({act.shortcut().toString()})")
+
+        # widgets
+        self.model_label = QLabel("No model: train one or load a model file")
+        self.model_label.setWordWrap(True)
+        self.model_label.setObjectName("modelLabel")
+        load = QToolButton()
+        load.setDefaultAction(self.load_model_action)
+        load.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        self.split_box = QComboBox()
+        self.split_box.addItem("Test split", "test")
+        self.split_box.addItem("Train split", "train")
+        self.predict_image_button = QPushButton(icon("predict"), "Predict image")
+        self.predict_split_button = QPushButton(icon("predict-split"), "Predict split")
+        self.stop_button = QPushButton(icon("stop"), "Stop")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setVisible(False)
+        self.metrics = QTableWidget(len(METRICS), 1)
+        self.metrics.setHorizontalHeaderLabels(["—"])
+        self.metrics.setVerticalHeaderLabels([name for _k, name in METRICS])
+        self.metrics.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.metrics.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.metrics.verticalHeader().setDefaultSectionSize(24)
+        self.metrics.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.metrics.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.metrics.setFixedHeight(24 * len(METRICS) + 30)
+        self.metrics_note = QLabel("Predict a split to see its metrics.")
+        self.metrics_note.setObjectName("muted")
+        self.metrics_note.setWordWrap(True)
+        self.scope_box = QComboBox()
+        self.scope_box.addItem("Current image", "image")
+        self.scope_box.addItem("Whole split", "split")
+        self.export_masks_button = QPushButton(icon("export"), "Masks…")
+        self.export_composites_button = QPushButton(icon("composite"), "Composites…")
+
+        model_box = QGroupBox("Model")
+        mrow = QHBoxLayout(model_box)
+        mrow.addWidget(self.model_label, 1)
+        mrow.addWidget(load)
+        predict_box = QGroupBox("Predict")
+        grid = QGridLayout(predict_box)
+        grid.addWidget(self.predict_image_button, 0, 0, 1, 2)
+        grid.addWidget(self.split_box, 1, 0)
+        grid.addWidget(self.predict_split_button, 1, 1)
+        grid.addWidget(self.progress, 2, 0)
+        grid.addWidget(self.stop_button, 2, 1)
+        metrics_box = QGroupBox("Metrics (summed over the split)")
+        mlay = QVBoxLayout(metrics_box)
+        mlay.addWidget(self.metrics)
+        mlay.addWidget(self.metrics_note)
+        export_box = QGroupBox("Export (threshold and dilation as shown)")
+        elay = QGridLayout(export_box)
+        elay.addWidget(self.scope_box, 0, 0, 1, 2)
+        elay.addWidget(self.export_masks_button, 1, 0)
+        elay.addWidget(self.export_composites_button, 1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        for box in (model_box, predict_box, metrics_box, export_box):
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+        self.load_model_action.triggered.connect(self.choose_model)
+        self.predict_image_action.triggered.connect(self.predict_current)
+        self.predict_split_action.triggered.connect(lambda: self.predict_split())
+        self.stop_action.triggered.connect(self.stop)
+        self.export_masks_action.triggered.connect(lambda: self.choose_export("masks"))
+        self.export_composites_action.triggered.connect(lambda: self.choose_export("composites"))
+        self.predict_image_button.clicked.connect(self.predict_current)
+        self.predict_split_button.clicked.connect(lambda: self.predict_split())
+        self.stop_button.clicked.connect(self.stop)
+        self.export_masks_button.clicked.connect(lambda: self.choose_export("masks"))
+        self.export_composites_button.clicked.connect(lambda: self.choose_export("composites"))
+        self.split_box.setCurrentIndex(max(0, self.split_box.findData(
+            settings.value("prediction/split", "test"))))
+        self.split_box.currentIndexChanged.connect(
+            lambda _i: settings.setValue("prediction/split", self.split_box.currentData()))
+        self._update_enabled()
+
+    def actions_list(self) -> list[QAction]:
+        return [self.load_model_action, self.predict_image_action, self.predict_split_action,
+                self.stop_action, self.export_masks_action, self.export_composites_action]
+
+    # ----------------------------------------------------------------- model
+    def choose_model(self) -> None:
+        start = str(self.model_path.parent) if self.model_path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", start,
+                                              "Rooftop models (*.safetensors);;All files (*)")
+        if path:
+            self.set_model(Path(path))
+
+    def set_model(self, path: Path | None) -> bool:
+        """Make ``path`` the active model (metadata checked without torch)."""
+        if path is not None:
+            from core.checkpoint import read_metadata
+
+            try:
+                meta = read_metadata(path)
+            except RooftopError as exc:
+                show_error(self, "Cannot use this model", exc)
+                return False
+            arch = meta.get("arch", "?")
+            metrics = meta.get("metrics") or {}
+            val_iou = metrics.get("val_iou") if isinstance(metrics, dict) else None
+            text = f"<b>{Path(path).name}</b><br>{arch}"
+            if isinstance(val_iou, int | float):
+                text += f" · val IoU {val_iou:.3f}"
+            self.model_label.setText(text)
+            self.model_label.setToolTip(str(path))
+        else:
+            self.model_label.setText("No model: train one or load a model file")
+        if path != self.model_path:
+            self.model_path = Path(path) if path else None
+            self.scores = None
+            self.browser.clear_iou()
+            self._show_metrics()
+            self.show_cached(self._current)
+            self.model_changed.emit(self.model_path)
+        self._update_enabled()
+        return True
+
+    # ----------------------------------------------------------------- current image
+    def set_current(self, sample: Any) -> None:
+        """The main window tells us which sample the canvas shows now."""
+        self._current = sample
+        self.show_cached(sample)
+        self._update_enabled()
+
+    def _key(self, sample: Any) -> tuple:
+        return (str(self.model_path), sample.split, sample.name)
+
+    def show_cached(self, sample: Any) -> None:
+        if sample is None or self.canvas.image() is None:
+            return
+        prob = self.cache.get(self._key(sample)) if self.model_path else None
+        if prob is not None and prob.shape != self.canvas.image().shape[:2]:
+            prob = None
+        self.canvas.set_probability(prob)
+        if prob is not None:
+            self.prediction_shown.emit(sample_key(sample))
+
+    def set_probability(self, sample: Any, prob: np.ndarray) -> None:
+        """Store a probability map for ``sample`` (and show it if it is on the canvas)."""
+        self.cache.put(self._key(sample), prob)
+        if self._current is not None and sample_key(sample) == sample_key(self._current):
+            self.show_cached(sample)
+
+    def predict_current(self) -> None:
+        sample, image = self._current, self.canvas.image()
+        if sample is None or image is None:
+            self.status_message.emit("Select an image first.")
+            return
+        if not self._ready_to_run():
+            return
+        model_path, holder = self.model_path, self.models
+        image = image.copy()
+
+        def work(on_progress, should_stop):
+            from core.predict import predict_probabilities
+
+            on_progress(("loading", 0, 1))
+            loaded = holder.get(model_path)
+            on_progress(("predicting", 0, 1))
+            return predict_probabilities(loaded.model, image, should_stop=should_stop)
+
+        def done(prob):
+            self.cache.put((str(model_path), sample.split, sample.name), prob)
+            label = self.canvas.label_array()
+            if (self._current is not None and sample_key(sample) == sample_key(self._current)
+                    and str(model_path) == str(self.model_path)):
+                self.canvas.set_probability(prob)
+                self.prediction_shown.emit(sample_key(sample))
+                if label is not None:
+                    conf = Confusion.from_masks(self.canvas.displayed_mask(), label)
+                    self.browser.set_iou({sample_key(sample): conf.iou})
+                    self.status_message.emit(f"Predicted {sample.name}: IoU {conf.iou:.3f}")
+                else:
+                    self.status_message.emit(f"Predicted {sample.name}")
+
+        self._start(work, done, f"Predicting {sample.name}…", busy=True)
+
+    # ----------------------------------------------------------------- split
+    def predict_split(self, split: str | None = None) -> None:
+        split = split or self.split_box.currentData()
+        samples = self.browser.samples(split)
+        if not samples:
+            self.status_message.emit(f"The {split} split has no images.")
+            return
+        if not self._ready_to_run():
+            return
+        model_path, holder = self.model_path, self.models
+        threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
+        self.scores = SplitScores(split, model_path, threshold, dilation)
+        self.browser.clear_iou()
+        self._show_metrics()
+
+        def work(on_progress, should_stop):
+            from core.io import read_image
+            from core.predict import predict_probabilities
+
+            loaded = holder.get(model_path)  # the model is loaded once for the whole split
+            for i, sample in enumerate(samples):
+                if should_stop():
+                    return "stopped"
+                try:
+                    image = read_image(sample.image_path)
+                    prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
+                    conf = _confusion(prob, sample.label_path, threshold, dilation)
+                    on_progress(("image", i + 1, len(samples), sample, prob, conf, None))
+                except TrainingStopped:
+                    return "stopped"
+                except RooftopError as exc:  # a corrupt image: report it and go on
+                    on_progress(("image", i + 1, len(samples), sample, None, None, str(exc)))
+            return "done"
+
+        def progress(event):
+            _kind, i, n, sample, prob, conf, error = event
+            self.progress.setRange(0, n)
+            self.progress.setValue(i)
+            self.progress.setFormat(f"{i} / {n}")
+            if self.scores is None:
+                return
+            if error:
+                self.scores.errors.append(error)
+            if prob is not None:
+                self.set_probability(sample, prob)
+            if conf is not None:
+                self.scores.per_image[sample_key(sample)] = conf
+                self.browser.set_iou({sample_key(sample): conf.iou})
+                self._show_metrics()
+
+        def done(outcome):
+            self._show_metrics()
+            scored = len(self.scores.per_image) if self.scores else 0
+            message = f"Predicted the {split} split: {scored} image(s) scored"
+            if outcome == "stopped":
+                message = f"Stopped: {message}"
+            if self.scores and self.scores.errors:
+                message += f"; {len(self.scores.errors)} could not be read"
+                show_error(self, "Some images could not be predicted",
+                           "\n".join(self.scores.errors[:10])
+                           + ("\n…" if len(self.scores.errors) > 10 else ""))
+            self.status_message.emit(message)
+
+        self._start(work, done, f"Predicting the {split} split…", busy=True, on_progress=progress)
+
+    # ----------------------------------------------------------------- re-scoring
+    def display_changed(self) -> None:
+        """Threshold or dilation changed: re-score the predicted split (debounced)."""
+        if self.scores is not None and self.scores.per_image:
+            self._rescore_timer.start()
+        self._show_metrics()
+        if self._current is not None and self.canvas.displayed_mask() is not None:
+            label = self.canvas.label_array()
+            if label is not None:
+                conf = Confusion.from_masks(self.canvas.displayed_mask(), label)
+                self.browser.set_iou({sample_key(self._current): conf.iou})
+
+    def rescore(self) -> None:
+        """Recompute the split's confusions from cached probabilities at the shown settings."""
+        scores = self.scores
+        if scores is None or (self._task is not None) or self._rescore_task is not None:
+            if scores is not None and self._rescore_task is not None:
+                self._rescore_timer.start()
+            return
+        threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
+        if (threshold, dilation) == (scores.threshold, scores.dilation):
+            return
+        by_key = {sample_key(s): s for s in self.browser.samples(scores.split)}
+        jobs = []
+        for key in scores.per_image:
+            prob = self.cache.get((str(scores.model), *key))
+            if prob is None:
+                continue
+            jobs.append((key, prob, by_key[key].label_path))
+        if len(jobs) < len(scores.per_image):
+            self.metrics_note.setText("Some predictions are no longer cached: predict the split "
+                                      "again to score it at these settings.")
+            return
+
+        def work(on_progress, should_stop):
+            out = {}
+            for key, prob, label_path in jobs:
+                if should_stop():
+                    return None
+                conf = _confusion(prob, label_path, threshold, dilation)
+                if conf is not None:
+                    out[key] = conf
+            return out
+
+        def done(result):
+            if result is None or self.scores is not scores:
+                return
+            scores.per_image = result
+            scores.threshold, scores.dilation = threshold, dilation
+            self.browser.set_iou({k: c.iou for k, c in result.items()})
+            self._show_metrics()
+
+        def finished():
+            self._rescore_task = None
+            if self.scores is scores and (self.canvas.state.threshold,
+                                          self.canvas.state.dilation) != (scores.threshold,
+                                                                          scores.dilation):
+                self._rescore_timer.start()
+
+        self._rescore_task = self.runner.start(work, on_finished=done, on_done=finished,
+                                               on_failed=lambda e: self.status_message.emit(
+                                                   f"Re-scoring failed: {describe(e)}"),
+                                               name="rescore")
+
+    def _show_metrics(self) -> None:
+        scores = self.scores
+        if scores is None or not scores.per_image:
+            self.metrics.setHorizontalHeaderLabels(["—"])
+            for row in range(len(METRICS)):
+                self.metrics.setItem(row, 0, QTableWidgetItem(""))
+            if scores is None:
+                self.metrics_note.setText("Predict a split to see its metrics.")
+            return
+        values = scores.total().scores()
+        self.metrics.setHorizontalHeaderLabels([f"{scores.split} ({len(scores.per_image)} images)"])
+        for row, (key, _name) in enumerate(METRICS):
+            item = QTableWidgetItem(f"{values[key]:.4f}")
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.metrics.setItem(row, 0, item)
+        dil = f"dilation {scores.dilation}" if scores.dilation else "no dilation"
+        note = f"Model {scores.model.name}, threshold {scores.threshold:.2f}, {dil}."
+        if (self.canvas.state.threshold, self.canvas.state.dilation) != (scores.threshold,
+                                                                         scores.dilation):
+            note += " Updating to the shown settings…"
+        self.metrics_note.setText(note)
+
+    def metric_values(self) -> dict[str, float] | None:
+        return None if self.scores is None or not self.scores.per_image else \
+            self.scores.total().scores()
+
+    # ----------------------------------------------------------------- export
+    def choose_export(self, what: str) -> None:
+        start = self.settings.value("export/last_folder", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, f"Export {what} to folder", start)
+        if folder:
+            self.settings.setValue("export/last_folder", folder)
+            self.export(what, Path(folder), self.scope_box.currentData())
+
+    def export(self, what: str, out_dir: Path, scope: str = "image") -> Task | None:
+        """Write ``what`` ("masks" or "composites") of the current image or the split."""
+        threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
+        if scope == "image":
+            sample = self._current
+            prob = self.canvas.probability()
+            if sample is None or prob is None:
+                show_error(self, "Nothing to export",
+                           "Predict the current image first (Ctrl+Return).")
+                return None
+            jobs = [(sample, prob, self.canvas.image(), self.canvas.label_array())]
+            model_path = self.model_path
+        else:
+            split = self.split_box.currentData()
+            samples = self.browser.samples(split)
+            if not samples:
+                show_error(self, "Nothing to export", f"The {split} split has no images.")
+                return None
+            model_path = self.model_path
+            jobs = [(s, self.cache.get(self._key(s)) if model_path else None, None, None)
+                    for s in samples]
+            if model_path is None and any(p is None for _s, p, _i, _l in jobs):
+                show_error(self, "No model", "Load or train a model to predict the images "
+                                             "that have no prediction yet.")
+                return None
+        if self._task is not None:
+            self.status_message.emit("Wait for the running prediction to finish.")
+            return None
+        holder = self.models
+
+        def work(on_progress, should_stop):
+            from core.export import composite, export_mask
+            from core.io import ensure_folder, read_image, read_mask, write_image
+            from core.postprocess import to_mask
+
+            ensure_folder(out_dir)
+            written, errors, loaded = [], [], None
+            for i, (sample, prob, image, label) in enumerate(jobs):
+                if should_stop():
+                    break
+                try:
+                    if prob is None or (what == "composites" and image is None):
+                        image = read_image(sample.image_path)
+                    if prob is None:
+                        from core.predict import predict_probabilities
+
+                        loaded = loaded or holder.get(model_path)
+                        prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
+                        on_progress(("prob", sample, prob))
+                    stem = Path(sample.name).stem
+                    if what == "masks":
+                        written.append(export_mask(out_dir, stem, prob, threshold, dilation))
+                    else:
+                        if label is None and sample.label_path and Path(sample.label_path).exists():
+                            label = read_mask(sample.label_path)
+                        picture = composite(image, label, to_mask(prob, threshold, dilation))
+                        written.append(write_image(out_dir / f"{stem}_composite.png", picture))
+                except TrainingStopped:
+                    break
+                except RooftopError as exc:
+                    errors.append(str(exc))
+                on_progress(("count", i + 1, len(jobs)))
+            return written, errors
+
+        def progress(event):
+            if event[0] == "prob":
+                self.set_probability(event[1], event[2])
+            else:
+                self.progress.setRange(0, event[2])
+                self.progress.setValue(event[1])
+                self.progress.setFormat(f"{event[1]} / {event[2]}")
+
+        def done(result):
+            written, errors = result
+            dil = f"dilation {dilation}" if dilation else "no dilation"
+            self.status_message.emit(f"Exported {len(written)} {what} to {out_dir} "
+                                     f"(threshold {threshold:.2f}, {dil})")
+            if errors:
+                show_error(self, f"Some {what} could not be exported", "\n".join(errors[:10]))
+
+        return self._start(work, done, f"Exporting {what}…", busy=True, on_progress=progress)
+
+    # ----------------------------------------------------------------- plumbing
+    def _ready_to_run(self) -> bool:
+        if self.model_path is None:
+            show_error(self, "No model", "Train a model in the Training panel, pick one from its "
+                                         "models list, or load a model file (Ctrl+M).")
+            return False
+        if self._task is not None:
+            self.status_message.emit("A prediction is already running.")
+            return False
+        return True
+
+    def _start(self, work, done, message: str, busy: bool,
+               on_progress=None) -> Task:
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("")
+        self.status_message.emit(message)
+
+        def failed(exc):
+            if isinstance(exc, TrainingStopped):
+                self.status_message.emit("Stopped.")
+                return
+            show_error(self, "Prediction failed", exc)
+            self.status_message.emit(describe(exc))
+
+        def finished():
+            self._task = None
+            self.progress.setVisible(False)
+            self._update_enabled()
+            self.busy_changed.emit(False)
+
+        def progress(event):
+            if on_progress is not None:
+                on_progress(event)
+
+        self._task = self.runner.start(work, on_progress=progress, on_finished=done,
+                                       on_failed=failed, on_done=finished, name="prediction")
+        self._update_enabled()
+        self.busy_changed.emit(True)
+        return self._task
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.request_stop()
+            self.status_message.emit("Stopping…")
+
+    def is_busy(self) -> bool:
+        return self._task is not None
+
+    def wait(self, timeout_ms: int = 60_000) -> bool:
+        """Wait for the running prediction/export (tests)."""
+        task = self._task
+        return True if task is None else task.wait(timeout_ms)
+
+    def _update_enabled(self) -> None:
+        busy = self._task is not None
+        has_model = self.model_path is not None
+        has_image = self._current is not None and self.canvas.image() is not None
+        for widget in (self.predict_image_button, self.predict_image_action):
+            widget.setEnabled(has_model and has_image and not busy)
+        for widget in (self.predict_split_button, self.predict_split_action):
+            widget.setEnabled(has_model and not busy and self.browser.dataset is not None)
+        for widget in (self.stop_button, self.stop_action):
+            widget.setEnabled(busy)
+        for widget in (self.export_masks_button, self.export_masks_action,
+                       self.export_composites_button, self.export_composites_action):
+            widget.setEnabled(not busy)
