@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, runner: TaskRunner | None = None) -> None:
         super().__init__()
+        self.setObjectName("mainWindow")
         self.settings = settings or cfg.make_settings()
         self.runner = runner or default_runner()
         self.dataset = None

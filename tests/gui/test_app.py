@@ -1,0 +1,109 @@
+"""Start-up: the launcher, the window title, no torch before it is needed, the crash hook."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from rooftop_gui import app as app_module
+from rooftop_gui import errors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        import tests.gui.conftest  # noqa: F401  (core.dataset shim until core.dataset lands)
+        from rooftop_gui.app import create_app
+        from rooftop_gui.main_window import MainWindow
+        app = create_app()
+        window = MainWindow()
+        window.show()
+        window.open_initial({str(tiny_dataset)!r})
+        app.processEvents()
+        assert window.windowTitle() == "Rooftop Studio — tiny", window.windowTitle()
+        assert window.canvas.image() is not None
+        heavy = [m for m in ("torch", "core.train", "core.predict", "core.evaluate") if m in sys.modules]
+        window.close()
+        print("HEAVY", heavy)
+    """)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+
+
+def test_main_opens_the_dataset_given(qtbot, tiny_dataset, monkeypatch):
+    monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+    assert app_module.main([str(tiny_dataset)]) == 0
+    windows = [w for w in QApplication.topLevelWidgets() if w.objectName() == "mainWindow"]
+    window = windows[-1]
+    qtbot.addWidget(window)
+    assert window.windowTitle() == "Rooftop Studio — tiny"
+    assert QApplication.applicationName() == "Rooftop Studio"
+    window.close()
+
+
+def test_main_py_is_a_thin_launcher():
+    text = (ROOT / "main.py").read_text()
+    assert "from rooftop_gui.app import main" in text
+
+
+def test_crash_hook_logs_without_dialog_in_tests(monkeypatch, capsys, qapp):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(self.text()))
+    try:
+        raise RuntimeError("kaboom")
+    except RuntimeError as exc:
+        errors.handle_exception(type(exc), exc, exc.__traceback__)
+    assert "kaboom" in capsys.readouterr().err
+    assert not shown
+
+
+def test_crash_hook_shows_a_dialog(monkeypatch, qtbot):
+    monkeypatch.setenv("ROOFTOP_NO_CRASH_DIALOG", "0")
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(
+        (self.text(), self.detailedText())))
+    errors.install_exception_hooks()
+    try:
+        raise ValueError("bad value in a slot")
+    except ValueError as exc:
+        errors.handle_exception(type(exc), exc, exc.__traceback__)
+    qtbot.waitUntil(lambda: bool(shown))
+    assert "bad value in a slot" in shown[0][0]
+    assert "Traceback" in shown[0][1]
+
+
+def test_first_start_makes_the_demo(qtbot, monkeypatch):
+    pytest.importorskip("core.synthetic")
+    dataset = pytest.importorskip("core.dataset")
+    if not hasattr(dataset, "generate_dataset"):
+        pytest.skip("core.dataset.generate_dataset not available yet")
+    from rooftop_gui.main_window import MainWindow
+    from rooftop_gui.settings import demo_dir, make_settings
+
+    real = dataset.generate_dataset
+
+    def small(image, labels, out, config=None, **kwargs):
+        config = dataset.GenerateConfig(patches=(dataset.PatchSpec(64, 0.5),), resize=None,
+                                        rotations=(0,))
+        return real(image, labels, out, config, **kwargs)
+
+    monkeypatch.setattr(dataset, "generate_dataset", small)
+    window = MainWindow(settings=make_settings())
+    qtbot.addWidget(window)
+    window.show()
+    window.make_demo(size=256)
+    qtbot.waitUntil(lambda: window.dataset is not None, timeout=30_000)
+    assert window.dataset_path == demo_dir() / "dataset"
+    assert window.browser.model.rowCount() > 0
+    window.close()
