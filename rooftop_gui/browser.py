@@ -250,7 +250,7 @@ class SampleTableModel(QAbstractTableModel):
             if col == self.SPLIT:
                 return sample.split
             if col == self.LABEL:
-                return "yes" if self._label.get(key) else "—"
+                return "✓" if self._label.get(key) else "—"
             if col == self.IOU:
                 value = self._iou.get(key)
                 return "" if value is None else f"{value:.3f}"
@@ -358,8 +358,10 @@ class DatasetBrowser(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(SampleTableModel.NAME, QHeaderView.ResizeMode.Stretch)
-        for col in (SampleTableModel.SPLIT, SampleTableModel.LABEL, SampleTableModel.IOU):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        for col, width in ((SampleTableModel.SPLIT, 52), (SampleTableModel.LABEL, 48),
+                           (SampleTableModel.IOU, 58)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+            header.resizeSection(col, width)
         header.setHighlightSections(False)
 
         top = QHBoxLayout()

@@ -118,10 +118,14 @@ class LayersPanel(QWidget):
         layers.addWidget(self.error_box, 3, 1)
         layers.addWidget(_key("E"), 3, 2)
         legend = QHBoxLayout()
-        for rgb, text in ((overlays.TP_COLOR, "TP"), (overlays.FP_COLOR, "FP"),
-                          (overlays.FN_COLOR, "FN")):
+        legend.setSpacing(4)
+        for rgb, text in ((overlays.TP_COLOR, "true pos."), (overlays.FP_COLOR, "false pos."),
+                          (overlays.FN_COLOR, "false neg.")):
             legend.addWidget(_swatch(rgb))
-            legend.addWidget(QLabel(text))
+            caption = QLabel(text)
+            caption.setObjectName("muted")
+            legend.addWidget(caption)
+            legend.addSpacing(6)
         legend.addStretch(1)
         layers.addLayout(legend, 4, 1, 1, 2)
         layers.setColumnStretch(1, 1)
@@ -164,7 +168,11 @@ class LayersPanel(QWidget):
         self.opacity.valueChanged.connect(self._opacity)
         self.threshold.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
         self.threshold_spin.valueChanged.connect(self.set_threshold)
-        canvas.rendered.connect(lambda ms: self.render_label.setText(f"Overlay redraw {ms:.1f} ms"))
+        canvas.rendered.connect(self._rendered)
+
+    def _rendered(self, ms: float) -> None:
+        shown = self.canvas.probability() is not None
+        self.render_label.setText(f"Overlay redrawn in {ms:.1f} ms" if shown else "")
 
     def actions_list(self) -> list[QAction]:
         return [self.label_action, self.prediction_action, self.heatmap_action,

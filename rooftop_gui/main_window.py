@@ -326,8 +326,8 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray | bytes):
             self.restoreState(state)
         else:
-            self.resizeDocks([self.browser_dock], [340], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.layers_dock, self.prediction_dock], [330, 330],
+            self.resizeDocks([self.browser_dock], [400], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.layers_dock, self.prediction_dock], [340, 340],
                              Qt.Orientation.Horizontal)
             self.resizeDocks([self.layers_dock, self.prediction_dock], [280, 560],
                              Qt.Orientation.Vertical)

@@ -200,14 +200,16 @@ class PredictionPanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)
         self.metrics = QTableWidget(len(METRICS), 1)
-        self.metrics.setHorizontalHeaderLabels(["—"])
+        self.metrics.setHorizontalHeaderLabels(["not predicted yet"])
         self.metrics.setVerticalHeaderLabels([name for _k, name in METRICS])
         self.metrics.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.metrics.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.metrics.verticalHeader().setDefaultSectionSize(24)
         self.metrics.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.metrics.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.metrics.setFixedHeight(24 * len(METRICS) + 30)
+        self.metrics.setFixedHeight(24 * len(METRICS) + 42)
+        self.metrics.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.metrics.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.metrics_note = QLabel("Predict a split to see its metrics.")
         self.metrics_note.setObjectName("muted")
         self.metrics_note.setWordWrap(True)
@@ -494,7 +496,7 @@ class PredictionPanel(QWidget):
     def _show_metrics(self) -> None:
         scores = self.scores
         if scores is None or not scores.per_image:
-            self.metrics.setHorizontalHeaderLabels(["—"])
+            self.metrics.setHorizontalHeaderLabels(["not predicted yet"])
             for row in range(len(METRICS)):
                 self.metrics.setItem(row, 0, QTableWidgetItem(""))
             if scores is None:
