@@ -310,6 +310,8 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         name = self.dataset_path.name if self.dataset_path else ""
+        if self.dataset_path is not None and self.dataset_path == cfg.demo_dir() / "dataset":
+            name = "demo"
         self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
 
     def show_shortcuts(self) -> None:

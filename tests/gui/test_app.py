@@ -105,5 +105,6 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
     window.make_demo(size=256)
     qtbot.waitUntil(lambda: window.dataset is not None, timeout=30_000)
     assert window.dataset_path == demo_dir() / "dataset"
+    assert window.windowTitle() == "Rooftop Studio — demo"
     assert window.browser.model.rowCount() > 0
     window.close()
