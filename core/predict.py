@@ -78,7 +78,7 @@ def _pad_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool) -> np.ndarray:
     """Probabilities ``(N, H, W)`` for a uint8 batch ``(N, H, W, 3)``; optional flip TTA."""
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
     use_amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

@@ -200,7 +200,7 @@ def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.
 
 def to_input_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """``(N, H, W, 3) uint8`` numpy -> ``(N, 3, H, W)`` float in [0, 1], channels-last memory."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    tensor = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device, non_blocking=True)
     return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
