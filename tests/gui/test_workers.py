@@ -76,8 +76,10 @@ def test_many_emits_do_not_free_true(qtbot):
 
     import rooftop_gui  # noqa: F401 - applies the guard
 
+    before = sys.getrefcount(True)
     runner = TaskRunner()
     task = runner.start(lambda report, stop: [report(i) for i in range(20_000)] and None)
     assert runner.wait_all(10_000)
     assert task.error is None
-    assert sys.getrefcount(True) > 1_000_000
+    # with a fixed PySide6 nothing leaks; with 6.12.0 the guard makes True immortal
+    assert sys.getrefcount(True) >= before - 1_000 or sys.getrefcount(True) > 1_000_000
