@@ -7,7 +7,13 @@ import struct
 import pytest
 import torch
 
-from core.checkpoint import list_models, load_checkpoint, next_model_path, read_metadata, save_checkpoint
+from core.checkpoint import (
+    list_models,
+    load_checkpoint,
+    next_model_path,
+    read_metadata,
+    save_checkpoint,
+)
 from core.errors import CheckpointError
 from core.models import build_model
 
