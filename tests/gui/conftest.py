@@ -11,59 +11,6 @@ from PIL import Image
 from rooftop_gui import workers
 
 
-def _install_dataset_shim() -> None:
-    """Until core.dataset lands: a minimal open_dataset following docs/core-api.md (tests only)."""
-    import importlib.util
-    import sys
-    import types
-    from dataclasses import dataclass, field
-
-    if importlib.util.find_spec("core.dataset") is not None:
-        return
-    from core.errors import DatasetError
-    from core.io import list_images
-
-    @dataclass(frozen=True)
-    class Sample:
-        name: str
-        split: str
-        image_path: Path
-        label_path: Path | None
-
-    @dataclass
-    class Dataset:
-        root: Path
-        train: list = field(default_factory=list)
-        test: list = field(default_factory=list)
-        orphan_labels: list = field(default_factory=list)
-
-        def samples(self, split):
-            return getattr(self, split)
-
-    def open_dataset(root):
-        root = Path(root)
-        if not (root / "train" / "data").is_dir() and not (root / "test" / "data").is_dir():
-            raise DatasetError("not a dataset folder (no train/data or test/data)", root)
-        ds = Dataset(root)
-        for split in ("train", "test"):
-            folder = root / split / "data"
-            for path in list_images(folder) if folder.is_dir() else []:
-                label = root / split / "label" / path.name
-                getattr(ds, split).append(Sample(path.name, split, path,
-                                                 label if label.exists() else None))
-        if not ds.train and not ds.test:
-            raise DatasetError("dataset has no images", root)
-        return ds
-
-    module = types.ModuleType("core.dataset")
-    module.Sample, module.Dataset, module.open_dataset = Sample, Dataset, open_dataset
-    module.SPLITS = ("train", "test")
-    sys.modules["core.dataset"] = module
-
-
-_install_dataset_shim()
-
-
 @pytest.fixture(autouse=True)
 def _no_thread_left_running(request):
     """Fail the test if one of our QThreads is still running when it ends."""
