@@ -176,6 +176,9 @@ def find_label_for(image_path: Path) -> Path | None:
             candidates += [parent.parent / there / image_path.name,
                            parent.parent / there / (image_path.stem + ".png")]
     candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
+    if image_path.stem == "image":  # the original's image.tif + labels.tif, and `rooftop demo`
+        candidates += [parent / f"{name}{suffix}" for name in ("labels", "label", "mask")
+                       for suffix in (".png", ".tif", ".tiff")]
     return next((c for c in candidates if c.is_file() and c != image_path), None)
 
 

@@ -102,3 +102,6 @@ def test_find_label_for_dataset_layout(tmp_path):
     assert find_label_for(tmp_path / "data" / "00001.png") == tmp_path / "label" / "00001.png"
     assert find_label_for(tmp_path / "x.png") == tmp_path / "x_mask.png"
     assert find_label_for(tmp_path / "label" / "00001.png") is None
+    (tmp_path / "image.png").touch()
+    (tmp_path / "labels.png").touch()
+    assert find_label_for(tmp_path / "image.png") == tmp_path / "labels.png"
