@@ -7,7 +7,9 @@ array it got from :meth:`ImageCanvas.label_array` (a numpy array, in place) and 
 :meth:`ImageCanvas.update_label_region` with the rectangle it touched; only that rectangle of
 the label (and error) overlay is re-uploaded. While a tool is active, set
 ``canvas.left_button_pans = False`` so that the left button is the tool's; panning stays on the
-middle button and on space + drag.
+middle button and on space + drag. A press that starts a pan is not reported as a tool press;
+``mouse_double_clicked_image`` reports double clicks (the polygon tool closes on one) and
+``mouse_left`` says the pointer left the canvas (tools hide their cursor outline).
 
 Rendering is built for slider speed on 2048 x 2048 images:
 
@@ -141,6 +143,8 @@ class ImageCanvas(QGraphicsView):
     mouse_pressed_image = Signal(float, float, object)   # x, y, Qt.MouseButtons
     mouse_moved_image = Signal(float, float, object)
     mouse_released_image = Signal(float, float, object)
+    mouse_double_clicked_image = Signal(float, float, object)
+    mouse_left = Signal()                                # the pointer left the canvas
     cursor_moved = Signal(int, int)                      # pixel under the cursor, (-1, -1) outside
     zoom_changed = Signal(float)                         # 1.0 = 100 %
     layers_changed = Signal()                            # state or data of an overlay changed
@@ -264,6 +268,7 @@ class ImageCanvas(QGraphicsView):
 
         ``region`` is a ``core.annotate.Region`` (half-open ``y0:y1, x0:x1``), a QRect, or
         ``(x0, y0, x1, y1)`` with exclusive x1/y1, in image pixels. ``None`` does nothing.
+        Cost is proportional to the region, not to the image (brush strokes on 2048 x 2048).
         """
         if self._label is None or region is None:
             return
@@ -275,10 +280,21 @@ class ImageCanvas(QGraphicsView):
         else:
             x0, y0, x1, y1 = (int(v) for v in region)
             rect = QRect(x0, y0, x1 - x0, y1 - y0)
+        height, width = self._label.shape
+        rect = rect.intersected(QRect(0, 0, width, height))
+        if rect.isEmpty():
+            return
         self._label_item.update_region(overlays.mask_codes(self._label), rect)
         if self._shown_mask is not None and self.state.show_error:
-            self._error_item.update_region(
-                overlays.error_codes(self._shown_mask, self._label), rect)
+            codes = self._error_item.codes()
+            if codes is None or codes.shape != self._label.shape:
+                self._refresh_error()
+            else:
+                rows = slice(rect.top(), rect.bottom() + 1)
+                cols = slice(rect.left(), rect.right() + 1)
+                codes[rows, cols] = overlays.error_codes(self._shown_mask[rows, cols],
+                                                         self._label[rows, cols])
+                self._error_item.update_region(codes, rect)
         self.layers_changed.emit()
 
     # ------------------------------------------------------------------ state
@@ -457,9 +473,17 @@ class ImageCanvas(QGraphicsView):
                 or (button == Qt.MouseButton.LeftButton
                     and (self._space_down or self.left_button_pans)))
 
+    def space_held(self) -> bool:
+        """Whether Space is held (Space + left drag pans whatever tool is active)."""
+        return self._space_down
+
+    def is_panning(self) -> bool:
+        return self._panning
+
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = self.image_pos(event.position())
-        self.mouse_pressed_image.emit(pos.x(), pos.y(), event.buttons())
+        if not self._starts_pan(event):  # a press that pans is not a tool's
+            self.mouse_pressed_image.emit(pos.x(), pos.y(), event.buttons())
         if self._starts_pan(event):
             self._panning = True
             self._pan_last = event.position()
@@ -467,6 +491,8 @@ class ImageCanvas(QGraphicsView):
             event.accept()
             return
         super().mousePressEvent(event)
+        if not self.left_button_pans:
+            event.accept()  # the annotation tool took it
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = self.image_pos(event.position())
@@ -490,9 +516,20 @@ class ImageCanvas(QGraphicsView):
                                       else Qt.CursorShape.CrossCursor)
         self.mouse_released_image.emit(pos.x(), pos.y(), event.button())
         super().mouseReleaseEvent(event)
+        if not self.left_button_pans:
+            event.accept()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.image_pos(event.position())
+        if self._starts_pan(event):
+            self.mousePressEvent(event)  # a quick second press while panning still pans
+            return
+        self.mouse_double_clicked_image.emit(pos.x(), pos.y(), event.buttons())
+        super().mouseDoubleClickEvent(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802
         self.cursor_moved.emit(-1, -1)
+        self.mouse_left.emit()
         super().leaveEvent(event)
 
     def _emit_cursor(self, pos: QPointF) -> None:
