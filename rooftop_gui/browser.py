@@ -8,6 +8,7 @@ on screen loads first), then cached.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict, deque
 from pathlib import Path
@@ -206,6 +207,11 @@ class SampleTableModel(QAbstractTableModel):
 
     def iou(self, key: Key) -> float | None:
         return self._iou.get(key)
+
+    def replace_sample(self, row: int, sample: Any) -> None:
+        """Put ``sample`` (same split and name, e.g. with its new label path) in ``row``."""
+        self._samples[row] = sample
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
 
     def set_has_label(self, key: Key, present: bool) -> None:
         self._label[key] = present
@@ -409,6 +415,30 @@ class DatasetBrowser(QWidget):
 
     def samples(self, split: str | None = None) -> list[Any]:
         return [s for s in self.model.samples() if split is None or s.split == split]
+
+    def set_label_saved(self, sample: Any, label_path: Path) -> Any:
+        """``sample``'s label was written to ``label_path``: tick its Label column, update the
+        counts, and (for a new label) give the sample its label path. Returns the sample now held.
+        """
+        key = sample_key(sample)
+        row = self.model.row_of(key)
+        updated = sample
+        if row is not None and getattr(sample, "label_path", None) != Path(label_path) \
+                and dataclasses.is_dataclass(sample):
+            try:
+                updated = dataclasses.replace(sample, label_path=Path(label_path))
+            except (TypeError, ValueError):
+                updated = sample
+            if updated is not sample:
+                self.model.replace_sample(row, updated)
+                split_list = getattr(self.dataset, sample.split, None)
+                if isinstance(split_list, list):
+                    for i, item in enumerate(split_list):
+                        if sample_key(item) == key:
+                            split_list[i] = updated
+        self.model.set_has_label(key, True)
+        self.update_counts()
+        return updated
 
     def set_iou(self, scores: dict[Key, float]) -> None:
         self.model.set_iou(scores)

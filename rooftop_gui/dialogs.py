@@ -19,7 +19,13 @@ from PySide6.QtWidgets import (
 EXTRA_SHORTCUTS = (
     ("Canvas", "Mouse wheel", "Zoom in / out around the cursor"),
     ("Canvas", "Middle drag / Space + drag", "Pan"),
-    ("Canvas", "Left drag", "Pan (while no annotation tool is active)"),
+    ("Canvas", "Left drag", "Pan (with the Pan tool, V)"),
+    ("Annotate", "Left drag / right drag", "Brush: paint / erase (Eraser: erase / paint)"),
+    ("Annotate", "Click / right click", "Fill: fill the outline / clear the roof under the pointer"),
+    ("Annotate", "Click, then double click or Enter", "Polygon: add corners, then fill it"),
+    ("Annotate", "Right click", "Polygon: close it as an eraser"),
+    ("Annotate", "Backspace", "Polygon: remove the last corner"),
+    ("Annotate", "Esc", "Cancel the polygon (or the stroke being painted)"),
     ("Browser", "Up / Down", "Previous / next image in the list"),
     ("Browser", "Click a column header", "Sort (IoU ascending: worst first)"),
 )

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import RooftopError
 from rooftop_gui import settings as cfg
+from rooftop_gui.annotation import AnnotationController
 from rooftop_gui.browser import DatasetBrowser
 from rooftop_gui.canvas import ImageCanvas
 from rooftop_gui.dialogs import ShortcutsDialog, show_about
@@ -81,9 +82,14 @@ class MainWindow(QMainWindow):
 
         self._make_status_bar()
         self._make_actions()
+        self.annotation = AnnotationController(self.canvas, self.settings, self)
         self._make_menus_and_toolbar()
+        self._reverting_selection = False
 
-        self.browser.current_changed.connect(self.show_sample)
+        self.browser.current_changed.connect(self._current_changed)
+        self.annotation.dirty_changed.connect(self.setWindowModified)
+        self.annotation.label_saved.connect(self._label_saved)
+        self.annotation.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.canvas.cursor_moved.connect(self._cursor_moved)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.layers.state_changed.connect(self.prediction.display_changed)
@@ -174,6 +180,16 @@ class MainWindow(QMainWindow):
         panels = view.addMenu("&Panels")
         for dock in (self.browser_dock, self.layers_dock, self.prediction_dock, self.training_dock):
             panels.addAction(dock.toggleViewAction())
+        edit = menu.addMenu("&Edit")
+        edit.addActions([self.annotation.undo_action, self.annotation.redo_action])
+        edit.addSeparator()
+        edit.addAction(self.annotation.save_action)
+        edit.addSeparator()
+        edit.addActions(self.annotation.actions_list())
+        edit.addAction(self.annotation.accept_all_action)
+        edit.addSeparator()
+        edit.addActions([self.annotation.smaller_action, self.annotation.bigger_action])
+        menu.insertMenu(view.menuAction(), edit)
         predict = menu.addMenu("&Prediction")
         predict.addActions(self.prediction.actions_list())
         help_menu = menu.addMenu("&Help")
@@ -194,6 +210,7 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addActions([self.prediction.predict_image_action,
                         self.prediction.predict_split_action, self.prediction.export_masks_action])
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation.toolbar)
 
     # ----------------------------------------------------------------- datasets
     def choose_dataset(self) -> None:
@@ -212,7 +229,10 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open dataset", exc)
             self.statusBar().showMessage(describe(exc), 10000)
             return False
+        if not self.annotation.resolve_unsaved():  # Cancel: keep the edits, stay here
+            return False
         self.dataset, self.dataset_path = dataset, Path(path)
+        self.annotation.set_dataset(Path(path))
         self.browser.set_dataset(dataset)
         cfg.add_recent_dataset(self.settings, Path(path))
         if hasattr(self.training, "set_dataset"):
@@ -225,6 +245,11 @@ class MainWindow(QMainWindow):
         if self.browser.proxy.rowCount():
             self.browser.select_row(0)
         self.dataset_opened.emit(Path(path))
+        restored = self.annotation.offer_recovery(self.browser.samples())
+        current = self.current_sample()
+        if restored and (current is None or all(
+                (s.split, s.name) != (current.split, current.name) for s in restored)):
+            self.browser.select(restored[0].split, restored[0].name)
         return True
 
     def _fill_recent_menu(self) -> None:
@@ -253,6 +278,31 @@ class MainWindow(QMainWindow):
             self.open_dataset(dialog.result_dir)
 
     # ----------------------------------------------------------------- samples
+    def _current_changed(self, sample: Any) -> None:
+        """The browser selection moved: ask about unsaved edits first (Cancel moves it back)."""
+        if self._reverting_selection:
+            return
+        editing = self.annotation.sample
+        same = (sample is not None and editing is not None
+                and (sample.split, sample.name) == (editing.split, editing.name)
+                and self.annotation.label_path_of(sample) == self.annotation.label_path)
+        if self.annotation.has_unsaved():
+            if same:
+                return  # the same image again (e.g. the list was re-sorted): keep the edits
+            if not self.annotation.resolve_unsaved():
+                self._reverting_selection = True
+                try:
+                    self.browser.select(editing.split, editing.name)
+                finally:
+                    self._reverting_selection = False
+                return
+        self.show_sample(sample)
+
+    def _label_saved(self, sample: Any, path: Path) -> None:
+        updated = self.browser.set_label_saved(sample, Path(path))
+        if updated is not sample and self.annotation.sample is sample:
+            self.annotation.sample = updated
+
     def show_sample(self, sample: Any) -> None:
         """Read the sample's image and label and show them (errors: dialog, app goes on)."""
         from core.io import read_image, read_mask
@@ -260,6 +310,7 @@ class MainWindow(QMainWindow):
         self.sample_shown.emit(sample)
         if sample is None:
             self.canvas.set_image(None)
+            self.annotation.set_sample(None)
             self.prediction.set_current(None)
             self.size_label.setText("")
             return
@@ -267,6 +318,7 @@ class MainWindow(QMainWindow):
             image = read_image(sample.image_path)
         except RooftopError as exc:
             self.canvas.set_image(None)
+            self.annotation.set_sample(None)
             self.canvas.set_message(f"Cannot show this image:\n{exc}")
             self.prediction.set_current(None)
             self.size_label.setText("")
@@ -275,12 +327,19 @@ class MainWindow(QMainWindow):
             return
         keep = self.canvas.image() is not None and self.canvas.image().shape == image.shape
         self.canvas.set_image(image, keep_view=keep)
-        label_path = getattr(sample, "label_path", None)
-        if label_path is not None and Path(label_path).exists():
+        label_path = self.annotation.label_path_of(sample)
+        mask, label_error = None, None
+        if label_path.is_file():
             try:
-                self.canvas.set_label(read_mask(label_path))
+                mask = read_mask(label_path)
+                if mask.shape != image.shape[:2]:
+                    raise ValueError(f"{label_path}: the label is {mask.shape[1]} x "
+                                     f"{mask.shape[0]} but the image is {image.shape[1]} x "
+                                     f"{image.shape[0]}")
             except (RooftopError, ValueError) as exc:
-                self.statusBar().showMessage(f"Label not shown: {describe(exc)}", 15000)
+                mask, label_error = None, describe(exc)
+                self.statusBar().showMessage(f"Label not shown: {label_error}", 15000)
+        self.annotation.set_sample(sample, image.shape[:2], mask, label_error)
         self.prediction.set_current(sample)
         self.size_label.setText(f"{image.shape[1]} × {image.shape[0]}")
         self.setWindowFilePath(str(sample.image_path))
@@ -312,7 +371,7 @@ class MainWindow(QMainWindow):
         name = self.dataset_path.name if self.dataset_path else ""
         if self.dataset_path is not None and self.dataset_path == cfg.demo_dir() / "dataset":
             name = "demo"
-        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+        self.setWindowTitle(f"{APP_TITLE} — {name}[*]" if name else f"{APP_TITLE}[*]")
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
@@ -345,6 +404,9 @@ class MainWindow(QMainWindow):
             self.training_label.property("active"))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.annotation.resolve_unsaved():  # Cancel: keep the edits, keep the window
+            event.ignore()
+            return
         if self.training_is_running():
             answer = QMessageBox.question(
                 self, "Training is running",
@@ -353,6 +415,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.save_layout()
+        self.annotation.shutdown()
         self.browser.thumbnails.shutdown()
         for name in ("shutdown", "stop"):
             stop = getattr(self.training, name, None)
