@@ -121,6 +121,10 @@ def cmd_generate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     share = result.n_test / max(1, result.n_train + result.n_test)
     out.line(f"wrote {result.n_train} train and {result.n_test} test patches ({share:.1%} test) to "
              f"{result.dataset_dir} in {time.monotonic() - start:.1f} s; manifest {result.manifest_path}")
+    if result.n_test and abs(share - config.test_fraction) > 0.05:
+        out.line(f"note: the test share is {share:.0%}, not the {config.test_fraction:.0%} asked for: "
+                 "the split keeps whole windows on one side of a band of the image, and this image "
+                 "is small for its windows (smaller --patch sizes get closer)")
     return {"dataset": str(result.dataset_dir), "train": result.n_train, "test": result.n_test,
             "manifest": str(result.manifest_path)}
 
