@@ -237,13 +237,13 @@ class _BrushOutline:
     def __init__(self, canvas: ImageCanvas) -> None:
         self.dark = QGraphicsEllipseItem()
         self.light = QGraphicsEllipseItem()
-        for item, color, width in ((self.dark, QColor(0, 0, 0, 170), 3.0),
-                                   (self.light, QColor(255, 255, 255), 1.2)):
+        for item, color, width, z in ((self.dark, QColor(0, 0, 0, 170), 3.0, 100),
+                                      (self.light, QColor(255, 255, 255), 1.2, 101)):
             pen = QPen(color, width)
             pen.setCosmetic(True)
             item.setPen(pen)
             item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-            item.setZValue(100 + width)
+            item.setZValue(z)
             item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             item.setVisible(False)
             canvas.scene().addItem(item)

@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self.annotation.dirty_changed.connect(self.setWindowModified)
         self.annotation.label_saved.connect(self._label_saved)
         self.annotation.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.annotation.tool_changed.connect(self._tool_changed)
         self.canvas.cursor_moved.connect(self._cursor_moved)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.layers.state_changed.connect(self.prediction.display_changed)
@@ -297,6 +298,10 @@ class MainWindow(QMainWindow):
                     self._reverting_selection = False
                 return
         self.show_sample(sample)
+
+    def _tool_changed(self, tool: str) -> None:
+        if tool != "pan" and not self.layers.label_action.isChecked():
+            self.layers.label_action.setChecked(True)  # never paint on a hidden label
 
     def _label_saved(self, sample: Any, path: Path) -> None:
         updated = self.browser.set_label_saved(sample, Path(path))
