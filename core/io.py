@@ -38,7 +38,9 @@ from core.errors import ImageReadError, ImageWriteError
 #: raise the limit deliberately to one billion pixels (3 GB as RGB) and check it ourselves before
 #: decoding, with a message that says how to raise it (``ROOFTOP_MAX_PIXELS``).
 MAX_PIXELS = int(os.environ.get("ROOFTOP_MAX_PIXELS", 1_000_000_000))
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow's own check would fire inside Image.open with a generic message; ours (in _read_array,
+# on the header's size, before any pixel is decoded) names the file and the way out.
+Image.MAX_IMAGE_PIXELS = None
 # Truncated files must fail loudly, never load as partly grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -162,6 +164,15 @@ def _read_with_tifffile(path: Path) -> np.ndarray | None:
     return data
 
 
+def _deep_colour_tiff(im: Image.Image) -> bool:
+    """A TIFF with more than 8 bits per colour sample (Pillow decodes it lossily as RGB)."""
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA", "RGBX", "CMYK"):
+        return False
+    bits = getattr(im, "tag_v2", {}).get(258, (8,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return max(bits) > 8
+
+
 def _read_array(path: Path) -> np.ndarray:
     _check_readable(path)
     try:
@@ -169,6 +180,10 @@ def _read_array(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 _check_pixel_count(path, *im.size)
+                if _deep_colour_tiff(im):  # Pillow keeps only the high byte of 16-bit RGB
+                    data = _read_with_tifffile(path)
+                    if data is not None:
+                        return data
                 im.load()
                 return _pil_to_array(im)
     except ImageReadError:
