@@ -451,11 +451,16 @@ class DatasetBrowser(QWidget):
         index = self.view.currentIndex()
         return index.data(SAMPLE_ROLE) if index.isValid() else None
 
-    def select(self, split: str, name: str) -> bool:
+    def select(self, split: str, name: str, reveal: bool = True) -> bool:
+        """Make ``split/name`` current. If the split box or the filter hides it: ``reveal``
+        clears them, otherwise the list is left with no current row (and False returned)."""
         row = self.model.row_of((split, name))
         if row is None:
             return False
         proxy_index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not proxy_index.isValid() and not reveal:
+            self.view.selectionModel().clear()
+            return False
         if not proxy_index.isValid():  # filtered out: show all splits and no filter
             self.filter_edit.clear()
             self.split_box.setCurrentIndex(0)

@@ -288,16 +288,29 @@ class MainWindow(QMainWindow):
                 and (sample.split, sample.name) == (editing.split, editing.name)
                 and self.annotation.label_path_of(sample) == self.annotation.label_path)
         if self.annotation.has_unsaved():
-            if same:
-                return  # the same image again (e.g. the list was re-sorted): keep the edits
+            if same or sample is None:
+                # the same image again (the list was re-sorted), or the filter hid it: keep the
+                # edits on the canvas; choosing another image asks
+                return
             if not self.annotation.resolve_unsaved():
-                self._reverting_selection = True
-                try:
-                    self.browser.select(editing.split, editing.name)
-                finally:
-                    self._reverting_selection = False
+                # Cancel: back to the edited image once the list is done moving (the move may
+                # be a row removal by the filter, still in progress now)
+                QTimer.singleShot(0, lambda: self._revert_selection(editing))
                 return
         self.show_sample(sample)
+
+    def _revert_selection(self, editing: Any) -> None:
+        """Select the image being edited again, without undoing what the user typed in the
+        filter: when it hides that image, the list keeps no current row."""
+        current = self.browser.current_sample()
+        if editing is None or (current is not None and (current.split, current.name)
+                               == (editing.split, editing.name)):
+            return
+        self._reverting_selection = True
+        try:
+            self.browser.select(editing.split, editing.name, reveal=False)
+        finally:
+            self._reverting_selection = False
 
     def _tool_changed(self, tool: str) -> None:
         if tool != "pan" and not self.layers.label_action.isChecked():

@@ -294,9 +294,20 @@ def test_prompt_before_switching_image(window, qtbot, dataset, prompts):
     edited = ctl.editor.mask.copy()
 
     prompts.answer = annotation.CANCEL
+    window.browser.filter_edit.setText("00003")  # the filter hides the edited image: the list
+    assert prompts.asked == ["train/00000.png"]   # moves to 00003, which asks; Cancel stays
+    qtbot.waitUntil(lambda: window.browser.current_sample() is None)
+    assert window.browser.filter_edit.text() == "00003"
+    assert ctl.sample.name == "00000.png" and ctl.has_unsaved()
+    assert np.array_equal(window.canvas.label_array(), edited)
+    window.browser.filter_edit.clear()
+    window.browser.select("train", "00000.png")  # the edited image itself: nothing to ask
+    assert len(prompts.asked) == 1 and ctl.has_unsaved()
+
+    prompts.asked.clear()
     window.next_action.trigger()
     assert prompts.asked == ["train/00000.png"]
-    assert window.browser.current_sample().name == "00000.png"  # selection moved back
+    qtbot.waitUntil(lambda: window.browser.current_sample().name == "00000.png")  # moved back
     assert ctl.sample.name == "00000.png" and ctl.has_unsaved()
     assert np.array_equal(window.canvas.label_array(), edited)
 
@@ -403,7 +414,7 @@ def test_a_new_label_creates_a_missing_label_folder(window, qtbot, dataset):
     assert read_mask(dataset / "test" / "label" / "00003.png").all()
 
 
-def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monkeypatch, prompts):
+def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monkeypatch, request):
     ctl = open_image(window, qtbot, dataset, "train", "00001.png")
     ctl.recovery_timer.setInterval(20)
     pointer = Pointer(window.canvas)
@@ -423,6 +434,7 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
 
     monkeypatch.setattr(annotation, "ask_restore_recovery", restore)
     second = new_window(qtbot)
+    request.addfinalizer(lambda: dispose(second))
     assert second.open_dataset(dataset)
     assert len(offered) == 1 and offered[0].startswith("train/00001.png")
     qtbot.waitUntil(lambda: second.annotation.sample is not None
@@ -433,10 +445,9 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
     assert second.annotation.save()
     assert not copy.exists()  # saved: the recovery copy is gone
     assert np.array_equal(read_mask(dataset / "train" / "label" / "00001.png"), edited)
-    dispose(second)
 
 
-def test_recovery_discard_deletes_the_copy(window, qtbot, dataset, monkeypatch):
+def test_recovery_discard_deletes_the_copy(window, qtbot, dataset, monkeypatch, request):
     ctl = open_image(window, qtbot, dataset, "train", "00001.png")
     pointer = Pointer(window.canvas)
     ctl.tool_actions["brush"].trigger()
@@ -451,9 +462,9 @@ def test_recovery_discard_deletes_the_copy(window, qtbot, dataset, monkeypatch):
     ctl.recovery_timer.stop()
     monkeypatch.setattr(annotation, "ask_restore_recovery", lambda parent, entries: annotation.DISCARD)
     second = new_window(qtbot)
+    request.addfinalizer(lambda: dispose(second))
     assert second.open_dataset(dataset)
     assert not copy.exists() and not second.annotation.has_unsaved()
-    dispose(second)
 
 
 def test_shortcuts_are_unique_and_listed(window):
@@ -496,10 +507,11 @@ def test_brush_outline_follows_size_and_zoom(window, qtbot, dataset):
     assert not outline.isVisible() and window.canvas.left_button_pans
 
 
-def test_brush_latency_on_2048(qtbot, tmp_path, prompts, messages):
+def test_brush_latency_on_2048(qtbot, tmp_path, prompts, messages, request):
     """Measured, not asserted: a 50-point stroke through the real mouse-event path."""
     root = write_dataset(tmp_path / "big", size=2048)
     win = new_window(qtbot, 1400, 900)
+    request.addfinalizer(lambda: dispose(win))
     ctl = open_image(win, qtbot, root)
     win.layers.error_action.setChecked(True)
     win.canvas.set_probability(np.full((2048, 2048), 0.2, np.float32))
@@ -527,4 +539,3 @@ def test_brush_latency_on_2048(qtbot, tmp_path, prompts, messages):
     print(f"\nbrush latency 2048x2048, 50-point stroke, radius 20: total {total * 1000:.1f} ms, "
           f"per move median {np.median(per_move_ms):.2f} ms, 90th percentile "
           f"{np.percentile(per_move_ms, 90):.2f} ms, max {per_move_ms.max():.2f} ms (move {per_move_ms.argmax() + 1})")
-    dispose(win)
