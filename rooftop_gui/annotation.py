@@ -502,7 +502,9 @@ class AnnotationController(QObject):
         self.label_path = self.label_path_of(sample) if sample is not None else None
         self._shape = tuple(shape) if shape is not None else None
         self._label_error = label_error
-        self._label_is_new = mask is None and label_error is None
+        # only a label that does not exist yet may create its folder when saved
+        self._label_is_new = (mask is None and label_error is None and self.label_path is not None
+                              and not self.label_path.exists())
         editor = None
         if sample is not None and self._shape is not None:
             pending = self._pending.pop(_key(self.label_path), None)
