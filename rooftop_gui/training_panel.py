@@ -242,7 +242,7 @@ class TrainingPanel(QWidget):
                                       Qt.ItemDataRole.ToolTipRole)
         self.arch_box.setToolTip("Network architecture")
         self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 100_000)
+        self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setToolTip("Number of epochs (passes of 'samples per epoch' crops)")
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(1, 1024)
@@ -261,16 +261,16 @@ class TrainingPanel(QWidget):
                                       Qt.ItemDataRole.ToolTipRole)
         self.loss_box.setToolTip("Loss function")
         self.crop_spin = QSpinBox()
-        self.crop_spin.setRange(64, 4096)
+        self.crop_spin.setRange(64, 2048)
         self.crop_spin.setSingleStep(32)
         self.crop_spin.setSuffix(" px")
         self.crop_spin.setToolTip("Side of the random square crops trained on (smaller images "
                                   "lower it automatically)")
         self.samples_spin = QSpinBox()
-        self.samples_spin.setRange(0, 10_000_000)
+        self.samples_spin.setRange(0, 1_000_000)
         self.samples_spin.setSingleStep(64)
-        self.samples_spin.setSpecialValueText("one per image")
-        self.samples_spin.setToolTip("Random crops per epoch (0: one crop of every training image)")
+        self.samples_spin.setSpecialValueText("all")
+        self.samples_spin.setToolTip("Random crops per epoch (0, 'all': one crop of every training image)")
         self.device_box = QComboBox()
         for name, help_text in DEVICES:
             self.device_box.addItem(name, name)
@@ -280,7 +280,7 @@ class TrainingPanel(QWidget):
         self.time_check = QCheckBox("Time limit")
         self.time_check.setToolTip("Stop (and save) after this many minutes")
         self.time_spin = QDoubleSpinBox()
-        self.time_spin.setRange(0.1, 100_000)
+        self.time_spin.setRange(0.1, 9_999)
         self.time_spin.setDecimals(1)
         self.time_spin.setSuffix(" min")
 
@@ -357,6 +357,13 @@ class TrainingPanel(QWidget):
         grid.addWidget(self.time_spin, 6, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
+        # Let the editors shrink below their range-based size hints, so the dock can be narrow.
+        for editor in (self.arch_box, self.epochs_spin, self.batch_spin, self.lr_box,
+                       self.loss_box, self.crop_spin, self.samples_spin, self.device_box,
+                       self.time_spin):
+            editor.setMinimumWidth(72)
+        self.loss_box.setMinimumWidth(88)
+        self.time_spin.setMinimumWidth(88)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.stop_button)
@@ -463,11 +470,12 @@ class TrainingPanel(QWidget):
             value = {}
         return value if isinstance(value, dict) else {}
 
-    def _remember(self, name: str, value: Path | None) -> None:
-        if self._dataset is None:
+    def _remember(self, name: str, value: Path | None, dataset: Path | None = None) -> None:
+        dataset = dataset or self._dataset
+        if dataset is None:
             return
         mapping = self._per_dataset(name)
-        key = str(self._dataset)
+        key = str(dataset)
         if value is None:
             mapping.pop(key, None)
         else:
@@ -580,10 +588,11 @@ class TrainingPanel(QWidget):
         self._last_result = None
         self.plot.reset("this run")
         limit = f", time limit {config['max_minutes']:g} min" if config["max_minutes"] else ""
-        samples = config["samples_per_epoch"] or "one crop per image"
+        samples = (f"{config['samples_per_epoch']} samples/epoch" if config["samples_per_epoch"]
+                   else "one crop per image and epoch")
         self._log(f"Start: {config['arch']}, {config['epochs']} epochs, batch "
                   f"{config['batch_size']}, lr {format_lr(config['lr'])}, {config['loss']}, crop "
-                  f"{config['crop_size']}, {samples} samples/epoch, device {config['device']}"
+                  f"{config['crop_size']}, {samples}, device {config['device']}"
                   f"{limit}; dataset {dataset}")
         self.progress.setRange(0, 0)  # busy until the first batch: torch loads, images decode
         self.progress.setFormat("Loading…")
@@ -681,7 +690,7 @@ class TrainingPanel(QWidget):
                   f"(best epoch {result.best_epoch}, val IoU {_fmt(result.val_iou)})")
         self.plot.getPlotItem().setTitle(path.name, color="#8b919b", size="9pt")
         self.refresh_models()
-        self._set_active(path)
+        self._set_active(path, dataset=self._run.get("dataset"))
 
     def _on_failed(self, error: BaseException) -> None:
         task = self._task
@@ -800,9 +809,9 @@ class TrainingPanel(QWidget):
         if path is not None:
             self._set_active(path)
 
-    def _set_active(self, path: Path) -> None:
+    def _set_active(self, path: Path, dataset: Path | None = None) -> None:
         self._active = Path(path)
-        self._remember("active_models", self._active)
+        self._remember("active_models", self._active, dataset)
         self.select_model(self._active)
         self._mark_active()
         self.model_activated.emit(self._active)
