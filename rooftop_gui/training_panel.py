@@ -541,6 +541,10 @@ class TrainingPanel(QWidget):
     def active_model(self) -> Path | None:
         return self._active
 
+    def last_result(self) -> Any:
+        """The ``TrainResult`` of the last run that finished (None before, or after a failure)."""
+        return self._last_result
+
     def config(self) -> dict[str, Any]:
         """The ``TrainConfig`` fields chosen in the panel (ValueError for a bad learning rate)."""
         samples = self.samples_spin.value()

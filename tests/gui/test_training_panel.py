@@ -140,7 +140,7 @@ def test_stop_finishes_within_a_batch_and_saves_the_model(qtbot, panel, tiny_dat
     assert panel.stop_button.text() == "Stopping…" and not panel.stop_button.isEnabled()
     wait_idle(qtbot, panel, timeout=30_000)
 
-    assert panel._last_result.stopped == "user"
+    assert panel.last_result().stopped == "user"
     assert len(activated) == 1 and activated[0].is_file()
     assert panel.plot.point_count() <= at_stop + 3  # epochs of 2 batches: it stopped at once
     assert "stopped by you" in panel.log_view.toPlainText()
