@@ -28,19 +28,11 @@ from rooftop_gui.errors import describe, show_error
 from rooftop_gui.layers_panel import LayersPanel
 from rooftop_gui.prediction_panel import PredictionPanel
 from rooftop_gui.resources import icon
+from rooftop_gui.training_panel import TrainingPanel
 from rooftop_gui.workers import TaskRunner, default_runner
 
 log = logging.getLogger(__name__)
 APP_TITLE = "Rooftop Studio"
-
-
-def _training_panel_class() -> Any:
-    try:
-        from rooftop_gui.training_panel import TrainingPanel
-    except Exception as exc:  # noqa: BLE001 - a broken panel must not stop the app
-        log.warning("training panel unavailable: %s", exc)
-        return None
-    return TrainingPanel
 
 
 class MainWindow(QMainWindow):
@@ -63,14 +55,9 @@ class MainWindow(QMainWindow):
         self.browser = DatasetBrowser(self.runner, self)
         self.layers = LayersPanel(self.canvas, self.settings, self)
         self.prediction = PredictionPanel(self.canvas, self.browser, self.runner, self.settings, self)
-        panel_class = _training_panel_class()
-        if panel_class is not None:
-            self.training = panel_class(self.settings, self)
-            self.training.model_activated.connect(lambda p: self.prediction.set_model(Path(p)))
-            self.training.training_running.connect(self._training_running)
-        else:
-            self.training = QLabel("The training panel is not available in this build.")
-            self.training.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.training = TrainingPanel(self.settings, self, runner=self.runner)
+        self.training.model_activated.connect(lambda p: self.prediction.set_model(Path(p)))
+        self.training.training_running.connect(self._training_running)
         self.browser_dock = self._dock("Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.layers_dock = self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea)
         self.prediction_dock = self._dock("Prediction", self.prediction,
@@ -417,9 +404,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def training_is_running(self) -> bool:
-        is_running = getattr(self.training, "is_running", None)
-        return bool(is_running()) if callable(is_running) else bool(
-            self.training_label.property("active"))
+        return self.training.is_training()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.annotation.resolve_unsaved():  # Cancel: keep the edits, keep the window
@@ -435,11 +420,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self.annotation.shutdown()
         self.browser.thumbnails.shutdown()
-        for name in ("shutdown", "stop"):
-            stop = getattr(self.training, name, None)
-            if callable(stop):
-                stop()
-                break
+        self.training.shutdown()
         if not self.runner.stop_all(30_000):
             log.warning("background tasks still running at exit")
         event.accept()
