@@ -163,7 +163,10 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, val_fraction=args.val_fraction, device=args.device,
                          max_minutes=args.max_minutes, seed=args.seed, crop_size=args.crop_size,
-                         samples_per_epoch=args.samples_per_epoch)
+                         samples_per_epoch=args.samples_per_epoch, optimizer=args.optimizer,
+                         weight_decay=args.weight_decay, schedule=args.schedule,
+                         augment=not args.no_augment, balance=args.balance,
+                         tune_threshold=not args.no_tune_threshold)
 
     def progress(event: Any) -> None:
         if isinstance(event, TrainingStarted):
@@ -245,6 +248,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from core.models import ARCHITECTURE_HELP
+    from core.train import DEFAULT_RECIPE as recipe
 
     parser = argparse.ArgumentParser(
         prog="rooftop", formatter_class=_Formatter,
@@ -292,14 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on DATASET/train (a share of it held out for validation; the "
                                    "test split is never used) and save MODELS/model_vN.safetensors "
                                    "with the next free N. Ctrl+C stops after the current batch and "
-                                   f"still saves. Architectures: {archs}.")
+                                   f"still saves. Architectures: {archs}. The original "
+                                   "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
+                                   "--loss bce --schedule constant --batch-size 32 --no-augment "
+                                   "--balance 0 --no-tune-threshold --weight-decay 0.")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)")
     p.add_argument("--models", required=True, type=Path, help="folder for model_vN.safetensors (created)")
-    p.add_argument("--arch", default="prescribed", help="architecture: " + ", ".join(ARCHITECTURE_HELP))
+    p.add_argument("--arch", default=recipe["arch"], help="architecture: " + ", ".join(ARCHITECTURE_HELP))
     p.add_argument("--epochs", type=_positive_int, default=100, help="number of epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    p.add_argument("--loss", default="bce", choices=("bce", "dice", "bce+dice"), help="loss function")
+    p.add_argument("--batch-size", type=_positive_int, default=recipe["batch_size"], help="images per batch")
+    p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate")
+    p.add_argument("--loss", default=recipe["loss"], choices=("bce", "dice", "bce+dice"), help="loss function")
+    p.add_argument("--optimizer", default=recipe["optimizer"], choices=("adamw", "adam"), help="optimizer")
+    p.add_argument("--weight-decay", type=float, default=recipe["weight_decay"], help="weight decay (AdamW: decoupled)")
+    p.add_argument("--schedule", default=recipe["schedule"], choices=("cosine", "constant"),
+                   help="learning rate after a 5 %% warm-up: cosine decay over the run (epochs, "
+                        "or --max-minutes when that ends first) or constant")
+    p.add_argument("--no-augment", action="store_true",
+                   help="no augmentation (default: scale, flips, 90-degree rotations, colour, blur, noise)")
+    p.add_argument("--balance", type=float, default=0.5,
+                   help="probability of drawing again a crop with under 5 %% roof (0 = off)")
+    p.add_argument("--no-tune-threshold", action="store_true",
+                   help="keep the threshold 0.5 (default: tuned on validation, stored in the model)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the train split held out for validation")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

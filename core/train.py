@@ -10,10 +10,31 @@ Data handling, compared with the original exercise:
 * each image and mask is decoded once and kept as uint8 (the original decoded and resized every
   PNG on every access);
 * a training sample is a random ``crop_size`` crop (so images of different sizes can share a
-  batch), flipped and rotated by a multiple of 90 degrees identically in image and mask;
-* validation images are taken from the training split only (never from test) and evaluated whole;
+  batch); with ``balance`` > 0 a crop with less than ``min_roof`` roof is drawn again with that
+  probability (up to three times), so roof-poor tiles do not swamp the batch;
+* augmentation (``augment``): the same random scale (``scale_jitter``: the crop is cut
+  ``crop * s`` px wide, ``s`` log-uniform in ``[1 - j, 1 + j]``, and resized back; bilinear, the
+  mask thresholded at 0.5), flip and 90-degree rotation for image and mask; then, on the image
+  only (``photometric``), brightness, contrast, saturation and hue jitter, and sometimes a slight
+  blur or Gaussian noise;
+* validation images are taken from the training split only (never from test); at most
+  ``val_max_images`` of them, each centre-cropped to at most ``val_max_side`` px a side, so that
+  validation stays cheap next to training (a 1024 x 1024 image costs about as much as 16
+  training crops of 256);
 * the loss is averaged over pixels (the original summed it, which ties the step size to batch and
-  image size); Adam with lr 1e-4 as in the original by default.
+  image size);
+* the optimizer is AdamW (``optimizer="adam"`` for the original's Adam) with a linear warm-up
+  over the first ``warmup`` share of the run and a cosine decay to 1 % of ``lr`` (``schedule``);
+  the run's progress is the larger of the share of samples done (``epochs`` x samples per epoch)
+  and, with ``max_minutes``, the share of the time budget used, so a time-limited run anneals
+  within its budget;
+* the saved model is the epoch with the best validation IoU; with ``tune_threshold`` the
+  probability threshold is chosen on validation too (the IoU-best of 0.20, 0.25, ..., 0.80) and
+  stored in the checkpoint as the model's default ``threshold``.
+
+The original way (Adam 1e-4, BCE, no augmentation, constant rate) is
+``TrainConfig(arch="prescribed", optimizer="adam", lr=1e-4, loss="bce", schedule="constant",
+augment=False, balance=0, tune_threshold=False, weight_decay=0)``: :data:`ORIGINAL_RECIPE`.
 """
 
 from __future__ import annotations
@@ -35,11 +56,15 @@ from core.dataset import Sample, open_dataset, require_labels
 from core.device import resolve_device
 from core.errors import ConfigError, DatasetError, ImageReadError
 from core.io import ensure_folder, read_image_and_mask
-from core.metrics import Confusion
-from core.models import ARCHITECTURES, build_model
+from core.models import ARCHITECTURES, DEFAULT_ARCH, build_model
 
 LOSSES = ("bce", "dice", "bce+dice")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant")
 MIN_SIDE = 64
+#: Thresholds tried when tuning on validation.
+THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
+_BINS = 200  # probability histogram resolution for threshold tuning (thresholds on bin edges)
 
 
 @dataclass
@@ -60,6 +85,21 @@ class TrainConfig:
     #: Training samples per epoch (None: one random crop of every training image).
     samples_per_epoch: int | None = None
     arch_params: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    #: Share of the run spent warming the learning rate up linearly from 0.
+    warmup: float = 0.05
+    #: Augmentation strengths (used when ``augment``): relative scale range, photometric on/off.
+    scale_jitter: float = 0.25
+    photometric: bool = True
+    #: Probability of drawing again a crop with less than ``min_roof`` roof (0 = off).
+    balance: float = 0.5
+    min_roof: float = 0.05
+    tune_threshold: bool = True
+    #: Validation cost cap: at most this many images, each centre-cropped to at most this side.
+    val_max_images: int | None = 32
+    val_max_side: int | None = 1024
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -80,6 +120,37 @@ class TrainConfig:
             raise ConfigError(f"crop size must be at least {MIN_SIDE}, got {self.crop_size}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(f"samples per epoch must be at least 1, got {self.samples_per_epoch}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight decay must be from 0 up to 1, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warm-up share must be from 0 up to 1, got {self.warmup}")
+        if not 0 <= self.scale_jitter < 1:
+            raise ConfigError(f"scale jitter must be from 0 up to 1, got {self.scale_jitter}")
+        if not 0 <= self.balance <= 1 or not 0 <= self.min_roof <= 1:
+            raise ConfigError("balance and min_roof must be from 0 to 1")
+        if self.val_max_images is not None and self.val_max_images < 1:
+            raise ConfigError(f"val_max_images must be at least 1, got {self.val_max_images}")
+        if self.val_max_side is not None and self.val_max_side < MIN_SIDE:
+            raise ConfigError(f"val_max_side must be at least {MIN_SIDE}, got {self.val_max_side}")
+
+
+#: The recommended recipe: the defaults of ``rooftop train`` (chosen by measurement,
+#: docs/model-quality.md); the fields not named here have the recommended values as defaults.
+DEFAULT_RECIPE: dict[str, Any] = {
+    "arch": DEFAULT_ARCH, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
+    "loss": "bce+dice", "schedule": "cosine", "batch_size": 8,
+}
+
+#: The original exercise's recipe (apply with ``TrainConfig(**ORIGINAL_RECIPE)``).
+ORIGINAL_RECIPE: dict[str, Any] = {
+    "arch": "prescribed", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "loss": "bce",
+    "schedule": "constant", "warmup": 0.0, "augment": False, "balance": 0.0,
+    "tune_threshold": False, "batch_size": 32,
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +179,11 @@ class EpochResult:
     eta_seconds: float | None
     samples_seen: int
     complete: bool = True
+    #: With threshold tuning: the best validation IoU over :data:`THRESHOLDS` and its threshold.
+    val_iou_tuned: float | None = None
+    threshold: float | None = None
+    #: Learning rate at the end of the epoch.
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +207,12 @@ class TrainResult:
     val_iou: float | None
     samples_seen: int
     seconds: float
+    #: The model's default threshold, as stored in the checkpoint (tuned on validation or 0.5).
+    threshold: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": str(self.model_path), "stopped": self.stopped,
-                "best_epoch": self.best_epoch, "val_iou": self.val_iou,
+                "best_epoch": self.best_epoch, "val_iou": self.val_iou, "threshold": self.threshold,
                 "samples_seen": self.samples_seen, "seconds": round(self.seconds, 3),
                 "history": [asdict(h) for h in self.history]}
 
@@ -180,22 +258,91 @@ def _augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> t
     return image, mask
 
 
+def _resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a square crop and its mask to ``size`` (bilinear; the mask thresholded at 0.5)."""
+    from PIL import Image
+
+    im = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+    soft = Image.fromarray(np.ascontiguousarray(mask).astype(np.uint8) * 255)
+    ma = np.asarray(soft.resize((size, size), Image.BILINEAR)) >= 128
+    return im, ma
+
+
+def _crop_origin(h: int, w: int, side: int, rng: np.random.Generator) -> tuple[int, int]:
+    return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+
+
 def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.random.Generator,
-                      augment: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops."""
+                      augment: bool, scale_jitter: float = 0.0, balance: float = 0.0,
+                      min_roof: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops.
+
+    With ``augment``: a random scale (``scale_jitter``), flip and 90-degree rotation, the same
+    for image and mask. With ``balance``: a crop with less than ``min_roof`` roof is drawn again
+    with probability ``balance`` (at most three times)."""
     images = np.empty((len(indices), crop, crop, 3), np.uint8)
     masks = np.empty((len(indices), crop, crop), bool)
     for row, index in enumerate(indices):
         image, mask = cache.get(index)
         h, w = mask.shape
-        y = int(rng.integers(h - crop + 1))
-        x = int(rng.integers(w - crop + 1))
-        im, ma = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop]
+        side = crop
+        if augment and scale_jitter > 0:
+            lo, hi = math.log(1 - scale_jitter), math.log(1 + scale_jitter)
+            side = int(round(crop * math.exp(rng.uniform(lo, hi))))
+            side = max(MIN_SIDE // 2, min(side, h, w))
+        y, x = _crop_origin(h, w, side, rng)
+        for _ in range(3):
+            if balance <= 0 or mask[y:y + side, x:x + side].mean() >= min_roof:
+                break
+            if rng.random() >= balance:
+                break
+            y, x = _crop_origin(h, w, side, rng)
+        im, ma = image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
         if augment:
             im, ma = _augment(im, ma, rng)
+        if side != crop:
+            im, ma = _resize_pair(im, ma, crop)
         images[row] = im
         masks[row] = ma
     return images, masks
+
+
+#: RGB <-> YIQ (hue rotation turns the I/Q plane around the luma axis).
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+
+
+def photometric_jitter(x: torch.Tensor, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random brightness, contrast, saturation and hue per image of an ``(N, 3, H, W)`` batch in
+    [0, 1], then a slight blur (15 % of images) or Gaussian noise (20 %); geometry is untouched,
+    so the mask stays valid. Returns a new tensor in [0, 1]."""
+    n = x.shape[0]
+    dev, dt = x.device, x.dtype
+    mats = []
+    for _ in range(n):
+        angle = rng.uniform(-0.15, 0.15) * strength          # hue, radians
+        sat = 1 + rng.uniform(-0.25, 0.25) * strength
+        c, s_ = math.cos(angle), math.sin(angle)
+        rot = np.array([[1, 0, 0], [0, sat * c, -sat * s_], [0, sat * s_, sat * c]])
+        mats.append(_YIQ2RGB @ rot @ _RGB2YIQ)
+    mat = torch.as_tensor(np.stack(mats), dtype=dt, device=dev)
+    y = torch.einsum("nij,njhw->nihw", mat, x)
+    bright = torch.as_tensor(1 + rng.uniform(-0.2, 0.2, n) * strength, dtype=dt, device=dev)
+    contrast = torch.as_tensor(1 + rng.uniform(-0.2, 0.2, n) * strength, dtype=dt, device=dev)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - mean) * contrast.view(n, 1, 1, 1) + mean * bright.view(n, 1, 1, 1)
+    blur = rng.random(n) < 0.15 * strength
+    noise = (~blur) & (rng.random(n) < 0.2 * strength)
+    for i in np.flatnonzero(blur):
+        sigma = rng.uniform(0.4, 1.0)
+        k = torch.exp(-torch.arange(-1, 2, dtype=dt, device=dev) ** 2 / (2 * sigma ** 2))
+        k = (k[:, None] * k[None, :]) / k.sum() ** 2
+        y[i] = F.conv2d(F.pad(y[i:i + 1], (1, 1, 1, 1), mode="replicate"),
+                        k.expand(3, 1, 3, 3).contiguous(), groups=3)[0]
+    for i in np.flatnonzero(noise):
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2 ** 31)))
+        y[i] += (torch.randn(y[i].shape, generator=gen) * rng.uniform(0.005, 0.03)).to(dev, dt)
+    return y.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
 
 
 def to_input_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -240,31 +387,70 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
     return x, h, w
 
 
+@dataclass(frozen=True)
+class ValidationScores:
+    loss: float
+    iou: float  # at threshold 0.5
+    tuned_iou: float  # the best over THRESHOLDS
+    threshold: float  # where tuned_iou is reached (0.5 on ties)
+
+
+def _iou_by_threshold(pos: np.ndarray, neg: np.ndarray) -> dict[float, float]:
+    """IoU at each of :data:`THRESHOLDS` from probability histograms of roof / background pixels."""
+    pos_above = np.cumsum(pos[::-1])[::-1]  # roof pixels with p >= bin edge
+    neg_above = np.cumsum(neg[::-1])[::-1]
+    total_pos = pos.sum()
+    scores = {}
+    for t in (0.5, *THRESHOLDS):
+        k = int(round(t * _BINS))
+        tp, fp = float(pos_above[k]), float(neg_above[k])
+        fn = float(total_pos) - tp
+        scores[t] = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return scores
+
+
+def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None) -> tuple[np.ndarray, np.ndarray]:
+    if side is None:
+        return image, mask
+    h, w = mask.shape
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, cache: ImageCache, device: torch.device, loss_name: str,
-             should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
-    """Mean loss and summed IoU (threshold 0.5) over whole validation images."""
+             should_stop: Callable[[], bool] | None = None, max_side: int | None = None,
+             ) -> ValidationScores | None:
+    """Mean loss and IoU (summed over pixels) of the validation images, each whole or its centre
+    ``max_side`` crop: at threshold 0.5 and at the best of :data:`THRESHOLDS`."""
     if len(cache) == 0:
         return None
     was_training = model.training
     model.eval()
-    total_loss, confusion = 0.0, Confusion()
+    total_loss, done = 0.0, 0
+    pos = np.zeros(_BINS + 1, np.int64)
+    neg = np.zeros(_BINS + 1, np.int64)
     multiple = getattr(model, "size_multiple", 1)
+    use_amp = device.type == "cuda"
     try:
         for index in range(len(cache)):
             if should_stop is not None and index and should_stop():
                 break
-            image, mask = cache.get(index)
+            image, mask = _centre_crop(*cache.get(index), max_side)
             x, h, w = pad_to_multiple(to_input_tensor(image[None], device), multiple)
-            logits = model(x)[..., :h, :w]
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)[..., :h, :w].float()
             target = torch.from_numpy(mask[None, None].astype(np.float32)).to(device)
             total_loss += float(compute_loss(loss_name, logits, target))
-            prediction = (logits[0, 0] >= 0).cpu().numpy()
-            confusion = confusion + Confusion.from_masks(prediction, mask)
-            done = index + 1
+            bins = (torch.sigmoid(logits[0, 0]) * _BINS).long().clamp_(0, _BINS).cpu().numpy()
+            pos += np.bincount(bins[mask], minlength=_BINS + 1)
+            neg += np.bincount(bins[~mask], minlength=_BINS + 1)
+            done += 1
     finally:
         model.train(was_training)
-    return total_loss / done, confusion.iou
+    scores = _iou_by_threshold(pos, neg)
+    best = max(THRESHOLDS, key=lambda t: (scores[t], t == 0.5, -abs(t - 0.5)))
+    return ValidationScores(total_loss / done, scores[0.5], scores[best], best)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +486,28 @@ def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
     return crop
 
 
+def lr_factor(progress: float, schedule: str, warmup: float, floor: float = 0.01) -> float:
+    """Learning-rate multiplier at ``progress`` (0 to 1) of the run: linear warm-up over the first
+    ``warmup`` share, then constant or cosine down to ``floor``."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 0.02)
+    if schedule == "constant":
+        return 1.0
+    t = (progress - warmup) / max(1e-9, 1.0 - warmup)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # No weight decay on batch-norm and bias parameters (the usual AdamW practice).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+
 def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig | None = None,
           on_progress: ProgressCallback | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -311,12 +519,16 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     emit = on_progress or (lambda event: None)
     stop_requested = should_stop or (lambda: False)
     device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     dataset = open_dataset(dataset_dir)
     require_labels(dataset.train, "training")
     if not dataset.train:
         raise DatasetError("the train split has no images", Path(dataset_dir) / "train" / "data")
     train_samples, val_samples = split_validation(dataset.train, config.val_fraction, config.seed)
+    if config.val_max_images is not None:
+        val_samples = val_samples[:config.val_max_images]
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -326,16 +538,25 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         resumed = load_checkpoint(resume_from, device="cpu", with_optimizer=True)
         model = resumed.model
         config.arch, config.arch_params = resumed.arch, dict(resumed.arch_params)
+        # The optimizer state only fits the optimizer that wrote it (checkpoints written before
+        # the optimizer was configurable used Adam).
+        config.optimizer = resumed.metadata.get("config", {}).get("optimizer", "adam")
         history = [EpochResult(**h) for h in resumed.metadata.get("history", [])]
     else:
         model = build_model(config.arch, **config.arch_params)
     model.to(device).train()
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _make_optimizer(config, model)
     if resumed is not None and resumed.optimizer_state is not None:
-        optimizer.load_state_dict(resumed.optimizer_state)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
+        try:
+            optimizer.load_state_dict(resumed.optimizer_state)
+        except (ValueError, KeyError) as exc:  # e.g. saved by a different optimizer layout
+            raise ConfigError(f"cannot restore the optimizer state of {resume_from} ({exc}); "
+                              f"train a new model instead") from exc
+    base_lrs = []
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr
+        base_lrs.append(config.lr)
 
     train_cache, val_cache = ImageCache(train_samples), ImageCache(val_samples)
     crop = _crop_size_for(train_cache, config.crop_size, getattr(model, "size_multiple", 1))
@@ -347,14 +568,23 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
 
     per_epoch = config.samples_per_epoch or len(train_samples)
     batches = max(1, math.ceil(per_epoch / config.batch_size))
-    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+    budget = config.max_minutes * 60 if config.max_minutes else None
+    deadline = started + budget if budget else None
     first_epoch = len(history) + 1
     last_epoch = len(history) + config.epochs
+    total_samples = config.epochs * per_epoch
     samples_seen = 0
     stopped: str | None = None
     # The saved model is the best epoch of this run by validation IoU (the last one without val).
-    best_state, best_iou, best_epoch = None, -1.0, None
+    best_state, best_iou, best_epoch, best_threshold = None, -1.0, None, 0.5
     epoch_seconds: list[float] = []
+    lr_now = config.lr
+
+    def progress_now() -> float:
+        done = samples_seen / total_samples
+        if budget:
+            done = max(done, (time.monotonic() - started) / budget)
+        return done
 
     for epoch in range(first_epoch, last_epoch + 1):
         epoch_start = time.monotonic()
@@ -363,14 +593,20 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         for batch in range(batches):
             if stop_requested():
                 stopped = "user"
-            elif deadline is not None and time.monotonic() >= deadline:
-                stopped = "time"
+            elif deadline is not None and samples_seen and time.monotonic() >= deadline:
+                stopped = "time"  # (after at least one batch, so a time limit always saves)
             if stopped:
                 break
             indices = order[batch * config.batch_size:(batch + 1) * config.batch_size]
-            images, masks = random_crop_batch(train_cache, indices, crop, rng, config.augment)
+            images, masks = random_crop_batch(train_cache, indices, crop, rng, config.augment,
+                                              config.scale_jitter, config.balance, config.min_roof)
             x = to_input_tensor(images, device)
+            if config.augment and config.photometric:
+                x = photometric_jitter(x, rng)
             target = torch.from_numpy(masks[:, None].astype(np.float32)).to(device, non_blocking=True)
+            factor = lr_factor(progress_now(), config.schedule, config.warmup)
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = lr_now = base * factor
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
             loss = compute_loss(config.loss, logits, target)
@@ -388,21 +624,26 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                                time.monotonic() - started))
         if loss_count == 0:
             break  # stopped before this epoch trained anything
-        scores = validate(model, val_cache, device, config.loss)
-        val_loss, val_iou = scores if scores else (None, None)
+        scores = validate(model, val_cache, device, config.loss, max_side=config.val_max_side)
         seconds = time.monotonic() - epoch_start
         epoch_seconds.append(seconds)
         remaining = last_epoch - epoch
         eta = None if stopped else remaining * float(np.mean(epoch_seconds))
         if eta is not None and deadline is not None:
             eta = min(eta, max(0.0, deadline - time.monotonic()))
-        result = EpochResult(epoch, last_epoch, loss_sum / loss_count, val_loss, val_iou, seconds,
-                             eta, samples_seen, complete=stopped is None)
+        tuned = config.tune_threshold and scores is not None
+        result = EpochResult(epoch, last_epoch, loss_sum / loss_count,
+                             scores.loss if scores else None, scores.iou if scores else None,
+                             seconds, eta, samples_seen, complete=stopped is None,
+                             val_iou_tuned=scores.tuned_iou if tuned else None,
+                             threshold=scores.threshold if tuned else None, lr=lr_now)
         history.append(result)
         emit(result)
-        if val_iou is not None and val_iou > best_iou:
-            best_iou, best_epoch = val_iou, epoch
-            best_state = copy.deepcopy(model.state_dict())
+        if scores is not None:
+            score, threshold = (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
+            if score > best_iou:
+                best_iou, best_epoch, best_threshold = score, epoch, threshold
+                best_state = copy.deepcopy(model.state_dict())
         if stopped:
             break
 
@@ -420,7 +661,8 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         "history": [asdict(h) for h in history],
         "metrics": {"val_iou": best_iou if best_iou >= 0 else None, "best_epoch": best_epoch,
                     "train_images": len(train_samples), "val_images": len(val_samples)},
-        "threshold": 0.5,
+        "threshold": best_threshold,
+        "threshold_source": "validation" if config.tune_threshold and best_iou >= 0 else "default",
         "normalization": "rgb / 255",
         "samples_seen": samples_seen + (resumed.metadata.get("samples_seen", 0) if resumed else 0),
         "stopped": stopped,
@@ -433,4 +675,5 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         model.load_state_dict(final_state)
     return TrainResult(model_path=model_path, history=history, stopped=stopped,
                        best_epoch=best_epoch, val_iou=metadata["metrics"]["val_iou"],
-                       samples_seen=samples_seen, seconds=time.monotonic() - started)
+                       samples_seen=samples_seen, seconds=time.monotonic() - started,
+                       threshold=best_threshold)

@@ -1,0 +1,249 @@
+"""The training loop and recipe on tiny synthetic data: it learns, stops, resumes, augments in
+step, balances crops, tunes and stores the threshold, and reports the documented events.
+
+Fast (tiny models, 64 px images); no assertion depends on wall-clock time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoint import load_checkpoint, read_metadata
+from core.errors import ConfigError
+from core.train import (
+    ORIGINAL_RECIPE,
+    THRESHOLDS,
+    BatchProgress,
+    EpochResult,
+    ImageCache,
+    TrainConfig,
+    TrainingStarted,
+    TrainResult,
+    lr_factor,
+    photometric_jitter,
+    random_crop_batch,
+    train,
+    validate,
+)
+
+TINY = {"width": 8, "depth": 2}
+
+
+def _blocks(rng: np.random.Generator, size: int, block: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """An image of random coloured blocks whose mask is derived from it: roof = red > 128."""
+    small = rng.integers(0, 256, (size // block, size // block, 3), dtype=np.uint8)
+    image = small.repeat(block, 0).repeat(block, 1)
+    return image, image[..., 0] > 128
+
+
+def _write_dataset(root, n_train: int = 8, n_test: int = 2, size: int = 64, seed: int = 0):
+    """Bright squares (roof) on a dark noisy ground: trivially learnable."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for kind in ("data", "label"):
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            mask = np.zeros((size, size), bool)
+            for _ in range(3):
+                y, x = rng.integers(0, size - 16, 2)
+                mask[y:y + int(rng.integers(8, 16)), x:x + int(rng.integers(8, 16))] = True
+            image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+            image[mask] = rng.integers(180, 256, (int(mask.sum()), 3)).astype(np.uint8)
+            Image.fromarray(image).save(root / split / "data" / f"{i:03d}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / split / "label" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return _write_dataset(tmp_path_factory.mktemp("train") / "ds")
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(arch="liteunet", arch_params=dict(TINY), epochs=3, batch_size=4, lr=1e-2,
+                loss="bce+dice", crop_size=64, samples_per_epoch=8, val_fraction=0.25,
+                device="cpu", seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loop_learns_a_trivial_problem(dataset, tmp_path):
+    result = train(dataset, tmp_path / "m", _config(epochs=12, photometric=False))
+    losses = [h.train_loss for h in result.history]
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:2])
+    assert result.val_iou is not None and result.val_iou > 0.8
+    assert result.val_iou > result.history[0].val_iou_tuned
+    assert result.model_path.is_file()
+
+
+def test_should_stop_stops_within_one_batch_and_still_saves(dataset, tmp_path):
+    batches = []
+    flag = {"stop": False}
+
+    def on_progress(event):
+        if isinstance(event, BatchProgress):
+            batches.append(event)
+            if len(batches) == 3:
+                flag["stop"] = True
+
+    result = train(dataset, tmp_path / "m", _config(epochs=50), on_progress=on_progress,
+                   should_stop=lambda: flag["stop"])
+    assert len(batches) == 3  # no batch started after the request
+    assert result.stopped == "user"
+    assert result.samples_seen == 12
+    assert result.model_path.is_file()
+    assert not result.history[-1].complete
+
+
+def test_time_limit_stops_and_saves(dataset, tmp_path):
+    result = train(dataset, tmp_path / "m", _config(epochs=1_000_000, max_minutes=1e-4))
+    assert result.stopped == "time"
+    assert result.model_path.is_file()
+    assert read_metadata(result.model_path)["stopped"] == "time"
+
+
+def test_resume_continues_history_and_optimizer_state(dataset, tmp_path):
+    first = train(dataset, tmp_path / "m", _config(epochs=2))
+    loaded = load_checkpoint(first.model_path, with_optimizer=True)
+    assert {float(v["step"]) for v in loaded.optimizer_state["state"].values()} == {4.0}  # 2 x 2
+    second = train(dataset, tmp_path / "m", _config(epochs=2), resume_from=first.model_path)
+    assert len(second.history) == 4
+    assert [h.epoch for h in second.history] == [1, 2, 3, 4]
+    again = load_checkpoint(second.model_path, with_optimizer=True)
+    assert {float(v["step"]) for v in again.optimizer_state["state"].values()} == {8.0}
+    assert read_metadata(second.model_path)["resumed_from"] == str(first.model_path)
+
+
+def test_geometric_augmentation_keeps_image_and_mask_aligned(tmp_path):
+    rng = np.random.default_rng(1)
+    cache = ImageCache([])
+    cache._data = [_blocks(rng, 128), _blocks(rng, 96)]
+    cache.samples = [None, None]
+    draw = np.random.default_rng(2)
+    # Flips and rotations only: exact.
+    images, masks = random_crop_batch(cache, [0, 1] * 8, 64, draw, augment=True)
+    assert np.array_equal(images[..., 0] > 128, masks)
+    # With scale jitter (bilinear resampling), the relation holds away from block edges.
+    images, masks = random_crop_batch(cache, [0, 1] * 8, 64, draw, augment=True, scale_jitter=0.25)
+    agree = np.mean((images[..., 0] > 128) == masks)
+    assert agree > 0.95
+    # The augmentation did change something (not the identity crop every time).
+    plain, _ = random_crop_batch(cache, [0] * 16, 64, np.random.default_rng(2), augment=False)
+    assert not all(np.array_equal(plain[0], im) for im in images[::2])
+
+
+def test_photometric_jitter_changes_colour_not_geometry():
+    x = torch.zeros(6, 3, 32, 32)
+    x[:, :, 8:24, 8:24] = 0.8  # a bright square on a dark ground
+    y = photometric_jitter(x, np.random.default_rng(0))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert not torch.equal(x, y)
+    inside = y[:, :, 10:22, 10:22].mean(dim=(1, 2, 3))
+    outside = torch.cat([y[:, :, :6].flatten(1), y[:, :, 26:].flatten(1)], 1).mean(1)
+    assert bool((inside > outside + 0.3).all())  # the square is still where it was
+
+
+def test_balanced_crops_favour_roof():
+    image = np.zeros((256, 256, 3), np.uint8)
+    mask = np.zeros((256, 256), bool)
+    mask[:48, :48] = True
+    cache = ImageCache([])
+    cache._data, cache.samples = [(image, mask)], [None]
+    fractions = {}
+    for balance in (0.0, 1.0):
+        _, masks = random_crop_batch(cache, [0] * 300, 64, np.random.default_rng(0), augment=False,
+                                     balance=balance, min_roof=0.05)
+        fractions[balance] = masks.mean()
+    assert fractions[1.0] > 2 * fractions[0.0]
+
+
+class _RedModel(torch.nn.Module):
+    """p = 0.1 + 0.2 * red: roof (red 1) gets 0.3, ground (red 0) 0.1."""
+
+    size_multiple = 1
+
+    def forward(self, x):
+        p = 0.1 + 0.2 * x[:, :1]
+        return torch.log(p / (1 - p))
+
+
+def test_validation_tunes_the_threshold():
+    image = np.zeros((64, 64, 3), np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 20:50] = True
+    image[mask] = 255
+    cache = ImageCache([])
+    cache._data, cache.samples = [(image, mask)], [None]
+    scores = validate(_RedModel(), cache, torch.device("cpu"), "bce")
+    assert scores.iou == 0.0  # nothing reaches 0.5
+    assert scores.tuned_iou == pytest.approx(1.0)
+    assert scores.threshold == 0.3  # of the perfect ones (0.2 ... 0.3), the closest to 0.5
+
+
+def test_tuned_threshold_is_stored_and_loaded(dataset, tmp_path):
+    result = train(dataset, tmp_path / "m", _config(epochs=2))
+    assert result.threshold in THRESHOLDS
+    meta = read_metadata(result.model_path)
+    assert meta["threshold"] == result.threshold
+    assert load_checkpoint(result.model_path).threshold == result.threshold
+    best = result.history[result.best_epoch - 1]
+    assert best.threshold == result.threshold and best.val_iou_tuned == result.val_iou
+    untuned = train(dataset, tmp_path / "m", _config(epochs=1, tune_threshold=False))
+    assert untuned.threshold == 0.5 and read_metadata(untuned.model_path)["threshold"] == 0.5
+
+
+def test_events_have_the_documented_fields(dataset, tmp_path):
+    events = []
+    result = train(dataset, tmp_path / "m", _config(epochs=2), on_progress=events.append)
+    started = [e for e in events if isinstance(e, TrainingStarted)]
+    assert len(started) == 1 and events[0] is started[0]
+    s = started[0]
+    assert (s.train_images, s.val_images, s.device, s.crop_size) == (6, 2, "cpu", 64)
+    assert s.parameters > 0 and s.model_path == result.model_path
+    batches = [e for e in events if isinstance(e, BatchProgress)]
+    epochs = [e for e in events if isinstance(e, EpochResult)]
+    assert len(batches) == 4 and len(epochs) == 2
+    b = batches[-1]
+    assert (b.epoch, b.epochs, b.batch, b.batches, b.samples_seen) == (2, 2, 2, 2, 16)
+    assert np.isfinite(b.loss) and b.elapsed_seconds >= 0
+    for e in epochs:
+        for name in ("epoch", "epochs", "train_loss", "val_loss", "val_iou", "seconds",
+                     "eta_seconds", "samples_seen", "complete", "val_iou_tuned", "threshold", "lr"):
+            assert hasattr(e, name)
+        assert e.complete and 0 <= e.val_iou <= 1
+    assert epochs[-1].eta_seconds == 0
+    assert isinstance(result, TrainResult)
+    assert {f.name for f in dataclasses.fields(result)} >= {
+        "model_path", "history", "stopped", "best_epoch", "val_iou", "samples_seen", "seconds",
+        "threshold"}
+    assert result.as_dict()["threshold"] == result.threshold
+
+
+def test_original_recipe_is_plain_adam_bce_without_augmentation(dataset, tmp_path):
+    config = TrainConfig(**{**ORIGINAL_RECIPE, "epochs": 1, "batch_size": 4, "crop_size": 64,
+                            "samples_per_epoch": 4, "device": "cpu"})
+    result = train(dataset, tmp_path / "m", config)
+    meta = read_metadata(result.model_path)
+    assert meta["arch"] == "prescribed" and meta["config"]["optimizer"] == "adam"
+    assert meta["threshold"] == 0.5
+    assert result.history[0].lr == pytest.approx(1e-4)  # constant, no warm-up
+
+
+def test_schedule_warms_up_then_decays():
+    values = [lr_factor(p / 100, "cosine", 0.05) for p in range(101)]
+    peak = int(np.argmax(values))
+    assert values[0] < 0.1 and 4 <= peak <= 6 and values[peak] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1:], strict=False))
+    assert values[-1] == pytest.approx(0.01)
+    assert lr_factor(0.7, "constant", 0.05) == 1.0
+
+
+def test_bad_recipe_values_are_config_errors():
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="sgd").validate()
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainConfig(schedule="step").validate()
