@@ -1,0 +1,202 @@
+"""Model quality on real aerial tiles: the prescribed model trained the original way against our
+default recipe, for the same wall-clock budget, scored on unseen tiles.
+
+    python benchmarks/quality.py [--minutes 5] [--device cpu] [--devdata PATH]
+    python benchmarks/quality.py --demo [--minutes 2]
+
+The data is ../shared/devdata (13 image/mask pairs from 3 sources; it is never copied into the
+repository). The split is fixed and keeps every source scene (each tile is its own scene) on one
+side: the test split is one tile of each source, :data:`TEST_TILES`; the other 10 are the train
+split. Tiles are written whole into a temporary ``DATASET/{train,test}/{data,label}/`` (same file
+name for image and label); the trainer crops them (256 px crops; the tiles are 256 or 650 px),
+and holds out 10 % of the train split (one tile, chosen by the seed) for validation.
+
+Both runs go through the public API (``core.train.train`` then ``core.evaluate.evaluate`` on the
+test split, with each model's own threshold) and get the same budget (``--minutes``, which includes
+loading the data and the per-epoch validation) and 64 training crops per epoch:
+
+* prescribed, the original way: ``TrainConfig(**ORIGINAL_RECIPE)``: Adam 1e-4, BCE, batch 32,
+  no augmentation, constant learning rate, threshold 0.5;
+* ours: ``TrainConfig(**DEFAULT_RECIPE)``: the defaults of ``rooftop train``.
+
+``--demo`` trains only ours (``--minutes`` default 2) on the synthetic demo scene
+(``core.synthetic.write_demo`` at 1024 px, cut by ``core.dataset.generate_dataset`` into 256 px
+windows with stride 0.5, resized to 256) and reports its test IoU.
+
+Prints ONE JSON object on stdout; progress goes to stderr. When the devdata folder is absent it
+says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, emit, machine, note, rnd
+
+DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
+SUBSETS = ("crowdai", "potsdam", "spacenet")
+#: One tile of each source for testing; everything else trains.
+TEST_TILES = ("crowdai_6.png", "potsdam_7_9.png", "spacenet_shanghai_img945.png")
+SAMPLES_PER_EPOCH = 64
+
+
+def build_devdata_split(devdata: Path, out: Path) -> dict[str, list[str]]:
+    """Write ``out/{train,test}/{data,label}/NAME.png`` from the devdata subsets."""
+    split: dict[str, list[str]] = {"train": [], "test": []}
+    for subset in SUBSETS:
+        for image in sorted((devdata / subset / "images").glob("*.png")):
+            mask = devdata / subset / "masks" / image.name
+            if not mask.is_file():
+                raise SystemExit(f"devdata: {image} has no mask {mask}")
+            name = "test" if image.name in TEST_TILES else "train"
+            for kind, source in (("data", image), ("label", mask)):
+                target = out / name / kind / image.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            split[name].append(image.name)
+    missing = set(TEST_TILES) - set(split["test"])
+    if missing:
+        raise SystemExit(f"devdata: test tiles not found: {', '.join(sorted(missing))}")
+    return split
+
+
+def build_demo_split(out: Path) -> dict[str, list[str]]:
+    from core.dataset import GenerateConfig, PatchSpec, generate_dataset
+    from core.synthetic import write_demo
+
+    image, labels = write_demo(out / "scene", size=1024, seed=0)
+    config = GenerateConfig(patches=(PatchSpec.parse("256:0.5"),), resize=256)
+    result = generate_dataset(image, labels, out / "dataset", config)
+    return {"train_patches": result.n_train, "test_patches": result.n_test}
+
+
+def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
+    from core.evaluate import evaluate
+    from core.train import BatchProgress, EpochResult, train
+
+    last = [0.0]
+
+    def progress(event: Any) -> None:
+        if isinstance(event, EpochResult) and time.monotonic() - last[0] > 15:
+            last[0] = time.monotonic()
+            iou = "-" if event.val_iou is None else f"{event.val_iou:.3f}"
+            note(f"  {name}: epoch {event.epoch}, {event.samples_seen} samples, "
+                 f"train loss {event.train_loss:.4f}, val IoU {iou}")
+        elif isinstance(event, BatchProgress):
+            pass
+
+    note(f"training {name} ({config.arch}) for {config.max_minutes} min on {config.device} ...")
+    result = train(dataset, work / f"models_{name}", config, on_progress=progress)
+    scores = evaluate(dataset, result.model_path, split="test", device=config.device)
+    m = scores.metrics
+    note(f"  {name}: test IoU {m['iou']:.4f} F1 {m['f1']:.4f} ({result.samples_seen} samples)")
+    tta = tta_iou(dataset, result.model_path, config.device)
+    return {
+        "test_iou_tta": rnd(tta, 4),
+        "arch": config.arch, "test_iou": rnd(m["iou"], 4), "test_f1": rnd(m["f1"], 4),
+        "test_precision": rnd(m["precision"], 4), "test_recall": rnd(m["recall"], 4),
+        "per_image_iou": {s.name: rnd(s.iou, 4) for s in scores.per_image},
+        "threshold": scores.threshold, "samples_seen": result.samples_seen,
+        "epochs": len(result.history), "best_epoch": result.best_epoch,
+        "val_iou": rnd(result.val_iou, 4), "seconds": rnd(result.seconds, 1),
+        "stopped": result.stopped, "config": {k: v for k, v in vars(config).items()
+                                              if k not in ("device", "max_minutes")},
+    }
+
+
+def tta_iou(dataset: Path, model_path: Path, device: str) -> float:
+    """Test IoU with flip test-time augmentation (``rooftop predict --tta``), the model's threshold."""
+    from core.checkpoint import load_checkpoint
+    from core.dataset import open_dataset
+    from core.io import read_image_and_mask
+    from core.metrics import Confusion
+    from core.postprocess import to_mask
+    from core.predict import predict_probabilities
+
+    loaded = load_checkpoint(model_path, device=device)
+    total = Confusion()
+    for sample in open_dataset(dataset).test:
+        image, truth = read_image_and_mask(sample.image_path, sample.label_path)
+        prob = predict_probabilities(loaded.model, image, device=device, tta=True)
+        total = total + Confusion.from_masks(to_mask(prob, loaded.threshold), truth)
+    return total.iou
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devdata", type=Path, default=DEFAULT_DEVDATA, help="devdata folder")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget per model (default 5; 2 with --demo)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--demo", action="store_true", help="only ours, on the synthetic demo scene")
+    parser.add_argument("--skip-prescribed", action="store_true", help="train only our default")
+    parser.add_argument("--arch", default=None, help="override our default architecture (exploring)")
+    parser.add_argument("--arch-params", default="{}", help="JSON parameters for --arch (exploring)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="override a TrainConfig field of our run (exploring), e.g. lr=1e-3")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
+    args = parser.parse_args(argv)
+    minutes = args.minutes if args.minutes is not None else (2.0 if args.demo else 5.0)
+
+    if not args.demo and not (args.devdata / SUBSETS[0] / "images").is_dir():
+        note(f"devdata not found at {args.devdata}: skipping the real-data quality benchmark "
+             "(pass --devdata PATH, or --demo for the synthetic scene)")
+        emit({"benchmark": "quality", "skipped": f"devdata not found at {args.devdata}"})
+        return 0
+
+    import torch
+
+    from core.train import DEFAULT_RECIPE, ORIGINAL_RECIPE, TrainConfig
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="rooftop-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ours = dict(DEFAULT_RECIPE)
+        if args.arch:
+            ours["arch"] = args.arch
+        ours["arch_params"] = json.loads(args.arch_params)
+        for item in args.set:
+            key, _, value = item.partition("=")
+            ours[key] = json.loads(value)
+        common = {"epochs": 1_000_000, "max_minutes": minutes, "device": args.device,
+                  "seed": args.seed, "crop_size": 256}
+        result: dict[str, Any] = {"benchmark": "quality", "budget_minutes": minutes,
+                                  "device": args.device, "torch_threads": torch.get_num_threads(),
+                                  "machine": machine()}
+        if args.demo:
+            split = build_demo_split(work / "demo")
+            dataset = work / "demo" / "dataset"
+            result.update(data="synthetic demo scene 1024 px, patches 256:0.5, resize 256",
+                          split=split)
+            result["ours"] = run("ours", dataset, work, TrainConfig(**{**ours, **common}))
+        else:
+            dataset = work / "devdata"
+            split = build_devdata_split(args.devdata, dataset)
+            result.update(data=str(args.devdata), split=split,
+                          samples_per_epoch=SAMPLES_PER_EPOCH)
+            common["samples_per_epoch"] = SAMPLES_PER_EPOCH
+            if not args.skip_prescribed:
+                result["prescribed"] = run("prescribed", dataset, work,
+                                           TrainConfig(**{**ORIGINAL_RECIPE, **common}))
+            result["ours"] = run("ours", dataset, work, TrainConfig(**{**ours, **common}))
+            if "prescribed" in result:
+                base = result["prescribed"]["test_iou"]
+                result["iou_ratio"] = rnd(result["ours"]["test_iou"] / base, 2) if base else None
+        emit(result)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
