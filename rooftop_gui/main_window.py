@@ -343,12 +343,14 @@ class MainWindow(QMainWindow):
                                      f"{image.shape[0]}")
             except (RooftopError, ValueError) as exc:
                 mask, label_error = None, describe(exc)
-                self.statusBar().showMessage(f"Label not shown: {label_error}", 15000)
         self.annotation.set_sample(sample, image.shape[:2], mask, label_error)
         self.prediction.set_current(sample)
         self.size_label.setText(f"{image.shape[1]} × {image.shape[0]}")
         self.setWindowFilePath(str(sample.image_path))
-        self.statusBar().showMessage(f"{sample.split}/{sample.name}", 4000)
+        if label_error is not None:  # last, so that the name below does not hide it at once
+            self.statusBar().showMessage(f"Label not shown: {label_error}", 15000)
+        else:
+            self.statusBar().showMessage(f"{sample.split}/{sample.name}", 4000)
 
     def current_sample(self) -> Any:
         return self.browser.current_sample()
