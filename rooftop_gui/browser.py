@@ -50,16 +50,41 @@ def sample_key(sample: Any) -> Key:
     return (sample.split, sample.name)
 
 
+#: Pillow modes of 8-bit samples, thumbnailed by Pillow directly (fast: JPEG draft mode).
+_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
+                              "LAB", "HSV"})
+
+
 def _make_thumbnail(path: Path, size: int):
-    """A QImage thumbnail of ``path`` (run in the loader thread; QImage is thread-safe)."""
+    """A QImage thumbnail of ``path`` (run in the loader thread; QImage is thread-safe).
+
+    8-bit images go through Pillow's thumbnail; anything else (16-bit, float, TIFFs only tifffile
+    reads) through ``core.io.read_image``, so the thumbnail shows the same documented conversion
+    as the canvas (Pillow's ``convert("RGB")`` clips 16-bit values to white).
+    """
     import numpy as np
     import qimage2ndarray
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im.draft("RGB", (size * 2, size * 2))
-        im.thumbnail((size, size))
-        rgb = np.asarray(im.convert("RGB"))
+    from core.io import MAX_PIXELS, read_image
+
+    rgb = None
+    try:
+        with Image.open(path) as im:
+            width, height = im.size  # from the header: refuse a bomb before decoding
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"image is {width} x {height} pixels, more than the "
+                                 f"{MAX_PIXELS:,} we decode (a decompression-bomb guard)")
+            if im.mode in _EIGHT_BIT_MODES:
+                im.draft("RGB", (size * 2, size * 2))
+                im.thumbnail((size, size))
+                rgb = np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        pass  # core.io says why (empty, not an image), or reads it (a float TIFF)
+    if rgb is None:
+        with Image.fromarray(read_image(path)) as im:
+            im.thumbnail((size, size))
+            rgb = np.asarray(im)
     return qimage2ndarray.array2qimage(rgb)
 
 
