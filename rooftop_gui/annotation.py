@@ -517,7 +517,9 @@ class AnnotationController(QObject):
             elif pending is not None:
                 self.status_message.emit(
                     f"Recovered edits of {sample.name} do not match its size; kept on disk")
-            elif mask is not None:
+            if editor is None and mask is not None:
+                # (also when a recovered copy did not fit: edit the label on disk, never an
+                # empty mask that a save would write over it)
                 editor = MaskEditor(mask, path=self.label_path)
         self.editor = editor
         self._show_label()
@@ -885,7 +887,10 @@ class AnnotationController(QObject):
         current = self.sample
         if current is not None and self.label_path is not None \
                 and _key(self.label_path) in self._pending and self._shape is not None:
-            self.set_sample(current, self._shape, None, None)
+            # the label on the canvas (saved: entries with unsaved edits are not offered) stays
+            # what is edited if the recovered copy does not fit the image
+            on_disk = self.editor.mask.copy() if self.editor is not None else None
+            self.set_sample(current, self._shape, on_disk, self._label_error)
         return restored
 
     def shutdown(self) -> None:
