@@ -343,14 +343,16 @@ class MainWindow(QMainWindow):
                                      f"{image.shape[0]}")
             except (RooftopError, ValueError) as exc:
                 mask, label_error = None, describe(exc)
+        # the name first: what the annotation says next (restored edits, a recovered copy that
+        # does not fit) and a label that cannot be shown must not be hidden by it at once
+        if label_error is not None:
+            self.statusBar().showMessage(f"Label not shown: {label_error}", 15000)
+        else:
+            self.statusBar().showMessage(f"{sample.split}/{sample.name}", 4000)
         self.annotation.set_sample(sample, image.shape[:2], mask, label_error)
         self.prediction.set_current(sample)
         self.size_label.setText(f"{image.shape[1]} × {image.shape[0]}")
         self.setWindowFilePath(str(sample.image_path))
-        if label_error is not None:  # last, so that the name below does not hide it at once
-            self.statusBar().showMessage(f"Label not shown: {label_error}", 15000)
-        else:
-            self.statusBar().showMessage(f"{sample.split}/{sample.name}", 4000)
 
     def current_sample(self) -> Any:
         return self.browser.current_sample()
@@ -422,6 +424,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self.annotation.shutdown()
         self.browser.thumbnails.shutdown()
+        self.prediction.shutdown()
         self.training.shutdown()
         if not self.runner.stop_all(30_000):
             log.warning("background tasks still running at exit")
