@@ -158,6 +158,7 @@ class PredictionPanel(QWidget):
         self.scores: SplitScores | None = None
         self._task: Task | None = None
         self._rescore_task: Task | None = None
+        self._closed = False
         self._current: Any = None  # the Sample on the canvas
         self._rescore_timer = QTimer(self)
         self._rescore_timer.setSingleShot(True)
@@ -443,6 +444,8 @@ class PredictionPanel(QWidget):
 
     def rescore(self) -> None:
         """Recompute the split's confusions from cached probabilities at the shown settings."""
+        if self._closed:
+            return
         scores = self.scores
         if scores is None or (self._task is not None) or self._rescore_task is not None:
             if scores is not None and self._rescore_task is not None:
@@ -649,6 +652,16 @@ class PredictionPanel(QWidget):
         self._update_enabled()
         self.busy_changed.emit(True)
         return self._task
+
+    def shutdown(self) -> None:
+        """The window is closing: no re-scoring starts any more (its debounce timer could fire
+        after the window has gone, and its callbacks touch the window's widgets), and the running
+        prediction or re-scoring is asked to stop."""
+        self._closed = True
+        self._rescore_timer.stop()
+        for task in (self._task, self._rescore_task):
+            if task is not None:
+                task.request_stop()
 
     def stop(self) -> None:
         if self._task is not None:
