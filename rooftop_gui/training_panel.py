@@ -694,7 +694,15 @@ class TrainingPanel(QWidget):
                   f"(best epoch {result.best_epoch}, val IoU {_fmt(result.val_iou)})")
         self.plot.getPlotItem().setTitle(path.name, color="#8b919b", size="9pt")
         self.refresh_models()
-        self._set_active(path, dataset=self._run.get("dataset"))
+        dataset = self._run.get("dataset")
+        if dataset is not None and dataset != self._dataset:
+            # another dataset was opened meanwhile: the model is its own dataset's active model
+            # (offered when that dataset is opened again), never forced on the open one
+            self._remember("active_models", path, dataset)
+            self._log(f"{path.name} was trained on {dataset.name}, not the open dataset: open "
+                      f"{dataset.name} again to use it")
+            return
+        self._set_active(path, dataset=dataset)
 
     def _on_failed(self, error: BaseException) -> None:
         task = self._task
