@@ -20,6 +20,7 @@ never closed, the next start goes through ``open_initial``, later edits replace 
 
 from __future__ import annotations
 
+import shutil
 import struct
 import sys
 import threading
@@ -419,3 +420,412 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     bad = len(UNREADABLE) + len(CONVERTED) + 5
     assert survived == bad
     TALLY.record("bad files in an open dataset", bad, 0, survived)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. closing the window during training
+# --------------------------------------------------------------------------------------------
+
+def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
+        window, qtbot, tiny_dataset, questions, prompts, messages):  # noqa: F811
+    """3 close requests while a model trains and a label has unsaved edits: Cancel (edits), Save
+    then No (training), then Yes. Nothing is lost: the label is saved, the run goes on after
+    each refusal, and the Yes stops the thread and saves the model so far."""
+    from core.checkpoint import list_models, load_checkpoint
+
+    assert window.open_dataset(tiny_dataset)
+    select(window, "train", "00001.png")
+    paint(window, [(5, 5), (20, 12)])
+    edited = window.annotation.editor.mask.copy()
+    quick_training(window, epochs=10_000)
+    qtbot.mouseClick(window.training.start_button, Qt.MouseButton.LeftButton)
+    assert window.training.is_training() and window.training_label.text() == "● training"
+    qtbot.waitUntil(lambda: window.training.plot.point_count() >= 1, timeout=60_000)
+
+    # 1. Cancel on the unsaved edits: nothing else is asked, everything goes on
+    prompts.unsaved_answer = annotation.CANCEL
+    assert window.close() is False
+    assert window.isVisible() and window.training.is_training()
+    assert window.annotation.has_unsaved() and questions.asked == []
+
+    # 2. Save the edits, then No to stopping the training: the window stays, training continues
+    prompts.unsaved_answer = annotation.SAVE
+    questions.answers = [QMessageBox.StandardButton.No]
+    assert window.close() is False
+    assert questions.asked == ["Training is running"]
+    assert window.isVisible() and window.training.is_training()
+    assert not window.annotation.has_unsaved()
+    assert np.array_equal(read_mask(tiny_dataset / "train" / "label" / "00001.png"), edited)
+    seen = window.training.plot.point_count()
+    qtbot.waitUntil(lambda: window.training.plot.point_count() >= seen + 2, timeout=30_000)
+
+    # 3. Yes: the thread stops, the model so far is saved, the window closes
+    questions.answers = [QMessageBox.StandardButton.Yes]
+    epochs_before = window.training.plot.point_count()
+    assert window.close() is True
+    assert questions.asked == ["Training is running"] * 2
+    assert not window.isVisible() and not window.training.is_training()
+    assert workers.live_threads() == []
+    models = list_models(tiny_dataset / "models")
+    assert [m.name for m in models] == ["model_v1"]
+    assert models[0].epochs_done >= epochs_before
+    assert window.training.last_result().stopped == "user"
+    assert load_checkpoint(models[0].path).model is not None
+    assert [c for c in messages.calls if c[0] == "critical"] == []
+    TALLY.record("closing during training", 0, 3, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. ten quick starts and stops
+# --------------------------------------------------------------------------------------------
+
+def test_ten_quick_starts_and_stops_leave_the_panel_working(
+        window, qtbot, tiny_dataset, messages):  # noqa: F811
+    """10 Start-then-Stop pairs, the Stop after 0 to 400 ms (before torch loads, during the first
+    batch, mid-run), each also trying a second Start while stopping; then a full short run."""
+    from core.checkpoint import list_models
+
+    panel = window.training
+    assert window.open_dataset(tiny_dataset)
+    quick_training(window, epochs=10_000)
+    saved = 0
+    for delay in (0, 0, 0, 5, 10, 20, 50, 100, 200, 400):
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+        assert panel.is_training()
+        if delay:
+            qtbot.wait(delay)
+        qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+        assert not panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
+        assert panel.start_training() is False  # a second run never starts beside the first
+        qtbot.waitUntil(lambda: not panel.is_training(), timeout=30_000)
+        assert_training_ready(window)
+        assert workers.live_threads() == [] or "rooftop-training" not in workers.live_threads()
+        if panel.last_result() is not None:
+            assert panel.last_result().stopped == "user"
+            saved += 1
+    errors = [c for c in messages.calls if c[0] == "critical"]
+    assert errors == []
+    log = panel.log_view.toPlainText()
+    assert log.count("Stop requested") == 10
+    assert log.count("stopped by you") + log.count("no model saved") == 10
+    assert [m.version for m in list_models(tiny_dataset / "models")] == list(range(1, saved + 1))
+
+    # a last full run still works and numbers its model after the others
+    quick_training(window, epochs=2)
+    with qtbot.waitSignal(panel.model_activated, timeout=60_000) as blocker:
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_training(), timeout=30_000)
+    result = panel.last_result()
+    assert result.stopped is None and Path(blocker.args[0]).name == f"model_v{saved + 1}.safetensors"
+    assert window.prediction.model_path == Path(blocker.args[0])
+    assert_training_ready(window)
+    print(f"10 quick stops: {saved} saved a model, {10 - saved} stopped before the first batch")
+    TALLY.record("ten quick starts and stops", 0, 10, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. switching images and datasets while training
+# --------------------------------------------------------------------------------------------
+
+def test_switching_images_and_datasets_while_training(
+        window, qtbot, make_dataset, messages):  # noqa: F811
+    """10 switches (images of both splits, next/previous, another dataset of another image size
+    and back) while a model trains on the first dataset. The run finishes, on its own data, into
+    its own models folder; the canvas always shows the image selected; the other dataset's
+    prediction model is left alone."""
+    from core.checkpoint import list_models
+
+    first = make_dataset("first")
+    other = make_dataset("other", n_train=4, n_test=2, size=96)
+    panel = window.training
+    assert window.open_dataset(first)
+    quick_training(window, epochs=60)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+
+    def open_other() -> None:
+        assert window.open_dataset(other)
+
+    def open_first() -> None:
+        assert window.open_dataset(first)
+
+    steps = [
+        lambda: select(window, "train", "00001.png"),
+        window.next_action.trigger,
+        lambda: select(window, "test", "00007.png"),
+        open_other,
+        lambda: select(window, "train", "00002.png"),
+        window.previous_action.trigger,
+        open_first,
+        lambda: select(window, "train", "00004.png"),
+        open_other,
+        lambda: select(window, "test", "00005.png"),
+    ]
+    during = 0
+    for i, step in enumerate(steps):
+        qtbot.waitUntil(lambda i=i: panel.plot.point_count() >= i + 1 or not panel.is_training(),
+                        timeout=60_000)
+        running = panel.is_training()
+        step()
+        sample = window.browser.current_sample()
+        assert sample is not None and shows(window, sample.image_path), i
+        during += running and panel.is_training()
+    assert during == len(steps), f"only {during} of the switches happened during the run"
+    assert window.dataset_path == other
+    size = window.canvas.image().shape[:2]
+    assert size == (96, 96)
+
+    qtbot.waitUntil(lambda: not panel.is_training(), timeout=60_000)
+    result = panel.last_result()
+    assert result.stopped is None
+    assert Path(result.model_path).parent == first.resolve() / "models"
+    assert [m.epochs_done for m in list_models(first / "models")] == [60]
+    assert list_models(other / "models") == []
+    assert [c for c in messages.calls if c[0] == "critical"] == []
+    # the other (open) dataset does not get the first one's model forced on it ...
+    assert window.prediction.model_path is None and panel.models() == []
+    assert "open first again to use it" in panel.log_view.toPlainText()
+    # ... which comes back as the active model when its own dataset is opened again
+    assert window.open_dataset(first)
+    assert window.prediction.model_path == Path(result.model_path)
+    assert panel.active_model() == Path(result.model_path)
+    assert_training_ready(window)
+    TALLY.record("switching images and datasets while training", 0, len(steps), during)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. the dataset folder deleted while it is open
+# --------------------------------------------------------------------------------------------
+
+def _model(path: Path) -> Path:
+    from core.checkpoint import save_checkpoint
+    from core.models import build_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, build_model("prescribed"), {"threshold": 0.5})
+    return path
+
+
+def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,  # noqa: F811
+                                          prompts, messages):  # noqa: F811
+    """The folder is deleted (shutil.rmtree) with an image shown and its label edited; then
+    saving, predicting (its model went too), refreshing the models, training, predicting the
+    split with another model, selecting another image and reopening the dataset each give a
+    message naming what is missing; the edits survive until the folder is back; another dataset
+    opens and works. 8 faults."""
+    doomed = make_dataset("doomed")
+    other = make_dataset("other")
+    inside = _model(doomed / "models" / "model_v1.safetensors")
+    outside = _model(tmp_path / "elsewhere" / "model_v1.safetensors")
+    assert window.open_dataset(doomed)
+    assert window.training.models()[0].path == inside.resolve()
+    assert window.prediction.set_model(inside)
+    select(window, "train", "00001.png")
+    paint(window, [(5, 5), (20, 12)])
+    edited = window.annotation.editor.mask.copy()
+    copy = window.annotation.write_recovery()
+    assert copy is not None and copy.exists()
+    label = doomed / "train" / "label" / "00001.png"
+
+    def last(kind: str) -> str:
+        found = [f"{title}: {text}" for k, title, text in messages.calls if k == kind]
+        assert found, f"no {kind} message"
+        return found[-1]
+
+    shutil.rmtree(doomed)
+    faults = 1
+
+    # save: an error naming the label, the edits kept in memory and in the recovery copy
+    window.annotation.save_action.trigger()
+    assert "Cannot save the label" in last("critical") and str(label) in last("critical")
+    assert window.annotation.has_unsaved() and copy.exists()
+    faults += 1
+
+    # predict the image on the canvas: its model was inside the folder
+    window.prediction.predict_current()
+    qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
+    assert "Prediction failed" in last("critical") and "model_v1.safetensors" in last("critical")
+    faults += 1
+
+    # refresh the models list: empty, no error
+    qtbot.mouseClick(window.training.refresh_button, Qt.MouseButton.LeftButton)
+    assert window.training.models() == []
+    faults += 1
+
+    # train: the run fails with a message naming the folder; the panel is ready again
+    quick_training(window, epochs=1)
+    qtbot.mouseClick(window.training.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.training.is_training(), timeout=60_000)
+    assert "Training failed" in last("critical") and "doomed" in last("critical")
+    assert_training_ready(window)
+    faults += 1
+
+    # predict the split with a model that still exists: every image is reported
+    assert window.prediction.set_model(outside)
+    window.prediction.predict_split("test")
+    qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
+    text = last("critical")
+    assert "could not be predicted" in text and "00006.png" in text and "00008.png" in text
+    faults += 1
+
+    # select another image: the edits are offered for saving first (which fails again, so the
+    # selection comes back to the edited image), nothing is dropped
+    prompts.unsaved_answer = annotation.SAVE
+    critical_before = len(messages.calls)
+    window.browser.select("train", "00002.png")
+    qtbot.waitUntil(lambda: window.browser.current_sample().name == "00001.png", timeout=5_000)
+    assert len(messages.calls) > critical_before and str(label) in last("critical")
+    assert window.annotation.has_unsaved() and np.array_equal(window.annotation.editor.mask, edited)
+    faults += 1
+
+    # reopen it (the recent list): "cannot open", the window keeps what it shows
+    assert window.open_dataset(doomed) is False
+    assert str(doomed) in last("critical")
+    assert window.annotation.has_unsaved() and window.canvas.image() is not None
+    faults += 1
+
+    # the user puts the folder back: Ctrl+S now saves exactly the edits
+    label.parent.mkdir(parents=True)
+    window.annotation.save_action.trigger()
+    assert not window.annotation.has_unsaved() and not copy.exists()
+    assert np.array_equal(read_mask(label), edited)
+
+    # selecting another (still deleted) image: a warning naming it, the app goes on
+    select(window, "train", "00003.png")
+    assert "00003.png" in last("warning") and window.canvas.image() is None
+
+    # another dataset opens and works
+    assert window.open_dataset(other)
+    select(window, "train", "00002.png")
+    assert shows(window, other / "train" / "data" / "00002.png")
+    window.prediction.predict_current()
+    qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
+    assert window.canvas.probability() is not None
+    TALLY.record("dataset folder deleted while open", 0, faults, faults)
+
+
+def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
+        window, qtbot, tiny_dataset, tmp_path, messages):  # noqa: F811
+    """1 fault: the window closes 0 ms after a dilation change, while the re-scoring of the
+    predicted split waits on its 250 ms debounce timer. Nothing may start once it is closed (the
+    task's callbacks would touch the deleted window's widgets in whatever runs next)."""
+    assert window.open_dataset(tiny_dataset)
+    assert window.prediction.set_model(_model(tmp_path / "m" / "model_v1.safetensors"))
+    window.prediction.predict_split("test")
+    qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
+    assert window.prediction.metric_values() is not None
+    started = []
+    window.runner.task_started.connect(lambda task: started.append(task.name))
+    window.layers.set_dilation(True, 5)  # re-score the split at the new settings, debounced
+    assert window.close() is True
+    qtbot.wait(600)
+    assert started == [] and window.runner.tasks() == []
+    TALLY.record("closing with a re-score pending", 0, 1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. unsaved edits survive a crash
+# --------------------------------------------------------------------------------------------
+
+def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
+        qtbot, make_dataset, prompts, messages, crashes):  # noqa: F811
+    """Paint, autosave, paint more, autosave, then the window is dropped without closeEvent (a
+    crash). Faults: the crash, a corrupt recovery copy, two copies whose image changed size (one
+    on the canvas when offered, one selected later), and a restart answered "Decide later". The next start (open_initial: the last dataset) offers the
+    edits back and restores the painted pixels exactly."""
+    root = make_dataset("roofs")
+    (root / "train" / "label" / "00003.png").unlink()  # an image whose label is not made yet
+    first = new_window(qtbot)
+    assert first.open_dataset(root)
+    ctl = first.annotation
+    assert ctl.recovery_timer.isActive()
+    assert ctl.recovery_timer.interval() <= 10_000  # "every few seconds"
+
+    select(first, "train", "00003.png")
+    assert ctl.write_recovery() is None  # nothing edited: no copy
+    paint(first, [(5, 5), (20, 12)])
+    copy = ctl.write_recovery()  # the timer's slot
+    assert copy is not None and copy.exists()
+    assert ctl.write_recovery() is None  # unchanged since: not rewritten
+    paint(first, [(40, 50), (60, 60)])  # more edits after the last copy ...
+    assert ctl.write_recovery() == copy  # ... are in the next one
+    edited = ctl.editor.mask.copy()
+    assert edited[12, 20] and edited[60, 60]
+
+    # the crash: the window disappears without closeEvent, saving or discarding nothing
+    closes = []
+    real_close_event = MainWindow.closeEvent
+    MainWindow.closeEvent = lambda self, event: closes.append(self)
+    try:
+        ctl.recovery_timer.stop()
+        first.hide()
+        first.runner.wait_all(10_000)
+        first.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    finally:
+        MainWindow.closeEvent = real_close_event
+    assert closes == [] and copy.exists()
+
+    # two more faults in the recovery folder: a half-written copy and a copy of another size
+    (copy.parent / "garbage-0123456789abcdef.npz").write_bytes(b"PK\x03\x04 half a zip")
+    # (two of them: 00000 is on the canvas when the copies are offered, 00002 is selected later)
+    first_label = root / "train" / "label" / "00000.png"
+    other_label = root / "train" / "label" / "00002.png"
+    for label in (first_label, other_label):
+        annotation.MaskEditor(None, (32, 32), path=label).save_recovery(
+            annotation.recovery_path_for(label))
+
+    # restart 1: "Decide later" keeps every copy
+    prompts.restore_answer = annotation.LATER
+    second = new_window(qtbot)
+    second.open_initial(None)
+    assert second.dataset_path == root
+    assert len(prompts.restore_offered) == 1
+    offered = sorted(prompts.restore_offered[0])
+    assert [o.split()[0] for o in offered] == ["train/00000.png", "train/00002.png",
+                                               "train/00003.png"]
+    assert not second.annotation.has_unsaved() and copy.exists()
+    dispose(second)
+
+    # restart 2: Restore puts the painted pixels back as unsaved edits
+    prompts.restore_answer = annotation.RESTORE
+    third = new_window(qtbot)
+    try:
+        third.open_initial(None)
+        assert len(prompts.restore_offered) == 2
+        # copies that no longer fit their image are not applied, say so, and stay on disk; the
+        # label on disk is what is shown and edited (a stroke adds to it, never replaces it)
+        for label, name in ((first_label, "00000.png"), (other_label, "00002.png")):
+            if third.annotation.sample.name != name:
+                select(third, "train", name)
+            assert "do not match its size" in third.statusBar().currentMessage(), name
+            assert annotation.recovery_path_for(label).exists()
+            assert np.array_equal(third.canvas.label_array(), read_mask(label)), name
+            assert not third.annotation.has_unsaved()
+            paint(third, [(2, 60), (10, 60)])
+            assert third.annotation.has_unsaved()
+            assert (third.annotation.editor.mask >= read_mask(label)).all(), name
+            third.annotation.undo()
+            assert not third.annotation.has_unsaved()
+        # 00003: the painted pixels, as unsaved edits
+        select(third, "train", "00003.png")
+        assert third.annotation.has_unsaved() and third.isWindowModified()
+        assert np.array_equal(third.annotation.editor.mask, edited)
+        assert np.array_equal(third.canvas.label_array(), edited)
+        assert third.annotation.save()
+        assert np.array_equal(read_mask(root / "train" / "label" / "00003.png"), edited)
+        assert not copy.exists()
+    finally:
+        dispose(third)
+    TALLY.record("unsaved edits survive a crash", 3, 2, 5)
+
+
+def test_zz_summary():
+    """The totals of this module's tally (run last in file order)."""
+    if not TALLY.rows:
+        pytest.skip("run with the other tests of this module")
+    bad = sum(r[0] for r in TALLY.rows.values())
+    faults = sum(r[1] for r in TALLY.rows.values())
+    survived = sum(r[2] for r in TALLY.rows.values())
+    print(f"[issue 7] GUI total: {bad} bad inputs, {faults} faults injected, "
+          f"{survived}/{bad + faults} survived with nothing lost")
+    assert survived == bad + faults
