@@ -334,7 +334,7 @@ def test_models_list_activate_restore_and_delete(qtbot, panel, dialogs, settings
 
 def test_defaults_for_a_laptop(panel):
     assert panel.config() == {
-        "arch": "unet", "epochs": 20, "batch_size": 8, "lr": 1e-3, "loss": "bce+dice",
+        "arch": "liteunet", "epochs": 20, "batch_size": 8, "lr": 2e-3, "loss": "bce+dice",
         "device": "auto", "crop_size": 256, "samples_per_epoch": 256, "max_minutes": None}
     assert not panel.time_spin.isEnabled()
 
