@@ -36,6 +36,9 @@ from core.io import (
 )
 from core.postprocess import check_kernel, check_threshold, to_mask
 
+#: Most pixels per forward pass on the CPU (see predict_probabilities; benchmarks/predict_throughput.py).
+CPU_BATCH_PIXELS = 512 * 512
+
 
 def _check_tiling(tile: int, overlap: int, multiple: int) -> None:
     if tile < 32 or tile % multiple:
@@ -101,6 +104,10 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     if device is None:
         device = next(model.parameters()).device
     model.eval()
+    if device.type == "cpu":
+        # CPU convolutions run 1.5-2x faster per pixel while a pass's activations stay in the
+        # cache: about a quarter megapixel per forward pass (one 512 tile) beats four at once.
+        batch_size = max(1, min(batch_size, CPU_BATCH_PIXELS // (tile * tile)))
     h, w = image.shape[:2]
     step = tile - overlap
     step -= step % multiple
@@ -111,10 +118,17 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     width, xs = _axis_plan(w, tile, step)
     padded = _pad_image(image, height, width)
     accum = np.zeros((height, width), np.float32)
-    weights = np.zeros((height, width), np.float32)
     tiles = [(y, x) for y in ys for x in xs]
     wy = {y: _ramp(tile, overlap, y == ys[0], y == ys[-1]) for y in ys}
     wx = {x: _ramp(tile, overlap, x == xs[0], x == xs[-1]) for x in xs}
+    # The tiles form a grid and each weight is an outer product wy x wx, so the summed weight is
+    # the outer product of the per-axis sums: two vectors instead of a second full-size array.
+    sum_y = np.zeros(height, np.float32)
+    sum_x = np.zeros(width, np.float32)
+    for y in ys:
+        sum_y[y:y + tile] += wy[y]
+    for x in xs:
+        sum_x[x:x + tile] += wx[x]
     for start in range(0, len(tiles), batch_size):
         if should_stop is not None and should_stop():
             raise TrainingStopped("prediction stopped")
@@ -122,13 +136,17 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
         batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
         probs = _forward(model, batch, device, tta)
         for (y, x), prob in zip(chunk, probs, strict=True):
-            weight = np.outer(wy[y], wx[x])
-            accum[y:y + tile, x:x + tile] += prob * weight
-            weights[y:y + tile, x:x + tile] += weight
+            prob *= wy[y][:, None]
+            prob *= wx[x][None, :]
+            accum[y:y + tile, x:x + tile] += prob
         if on_progress is not None:
             on_progress(min(start + batch_size, len(tiles)), len(tiles))
-    np.divide(accum, weights, out=accum, where=weights > 0)
-    return accum[:h, :w]
+    inv_y = np.divide(1.0, sum_y, out=np.zeros_like(sum_y), where=sum_y > 0)[:h, None]
+    inv_x = np.divide(1.0, sum_x, out=np.zeros_like(sum_x), where=sum_x > 0)[None, :w]
+    out = accum[:h, :w]
+    out *= inv_y
+    out *= inv_x
+    return out
 
 
 def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
