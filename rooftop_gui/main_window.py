@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.layers.state_changed.connect(self.prediction.display_changed)
         self.prediction.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.prediction.model_changed.connect(lambda _p: self._update_title())
+        self.prediction.model_changed.connect(self._use_model_threshold)
         self._restore_layout()
 
     # ----------------------------------------------------------------- construction
@@ -406,6 +407,19 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
+
+    def _use_model_threshold(self, path: Path | None) -> None:
+        """A newly chosen model brings its own threshold (tuned on validation when trained)."""
+        if path is None:
+            return
+        from core.checkpoint import read_metadata  # torch-free header read
+
+        try:
+            threshold = float(read_metadata(path).get("threshold", 0.5))
+        except (RooftopError, TypeError, ValueError):
+            return
+        self.layers.set_threshold(threshold)
+        self.statusBar().showMessage(f"Threshold {threshold:.2f}: the model's own", 5000)
 
     def training_is_running(self) -> bool:
         return self.training.is_training()

@@ -158,3 +158,17 @@ def test_shortcuts_dialog_lists_actions(window):
     rows = collect_shortcuts(window)
     keys = {r[1] for r in rows}
     assert {"L", "P", "H", "E", "D", "F", "1", "Ctrl+O"} <= keys
+
+
+def test_choosing_a_model_applies_its_stored_threshold(qtbot, tmp_path):
+    from core.checkpoint import save_checkpoint
+    from core.models import build_model
+    from rooftop_gui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    path = save_checkpoint(tmp_path / "model_v1.safetensors", build_model("prescribed"), {"threshold": 0.35})
+    window.prediction.set_model(path)
+    assert window.canvas.state.threshold == 0.35
+    assert window.layers.threshold_spin.value() == 0.35
+    window.close()
