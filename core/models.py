@@ -89,6 +89,20 @@ class _ResidualBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
+def _encode_decode(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net pass shared by UNet and LiteUNet: stem, encoder levels, then decoder levels
+    that upsample bilinearly and concatenate the skip of their level."""
+    skips = [net.stem(x)]
+    for down in net.down:
+        skips.append(down(skips[-1]))
+    y = skips.pop()
+    for up in net.up:
+        skip = skips.pop()
+        y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        y = up(torch.cat([y, skip], dim=1))
+    return y
+
+
 class UNet(nn.Module):
     """A compact U-Net: encoder/decoder with skip connections, batch norm, bilinear upsampling.
 
@@ -117,15 +131,7 @@ class UNet(nn.Module):
         return {"width": self.width, "depth": self.depth, "residual": self.residual}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.up:
-            skip = skips.pop()
-            y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = up(torch.cat([y, skip], dim=1))
-        return self.head(y)
+        return self.head(_encode_decode(self, x))
 
 
 class ResUNet(UNet):
@@ -213,14 +219,7 @@ class LiteUNet(nn.Module):
                 "separable": self.separable}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.up:
-            skip = skips.pop()
-            y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = up(torch.cat([y, skip], dim=1))
+        y = _encode_decode(self, x)
         y = nn.functional.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(self.refine(torch.cat([y, x], dim=1)))
 
