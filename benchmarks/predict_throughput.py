@@ -78,7 +78,11 @@ def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device
 
     dev = resolve_device(device)
     model = build(arch, dev)
-    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    # filled block by block: one integers() call for the whole image would itself peak at GBs
+    rng = np.random.default_rng(0)
+    image = np.empty((size, size, 3), np.uint8)
+    for y in range(0, size, 512):
+        image[y:y + 512] = rng.integers(0, 256, image[y:y + 512].shape, dtype=np.uint8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     with Timer() as t:
         prob = predict_probabilities(model, image, tile=tile, overlap=overlap, device=dev,

@@ -148,11 +148,18 @@ class _null:
 
 
 def run_ours(dataset, n_samples: int, args, device) -> dict:
+    import dataclasses
+
     from core.train import BatchProgress, EpochResult, TrainConfig, train
 
-    config = TrainConfig(arch="prescribed", epochs=args.epochs, batch_size=args.batch_size,
-                         crop_size=512, samples_per_epoch=n_samples, val_fraction=0.0,
-                         device=str(device), seed=0)
+    wanted = dict(arch="prescribed", epochs=args.epochs, batch_size=args.batch_size,
+                  crop_size=512, samples_per_epoch=n_samples, val_fraction=0.0,
+                  device=str(device), seed=0,
+                  # like for like with (a): the original's optimiser, loss and no extra augmentation
+                  lr=1e-4, loss="bce", optimizer="adam", scale_jitter=0.0, photometric=False,
+                  balance=0.0, tune_threshold=False)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in wanted.items() if k in known})
     stamps: list[tuple[int, float, int]] = []
     last_seen = [0]
 
