@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from core.checkpoint import load_checkpoint, next_model_path, save_checkpoint
 from core.dataset import Sample, open_dataset, require_labels
-from core.device import resolve_device
+from core.device import resolve_device, tune_cpu_allocator
 from core.errors import ConfigError, DatasetError, ImageReadError
 from core.io import ensure_folder, read_image_and_mask
 from core.models import ARCHITECTURES, DEFAULT_ARCH, build_model
@@ -521,6 +521,8 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     emit = on_progress or (lambda event: None)
     stop_requested = should_stop or (lambda: False)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
