@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from core.checkpoint import load_checkpoint, next_model_path, save_checkpoint
 from core.dataset import Sample, open_dataset, require_labels
 from core.device import resolve_device, tune_cpu_allocator
-from core.errors import ConfigError, DatasetError, ImageReadError
+from core.errors import ConfigError, DatasetError, ImageReadError, TrainingStopped
 from core.io import ensure_folder, read_image_and_mask
 from core.models import ARCHITECTURES, DEFAULT_ARCH, build_model
 
@@ -652,7 +652,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
             break
 
     if not history:
-        raise ConfigError("training was stopped before the first batch finished; nothing to save")
+        raise TrainingStopped("training was stopped before the first batch finished; nothing to save")
     final_state = None
     if best_state is not None and best_epoch != history[-1].epoch:
         final_state = copy.deepcopy(model.state_dict())

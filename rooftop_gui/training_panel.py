@@ -54,7 +54,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoint import ModelInfo, list_models, read_metadata
-from core.errors import RooftopError
+from core.errors import RooftopError, TrainingStopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.errors import describe, format_details
 from rooftop_gui.plot import TrainingPlot
@@ -95,7 +95,6 @@ SETTINGS_PREFIX = "training/"
 PROGRESS_INTERVAL_MS = 50    # the progress bar is repainted at most 20 times a second
 WORKER_EMIT_INTERVAL = 0.03  # and the worker sends at most ~33 batch events a second
 LOG_MAX_LINES = 2000
-STOPPED_EARLY = "stopped before the first batch finished"
 
 COLUMNS = ("Model", "Date", "Arch", "Val IoU", "Epochs")
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -707,9 +706,8 @@ class TrainingPanel(QWidget):
         self._set_active(path, dataset=dataset)
 
     def _on_failed(self, error: BaseException) -> None:
-        task = self._task
         text = describe(error)
-        if task is not None and task.stop_requested and STOPPED_EARLY in str(error):
+        if isinstance(error, TrainingStopped):
             self._log("Stopped before the first batch finished: no model saved.")
             return
         self._log(f"Error: {text}")

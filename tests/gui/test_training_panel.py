@@ -199,12 +199,12 @@ def test_unexpected_exception_in_the_worker_is_shown(qtbot, panel, dialogs, tiny
 
 def test_a_stop_before_the_first_batch_is_not_an_error(qtbot, panel, dialogs, tiny_dataset,
                                                        monkeypatch):
-    from core.errors import ConfigError
+    from core.errors import TrainingStopped
 
     def slow_start(dataset_dir, models_dir, config, on_progress, should_stop):
         while not should_stop():
             time.sleep(0.01)
-        raise ConfigError("training was stopped before the first batch finished; nothing to save")
+        raise TrainingStopped("training was stopped before the first batch finished; nothing to save")
 
     monkeypatch.setattr(tp, "run_training", slow_start)
     panel.set_dataset(tiny_dataset)
