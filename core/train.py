@@ -55,7 +55,7 @@ from core.checkpoint import load_checkpoint, next_model_path, save_checkpoint
 from core.dataset import Sample, open_dataset, require_labels
 from core.device import resolve_device, tune_cpu_allocator
 from core.errors import ConfigError, DatasetError, ImageReadError, TrainingStopped
-from core.io import ensure_folder, read_image_and_mask
+from core.io import ensure_folder, image_size, read_image_and_mask
 from core.models import ARCHITECTURES, DEFAULT_ARCH, build_model
 
 LOSSES = ("bce", "dice", "bce+dice")
@@ -475,9 +475,7 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
 def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
     smallest = wanted
     for sample in cache.samples:
-        from core.io import image_size  # header only, no decoding
-
-        w, h = image_size(sample.image_path)
+        w, h = image_size(sample.image_path)  # header only, no decoding
         if min(w, h) < MIN_SIDE:
             raise ImageReadError(f"image is {w} x {h}; training needs at least {MIN_SIDE} px a side",
                                  sample.image_path)

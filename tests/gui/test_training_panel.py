@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from rooftop_gui import training_panel as tp
 from rooftop_gui.training_panel import TrainingPanel
+from tests.gui.conftest import configure_quick_training
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,16 +63,6 @@ def panel(qtbot, settings, dialogs):
     assert widget.shutdown(20_000)
 
 
-def quick(panel: TrainingPanel, epochs: int = 2) -> None:
-    """Settings for a run of a fraction of a second on 64 x 64 images."""
-    panel.arch_box.setCurrentIndex(panel.arch_box.findData("prescribed"))
-    panel.epochs_spin.setValue(epochs)
-    panel.batch_spin.setValue(2)
-    panel.crop_spin.setValue(64)
-    panel.samples_spin.setValue(4)
-    panel.device_box.setCurrentIndex(panel.device_box.findData("cpu"))
-
-
 def wait_idle(qtbot, panel: TrainingPanel, timeout: int = 60_000) -> None:
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=timeout)
 
@@ -90,7 +81,7 @@ def assert_ready(panel: TrainingPanel) -> None:
 
 def test_short_run_adds_model_emits_it_and_keeps_ui_responsive(qtbot, panel, tiny_dataset):
     panel.set_dataset(tiny_dataset)
-    quick(panel, epochs=2)
+    configure_quick_training(panel, epochs=2)
     running: list[bool] = []
     panel.training_running.connect(running.append)
 
@@ -130,7 +121,7 @@ def test_short_run_adds_model_emits_it_and_keeps_ui_responsive(qtbot, panel, tin
 
 def test_stop_finishes_within_a_batch_and_saves_the_model(qtbot, panel, tiny_dataset):
     panel.set_dataset(tiny_dataset)
-    quick(panel, epochs=10_000)
+    configure_quick_training(panel, epochs=10_000)
     activated: list[Path] = []
     panel.model_activated.connect(activated.append)
     assert panel.start_training()
@@ -150,7 +141,7 @@ def test_stop_finishes_within_a_batch_and_saves_the_model(qtbot, panel, tiny_dat
 
 def test_shutdown_stops_and_waits_for_the_thread(qtbot, panel, tiny_dataset):
     panel.set_dataset(tiny_dataset)
-    quick(panel, epochs=10_000)
+    configure_quick_training(panel, epochs=10_000)
     assert panel.start_training()
     qtbot.waitUntil(lambda: panel.plot.point_count() >= 1, timeout=60_000)
     assert panel.shutdown(20_000)
@@ -163,7 +154,7 @@ def test_training_error_reaches_a_dialog_and_the_panel_runs_again(qtbot, panel, 
     bad = make_dataset("bad")
     (bad / "train" / "data" / "00001.png").write_bytes(b"this is not a PNG")
     panel.set_dataset(bad)
-    quick(panel)
+    configure_quick_training(panel)
     assert panel.start_training()
     wait_idle(qtbot, panel)
 

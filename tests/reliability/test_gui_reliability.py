@@ -45,6 +45,7 @@ from rooftop_gui.settings import make_settings
 from tests.gui.conftest import (  # noqa: F401 - fixtures shared with the GUI tests
     _no_thread_left_running,
     _write_tiny_dataset,
+    configure_quick_training,
     make_dataset,
     messages,
     tiny_dataset,
@@ -184,18 +185,6 @@ def select(window: MainWindow, split: str, name: str) -> None:
     assert window.browser.select(split, name), f"{split}/{name} not in the browser"
     current = window.browser.current_sample()
     assert current is not None and (current.split, current.name) == (split, name)
-
-
-def quick_training(window: MainWindow, epochs: int) -> None:
-    """A run of a fraction of a second per few epochs, set through the panel's widgets."""
-    panel = window.training
-    panel.arch_box.setCurrentIndex(panel.arch_box.findData("prescribed"))
-    panel.epochs_spin.setValue(epochs)
-    panel.batch_spin.setValue(2)
-    panel.crop_spin.setValue(64)
-    panel.samples_spin.setValue(4)
-    panel.device_box.setCurrentIndex(panel.device_box.findData("cpu"))
-    panel.time_check.setChecked(False)
 
 
 def assert_training_ready(window: MainWindow) -> None:
@@ -437,7 +426,7 @@ def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
     select(window, "train", "00001.png")
     paint(window, [(5, 5), (20, 12)])
     edited = window.annotation.editor.mask.copy()
-    quick_training(window, epochs=10_000)
+    configure_quick_training(window.training, epochs=10_000)
     qtbot.mouseClick(window.training.start_button, Qt.MouseButton.LeftButton)
     assert window.training.is_training() and window.training_label.text() == "● training"
     qtbot.waitUntil(lambda: window.training.plot.point_count() >= 1, timeout=60_000)
@@ -487,7 +476,7 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
 
     panel = window.training
     assert window.open_dataset(tiny_dataset)
-    quick_training(window, epochs=10_000)
+    configure_quick_training(window.training, epochs=10_000)
     saved = 0
     for delay in (0, 0, 0, 5, 10, 20, 50, 100, 200, 400):
         qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
@@ -510,7 +499,7 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
     assert [m.version for m in list_models(tiny_dataset / "models")] == list(range(1, saved + 1))
 
     # a last full run still works and numbers its model after the others
-    quick_training(window, epochs=2)
+    configure_quick_training(window.training, epochs=2)
     with qtbot.waitSignal(panel.model_activated, timeout=60_000) as blocker:
         qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=30_000)
@@ -538,7 +527,7 @@ def test_switching_images_and_datasets_while_training(
     other = make_dataset("other", n_train=4, n_test=2, size=96)
     panel = window.training
     assert window.open_dataset(first)
-    quick_training(window, epochs=60)
+    configure_quick_training(window.training, epochs=60)
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
 
     def open_other() -> None:
@@ -651,7 +640,7 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     faults += 1
 
     # train: the run fails with a message naming the folder; the panel is ready again
-    quick_training(window, epochs=1)
+    configure_quick_training(window.training, epochs=1)
     qtbot.mouseClick(window.training.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.training.is_training(), timeout=60_000)
     assert "Training failed" in last("critical") and "doomed" in last("critical")
