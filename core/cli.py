@@ -166,11 +166,12 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
                          samples_per_epoch=args.samples_per_epoch, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule,
                          augment=not args.no_augment, balance=args.balance,
-                         tune_threshold=not args.no_tune_threshold)
+                         tune_threshold=not args.no_tune_threshold, precision=args.precision)
 
     def progress(event: Any) -> None:
         if isinstance(event, TrainingStarted):
-            out.line(f"training {config.arch} ({event.parameters:,} weights) on {event.device}: "
+            out.line(f"training {config.arch} ({event.parameters:,} weights) on {event.device} "
+                     f"({event.precision}): "
                      f"{event.train_images} train / {event.val_images} validation images, "
                      f"{event.crop_size} px crops; will save {event.model_path}")
         elif isinstance(event, BatchProgress):
@@ -201,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 
     result = evaluate(args.data, args.model, split=args.split, threshold=args.threshold,
                       dilation=args.dilation, device=args.device, tile=args.tile,
-                      overlap=args.overlap, on_progress=progress)
+                      overlap=args.overlap, on_progress=progress, precision=args.precision)
     m = result.metrics
     out.line(f"{result.split} split, {result.images} images, threshold {result.threshold}, "
              f"dilation {result.dilation}: IoU {m['iou']:.4f}  F1 {m['f1']:.4f}  precision "
@@ -219,7 +220,7 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     results = predict_files(args.model, args.inputs, args.out, threshold=args.threshold,
                             dilation=args.dilation, tile=args.tile, overlap=args.overlap,
                             composite_output=args.composite, device=args.device, tta=args.tta,
-                            on_progress=progress)
+                            on_progress=progress, precision=args.precision)
     for r in results:
         extra = f" and {r.composite_path}" if r.composite_path else ""
         out.line(f"{r.source} -> {r.mask_path}{extra} ({r.roof_fraction:.1%} roof)")
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the train split held out for validation")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
+                        "else float32), fp32 or bf16")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly after this many minutes and save the model")
     p.add_argument("--crop-size", type=int, default=256, help="training crop size in pixels")
@@ -340,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tile", type=int, default=512, help="tile size for large images")
         p.add_argument("--overlap", type=int, default=64, help="overlap between tiles, blended")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                       help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
+                        "else float32), fp32 or bf16")
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="score a model on a dataset split",
                        description="Loss, IoU, F1, precision, recall and pixel accuracy, each summed "

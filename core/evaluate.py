@@ -50,7 +50,8 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
              threshold: float | None = None, dilation: int = 0, device: str = "auto",
              tile: int = 512, overlap: int = 64,
              on_progress: Callable[[int, int, str], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> EvaluationResult:
+             should_stop: Callable[[], bool] | None = None,
+             precision: str = "auto") -> EvaluationResult:
     """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
@@ -69,7 +70,8 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
         if should_stop is not None and should_stop():
             raise TrainingStopped("evaluation stopped")
         image, truth = read_image_and_mask(sample.image_path, sample.label_path)
-        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=torch_device)
+        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=torch_device,
+                                     precision=precision)
         confusion = Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
         total = total + confusion
         loss_sum += bce_from_probabilities(prob, truth)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoint import LoadedModel, load_checkpoint
-from core.device import resolve_device
+from core.device import autocast, resolve_device, resolve_precision
 from core.errors import ConfigError, ImageReadError, TrainingStopped
 from core.export import composite
 from core.io import (
@@ -79,12 +79,12 @@ def _pad_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
-def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool) -> np.ndarray:
+def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool,
+             amp_dtype: torch.dtype | None) -> np.ndarray:
     """Probabilities ``(N, H, W)`` for a uint8 batch ``(N, H, W, 3)``; optional flip TTA."""
     x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-    use_amp = device.type == "cuda"
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+    with torch.inference_mode(), autocast(device, amp_dtype):
         prob = torch.sigmoid(model(x).float())
         if tta:
             prob = prob + torch.sigmoid(model(x.flip(-1)).float()).flip(-1)
@@ -96,14 +96,19 @@ def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tt
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                           device: torch.device | str | None = None, batch_size: int = 4,
                           tta: bool = False, should_stop: Callable[[], bool] | None = None,
-                          on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size."""
+                          on_progress: Callable[[int, int], None] | None = None,
+                          precision: str = "auto") -> np.ndarray:
+    """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
+
+    ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
+    (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly."""
     multiple = getattr(model, "size_multiple", 1)
     _check_tiling(tile, overlap, multiple)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if device is None:
         device = next(model.parameters()).device
     model.eval()
+    amp_dtype = resolve_precision(precision, device)
     if device.type == "cpu":
         # CPU convolutions run 1.5-2x faster per pixel while a pass's activations stay in the
         # cache: about a quarter megapixel per forward pass (one 512 tile) beats four at once.
@@ -113,7 +118,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     step -= step % multiple
     if h <= tile and w <= tile:  # one pass, padded to the model's multiple
         ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        return _forward(model, _pad_image(image, ph, pw)[None], device, tta)[0, :h, :w]
+        return _forward(model, _pad_image(image, ph, pw)[None], device, tta, amp_dtype)[0, :h, :w]
     height, ys = _axis_plan(h, tile, step)
     width, xs = _axis_plan(w, tile, step)
     padded = _pad_image(image, height, width)
@@ -134,7 +139,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
             raise TrainingStopped("prediction stopped")
         chunk = tiles[start:start + batch_size]
         batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
-        probs = _forward(model, batch, device, tta)
+        probs = _forward(model, batch, device, tta, amp_dtype)
         for (y, x), prob in zip(chunk, probs, strict=True):
             prob *= wy[y][:, None]
             prob *= wx[x][None, :]
@@ -149,14 +154,16 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     return out
 
 
-def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
+                  precision: str = "auto") -> np.ndarray:
     """One forward pass over the whole image (no tiling): the ceiling for speed, and the reference
     that tiled prediction is checked against."""
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     multiple = getattr(model, "size_multiple", 1)
     h, w = image.shape[:2]
     ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    return _forward(model, _pad_image(image, ph, pw)[None], device, False)[0, :h, :w]
+    amp_dtype = resolve_precision(precision, device)
+    return _forward(model, _pad_image(image, ph, pw)[None], device, False, amp_dtype)[0, :h, :w]
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +219,8 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
                   threshold: float | None = None, dilation: int = 0, tile: int = 512, overlap: int = 64,
                   composite_output: bool = False, device: str = "auto", tta: bool = False,
                   on_progress: Callable[[int, int, Path], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> list[PredictedFile]:
+                  should_stop: Callable[[], bool] | None = None,
+                  precision: str = "auto") -> list[PredictedFile]:
     """Predict every input image and write ``out_dir/<name>.png`` (0/255) and optional composites."""
     dilation = check_kernel(dilation)
     files = collect_inputs(inputs)
@@ -220,6 +228,7 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    resolve_precision(precision, torch_device)  # a bad choice fails before any output is written
     _check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
     out_dir = ensure_folder(out_dir)
     outputs: dict[Path, Path] = {}
@@ -238,7 +247,8 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
             raise TrainingStopped("prediction stopped")
         image = read_image(source)
         prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap,
-                                     device=torch_device, tta=tta, should_stop=should_stop)
+                                     device=torch_device, tta=tta, should_stop=should_stop,
+                                     precision=precision)
         mask = to_mask(prob, threshold, dilation)
         write_mask(target, mask)
         composite_path = None

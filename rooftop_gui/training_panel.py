@@ -179,6 +179,11 @@ def format_created(created: str) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M")
 
 
+def precision_label(precision: str) -> str:
+    """How the log names the arithmetic a run uses."""
+    return "bfloat16 mixed precision" if precision == "bf16" else "float32"
+
+
 def format_lr(value: float) -> str:
     text = f"{value:.0e}"
     mantissa, _, exponent = text.partition("e")
@@ -648,7 +653,8 @@ class TrainingPanel(QWidget):
             self._run["t0"] = time.monotonic()
             self._run["model_path"] = Path(event.model_path)
             self._log(f"Training on {event.train_images} images ({event.val_images} for "
-                      f"validation) on {event.device}, crop {event.crop_size} px, "
+                      f"validation) on {event.device} ({precision_label(event.precision)}), "
+                      f"crop {event.crop_size} px, "
                       f"{event.parameters:,} weights → {Path(event.model_path).name}")
             self.progress_label.setText("First batch…")
 

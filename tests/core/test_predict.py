@@ -27,9 +27,9 @@ def _model(arch, **params):
 
 def test_tiled_equals_whole_image_for_the_prescribed_model(image):
     model = _model("prescribed")
-    whole = predict_whole(model, image)
+    whole = predict_whole(model, image, precision="fp32")
     # the prescribed model's receptive-field radius is 13 px, under overlap / 4 = 16
-    tiled = predict_probabilities(model, image, tile=128, overlap=64)
+    tiled = predict_probabilities(model, image, tile=128, overlap=64, precision="fp32")
     assert tiled.shape == image.shape[:2] and tiled.dtype == np.float32
     # at the image's own right/bottom border the tiles see reflected context where the single pass
     # sees zero padding, so compare one receptive field away from the borders
@@ -47,13 +47,31 @@ def test_edges_are_covered_for_sizes_that_do_not_fit_the_tile():
     model = _model("prescribed")
     for shape in [(130, 257), (64, 64), (33, 200), (517, 70)]:
         img = np.full((*shape, 3), 200, np.uint8)
-        prob = predict_probabilities(model, img, tile=96, overlap=48)
+        prob = predict_probabilities(model, img, tile=96, overlap=48, precision="fp32")
         assert prob.shape == shape
         assert np.isfinite(prob).all()
         # a constant image: the prescribed model's output is periodic (period 2, from its stride-2
         # transposed conv); tiling must keep that pattern exactly, with no seam anywhere inside
-        whole = predict_whole(model, img)
+        whole = predict_whole(model, img, precision="fp32")
         np.testing.assert_allclose(prob[16:-16, 16:-16], whole[16:-16, 16:-16], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,params", [("prescribed", {}), ("liteunet", {})])
+def test_bfloat16_prediction_stays_close_to_float32(image, arch, params):
+    # bf16 is what `auto` picks on CPUs with native bfloat16; forced here so that every machine
+    # runs it (emulated where the CPU lacks it)
+    model = _model(arch, **params)
+    exact = predict_probabilities(model, image, tile=128, overlap=32, precision="fp32")
+    mixed = predict_probabilities(model, image, tile=128, overlap=32, precision="bf16")
+    assert mixed.dtype == np.float32 and mixed.shape == exact.shape
+    assert np.abs(mixed - exact).max() < 0.03
+    assert np.abs(mixed - exact).mean() < 0.003
+    assert ((mixed > 0.5) == (exact > 0.5)).mean() > 0.99
+
+
+def test_unknown_precision_is_a_clear_error(image):
+    with pytest.raises(ConfigError, match="precision"):
+        predict_probabilities(_model("prescribed"), image, precision="fp16")
 
 
 def test_tiny_images_predict_in_one_pass():

@@ -242,7 +242,22 @@ def test_schedule_warms_up_then_decays():
     assert lr_factor(0.7, "constant", 0.05) == 1.0
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_learn_and_the_checkpoint_records_which(dataset, tmp_path, precision):
+    events = []
+    result = train(dataset, tmp_path / "m", _config(epochs=8, photometric=False, precision=precision),
+                   on_progress=events.append)
+    assert result.val_iou is not None and result.val_iou > 0.6
+    meta = read_metadata(result.model_path)
+    assert meta["precision"] == precision and meta["config"]["precision"] == precision
+    assert events[0].precision == precision
+    # weights stay float32 whatever the arithmetic
+    assert all(p.dtype == torch.float32 for p in load_checkpoint(result.model_path).model.parameters())
+
+
 def test_bad_recipe_values_are_config_errors():
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16").validate()
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="sgd").validate()
     with pytest.raises(ConfigError, match="schedule"):

@@ -68,7 +68,8 @@ def test_tiling_covers_every_pixel_exactly(h, w, tile, overlap_half, seed):
     overlap -= overlap % 2
     model = PixelwiseModel().eval()
     image = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    prob = predict_probabilities(model, image, tile=tile, overlap=overlap, batch_size=3)
+    prob = predict_probabilities(model, image, tile=tile, overlap=overlap, batch_size=3,
+                                 precision="fp32")
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         expected = torch.sigmoid(model(x))[0, 0].numpy()
