@@ -11,6 +11,9 @@ architecture asked for, in the same process and interleaved repeat by repeat:
 (b) ours: ``core.predict.predict_probabilities`` (tile 512, overlap 64, blending, every pixel).
 (c) the ceiling: ``core.predict.predict_whole`` (one forward pass over the whole image).
 
+(b) and (c) run at ``--precision`` (default ``auto``, what users get: bfloat16 on a GPU or on a
+CPU with native bfloat16; ``fp32`` for plain float32, like (a)).
+
 Prints one JSON object: megapixels/s of each (median of the repeats), ratios b/a and b/c, and
 with ``--big`` the peak resident memory of (b) on a 10000 x 10000 image, measured in a fresh
 subprocess with ``resource.getrusage(...).ru_maxrss``.
@@ -67,7 +70,8 @@ def original_way(model, image, device, tile: int = 500):
     return np.concatenate(rows, axis=0)
 
 
-def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device: str) -> None:
+def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device: str,
+               precision: str) -> None:
     """Runs in a fresh process: peak RSS of predict_probabilities on a size x size image."""
     import resource
 
@@ -86,7 +90,7 @@ def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     with Timer() as t:
         prob = predict_probabilities(model, image, tile=tile, overlap=overlap, device=dev,
-                                     batch_size=batch)
+                                     batch_size=batch, precision=precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out = {"arch": arch, "size": size, "seconds": rnd(t.seconds, 2),
            "rss_before_gb": rnd(before), "peak_rss_gb": rnd(peak),
@@ -99,7 +103,7 @@ def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device
 def measure_peak(args, arch: str) -> dict:
     cmd = [sys.executable, __file__, "--_peak-child", arch, "--big-size", str(args.big_size),
            "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
-           str(args.batch_size), "--device", args.device]
+           str(args.batch_size), "--device", args.device, "--precision", args.precision]
     note(f"[{arch}] peak memory on {args.big_size}^2 in a subprocess ...")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -110,6 +114,7 @@ def measure_peak(args, arch: str) -> dict:
 
 
 def bench_arch(args, arch: str, image, device) -> dict:
+    from core.device import precision_name, resolve_precision
     from core.predict import predict_probabilities, predict_whole
 
     model = build(arch, device)
@@ -122,17 +127,19 @@ def bench_arch(args, arch: str, image, device) -> dict:
 
     def run_b():
         return predict_probabilities(model, image, tile=args.tile, overlap=args.overlap,
-                                     device=device, batch_size=args.batch_size)
+                                     device=device, batch_size=args.batch_size,
+                                     precision=args.precision)
 
     def run_c():
-        return predict_whole(model, image, device=device)
+        return predict_whole(model, image, device=device, precision=args.precision)
 
     runs = {"a": run_a, "b": run_b}
     if not args.no_whole:
         runs["c"] = run_c
     note(f"[{arch}] warm-up ...")
     small = image[:1024, :1024]
-    predict_probabilities(model, small, tile=args.tile, overlap=args.overlap, device=device)
+    predict_probabilities(model, small, tile=args.tile, overlap=args.overlap, device=device,
+                          precision=args.precision)
     original_way(model, small, device)
     times: dict[str, list[float]] = {k: [] for k in runs}
     for rep in range(args.repeats):
@@ -152,6 +159,7 @@ def bench_arch(args, arch: str, image, device) -> dict:
                        "note": "500 px tiles, no overlap, edges dropped; MP/s over covered pixels"},
         "b_ours_tiled": {"seconds": rnd(sec["b"]), "mp_per_s": rnd(image_mp / sec["b"]),
                          "tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size,
+                         "precision": precision_name(resolve_precision(args.precision, device)),
                          "all_seconds": [rnd(s) for s in times["b"]]},
     }
     b_over_a = (image_mp / sec["b"]) / (covered_mp / sec["a"])
@@ -180,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass in (b)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="arithmetic of (b) and (c) and of the peak-memory run (auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     parser.add_argument("--no-whole", action="store_true",
                         help="skip (c), the single whole-image pass (needs several GB at 4096^2)")
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.peak_child:
         peak_child(args.peak_child, args.big_size, args.tile, args.overlap, args.batch_size,
-                   args.device)
+                   args.device, args.precision)
         return 0
 
     from core.predict import resolve_device
