@@ -83,12 +83,18 @@ DEVICES = (
     ("cpu", "the CPU (one core is left free for the window)"),
     ("cuda", "the first CUDA GPU (an error if there is none)"),
 )
+PRECISIONS = (
+    ("auto", "bfloat16 mixed precision where the GPU or CPU computes it natively "
+             "(about 1.6x faster on such a CPU), else float32"),
+    ("fp32", "float32 throughout (bit-for-bit reproducible)"),
+    ("bf16", "bfloat16 mixed precision everywhere (slow on CPUs without native bfloat16)"),
+)
 LR_PRESETS = ("1e-2", "3e-3", "2e-3", "1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
 
 #: GUI defaults, sized for a laptop CPU.
 DEFAULTS: dict[str, Any] = {
     "arch": "liteunet", "epochs": 20, "batch_size": 8, "lr": 2e-3, "loss": "bce+dice",
-    "crop_size": 256, "samples_per_epoch": 256, "device": "auto",
+    "crop_size": 256, "samples_per_epoch": 256, "device": "auto", "precision": "auto",
     "time_limit": False, "max_minutes": 30.0,
 }
 SETTINGS_PREFIX = "training/"
@@ -283,6 +289,13 @@ class TrainingPanel(QWidget):
             self.device_box.setItemData(self.device_box.count() - 1, help_text,
                                         Qt.ItemDataRole.ToolTipRole)
         self.device_box.setToolTip("Where to train")
+        self.precision_box = QComboBox()
+        for name, help_text in PRECISIONS:
+            self.precision_box.addItem(name, name)
+            self.precision_box.setItemData(self.precision_box.count() - 1, help_text,
+                                           Qt.ItemDataRole.ToolTipRole)
+        self.precision_box.setToolTip("Arithmetic of the network: auto uses bfloat16 where the "
+                                      "hardware has it; weights stay float32")
         self.time_check = QCheckBox("Time limit")
         self.time_check.setToolTip("Stop (and save) after this many minutes")
         self.time_spin = QDoubleSpinBox()
@@ -359,23 +372,25 @@ class TrainingPanel(QWidget):
         grid.addWidget(self.samples_spin, 5, 3)
         grid.addWidget(QLabel("Device"), 6, 0)
         grid.addWidget(self.device_box, 6, 1)
-        grid.addWidget(self.time_check, 6, 2)
-        grid.addWidget(self.time_spin, 6, 3)
+        grid.addWidget(QLabel("Precision"), 6, 2)
+        grid.addWidget(self.precision_box, 6, 3)
+        grid.addWidget(self.time_check, 7, 2)
+        grid.addWidget(self.time_spin, 7, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         # Let the editors shrink below their range-based size hints, so the dock can be narrow.
         for editor in (self.arch_box, self.epochs_spin, self.batch_spin, self.lr_box,
                        self.loss_box, self.crop_spin, self.samples_spin, self.device_box,
-                       self.time_spin):
+                       self.precision_box, self.time_spin):
             editor.setMinimumWidth(72)
         self.loss_box.setMinimumWidth(88)
         self.time_spin.setMinimumWidth(88)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.stop_button)
-        grid.addLayout(buttons, 7, 0, 1, 4)
-        grid.addWidget(self.progress, 8, 0, 1, 4)
-        grid.addWidget(self.progress_label, 9, 0, 1, 4)
+        grid.addLayout(buttons, 8, 0, 1, 4)
+        grid.addWidget(self.progress, 9, 0, 1, 4)
+        grid.addWidget(self.progress_label, 10, 0, 1, 4)
         params.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
         models_box = QGroupBox("Models")
@@ -412,7 +427,7 @@ class TrainingPanel(QWidget):
         self.models_tree.itemDoubleClicked.connect(lambda _item, _col: self.activate_selected())
         self.models_tree.currentItemChanged.connect(self._current_model_changed)
         self.time_check.toggled.connect(self.time_spin.setEnabled)
-        for box in (self.arch_box, self.loss_box, self.device_box):
+        for box in (self.arch_box, self.loss_box, self.device_box, self.precision_box):
             box.currentIndexChanged.connect(self._save_settings)
         for spin in (self.epochs_spin, self.batch_spin, self.crop_spin, self.samples_spin,
                      self.time_spin):
@@ -439,6 +454,8 @@ class TrainingPanel(QWidget):
                 cfg.get_int(s, self._key("samples_per_epoch"), d["samples_per_epoch"]))
             self._select_data(self.device_box, str(s.value(self._key("device"), d["device"])),
                               d["device"])
+            self._select_data(self.precision_box,
+                              str(s.value(self._key("precision"), d["precision"])), d["precision"])
             self.time_check.setChecked(cfg.get_bool(s, self._key("time_limit"), d["time_limit"]))
             self.time_spin.setValue(cfg.get_float(s, self._key("max_minutes"), d["max_minutes"]))
             self.time_spin.setEnabled(self.time_check.isChecked())
@@ -465,6 +482,7 @@ class TrainingPanel(QWidget):
         s.setValue(self._key("crop_size"), self.crop_spin.value())
         s.setValue(self._key("samples_per_epoch"), self.samples_spin.value())
         s.setValue(self._key("device"), self.device_box.currentData())
+        s.setValue(self._key("precision"), self.precision_box.currentData())
         s.setValue(self._key("time_limit"), self.time_check.isChecked())
         s.setValue(self._key("max_minutes"), self.time_spin.value())
 
@@ -561,6 +579,7 @@ class TrainingPanel(QWidget):
             "lr": self._learning_rate(),
             "loss": self.loss_box.currentData(),
             "device": self.device_box.currentData(),
+            "precision": self.precision_box.currentData(),
             "crop_size": self.crop_spin.value(),
             "samples_per_epoch": samples if samples > 0 else None,
             "max_minutes": self.time_spin.value() if self.time_check.isChecked() else None,

@@ -326,7 +326,8 @@ def test_models_list_activate_restore_and_delete(qtbot, panel, dialogs, settings
 def test_defaults_for_a_laptop(panel):
     assert panel.config() == {
         "arch": "liteunet", "epochs": 20, "batch_size": 8, "lr": 2e-3, "loss": "bce+dice",
-        "device": "auto", "crop_size": 256, "samples_per_epoch": 256, "max_minutes": None}
+        "device": "auto", "precision": "auto", "crop_size": 256, "samples_per_epoch": 256,
+        "max_minutes": None}
     assert not panel.time_spin.isEnabled()
 
 
@@ -340,6 +341,7 @@ def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, setting
     panel.crop_spin.setValue(128)
     panel.samples_spin.setValue(0)  # one crop per image
     panel.device_box.setCurrentIndex(panel.device_box.findData("cpu"))
+    panel.precision_box.setCurrentIndex(panel.precision_box.findData("fp32"))
     panel.time_check.setChecked(True)
     panel.time_spin.setValue(12.5)
     first, second = make_dataset("a", n_train=2, n_test=1), make_dataset("b", n_train=2, n_test=1)
@@ -357,7 +359,8 @@ def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, setting
     qtbot.addWidget(again)
     assert again.config() == {
         "arch": "resunet", "epochs": 7, "batch_size": 3, "lr": 3e-4, "loss": "dice",
-        "device": "cpu", "crop_size": 128, "samples_per_epoch": None, "max_minutes": 12.5}
+        "device": "cpu", "precision": "fp32", "crop_size": 128, "samples_per_epoch": None,
+        "max_minutes": 12.5}
     again.set_dataset(first)
     assert again.models_dir() == elsewhere
     again.set_dataset(second)
@@ -374,6 +377,12 @@ def test_names_match_core():
 
     assert {name for name, _ in tp.ARCHITECTURES} == set(ARCHITECTURES)
     assert {name for name, _ in tp.LOSSES} == set(LOSSES)
+
+
+def test_precisions_match_core():
+    from core.device import PRECISION_CHOICES
+
+    assert tuple(name for name, _ in tp.PRECISIONS) == PRECISION_CHOICES
 
 
 def test_batch_events_are_throttled_in_the_worker():
