@@ -82,7 +82,9 @@ from core.io import (
     ensure_folder,
     image_size,
     is_image_file,
+    is_temp_file_name,
     read_image_and_mask,
+    remove_stale_temp_files,
     write_bytes_atomic,
 )
 
@@ -651,15 +653,27 @@ class Dataset:
 
 
 def _scan(folder: Path) -> list[Path]:
-    """Image files in ``folder`` by name (one scandir, nothing decoded); [] if it is missing."""
+    """Image files in ``folder`` by name (one scandir, nothing decoded); [] if it is missing.
+
+    Leftover temporary files of interrupted writes (``core.io.atomic_output``) found on the way
+    are deleted once they are stale (:func:`core.io.remove_stale_temp_files`).
+    """
+    temps: list[str] = []
     try:
         with os.scandir(folder) as entries:
-            found = [Path(e.path) for e in entries
-                     if not e.name.startswith(".") and is_image_file(e.name) and e.is_file()]
+            found = []
+            for e in entries:
+                if e.name.startswith("."):
+                    if is_temp_file_name(e.name):
+                        temps.append(e.name)
+                elif is_image_file(e.name) and e.is_file():
+                    found.append(Path(e.path))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         raise DatasetError(f"cannot list the folder ({exc.strerror or exc})", folder) from exc
+    if temps:
+        remove_stale_temp_files(folder, names=temps)
     return sorted(found, key=lambda p: p.name)
 
 
@@ -669,7 +683,11 @@ _LAYOUT = ("expected a dataset folder holding train/data and/or test/data (image
 
 
 def open_dataset(root: str | Path) -> Dataset:
-    """Scan ``root/{train,test}/{data,label}`` (no image is decoded)."""
+    """Scan ``root/{train,test}/{data,label}`` (no image is decoded).
+
+    Stale temporary files of interrupted writes in these folders and in ``root`` are deleted
+    (:func:`core.io.remove_stale_temp_files`; a write in progress is never touched).
+    """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"dataset folder not found; {_LAYOUT}", root)
@@ -677,6 +695,7 @@ def open_dataset(root: str | Path) -> Dataset:
         raise DatasetError(f"is not a folder; {_LAYOUT}", root)
     if not any((root / split / "data").is_dir() for split in SPLITS):
         raise DatasetError(f"is not a dataset: {_LAYOUT}", root)
+    remove_stale_temp_files(root)
     dataset = Dataset(root=root)
     for split in SPLITS:
         images = _scan(root / split / "data")

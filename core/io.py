@@ -16,16 +16,22 @@ Conversions applied by :func:`read_image` (documented behaviour, not errors):
 :func:`read_mask` treats any non-zero value (in any channel) as roof.
 
 Writes go to a temporary file in the destination folder which is then renamed into place, so an
-interrupted write never leaves a half-written file where a good one was.
+interrupted write never leaves a half-written file where a good one was. The temporary file is
+hidden and named ``.<target name>.<8 random characters>.tmp``; a process killed mid-write leaves
+it behind, and :func:`remove_stale_temp_files` deletes such leftovers once they are old enough
+not to be another writer's file in progress (``open_dataset`` does this for a dataset's folders).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +259,74 @@ def ensure_folder(path: str | Path) -> Path:
     return path
 
 
+#: Prefix and suffix of the temporary files :func:`atomic_output` makes.
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+#: ``.<target name>.<the 8 random characters tempfile.mkstemp adds>.tmp``.
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+#: A temporary file untouched for this long is a leftover of a killed writer: a live write
+#: touches its file far more often (the longest, a checkpoint or a huge export, takes minutes).
+STALE_TEMP_SECONDS = 3600.0
+
+
+def temp_name(path: str | Path) -> tuple[str, str]:
+    """``(prefix, suffix)`` of the temporary files :func:`atomic_output` makes for ``path``."""
+    return f"{TEMP_PREFIX}{Path(path).name}.", TEMP_SUFFIX
+
+
+def is_temp_file_name(name: str) -> bool:
+    """True when ``name`` has the form of :func:`atomic_output`'s temporary files."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def temp_file_target(name: str) -> str | None:
+    """The name of the file a temporary file of :func:`atomic_output` was for, else None."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match["target"] if match else None
+
+
+def remove_stale_temp_files(folder: str | Path,
+                            older_than_seconds: float = STALE_TEMP_SECONDS,
+                            names: Iterable[str] | None = None,
+                            targets: Iterable[str] | None = None) -> list[Path]:
+    """Delete the leftover temporary files of :func:`atomic_output` directly in ``folder``.
+
+    Only regular files (not links, not folders) whose name has our temporary-file form and whose
+    modification time is more than ``older_than_seconds`` ago are deleted, so the temporary file
+    of a write in progress (in this process or another) is left alone. ``names`` (file names in
+    ``folder``, when the caller has just listed it) saves listing the folder again; ``targets``
+    (file names) limits the cleaning to the temporary files of those files, for a folder that
+    is not only ours (an export folder the user chose).
+
+    Best effort and quiet: a missing or unreadable folder, or a file that cannot be deleted (read
+    only, or gone meanwhile), is skipped. Returns the files deleted.
+    """
+    folder = Path(folder)
+    try:
+        if names is None:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if is_temp_file_name(e.name)]
+        else:
+            names = [n for n in names if is_temp_file_name(n)]
+    except OSError:
+        return []
+    if targets is not None:
+        wanted = set(targets)
+        names = [n for n in names if temp_file_target(n) in wanted]
+    removed = []
+    cutoff = time.time() - older_than_seconds
+    for name in names:
+        path = folder / name
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime > cutoff:
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
@@ -267,7 +341,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         what = "is not a folder" if parent.exists() else "does not exist"
         raise ImageWriteError(f"cannot write: the folder {parent} {what}", path)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        prefix, suffix = temp_name(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     except OSError as exc:
         raise ImageWriteError(f"cannot write ({exc.strerror or exc})", path) from exc
     os.close(fd)

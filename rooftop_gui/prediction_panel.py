@@ -562,10 +562,21 @@ class PredictionPanel(QWidget):
 
         def work(on_progress, should_stop):
             from core.export import composite, export_mask
-            from core.io import ensure_folder, read_image, read_mask, write_image
+            from core.io import (
+                ensure_folder,
+                read_image,
+                read_mask,
+                remove_stale_temp_files,
+                write_image,
+            )
             from core.postprocess import to_mask
 
             ensure_folder(out_dir)
+            # leftovers of an export of these files killed midway (the folder is the user's:
+            # other files' are left alone)
+            stems = [Path(sample.name).stem for sample, *_rest in jobs]
+            remove_stale_temp_files(out_dir, targets=[
+                f"{stem}.png" if what == "masks" else f"{stem}_composite.png" for stem in stems])
             written, errors, loaded = [], [], None
             for i, (sample, prob, image, label) in enumerate(jobs):
                 if should_stop():

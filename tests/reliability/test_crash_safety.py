@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.io import read_mask, write_mask
+from core.dataset import open_dataset
+from core.io import STALE_TEMP_SECONDS, is_temp_file_name, read_mask, write_mask
 from core.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,11 @@ def test_sigkill_while_saving_a_label_keeps_a_whole_file(tmp_path):
     masks = [rng.random((1024, 1024)) > 0.5, rng.random((1024, 1024)) > 0.7]
     np.save(tmp_path / "a.npy", masks[0])
     np.save(tmp_path / "b.npy", masks[1])
-    target = tmp_path / "label.png"
+    root = tmp_path / "ds"  # the label of a dataset, as the window saves it
+    (root / "train" / "data").mkdir(parents=True)
+    (root / "train" / "label").mkdir(parents=True)
+    Image.fromarray(np.zeros((1024, 1024, 3), np.uint8)).save(root / "train" / "data" / "0.png")
+    target = root / "train" / "label" / "0.png"
     write_mask(target, masks[0])
     for kill in range(KILLS):
         proc = _spawn(f"""
@@ -66,6 +71,19 @@ def test_sigkill_while_saving_a_label_keeps_a_whole_file(tmp_path):
         assert proc.returncode == -signal.SIGKILL
         on_disk = read_mask(target)
         assert any(np.array_equal(on_disk, m) for m in masks), f"kill {kill}: label corrupted"
+
+    # a kill inside a write leaves its hidden temporary file; once stale (aged here rather than
+    # waited for), reopening the dataset removes it, and only it
+    folder = target.parent
+    leftovers = [p for p in folder.iterdir() if p != target]
+    assert all(is_temp_file_name(p.name) for p in leftovers), leftovers
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    for path in leftovers:
+        os.utime(path, (old, old))
+    dataset = open_dataset(root)
+    assert sorted(folder.iterdir()) == [target]
+    assert dataset.train[0].label_path == target
+    assert any(np.array_equal(read_mask(target), m) for m in masks)
 
 
 def test_sigkill_while_saving_a_checkpoint_keeps_a_loadable_file(tmp_path):
