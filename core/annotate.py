@@ -139,10 +139,10 @@ def union_regions(*regions: Region | None) -> Region | None:
 
 def _bbox(changed: np.ndarray, y0: int = 0, x0: int = 0) -> Region | None:
     """Tight bounding box of the True pixels of ``changed``, offset by ``(y0, x0)``."""
-    rows = np.flatnonzero(changed.any(axis=1))
+    rows = np.logical_or.reduce(changed, axis=1).nonzero()[0]
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(changed.any(axis=0))
+    cols = np.logical_or.reduce(changed, axis=0).nonzero()[0]
     return Region(y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1)
 
 
@@ -186,12 +186,20 @@ def _pixel(mask: np.ndarray, x: float, y: float) -> tuple[int, int] | None:
 # -------------------------------------------------------------------------------------- brushes
 
 
-def _clip_segment(p: np.ndarray, q: np.ndarray, xmin: float, xmax: float, ymin: float,
-                  ymax: float) -> tuple[np.ndarray, np.ndarray] | None:
+# The brush code runs on every mouse move, so it works on plain Python floats (the same IEEE
+# double arithmetic as numpy scalars, without their per-operation overhead) and calls numpy only
+# on the small pixel boxes.
+
+_XY = tuple[float, float]
+
+
+def _clip_segment(p: Sequence[float], q: Sequence[float], xmin: float, xmax: float, ymin: float,
+                  ymax: float) -> tuple[_XY, _XY] | None:
     """Liang-Barsky: the part of segment ``p``-``q`` inside the rectangle, or ``None``."""
-    d = q - p
+    px, py = p
+    dx, dy = q[0] - px, q[1] - py
     t0, t1 = 0.0, 1.0
-    for pk, qk in ((-d[0], p[0] - xmin), (d[0], xmax - p[0]), (-d[1], p[1] - ymin), (d[1], ymax - p[1])):
+    for pk, qk in ((-dx, px - xmin), (dx, xmax - px), (-dy, py - ymin), (dy, ymax - py)):
         if pk == 0:
             if qk < 0:
                 return None
@@ -203,35 +211,39 @@ def _clip_segment(p: np.ndarray, q: np.ndarray, xmin: float, xmax: float, ymin: 
                 t1 = min(t1, t)
     if t0 > t1:
         return None
-    return p + t0 * d, p + t1 * d
+    return (px + t0 * dx, py + t0 * dy), (px + t1 * dx, py + t1 * dy)
 
 
-def _segment_hit(shape: tuple[int, int], a: np.ndarray, b: np.ndarray,
-                 radius: float) -> tuple[Region, np.ndarray] | None:
-    """Pixels whose centre lies within ``radius`` of segment ``a``-``b``, on its bounding box."""
+def _segment_hit(shape: tuple[int, int], a: _XY, b: _XY,
+                 radius: float) -> tuple[int, int, int, int, np.ndarray] | None:
+    """Pixels whose centre lies within ``radius`` of segment ``a``-``b``, on its bounding box:
+    ``(y0, y1, x0, x1, hit)``."""
     height, width = shape
-    x0 = max(0, math.ceil(min(a[0], b[0]) - radius))
-    x1 = min(width, math.floor(max(a[0], b[0]) + radius) + 1)
-    y0 = max(0, math.ceil(min(a[1], b[1]) - radius))
-    y1 = min(height, math.floor(max(a[1], b[1]) + radius) + 1)
+    ax, ay = a
+    bx, by = b
+    x0 = max(0, math.ceil(min(ax, bx) - radius))
+    x1 = min(width, math.floor(max(ax, bx) + radius) + 1)
+    y0 = max(0, math.ceil(min(ay, by) - radius))
+    y1 = min(height, math.floor(max(ay, by) + radius) + 1)
     if x0 >= x1 or y0 >= y1:
         return None
-    xs = np.arange(x0, x1, dtype=np.float64)[None, :] - a[0]
-    ys = np.arange(y0, y1, dtype=np.float64)[:, None] - a[1]
-    dx, dy = float(b[0] - a[0]), float(b[1] - a[1])
+    xs = np.arange(x0, x1, dtype=np.float64)[None, :] - ax
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None] - ay
+    dx, dy = bx - ax, by - ay
     length2 = dx * dx + dy * dy
     if length2 > 0.0:
-        t = np.clip((xs * dx + ys * dy) * (1.0 / length2), 0.0, 1.0)
+        t = (xs * dx + ys * dy) * (1.0 / length2)
+        np.minimum(np.maximum(t, 0.0, out=t), 1.0, out=t)  # clip to [0, 1]
         ex, ey = xs - t * dx, ys - t * dy
         dist2 = ex * ex + ey * ey
     else:
         dist2 = xs * xs + ys * ys
     hit = dist2 <= radius * radius * (1.0 + 1e-12)
-    return Region(y0, y1, x0, x1), hit
+    return y0, y1, x0, x1, hit
 
 
-def _stroke_pieces(shape: tuple[int, int], points: np.ndarray,
-                   radius: float) -> Iterator[tuple[Region, np.ndarray]]:
+def _stroke_pieces(shape: tuple[int, int], points: Sequence[Sequence[float]],
+                   radius: float) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
     """Cover the stroke through ``points`` with short pieces, each with a small bounding box."""
     if len(points) == 0:
         return
@@ -244,27 +256,33 @@ def _stroke_pieces(shape: tuple[int, int], points: np.ndarray,
         clipped = _clip_segment(p, q, -radius - 1.0, width + radius, -radius - 1.0, height + radius)
         if clipped is None:
             continue
-        a, b = clipped
-        n = max(1, math.ceil(float(np.hypot(*(b - a))) / step))
+        (ax, ay), (bx, by) = clipped
+        dx, dy = bx - ax, by - ay
+        n = max(1, math.ceil(float(np.hypot(dx, dy)) / step))
         for i in range(n):
-            piece = _segment_hit(shape, a + (b - a) * (i / n), a + (b - a) * ((i + 1) / n), radius)
+            f0, f1 = i / n, (i + 1) / n
+            piece = _segment_hit(shape, (ax + dx * f0, ay + dy * f0), (ax + dx * f1, ay + dy * f1),
+                                 radius)
             if piece is not None:
                 yield piece
 
 
-def _paint(mask: np.ndarray, pieces: Iterable[tuple[Region, np.ndarray]], value: bool,
+def _paint(mask: np.ndarray, pieces: Iterable[tuple[int, int, int, int, np.ndarray]], value: bool,
            before_change=None) -> Region | None:
     """Set the hit pixels of each piece to ``value``; ``before_change(region)`` is called first."""
     changed_region: Region | None = None
-    for region, hit in pieces:
-        patch = mask[region.slices]
-        change = hit & ~patch if value else hit & patch
-        tight = _bbox(change, region.y0, region.x0)
+    for y0, y1, x0, x1, hit in pieces:
+        patch = mask[y0:y1, x0:x1]
+        change = hit > patch if value else hit & patch  # (bools: hit > patch is hit & ~patch)
+        tight = _bbox(change, y0, x0)
         if tight is None:
             continue
         if before_change is not None:
             before_change(tight)
-        patch[change] = value
+        if value:
+            patch |= hit
+        else:
+            patch &= ~hit
         changed_region = tight.union(changed_region)
     return changed_region
 
@@ -287,7 +305,7 @@ def paint_stroke(mask: np.ndarray, points: Iterable[Sequence[float]] | np.ndarra
     bounding boxes along the stroke, never on the whole image.
     """
     _check_mask(mask)
-    pts = _as_points(points)
+    pts = _as_points(points).tolist()
     return _paint(mask, _stroke_pieces(mask.shape, pts, _check_radius(radius)), bool(value))
 
 
@@ -438,13 +456,21 @@ def accept_prediction(label: np.ndarray, prediction: np.ndarray,
 
 @dataclass(frozen=True, eq=False)
 class Edit:
-    """One undo step: the region and its content before and after (stored bit-packed)."""
+    """One undo step: the pixels of ``parts`` before and after the edit, stored bit-packed.
+
+    ``region`` is the bounding box of the change (what to repaint). ``parts`` are disjoint
+    rectangles inside it whose pixels are stored, in order, each row-major; pixels of ``region``
+    outside them did not change. Empty ``parts`` (the default) means the whole ``region``. A brush
+    stroke stores only the tiles it changed, so a long diagonal stroke costs its own area, not the
+    area of its bounding box.
+    """
 
     region: Region
     before_bits: np.ndarray = field(repr=False)
     after_bits: np.ndarray = field(repr=False)
     revision_before: int = 0
     revision_after: int = 0
+    parts: tuple[Region, ...] = ()
 
     @classmethod
     def from_patches(cls, region: Region, before: np.ndarray, after: np.ndarray,
@@ -454,16 +480,60 @@ class Edit:
         return cls(region, np.packbits(before, axis=None), np.packbits(after, axis=None),
                    revision_before, revision_after)
 
+    @classmethod
+    def from_parts(cls, region: Region, parts: Sequence[Region], before: Sequence[np.ndarray],
+                   after: Sequence[np.ndarray], revision_before: int = 0,
+                   revision_after: int = 0) -> Edit:
+        """An edit that changed only ``parts`` (disjoint, inside ``region``) from ``before[i]``
+        to ``after[i]``."""
+        parts = tuple(parts)
+        if not parts or len(before) != len(parts) or len(after) != len(parts):
+            raise ValueError("give one before and one after patch for each of at least one part")
+        for part, b, a in zip(parts, before, after, strict=True):
+            shape = (part.y1 - part.y0, part.x1 - part.x0)
+            if b.shape != shape or a.shape != shape:
+                raise ValueError(f"patches {b.shape}/{a.shape} do not match part {part}")
+            if part.y0 < region.y0 or part.x0 < region.x0 or part.y1 > region.y1 \
+                    or part.x1 > region.x1:
+                raise ValueError(f"part {part} is not inside region {region}")
+
+        def pack(patches: Sequence[np.ndarray]) -> np.ndarray:
+            return np.packbits(np.concatenate([np.ravel(p) for p in patches]).astype(bool, copy=False))
+
+        return cls(region, pack(before), pack(after), revision_before, revision_after, parts)
+
+    @property
+    def stored_parts(self) -> tuple[Region, ...]:
+        """The rectangles whose pixels are stored (``(region,)`` for a whole-region edit)."""
+        return self.parts or (self.region,)
+
+    def _flat(self, bits: np.ndarray) -> np.ndarray:
+        count = sum(part.area for part in self.stored_parts)
+        return np.unpackbits(bits, count=count).view(bool)
+
     def _unpack(self, bits: np.ndarray) -> np.ndarray:
-        return np.unpackbits(bits, count=self.region.area).astype(bool).reshape(self.region.shape)
+        if self.parts and self.parts != (self.region,):
+            raise ValueError("this edit stores only the parts it changed: use apply() on the mask")
+        return self._flat(bits).reshape(self.region.shape)
 
     @property
     def before(self) -> np.ndarray:
+        """The whole region before the edit (whole-region edits only; see :meth:`apply`)."""
         return self._unpack(self.before_bits)
 
     @property
     def after(self) -> np.ndarray:
+        """The whole region after the edit (whole-region edits only; see :meth:`apply`)."""
         return self._unpack(self.after_bits)
+
+    def apply(self, mask: np.ndarray, after: bool) -> Region:
+        """Write the stored ``after`` (redo) or ``before`` (undo) pixels into ``mask``."""
+        flat = self._flat(self.after_bits if after else self.before_bits)
+        offset = 0
+        for part in self.stored_parts:
+            mask[part.slices] = flat[offset:offset + part.area].reshape(part.shape)
+            offset += part.area
+        return self.region
 
     @property
     def nbytes(self) -> int:
@@ -506,7 +576,7 @@ class UndoStack:
         if not self._undo:
             return None
         edit = self._undo.pop()
-        mask[edit.region.slices] = edit.before
+        edit.apply(mask, after=False)
         self._redo.append(edit)
         return edit.region
 
@@ -515,7 +585,7 @@ class UndoStack:
         if not self._redo:
             return None
         edit = self._redo.pop()
-        mask[edit.region.slices] = edit.after
+        edit.apply(mask, after=True)
         self._undo.append(edit)
         return edit.region
 
@@ -552,11 +622,20 @@ class UndoStack:
 
 
 class _TileSnapshot:
-    """Copies of the mask's tiles taken just before a stroke first changes them."""
+    """Copies of the mask's tiles taken just before a stroke first changes them.
+
+    Press and moves copy only the tiles a stroke reaches (``tile`` x ``tile`` pixels, clipped at
+    the border); release turns the tiles that changed into one undo step. Nothing here touches the
+    whole mask or the stroke's bounding box, so the cost follows the painted area.
+    """
 
     def __init__(self, tile: int = 64):
         self.tile = tile
         self.tiles: dict[tuple[int, int], np.ndarray] = {}
+
+    def _region(self, key: tuple[int, int], saved: np.ndarray) -> Region:
+        y0, x0 = key[0] * self.tile, key[1] * self.tile
+        return Region(y0, y0 + saved.shape[0], x0, x0 + saved.shape[1])
 
     def capture(self, mask: np.ndarray, region: Region) -> None:
         t = self.tile
@@ -565,19 +644,28 @@ class _TileSnapshot:
                 if (ty, tx) not in self.tiles:
                     self.tiles[ty, tx] = mask[ty * t:(ty + 1) * t, tx * t:(tx + 1) * t].copy()
 
-    def before(self, mask: np.ndarray, region: Region) -> np.ndarray:
-        """The content of ``region`` before the stroke (unchanged pixels read from ``mask``)."""
-        patch = mask[region.slices].copy()
+    def changed(self, mask: np.ndarray,
+                bounds: Region) -> tuple[list[Region], list[np.ndarray], list[np.ndarray]]:
+        """The copied tiles clipped to ``bounds`` (which holds every change): their regions, their
+        content before the stroke and now. (Every copied tile had a change in its box, so nearly
+        all differ; comparing them would cost more than the few bytes it could save.)"""
         t = self.tile
+        parts, before, after = [], [], []
         for (ty, tx), saved in self.tiles.items():
-            tile_region = Region(ty * t, ty * t + saved.shape[0], tx * t, tx * t + saved.shape[1])
-            inter = tile_region.intersection(region)
-            if inter is None:
+            ty0, tx0 = ty * t, tx * t
+            y0, y1 = max(ty0, bounds.y0), min(ty0 + saved.shape[0], bounds.y1)
+            x0, x1 = max(tx0, bounds.x0), min(tx0 + saved.shape[1], bounds.x1)
+            if y0 >= y1 or x0 >= x1:
                 continue
-            patch[inter.y0 - region.y0:inter.y1 - region.y0, inter.x0 - region.x0:inter.x1 - region.x0] = \
-                saved[inter.y0 - tile_region.y0:inter.y1 - tile_region.y0,
-                      inter.x0 - tile_region.x0:inter.x1 - tile_region.x0]
-        return patch
+            parts.append(Region(y0, y1, x0, x1))
+            before.append(saved[y0 - ty0:y1 - ty0, x0 - tx0:x1 - tx0])
+            after.append(mask[y0:y1, x0:x1])
+        return parts, before, after
+
+    def restore(self, mask: np.ndarray) -> None:
+        """Put every copied tile back (the mask as it was before the stroke)."""
+        for key, saved in self.tiles.items():
+            mask[self._region(key, saved).slices] = saved
 
 
 @dataclass
@@ -585,7 +673,7 @@ class _Stroke:
     value: bool
     radius: float
     revision_before: int
-    last: np.ndarray | None = None
+    last: tuple[float, float] | None = None
     region: Region | None = None
     snapshot: _TileSnapshot = field(default_factory=_TileSnapshot)
 
@@ -754,10 +842,10 @@ class MaskEditor:
         stroke = self._stroke
         if stroke is None:
             return None
-        point = np.array([float(x), float(y)])
-        if not np.isfinite(point).all():
+        point = (float(x), float(y))
+        if not (math.isfinite(point[0]) and math.isfinite(point[1])):
             return None
-        points = point[None] if stroke.last is None else np.stack([stroke.last, point])
+        points = [point] if stroke.last is None else [stroke.last, point]
         stroke.last = point
         changed = _paint(self._mask, _stroke_pieces(self.shape, points, stroke.radius), stroke.value,
                          before_change=lambda region: stroke.snapshot.capture(self._mask, region))
@@ -772,8 +860,10 @@ class MaskEditor:
         if stroke is None or stroke.region is None:
             return None
         region = stroke.region
-        self.undo_stack.record(region, stroke.snapshot.before(self._mask, region),
-                               self._mask[region.slices], stroke.revision_before, self.revision)
+        parts, before, after = stroke.snapshot.changed(self._mask, region)
+        if parts:  # (a stroke only ever sets pixels to one value, so what changed stays changed)
+            self.undo_stack.push(Edit.from_parts(region, parts, before, after,
+                                                 stroke.revision_before, self.revision))
         return region
 
     def cancel_stroke(self) -> Region | None:
@@ -782,7 +872,7 @@ class MaskEditor:
         if stroke is None or stroke.region is None:
             return None
         region = stroke.region
-        self._mask[region.slices] = stroke.snapshot.before(self._mask, region)
+        stroke.snapshot.restore(self._mask)
         self.revision = stroke.revision_before
         return region
 
