@@ -231,12 +231,35 @@ def show_save_error(parent: QWidget | None, path: Path, exc: BaseException) -> N
 # ----------------------------------------------------------------------------- canvas items
 
 
+class _Circle(QGraphicsEllipseItem):
+    """An ellipse item with a cheap bounding rectangle: its rectangle grown by half the pen width.
+
+    QGraphicsEllipseItem finds its bounding rectangle by stroking the ellipse with its pen
+    (QPainterPathStroker) after every ``setRect``; for the brush outline, which moves on every
+    mouse move, that was half the cost of repainting the canvas during a stroke. The stroke of an
+    ellipse lies inside the rectangle grown by half the pen width, which is what that stroking
+    finds too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bounds = QRectF()
+
+    def set_circle(self, rect: QRectF) -> None:
+        self.setRect(rect)  # (prepares the geometry change with the old bounds)
+        half = self.pen().widthF() / 2.0
+        self._bounds = rect.adjusted(-half, -half, half, half)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        return self._bounds
+
+
 class _BrushOutline:
     """The brush's circle on the canvas: white over black, cosmetic (1 screen pixel) pens."""
 
     def __init__(self, canvas: ImageCanvas) -> None:
-        self.dark = QGraphicsEllipseItem()
-        self.light = QGraphicsEllipseItem()
+        self.dark = _Circle()
+        self.light = _Circle()
         for item, color, width, z in ((self.dark, QColor(0, 0, 0, 170), 3.0, 100),
                                       (self.light, QColor(255, 255, 255), 1.2, 101)):
             pen = QPen(color, width)
@@ -247,22 +270,33 @@ class _BrushOutline:
             item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             item.setVisible(False)
             canvas.scene().addItem(item)
+        # what the items show now: Qt calls are skipped when nothing changed (every mouse move
+        # comes here)
+        self._circle: tuple[float, float, float] | None = None
+        self._erase: bool | None = None
+        self._visible = False
 
     def show_at(self, x: float, y: float, radius: float, erase: bool) -> None:
-        rect = QRectF(x - radius, y - radius, 2 * radius, 2 * radius)
-        color = QColor(255, 150, 170) if erase else QColor(255, 255, 255)
-        if self.light.pen().color() != color:
+        if self._circle != (x, y, radius):
+            self._circle = (x, y, radius)
+            rect = QRectF(x - radius, y - radius, 2 * radius, 2 * radius)
+            self.dark.set_circle(rect)
+            self.light.set_circle(rect)
+        if self._erase != erase:
+            self._erase = erase
             pen = self.light.pen()
-            pen.setColor(color)
+            pen.setColor(QColor(255, 150, 170) if erase else QColor(255, 255, 255))
             self.light.setPen(pen)
-        for item in (self.dark, self.light):
-            if item.rect() != rect:
-                item.setRect(rect)
-            item.setVisible(True)
+        if not self._visible:
+            self._visible = True
+            self.dark.setVisible(True)
+            self.light.setVisible(True)
 
     def hide(self) -> None:
-        for item in (self.dark, self.light):
-            item.setVisible(False)
+        if self._visible:
+            self._visible = False
+            self.dark.setVisible(False)
+            self.light.setVisible(False)
 
 
 class _PolygonBand:

@@ -10,6 +10,8 @@ the label (and error) overlay is re-uploaded. While a tool is active, set
 middle button and on space + drag. A press that starts a pan is not reported as a tool press;
 ``mouse_double_clicked_image`` reports double clicks (the polygon tool closes on one) and
 ``mouse_left`` says the pointer left the canvas (tools hide their cursor outline).
+``cursor_moved`` (the pixel read-out) follows the pointer at most every ``CURSOR_REPORT_MS``
+and always ends on its last position.
 
 Rendering is built for slider speed on 2048 x 2048 images:
 
@@ -25,12 +27,13 @@ Rendering is built for slider speed on 2048 x 2048 images:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import qimage2ndarray
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -55,6 +58,11 @@ from rooftop_gui import overlays
 
 LAYERS = ("label", "prediction", "error")
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
+#: ``cursor_moved`` is emitted at most once per this many ms (about one 60 Hz frame); the last
+#: position of a faster burst of moves is always emitted when the interval is over. The window's
+#: pixel read-out is a text relayout (~0.5 ms): once per mouse event it was half the cost of a
+#: brush stroke, for text that nobody can read faster than the screen refreshes.
+CURSOR_REPORT_MS = 16
 
 
 class IndexedLayerItem(QGraphicsItem):
@@ -64,6 +72,7 @@ class IndexedLayerItem(QGraphicsItem):
         super().__init__()
         self._table = table
         self._pixmap = QPixmap()
+        self._bounds = QRectF()  # the pixmap's rectangle (Qt asks for it many times per repaint)
         self._codes: np.ndarray | None = None
         self.setZValue(z)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
@@ -73,7 +82,15 @@ class IndexedLayerItem(QGraphicsItem):
         self._table = table
 
     def _qimage(self, codes: np.ndarray) -> QImage:
-        image = qimage2ndarray.gray2qimage(codes, normalize=False)
+        """An indexed QImage over ``codes`` (no copy: use it while ``codes`` is alive).
+
+        Built directly rather than with ``qimage2ndarray.gray2qimage``, which first fills a
+        256-entry grey colour table one ``setColor`` call at a time (0.13 ms, twice per brush
+        move) only for it to be replaced by ours.
+        """
+        codes = np.require(codes, np.uint8, "C")
+        height, width = codes.shape
+        image = QImage(codes.data, width, height, codes.strides[0], QImage.Format.Format_Indexed8)
         image.setColorTable(self._table)
         return image
 
@@ -82,6 +99,7 @@ class IndexedLayerItem(QGraphicsItem):
         self.prepareGeometryChange()
         self._codes = codes
         self._pixmap = QPixmap() if codes is None else QPixmap.fromImage(self._qimage(codes))
+        self._bounds = QRectF(0, 0, self._pixmap.width(), self._pixmap.height())
         self.update()
 
     def update_region(self, codes: np.ndarray, rect: QRect) -> None:
@@ -104,8 +122,12 @@ class IndexedLayerItem(QGraphicsItem):
     def codes(self) -> np.ndarray | None:
         return self._codes
 
+    def rendered(self) -> QImage:
+        """The layer's pixels as drawn (a copy; a null image when the layer is empty)."""
+        return self._pixmap.toImage()
+
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
-        return QRectF(0, 0, self._pixmap.width(), self._pixmap.height())
+        return self._bounds
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
               widget: QWidget | None = None) -> None:
@@ -145,7 +167,7 @@ class ImageCanvas(QGraphicsView):
     mouse_released_image = Signal(float, float, object)
     mouse_double_clicked_image = Signal(float, float, object)
     mouse_left = Signal()                                # the pointer left the canvas
-    cursor_moved = Signal(int, int)                      # pixel under the cursor, (-1, -1) outside
+    cursor_moved = Signal(int, int)  # pixel under the cursor, (-1, -1) outside; see CURSOR_REPORT_MS
     zoom_changed = Signal(float)                         # 1.0 = 100 %
     layers_changed = Signal()                            # state or data of an overlay changed
     rendered = Signal(float)                             # milliseconds of the last overlay redraw
@@ -162,6 +184,10 @@ class ImageCanvas(QGraphicsView):
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        # drawBackground fills every exposed pixel with the background brush, so the widgets
+        # behind the viewport (the window, the style-sheet background) need no repaint on each
+        # brush move.
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         self._image_item = QGraphicsPixmapItem()
@@ -189,6 +215,11 @@ class ImageCanvas(QGraphicsView):
         self._space_down = False
         self._fit_on_resize = True
         self.last_render_ms = 0.0
+        self._cursor_pending: tuple[int, int] | None = None
+        self._cursor_reported = -math.inf  # time.monotonic() of the last cursor_moved
+        self._cursor_timer = QTimer(self)
+        self._cursor_timer.setSingleShot(True)
+        self._cursor_timer.timeout.connect(self._flush_cursor)
         self._apply_layer_state()
 
     # ------------------------------------------------------------------ data
@@ -528,16 +559,34 @@ class ImageCanvas(QGraphicsView):
         super().mouseDoubleClickEvent(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802
-        self.cursor_moved.emit(-1, -1)
+        self._report_cursor(-1, -1)
         self.mouse_left.emit()
         super().leaveEvent(event)
 
     def _emit_cursor(self, pos: QPointF) -> None:
-        x, y = int(np.floor(pos.x())), int(np.floor(pos.y()))
+        """Report the pixel under the pointer, at most every ``CURSOR_REPORT_MS`` (the latest
+        position of a burst is reported when the interval is over)."""
+        x, y = math.floor(pos.x()), math.floor(pos.y())
         if self._image is None or not (0 <= x < self._image.shape[1] and 0 <= y < self._image.shape[0]):
-            self.cursor_moved.emit(-1, -1)
+            x, y = -1, -1
+        wait_ms = CURSOR_REPORT_MS - (time.monotonic() - self._cursor_reported) * 1000.0
+        if wait_ms <= 0 and not self._cursor_timer.isActive():
+            self._report_cursor(x, y)
         else:
-            self.cursor_moved.emit(x, y)
+            self._cursor_pending = (x, y)
+            if not self._cursor_timer.isActive():
+                self._cursor_timer.start(max(1, math.ceil(wait_ms)))
+
+    def _flush_cursor(self) -> None:
+        if self._cursor_pending is not None:
+            self._report_cursor(*self._cursor_pending)
+
+    def _report_cursor(self, x: int, y: int) -> None:
+        """Emit ``cursor_moved`` now (a pending, older position is dropped)."""
+        self._cursor_timer.stop()
+        self._cursor_pending = None
+        self._cursor_reported = time.monotonic()
+        self.cursor_moved.emit(x, y)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
