@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +226,15 @@ class SampleTableModel(QAbstractTableModel):
         if rows:
             self.dataChanged.emit(self.index(min(rows), self.IOU), self.index(max(rows), self.IOU))
 
-    def clear_iou(self) -> None:
+    def clear_iou(self, keys: Iterable[Key] | None = None) -> None:
+        """Forget the IoU of every image, or of ``keys`` only (their scores went stale)."""
+        if keys is not None:
+            rows = [self._row_of[k] for k in keys
+                    if self._iou.pop(k, None) is not None and k in self._row_of]
+            if rows:
+                self.dataChanged.emit(self.index(min(rows), self.IOU),
+                                      self.index(max(rows), self.IOU))
+            return
         self._iou.clear()
         if self._samples:
             self.dataChanged.emit(self.index(0, self.IOU), self.index(len(self._samples) - 1, self.IOU))
@@ -468,8 +477,8 @@ class DatasetBrowser(QWidget):
     def set_iou(self, scores: dict[Key, float]) -> None:
         self.model.set_iou(scores)
 
-    def clear_iou(self) -> None:
-        self.model.clear_iou()
+    def clear_iou(self, keys: Iterable[Key] | None = None) -> None:
+        self.model.clear_iou(keys)
 
     # ----------------------------------------------------------------- selection
     def current_sample(self) -> Any | None:

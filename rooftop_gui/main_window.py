@@ -331,6 +331,7 @@ class MainWindow(QMainWindow):
         updated = self.browser.set_label_saved(sample, Path(path))
         if updated is not sample and self.annotation.sample is sample:
             self.annotation.sample = updated
+        self.prediction.label_saved(updated, Path(path))  # its IoU was against the old label
 
     def show_sample(self, sample: Any) -> None:
         """Read the sample's image and label and show them (errors: dialog, app goes on)."""

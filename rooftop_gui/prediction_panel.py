@@ -5,7 +5,8 @@ Torch is imported only inside worker functions (``core.checkpoint.load_checkpoin
 
 Probability maps are cached per (model, split, image) in a size-bounded LRU, so switching images
 shows known predictions at once, threshold/dilation changes re-score a predicted split from the
-cache, and exports write what is shown (``core.export.export_mask`` = ``core.postprocess.to_mask``
+cache, a saved label re-scores its image (:meth:`PredictionPanel.label_saved`), and exports write
+what is shown (``core.export.export_mask`` = ``core.postprocess.to_mask``
 with the threshold and dilation of the layer panel).
 """
 
@@ -160,6 +161,9 @@ class PredictionPanel(QWidget):
         self._rescore_task: Task | None = None
         self._closed = False
         self._current: Any = None  # the Sample on the canvas
+        # labels saved per image (split, name): a score computed from a label read before a
+        # save is stale, and a background job compares these counts to know it
+        self._label_saves: dict[Key, int] = {}
         self._rescore_timer = QTimer(self)
         self._rescore_timer.setSingleShot(True)
         self._rescore_timer.setInterval(250)
@@ -379,6 +383,7 @@ class PredictionPanel(QWidget):
         self.scores = SplitScores(split, model_path, threshold, dilation)
         self.browser.clear_iou()
         self._show_metrics()
+        saves_at_start = dict(self._label_saves)
 
         def work(on_progress, should_stop):
             from core.io import read_image
@@ -410,6 +415,10 @@ class PredictionPanel(QWidget):
                 self.scores.errors.append(error)
             if prob is not None:
                 self.set_probability(sample, prob)
+                key = sample_key(sample)
+                if self._label_saves.get(key) != saves_at_start.get(key):
+                    # its label was saved while the split ran: maybe after the worker read it
+                    conf = self._score_saved_label(key, threshold, dilation)
             if conf is not None:
                 self.scores.per_image[sample_key(sample)] = conf
                 self.browser.set_iou({sample_key(sample): conf.iou})
@@ -465,6 +474,7 @@ class PredictionPanel(QWidget):
             self.metrics_note.setText("Some predictions are no longer cached: predict the split "
                                       "again to score it at these settings.")
             return
+        saves_at_start = dict(self._label_saves)
 
         def work(on_progress, should_stop):
             out = {}
@@ -479,6 +489,14 @@ class PredictionPanel(QWidget):
         def done(result):
             if result is None or self.scores is not scores:
                 return
+            for key, count in self._label_saves.items():
+                if key[0] == scores.split and count != saves_at_start.get(key):
+                    # saved while re-scoring: the worker may have read the label before
+                    conf = self._score_saved_label(key, threshold, dilation)
+                    if conf is None:
+                        result.pop(key, None)
+                    else:
+                        result[key] = conf
             scores.per_image = result
             scores.threshold, scores.dilation = threshold, dilation
             self.browser.set_iou({k: c.iou for k, c in result.items()})
@@ -495,6 +513,66 @@ class PredictionPanel(QWidget):
                                                on_failed=lambda e: self.status_message.emit(
                                                    f"Re-scoring failed: {describe(e)}"),
                                                name="rescore")
+
+    # ----------------------------------------------------------------- saved labels
+    def label_saved(self, sample: Any, label_path: Path) -> None:
+        """``sample``'s label was saved to ``label_path``: score its cached prediction against
+        the new label, in the browser's IoU column and, when its split was predicted, in the
+        split's metrics. Without a cached prediction its old IoU (if any) is dropped: it was
+        measured against the old label."""
+        if self._closed:
+            return
+        key = sample_key(sample)
+        self._label_saves[key] = self._label_saves.get(key, 0) + 1
+        if self.model_path is None:
+            return
+        shown = (self.canvas.state.threshold, self.canvas.state.dilation)
+        conf = self._score(sample, Path(label_path), *shown)
+        if conf is None:
+            self.browser.clear_iou([key])
+        else:
+            self.browser.set_iou({key: conf.iou})
+        scores = self.scores
+        if scores is None or scores.split != sample.split:
+            return
+        if (scores.threshold, scores.dilation) != shown:  # a re-scoring is on its way
+            conf = self._score(sample, Path(label_path), scores.threshold, scores.dilation)
+        if conf is None:
+            scores.per_image.pop(key, None)
+        else:
+            scores.per_image[key] = conf
+        self._show_metrics()
+
+    def _score(self, sample: Any, label_path: Path | None, threshold: float,
+               dilation: int) -> Confusion | None:
+        """``sample``'s prediction by the active model against its label, at these settings.
+
+        From the canvas when it shows this image at these settings (its label is the one just
+        saved, its prediction mask is already made), else from the cached probability map and the
+        label on disk. None when no prediction is cached or the label cannot be read.
+        """
+        if self.model_path is None or label_path is None:
+            return None
+        canvas = self.canvas
+        if (self._current is not None and sample_key(self._current) == sample_key(sample)
+                and (canvas.state.threshold, canvas.state.dilation) == (threshold, dilation)):
+            shown, label = canvas.displayed_mask(), canvas.label_array()
+            if shown is not None and label is not None and shown.shape == label.shape:
+                return Confusion.from_masks(shown, label)
+        prob = self.cache.get(self._key(sample))
+        if prob is None:
+            return None
+        try:
+            return _confusion(prob, label_path, threshold, dilation)
+        except RooftopError:
+            return None
+
+    def _score_saved_label(self, key: Key, threshold: float, dilation: int) -> Confusion | None:
+        """:meth:`_score` of the image ``key`` as the browser holds it now (with its label)."""
+        sample = next((s for s in self.browser.samples(key[0]) if sample_key(s) == key), None)
+        if sample is None:
+            return None
+        return self._score(sample, getattr(sample, "label_path", None), threshold, dilation)
 
     def _show_metrics(self) -> None:
         scores = self.scores
