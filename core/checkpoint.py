@@ -14,6 +14,7 @@ import torch, so the GUI can list models without paying for torch at start-up.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CheckpointError
-from core.io import write_bytes_atomic
+from core.io import remove_stale_temp_files, temp_file_target, write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -118,6 +119,20 @@ class ModelInfo:
 def model_version(path: str | Path) -> int | None:
     match = _MODEL_NAME.match(Path(path).name)
     return int(match.group(1)) if match else None
+
+
+def remove_stale_model_temp_files(models_dir: str | Path) -> list[Path]:
+    """Delete the leftovers of checkpoint writes killed midway in ``models_dir``: only the stale
+    temporary files of ``model_vN.*`` files (core.io.remove_stale_temp_files), since the folder
+    may be one the user chose, holding more. Quiet; returns the files deleted."""
+    try:
+        names = os.listdir(models_dir)
+    except OSError:  # not made yet, or unreadable
+        return []
+    targets = {t for t in map(temp_file_target, names) if t is not None and model_version(t) is not None}
+    if not targets:
+        return []
+    return remove_stale_temp_files(models_dir, names=names, targets=targets)
 
 
 def list_models(models_dir: str | Path) -> list[ModelInfo]:

@@ -54,7 +54,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.checkpoint import load_checkpoint, next_model_path, save_checkpoint
+from core.checkpoint import (
+    load_checkpoint,
+    next_model_path,
+    remove_stale_model_temp_files,
+    save_checkpoint,
+)
 from core.dataset import Sample, open_dataset, require_labels
 from core.device import (
     PRECISION_CHOICES,
@@ -579,6 +584,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     train_cache, val_cache = ImageCache(train_samples), ImageCache(val_samples)
     crop = _crop_size_for(train_cache, config.crop_size, getattr(model, "size_multiple", 1))
     ensure_folder(models_dir)
+    remove_stale_model_temp_files(models_dir)  # leftovers of checkpoint writes killed midway
     model_path = next_model_path(models_dir)
     amp_dtype = resolve_precision(config.precision, device)
     emit(TrainingStarted(len(train_samples), len(val_samples), str(device), crop,

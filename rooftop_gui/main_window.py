@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -245,24 +244,15 @@ class MainWindow(QMainWindow):
 
     def _remove_stale_temp_files(self) -> None:
         """Leftovers of checkpoint writes killed midway in the models folder the training panel
-        saves to (core.dataset.open_dataset has cleaned the dataset's own folders). Only those of
-        ``model_vN.safetensors`` files: the folder may be one the user chose, holding more."""
-        from core.checkpoint import model_version
-        from core.io import remove_stale_temp_files, temp_file_target
+        saves to (core.dataset.open_dataset has cleaned the dataset's own folders)."""
+        from core.checkpoint import remove_stale_model_temp_files
 
         models_dir = getattr(self.training, "models_dir", lambda: None)()
         if models_dir is None:
             return
-        try:
-            names = os.listdir(models_dir)
-        except OSError:  # no models yet (the folder is made by the first training run)
-            return
-        targets = {t for t in map(temp_file_target, names)
-                   if t is not None and model_version(Path(t)) is not None}
-        if targets:
-            removed = remove_stale_temp_files(models_dir, names=names, targets=targets)
-            if removed:
-                log.info("removed %d stale temporary file(s) from %s", len(removed), models_dir)
+        removed = remove_stale_model_temp_files(models_dir)
+        if removed:
+            log.info("removed %d stale temporary file(s) from %s", len(removed), models_dir)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

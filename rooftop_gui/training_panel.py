@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.checkpoint import ModelInfo, list_models, read_metadata
+from core.checkpoint import ModelInfo, list_models, read_metadata, remove_stale_model_temp_files
 from core.errors import RooftopError, TrainingStopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.errors import describe, format_details
@@ -540,6 +540,7 @@ class TrainingPanel(QWidget):
         path = Path(path)
         self._set_models_dir(path)
         self._remember("models_dirs", None if path == self.default_models_dir() else path)
+        remove_stale_model_temp_files(path)  # leftovers of checkpoint writes killed midway
         self.refresh_models()
 
     def _set_models_dir(self, path: Path) -> None:

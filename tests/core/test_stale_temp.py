@@ -176,3 +176,36 @@ def test_opening_a_dataset_removes_its_stale_temporary_files(tmp_path):
     assert fresh.exists() and all(p.exists() for p in unrelated)
     assert elsewhere.exists()  # not a dataset folder: the models folder is its owner's to clean
     assert dataset.train[0].label_path is not None and not dataset.orphan_labels
+
+
+def test_model_folders_lose_only_the_leftovers_of_model_files(tmp_path):
+    from core.checkpoint import remove_stale_model_temp_files
+
+    old = STALE_TEMP_SECONDS + 60
+    stale = _touch(tmp_path / ".model_v2.safetensors.k2j3h4g5.tmp", old)
+    fresh = _touch(tmp_path / ".model_v3.safetensors.zzzzzzzz.tmp", 2)
+    foreign = _touch(tmp_path / ".notes.txt.abcdefgh.tmp", old)  # the user's folder, not ours
+    assert remove_stale_model_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and fresh.exists() and foreign.exists()
+    assert remove_stale_model_temp_files(tmp_path / "missing") == []
+
+
+def test_training_cleans_its_models_folder(tmp_path):
+    from core.train import TrainConfig, train
+
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for kind in ("data", "label"):
+            (root / split / kind).mkdir(parents=True)
+        for i in range(3):
+            image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / split / "data" / f"{i}.png")
+            Image.fromarray(((image[..., 0] > 128) * 255).astype(np.uint8)).save(
+                root / split / "label" / f"{i}.png")
+    models = tmp_path / "models"
+    models.mkdir()
+    stale = _touch(models / ".model_v1.safetensors.abcdefgh.tmp", STALE_TEMP_SECONDS + 60)
+    result = train(root, models, TrainConfig(arch="prescribed", epochs=1, batch_size=2,
+                                             crop_size=64, val_fraction=0, device="cpu"))
+    assert not stale.exists() and result.model_path.is_file()
