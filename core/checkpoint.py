@@ -51,16 +51,21 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         raise CheckpointError("is a folder, not a model file", path)
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8)
+            head = handle.read(9)
             if len(head) == 0:
                 raise CheckpointError("model file is empty (0 bytes)", path)
-            if head[:2] == b"PK" or head[:1] == b"\x80":
+            # A safetensors file: an 8-byte little-endian header length, then the JSON header.
+            # Its first byte is that length's lowest byte, which may well be 0x80 or "P", so the
+            # pickle / zip signatures count only when the file is not laid out that way.
+            size = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
+            laid_out = 1 < size <= _MAX_HEADER and head[8:9] == b"{"
+            if not laid_out and (head[:2] == b"PK" or head[:1] == b"\x80"):
                 raise CheckpointError(_PICKLE_HINT, path)
             if len(head) < 8:
                 raise CheckpointError("not a Rooftop Studio model (file too short)", path)
-            (size,) = struct.unpack("<Q", head)
             if size <= 1 or size > _MAX_HEADER:
                 raise CheckpointError("not a Rooftop Studio model (no safetensors header)", path)
+            handle.seek(8)
             raw = handle.read(size)
             file_size = path.stat().st_size
     except OSError as exc:

@@ -39,6 +39,26 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     assert not loaded.model.training
 
 
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path, first_bytes):
+    # the file's first bytes are the header length's lowest ones: padding the metadata moves
+    # the length until they read 0x80 (a pickle's signature) or "PK" (a zip's)
+    model = build_model("prescribed")
+    path = tmp_path / "model_v1.safetensors"
+    save_checkpoint(path, model, {"note": ""})
+    modulus = 256 ** len(first_bytes)
+    target = int.from_bytes(first_bytes, "little")
+    base = (target - struct.unpack("<Q", path.read_bytes()[:8])[0]) % modulus
+    for pad in range(max(0, base - 16), base + 17):  # the header is padded to 8 bytes
+        save_checkpoint(path, model, {"note": "x" * pad})
+        if path.read_bytes()[:len(first_bytes)] == first_bytes:
+            break
+    else:
+        pytest.fail("no padding gave the wanted first bytes")
+    loaded = load_checkpoint(path)
+    assert loaded.metadata["note"] == "x" * pad and loaded.arch == "prescribed"
+
+
 def test_optimizer_state_round_trips(tmp_path):
     model = build_model("prescribed")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
