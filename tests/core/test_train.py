@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from core.checkpoint import load_checkpoint, read_metadata
-from core.errors import ConfigError
+from core.errors import ConfigError, ImageReadError
 from core.train import (
     ORIGINAL_RECIPE,
     THRESHOLDS,
@@ -255,9 +255,52 @@ def test_both_precisions_learn_and_the_checkpoint_records_which(dataset, tmp_pat
     assert all(p.dtype == torch.float32 for p in load_checkpoint(result.model_path).model.parameters())
 
 
+def test_background_batch_threads_train_exactly_like_the_calling_thread(dataset, tmp_path):
+    runs = [train(dataset, tmp_path / f"m{threads}",
+                  _config(epochs=3, precision="fp32", loader_threads=threads))
+            for threads in (0, 2)]
+    assert [h.train_loss for h in runs[0].history] == [h.train_loss for h in runs[1].history]
+    first, second = (load_checkpoint(r.model_path).model.state_dict() for r in runs)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_batch_loader_gives_the_plan_in_order_and_drops_what_is_not_taken(dataset):
+    from core.dataset import open_dataset
+    from core.train import BatchLoader, ImageCache
+
+    cache = ImageCache(open_dataset(dataset).train)
+    config = _config()
+    plan = [([i % len(cache), (i + 1) % len(cache)], 100 + i) for i in range(6)]
+    direct = BatchLoader(cache, 64, config, threads=0)
+    threaded = BatchLoader(cache, 64, config, threads=3)
+    try:
+        for a, b in zip(direct.epoch(plan), threaded.epoch(plan), strict=True):
+            assert a.images.shape == (2, 64, 64, 3) and a.images.dtype == torch.uint8
+            assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+        batches = threaded.epoch(plan)
+        next(batches)
+        batches.close()  # a stop after one batch: the rest is cancelled or dropped
+    finally:
+        threaded.close()
+        direct.close()
+
+
+def test_a_broken_image_read_in_a_loader_thread_names_the_file(dataset, tmp_path):
+    import shutil
+
+    broken = tmp_path / "ds"
+    shutil.copytree(dataset, broken)
+    victim = sorted((broken / "train" / "data").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:120])  # the header reads; the pixels do not
+    with pytest.raises(ImageReadError, match=victim.name):
+        train(broken, tmp_path / "m", _config(epochs=1, loader_threads=2, val_fraction=0))
+
+
 def test_bad_recipe_values_are_config_errors():
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16").validate()
+    with pytest.raises(ConfigError, match="loader threads"):
+        TrainConfig(loader_threads=-1).validate()
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="sgd").validate()
     with pytest.raises(ConfigError, match="schedule"):
