@@ -1,6 +1,7 @@
 """What the brush-stroke fast paths must keep: overlays that match the mask after every stroke,
 undo and redo, the dirty flag and recovery copy, region uploads identical to full uploads, the
-pixel read-out ending on the pointer's pixel, and brush outlines repainted where they are drawn."""
+pixel read-out ending on the pointer's pixel, and brush outlines repainted where they are drawn,
+leaving no trails."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QColor, QImage, QPen
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QGraphicsEllipseItem
 
 from core import annotate
 from core.annotate import load_recovery
 from rooftop_gui import annotation, overlays
-from rooftop_gui.annotation import _Circle
+from rooftop_gui.annotation import _BrushOutline, _Circle
 from rooftop_gui.canvas import CURSOR_REPORT_MS, ImageCanvas, IndexedLayerItem
 from tests.gui.test_annotation import Pointer, dispose, new_window, open_image, write_dataset
 
@@ -165,3 +166,47 @@ def test_outline_circle_bounds_are_what_qt_computes(qapp, width, rect):
     for a, b in ((mine.left(), qts.left()), (mine.top(), qts.top()),
                  (mine.right(), qts.right()), (mine.bottom(), qts.bottom())):
         assert a == pytest.approx(b, abs=1e-6)
+
+
+def shown_canvas(qtbot, size=(300, 260)) -> ImageCanvas:
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(*size)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    rng = np.random.default_rng(4)
+    canvas.set_image(rng.integers(0, 255, (120, 140, 3), dtype=np.uint8))
+    return canvas
+
+
+def pixels(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB32)
+    return np.array(image.constBits(), np.uint8).reshape(
+        image.height(), image.bytesPerLine())[:, :image.width() * 4].copy()
+
+
+@pytest.mark.parametrize("zoom", [1.0, 2.0])
+def test_strokes_and_brush_outline_leave_no_trails(qtbot, zoom):
+    """After many small repaints (label and error layers, the moving outline) what is on screen
+    equals a full repaint of the canvas."""
+    canvas = shown_canvas(qtbot)
+    rng = np.random.default_rng(6)
+    canvas.set_probability(rng.random((120, 140)).astype(np.float32))
+    canvas.set_layer_visible("error", True)
+    editor = annotate.MaskEditor(None, (120, 140))
+    canvas.set_label(editor.mask)
+    outline = _BrushOutline(canvas)
+    canvas.set_zoom(zoom)
+    app = QApplication.instance()
+    app.processEvents()
+    editor.begin_stroke(True, 6)
+    for i in range(60):
+        x, y = 10 + 2 * i + rng.uniform(0, 2), 20 + 1.5 * i
+        canvas.update_label_region(editor.stroke_to(x, y))
+        outline.show_at(x + 0.5, y + 0.5, 6, erase=i % 7 == 0)
+        app.processEvents()
+    editor.end_stroke()
+    outline.hide()
+    app.processEvents()
+    on_screen = pixels(app.primaryScreen().grabWindow(canvas.winId()).toImage())
+    assert np.array_equal(on_screen, pixels(canvas.grab().toImage()))
