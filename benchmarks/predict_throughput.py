@@ -159,7 +159,7 @@ def bench_arch(args, arch: str, image, device) -> dict:
                        "note": "500 px tiles, no overlap, edges dropped; MP/s over covered pixels"},
         "b_ours_tiled": {"seconds": rnd(sec["b"]), "mp_per_s": rnd(image_mp / sec["b"]),
                          "tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size,
-                         "precision": precision_name(resolve_precision(args.precision, device)),
+                         "precision": precision_name(resolve_precision(args.precision, device, model)),
                          "all_seconds": [rnd(s) for s in times["b"]]},
     }
     b_over_a = (image_mp / sec["b"]) / (covered_mp / sec["a"])

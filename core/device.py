@@ -70,13 +70,15 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
+def resolve_precision(name: str | None, device: torch.device,
+                      model: torch.nn.Module | None = None) -> torch.dtype | None:
     """The autocast dtype for a precision choice on ``device``: ``torch.bfloat16`` for mixed
     precision, ``None`` for plain float32.
 
     ``auto`` picks bfloat16 on a CUDA GPU that supports it and on a CPU with native bfloat16
-    (convolutions of the U-Nets run about 1.6x faster in training and 1.9x in prediction there;
-    weights, optimizer state, losses and probabilities stay float32), float32 elsewhere.
+    when the ``model`` gains from it there (its ``bf16_on_cpu``, see core.models: the U-Nets
+    train about 1.6x and predict 1.3-1.7x faster), float32 elsewhere. Weights, optimizer state,
+    losses and probabilities stay float32 either way.
     ``bf16`` asks for it anywhere (emulated, slow, on CPUs without it); ``fp32`` never uses it.
     """
     name = (name or "auto").strip().lower()
@@ -89,7 +91,8 @@ def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | N
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
+        gains = model is None or getattr(model, "bf16_on_cpu", True)
+        return torch.bfloat16 if gains and cpu_has_native_bf16() else None
     return None
 
 

@@ -5,6 +5,10 @@ probabilities are ``torch.sigmoid(logits)``. Each class has:
 
 * ``arch``: its registry name (stored in checkpoints);
 * ``size_multiple``: H and W must be multiples of it (prediction pads to it, then crops);
+* ``bf16_on_cpu``: whether ``precision="auto"`` runs it in bfloat16 on a CPU with native
+  bfloat16 (core.device.resolve_precision): measured faster for the U-Nets (1.3-1.7x in
+  prediction, 1.6x in training), slower for the prescribed model, whose 16- and 32-channel
+  convolutions lose more to the conversions than they gain;
 * ``params()``: the constructor arguments, stored in checkpoints so that the model can be rebuilt
   from plain metadata, without unpickling code.
 """
@@ -33,6 +37,7 @@ class PixelClassifier(nn.Module):
 
     arch = "prescribed"
     size_multiple = 2
+    bf16_on_cpu = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -111,6 +116,7 @@ class UNet(nn.Module):
     """
 
     arch = "unet"
+    bf16_on_cpu = True
 
     def __init__(self, width: int = 16, depth: int = 4, residual: bool = False) -> None:
         super().__init__()
@@ -186,6 +192,7 @@ class LiteUNet(nn.Module):
     """
 
     arch = "liteunet"
+    bf16_on_cpu = True
 
     def __init__(self, width: int = 16, depth: int = 4, residual: bool = False,
                  separable: bool = False) -> None:

@@ -108,7 +108,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     if device is None:
         device = next(model.parameters()).device
     model.eval()
-    amp_dtype = resolve_precision(precision, device)
+    amp_dtype = resolve_precision(precision, device, model)
     if device.type == "cpu":
         # CPU convolutions run 1.5-2x faster per pixel while a pass's activations stay in the
         # cache: about a quarter megapixel per forward pass (one 512 tile) beats four at once.
@@ -162,7 +162,7 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     multiple = getattr(model, "size_multiple", 1)
     h, w = image.shape[:2]
     ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    amp_dtype = resolve_precision(precision, device)
+    amp_dtype = resolve_precision(precision, device, model)
     return _forward(model, _pad_image(image, ph, pw)[None], device, False, amp_dtype)[0, :h, :w]
 
 

@@ -665,7 +665,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     ensure_folder(models_dir)
     remove_stale_model_temp_files(models_dir)  # leftovers of checkpoint writes killed midway
     model_path = next_model_path(models_dir)
-    amp_dtype = resolve_precision(config.precision, device)
+    amp_dtype = resolve_precision(config.precision, device, model)
     emit(TrainingStarted(len(train_samples), len(val_samples), str(device), crop,
                          sum(p.numel() for p in model.parameters()), model_path,
                          precision_name(amp_dtype)))

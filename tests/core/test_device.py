@@ -51,3 +51,13 @@ def test_cuda_is_a_clear_error_without_a_gpu():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_auto_keeps_float32_on_the_cpu_for_models_that_do_not_gain():
+    from core.models import build_model
+
+    narrow, wide = build_model("prescribed"), build_model("liteunet")
+    assert narrow.bf16_on_cpu is False and wide.bf16_on_cpu is True
+    assert resolve_precision("auto", CPU, narrow) is None
+    assert resolve_precision("auto", CPU, wide) is resolve_precision("auto", CPU)
+    assert resolve_precision("bf16", CPU, narrow) is torch.bfloat16  # asked for explicitly

@@ -296,6 +296,19 @@ def test_a_broken_image_read_in_a_loader_thread_names_the_file(dataset, tmp_path
         train(broken, tmp_path / "m", _config(epochs=1, loader_threads=2, val_fraction=0))
 
 
+def test_auto_precision_is_recorded_as_what_the_model_ran_in(dataset, tmp_path):
+    from core.device import cpu_has_native_bf16
+
+    events = []
+    result = train(dataset, tmp_path / "m", _config(epochs=1), on_progress=events.append)
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"  # liteunet gains from bf16
+    assert events[0].precision == expected == read_metadata(result.model_path)["precision"]
+    events.clear()
+    train(dataset, tmp_path / "m", _config(epochs=1, arch="prescribed", arch_params={}),
+          on_progress=events.append)
+    assert events[0].precision == "fp32"
+
+
 def test_bad_recipe_values_are_config_errors():
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16").validate()
