@@ -107,6 +107,13 @@ class MainWindow(QMainWindow):
             if width:
                 label.setMinimumWidth(width)
             bar.addPermanentWidget(label)
+        # The pixel read-out changes on every mouse move; at a fixed size its setText repaints
+        # the label alone instead of laying out the status bar and the window again.
+        self.pixel_label.ensurePolished()
+        widest = "x 00000  y 00000   RGB 000 000 000   p 0.00   roof"
+        self.pixel_label.setFixedSize(
+            max(300, self.pixel_label.fontMetrics().horizontalAdvance(widest) + 16),
+            self.pixel_label.sizeHint().height())
         bar.showMessage("Ready", 3000)
 
     def _action(self, text: str, slot, keys: str | list[str] = "", icon_name: str = "",
