@@ -3,7 +3,8 @@
 The core's long functions take two plain callbacks, ``on_progress(event)`` and
 ``should_stop() -> bool``. A :class:`Worker` wraps such a function ``fn(on_progress, should_stop)``
 and runs it in its own :class:`QThread` (``worker.moveToThread(thread)``,
-``thread.started -> worker.run``, ``done -> thread.quit``, ``deleteLater`` on both)::
+``thread.started -> worker.run``, ``done -> thread.quit``; the worker moves back to the GUI
+thread when it ends, and both are deleted there)::
 
     task = start_task(lambda on_progress, should_stop: heavy(on_progress=on_progress,
                                                              should_stop=should_stop),
@@ -93,6 +94,15 @@ class Worker(QObject):
         else:
             self.finished.emit(result)
         finally:
+            # Go back to the GUI thread before this thread ends, so that this object is
+            # destroyed there. Destroying a Python-made QObject in the worker thread (deleteLater
+            # run by the ending thread) takes the GIL inside ~QObject while it holds Qt's
+            # connection lock, and a GUI thread that holds the GIL while connecting or
+            # disconnecting anything deadlocks against it (seen in about 1 of 10 runs of the GUI
+            # tests).
+            app = QCoreApplication.instance()
+            if app is not None:
+                self.moveToThread(app.thread())
             self.done.emit()
 
 
@@ -195,7 +205,6 @@ class TaskRunner(QObject):
         # QThread.quit is thread-safe; a direct call from the worker thread ends the thread's
         # event loop even while the GUI thread is blocked in wait() (a queued call would not).
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        thread.finished.connect(worker.deleteLater)
         # thread.finished is emitted in the worker thread: route it through the Task's slot so
         # that bookkeeping happens in this thread.
         thread.finished.connect(task._on_thread_finished)
@@ -220,6 +229,9 @@ class TaskRunner(QObject):
             self._tasks.remove(task)
         with _LIVE_LOCK:
             _LIVE_THREADS.discard(task.thread)
+        # Both live in this (GUI) thread now (the worker moved back when it ended), so both are
+        # destroyed here and never in the finished thread.
+        task.worker.deleteLater()
         task.thread.deleteLater()
         self.task_done.emit(task)
 

@@ -83,3 +83,19 @@ def test_many_emits_do_not_free_true(qtbot):
     assert task.error is None
     # with a fixed PySide6 nothing leaks; with 6.12.0 the guard makes True immortal
     assert sys.getrefcount(True) >= before - 1_000 or sys.getrefcount(True) > 1_000_000
+
+
+def test_the_worker_is_destroyed_in_the_gui_thread_not_the_finished_one(qtbot):
+    """Deleting a Python-made QObject in the ending worker thread can deadlock with a GUI
+    thread that holds the GIL while (dis)connecting signals, so the worker comes back first."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    destroyed_in = []
+    task = start_task(lambda on_progress, should_stop: None, name="t")
+    task.worker.destroyed.connect(lambda *_: destroyed_in.append(threading.get_ident()))
+    with qtbot.waitSignal(task.done, timeout=5000):
+        pass
+    assert task.worker.thread() is QCoreApplication.instance().thread()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qtbot.waitUntil(lambda: bool(destroyed_in), timeout=2000)
+    assert destroyed_in == [threading.get_ident()]
