@@ -96,3 +96,15 @@ def configure_quick_training(panel, epochs: int = 2) -> None:
     panel.samples_spin.setValue(4)
     panel.device_box.setCurrentIndex(panel.device_box.findData("cpu"))
     panel.time_check.setChecked(False)
+
+
+def save_prescribed_model(folder: Path, metadata: dict) -> Path:
+    """An untrained prescribed model saved as ``folder/models/model_v1.safetensors``."""
+    torch = pytest.importorskip("torch")
+    from core.checkpoint import save_checkpoint
+    from core.models import build_model
+
+    torch.manual_seed(0)
+    (folder / "models").mkdir()
+    return save_checkpoint(folder / "models" / "model_v1.safetensors", build_model("prescribed"),
+                           metadata)

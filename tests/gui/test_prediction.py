@@ -11,18 +11,12 @@ from PIL import Image
 from core.postprocess import to_mask
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
+from tests.gui.conftest import save_prescribed_model
 
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch = pytest.importorskip("torch")
-    from core.checkpoint import save_checkpoint
-    from core.models import build_model
-
-    torch.manual_seed(0)
-    (tmp_path / "models").mkdir()
-    return save_checkpoint(tmp_path / "models" / "model_v1.safetensors",
-                           build_model("prescribed"), {"metrics": {"val_iou": 0.5}})
+    return save_prescribed_model(tmp_path, {"metrics": {"val_iou": 0.5}})
 
 
 def test_window_starts_without_torch_and_loads_it_when_predicting(qtbot, tiny_dataset, model_file,

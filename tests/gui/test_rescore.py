@@ -22,6 +22,7 @@ from core.postprocess import to_mask
 from rooftop_gui import prediction_panel
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
+from tests.gui.conftest import save_prescribed_model
 
 SIZE = 64
 
@@ -36,14 +37,7 @@ def fixed_probability() -> np.ndarray:
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch = pytest.importorskip("torch")
-    from core.checkpoint import save_checkpoint
-    from core.models import build_model
-
-    torch.manual_seed(0)
-    (tmp_path / "models").mkdir()
-    return save_checkpoint(tmp_path / "models" / "model_v1.safetensors",
-                           build_model("prescribed"), {"threshold": 0.5})
+    return save_prescribed_model(tmp_path, {"threshold": 0.5})
 
 
 @pytest.fixture
@@ -118,6 +112,23 @@ def split_iou(win) -> float:
     return win.prediction.metric_values()["iou"]
 
 
+def hold_scoring_after_reading(monkeypatch, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make the scoring workers stop right after reading label ``name`` (``read_old`` is set)
+    until ``go_on`` is set."""
+    read_old, go_on = threading.Event(), threading.Event()
+    real = prediction_panel._confusion
+
+    def slow_confusion(prob, label_path, threshold, dilation):
+        conf = real(prob, label_path, threshold, dilation)
+        if Path(label_path).name == name:
+            read_old.set()
+            go_on.wait(10)
+        return conf
+
+    monkeypatch.setattr(prediction_panel, "_confusion", slow_confusion)
+    return read_old, go_on
+
+
 def test_saving_an_edited_label_rescores_its_image_and_the_split(window, qtbot, tiny_dataset,
                                                                  model_file, messages):
     win, key = window, ("test", "00006.png")
@@ -186,17 +197,7 @@ def test_a_save_during_a_rescore_is_not_overwritten_by_its_stale_score(
     the split keeps the score against the saved label."""
     win, key = window, ("test", "00006.png")
     ctl = predicted_split(win, qtbot, tiny_dataset, model_file)
-    read_old, go_on = threading.Event(), threading.Event()
-    real = prediction_panel._confusion
-
-    def slow_confusion(prob, label_path, threshold, dilation):
-        conf = real(prob, label_path, threshold, dilation)
-        if Path(label_path).name == "00006.png":
-            read_old.set()
-            go_on.wait(10)
-        return conf
-
-    monkeypatch.setattr(prediction_panel, "_confusion", slow_confusion)
+    read_old, go_on = hold_scoring_after_reading(monkeypatch, "00006.png")
     win.layers.set_threshold(0.55)  # same mask as 0.5: 0.6 and 0.9 are roof, 0.1 is not
     qtbot.waitUntil(read_old.is_set, timeout=10_000)
     ctl.accept_all_action.trigger()
@@ -222,17 +223,7 @@ def test_a_save_during_a_split_prediction_is_scored_against_the_saved_label(
     assert win.browser.select("test", "00006.png")
     qtbot.waitUntil(lambda: win.annotation.sample is not None
                     and win.annotation.sample.name == "00006.png")
-    read_old, go_on = threading.Event(), threading.Event()
-    real = prediction_panel._confusion
-
-    def slow_confusion(prob, label_path, threshold, dilation):
-        conf = real(prob, label_path, threshold, dilation)
-        if Path(label_path).name == "00006.png":
-            read_old.set()
-            go_on.wait(10)
-        return conf
-
-    monkeypatch.setattr(prediction_panel, "_confusion", slow_confusion)
+    read_old, go_on = hold_scoring_after_reading(monkeypatch, "00006.png")
     old = expected(label_file, 0.5)
     win.prediction.predict_split("test")
     qtbot.waitUntil(read_old.is_set, timeout=30_000)
