@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=4096, help="image side in pixels (4096)")
     parser.add_argument("--image", choices=("demo", "random"), default="demo",
                         help="the synthetic demo scene (default) or uniform random pixels")
-    parser.add_argument("--archs", default="prescribed,unet",
-                        help="comma-separated architectures (prescribed,unet)")
+    parser.add_argument("--archs", default="prescribed,liteunet",
+                        help="comma-separated architectures (prescribed,liteunet: the original's and our default)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (3)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)

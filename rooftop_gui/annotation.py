@@ -790,17 +790,15 @@ class AnnotationController(QObject):
 
     # ------------------------------------------------------------------ history
     def undo(self) -> None:
-        self.cancel_polygon()
-        if self.editor is not None:
-            region = self.editor.undo()
-            self._changed(region)
-            self._update_actions()
+        self._step_history(lambda editor: editor.undo())
 
     def redo(self) -> None:
+        self._step_history(lambda editor: editor.redo())
+
+    def _step_history(self, step) -> None:
         self.cancel_polygon()
         if self.editor is not None:
-            region = self.editor.redo()
-            self._changed(region)
+            self._changed(step(self.editor))
             self._update_actions()
 
     # ------------------------------------------------------------------ saving

@@ -185,6 +185,16 @@ def format_created(created: str) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M")
 
 
+def choice_box(choices: tuple[tuple[str, str], ...], tooltip: str) -> QComboBox:
+    """A combo box of ``(name, help)`` choices: each item's data is its name, its tooltip the help."""
+    box = QComboBox()
+    for name, help_text in choices:
+        box.addItem(name, name)
+        box.setItemData(box.count() - 1, help_text, Qt.ItemDataRole.ToolTipRole)
+    box.setToolTip(tooltip)
+    return box
+
+
 def precision_label(precision: str) -> str:
     """How the log names the arithmetic a run uses."""
     return "bfloat16 mixed precision" if precision == "bf16" else "float32"
@@ -247,12 +257,7 @@ class TrainingPanel(QWidget):
         self.models_dir_button.setText("…")
         self.models_dir_button.setToolTip("Choose the folder where models are saved and listed")
 
-        self.arch_box = QComboBox()
-        for name, help_text in ARCHITECTURES:
-            self.arch_box.addItem(name, name)
-            self.arch_box.setItemData(self.arch_box.count() - 1, help_text,
-                                      Qt.ItemDataRole.ToolTipRole)
-        self.arch_box.setToolTip("Network architecture")
+        self.arch_box = choice_box(ARCHITECTURES, "Network architecture")
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setToolTip("Number of epochs (passes of 'samples per epoch' crops)")
@@ -265,13 +270,9 @@ class TrainingPanel(QWidget):
         validator = QDoubleValidator(1e-8, 9.99, 10, self.lr_box)
         validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
         self.lr_box.setValidator(validator)
-        self.lr_box.setToolTip("Learning rate of the Adam optimiser (e.g. 1e-3)")
-        self.loss_box = QComboBox()
-        for name, help_text in LOSSES:
-            self.loss_box.addItem(name, name)
-            self.loss_box.setItemData(self.loss_box.count() - 1, help_text,
-                                      Qt.ItemDataRole.ToolTipRole)
-        self.loss_box.setToolTip("Loss function")
+        self.lr_box.setToolTip("Peak learning rate (AdamW: a short warm-up, then a cosine decay), "
+                               "e.g. 2e-3")
+        self.loss_box = choice_box(LOSSES, "Loss function")
         self.crop_spin = QSpinBox()
         self.crop_spin.setRange(64, 2048)
         self.crop_spin.setSingleStep(32)
@@ -283,19 +284,9 @@ class TrainingPanel(QWidget):
         self.samples_spin.setSingleStep(64)
         self.samples_spin.setSpecialValueText("all")
         self.samples_spin.setToolTip("Random crops per epoch (0, 'all': one crop of every training image)")
-        self.device_box = QComboBox()
-        for name, help_text in DEVICES:
-            self.device_box.addItem(name, name)
-            self.device_box.setItemData(self.device_box.count() - 1, help_text,
-                                        Qt.ItemDataRole.ToolTipRole)
-        self.device_box.setToolTip("Where to train")
-        self.precision_box = QComboBox()
-        for name, help_text in PRECISIONS:
-            self.precision_box.addItem(name, name)
-            self.precision_box.setItemData(self.precision_box.count() - 1, help_text,
-                                           Qt.ItemDataRole.ToolTipRole)
-        self.precision_box.setToolTip("Arithmetic of the network: auto uses bfloat16 where the "
-                                      "hardware has it; weights stay float32")
+        self.device_box = choice_box(DEVICES, "Where to train")
+        self.precision_box = choice_box(PRECISIONS, "Arithmetic of the network: auto uses bfloat16 "
+                                                    "where the hardware has it; weights stay float32")
         self.time_check = QCheckBox("Time limit")
         self.time_check.setToolTip("Stop (and save) after this many minutes")
         self.time_spin = QDoubleSpinBox()
