@@ -28,6 +28,27 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
+_GUI_THREAD_GC = None
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Run Python's cyclic garbage collector only in the GUI thread, on a timer.
+
+    Left automatic, the collector runs in whichever thread happens to allocate past its
+    threshold, such as the training thread. If it then frees a Qt object there, ``~QObject`` takes
+    Qt's connection lock and waits for the GIL, while the GUI thread holds the GIL and waits for
+    that lock: a deadlock, seen in the GUI tests. pyqtgraph's ``GarbageCollector`` (already a
+    dependency, for the plot) turns automatic collection off and collects every second from a
+    timer of the thread that calls this. Call it once, from the GUI thread, after the
+    QApplication exists.
+    """
+    global _GUI_THREAD_GC
+    if _GUI_THREAD_GC is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _GUI_THREAD_GC = GarbageCollector(interval=1.0)
+
+
 def create_app(qt_args: list[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "rooftop-studio",
                                                    *(qt_args or [])])
@@ -39,6 +60,7 @@ def create_app(qt_args: list[str] | None = None) -> QApplication:
     app.setStyle("Fusion")
     app.setStyleSheet(stylesheet())
     install_exception_hooks()
+    collect_garbage_in_gui_thread()
     return app
 
 

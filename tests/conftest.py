@@ -20,3 +20,15 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_in_the_gui_thread(request):
+    """Qt tests run with the collector policy of the app (rooftop_gui.app.create_app): cyclic
+    garbage is collected only in the GUI thread, never in a worker thread."""
+    if "qapp" in request.fixturenames or "qtbot" in request.fixturenames:
+        request.getfixturevalue("qapp")
+        from rooftop_gui.app import collect_garbage_in_gui_thread
+
+        collect_garbage_in_gui_thread()
+    yield

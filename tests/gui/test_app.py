@@ -108,3 +108,33 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
     assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — demo"
     assert window.browser.model.rowCount() > 0
     window.close()
+
+
+def test_cyclic_garbage_is_collected_only_in_the_gui_thread(qtbot):
+    """A worker thread that allocates never runs the collector (it could free a Qt object there
+    and deadlock); the GUI thread's timer collects the cycles instead."""
+    import gc
+    import threading
+
+    assert not gc.isenabled()
+    freed_in = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            freed_in.append(threading.get_ident())
+
+    def worker():
+        for _ in range(3):
+            Cycle()
+        junk = [[] for _ in range(50_000)]  # far past the collector's threshold
+        del junk
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert freed_in == []  # nothing collected in the worker
+    qtbot.waitUntil(lambda: len(freed_in) == 3, timeout=5000)
+    assert set(freed_in) == {threading.get_ident()}
