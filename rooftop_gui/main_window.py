@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import RooftopError
+from core.errors import RooftopError, TrainingStopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.annotation import AnnotationController
 from rooftop_gui.browser import DatasetBrowser
@@ -511,7 +511,9 @@ class MainWindow(QMainWindow):
 
         def failed(exc):
             dialog.reset()
-            if not dialog.wasCanceled():
+            # Cancel, or the window closing while the demo is made, stops it: not an error (a
+            # modal error box there would also block the window from closing)
+            if not isinstance(exc, TrainingStopped) and not dialog.wasCanceled():
                 show_error(self, "Cannot make the demo dataset", exc)
 
         task = self.runner.start(work, on_progress=progress, on_finished=finished,

@@ -110,6 +110,33 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
     window.close()
 
 
+def test_closing_the_window_while_the_demo_is_made_stops_it_without_an_error(
+        qtbot, monkeypatch, messages):
+    import threading
+
+    dataset = pytest.importorskip("core.dataset")
+    from rooftop_gui.main_window import MainWindow
+    from rooftop_gui.settings import make_settings
+
+    started = threading.Event()
+
+    def slow(image, labels, out, config=None, on_progress=None, should_stop=None):
+        started.set()
+        while not should_stop():
+            threading.Event().wait(0.01)
+        raise dataset.TrainingStopped("dataset generation stopped; nothing was written")
+
+    monkeypatch.setattr(dataset, "generate_dataset", slow)
+    window = MainWindow(settings=make_settings())
+    qtbot.addWidget(window)
+    window.show()
+    window.make_demo(size=128)
+    qtbot.waitUntil(started.is_set, timeout=30_000)
+    window.close()
+    assert not window.isVisible()
+    assert messages.calls == []
+
+
 def test_cyclic_garbage_is_collected_only_in_the_gui_thread(qtbot):
     """A worker thread that allocates never runs the collector (it could free a Qt object there
     and deadlock); the GUI thread's timer collects the cycles instead."""
@@ -136,5 +163,8 @@ def test_cyclic_garbage_is_collected_only_in_the_gui_thread(qtbot):
     thread.start()
     thread.join()
     assert freed_in == []  # nothing collected in the worker
+    # the timer collects once enough new objects are alive (the collector's own threshold)
+    alive = [[] for _ in range(5 * gc.get_threshold()[0])]
     qtbot.waitUntil(lambda: len(freed_in) == 3, timeout=5000)
+    del alive
     assert set(freed_in) == {threading.get_ident()}
