@@ -229,6 +229,7 @@ class MainWindow(QMainWindow):
             return False
         self.dataset, self.dataset_path = dataset, Path(path)
         self.annotation.set_dataset(Path(path))
+        self.prediction.set_dataset(Path(path))  # before the browser selects its first image
         self.browser.set_dataset(dataset)
         cfg.add_recent_dataset(self.settings, Path(path))
         if hasattr(self.training, "set_dataset"):

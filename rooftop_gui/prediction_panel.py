@@ -3,7 +3,8 @@
 Torch is imported only inside worker functions (``core.checkpoint.load_checkpoint``,
 ``core.predict``), never at module level, so the window opens without it.
 
-Probability maps are cached per (model, split, image) in a size-bounded LRU, so switching images
+Probability maps are cached in a size-bounded LRU keyed by the dataset's root and the identity of
+the model and image files (``core.result_cache``: no result crosses datasets), so switching images
 shows known predictions at once, threshold/dilation changes re-score a predicted split from the
 cache, a saved label re-scores its image (:meth:`PredictionPanel.label_saved`), and exports write
 what is shown (``core.export.export_mask`` = ``core.postprocess.to_mask``
@@ -13,7 +14,6 @@ with the threshold and dilation of the layer panel).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import RooftopError, TrainingStopped
 from core.metrics import Confusion
+from core.result_cache import ProbabilityCache, ResultKey, result_key
 from rooftop_gui.browser import DatasetBrowser, Key, sample_key
 from rooftop_gui.canvas import ImageCanvas
 from rooftop_gui.errors import describe, show_error
@@ -48,41 +49,6 @@ from rooftop_gui.workers import Task, TaskRunner
 
 METRICS = (("iou", "IoU"), ("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"),
            ("accuracy", "Accuracy"))
-
-
-class ProbabilityCache:
-    """LRU of probability maps keyed ``(model_path, split, name)``, bounded in bytes."""
-
-    def __init__(self, max_bytes: int = 768 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        prob = self._items.get(key)
-        if prob is not None:
-            self._items.move_to_end(key)
-        return prob
-
-    def put(self, key: tuple, prob: np.ndarray) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._bytes -= old.nbytes
-        self._items[key] = prob
-        self._bytes += prob.nbytes
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= dropped.nbytes
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
 
 
 class ModelHolder:
@@ -111,6 +77,7 @@ class SplitScores:
 
     split: str
     model: Path
+    dataset: Path | None
     threshold: float
     dilation: int
     per_image: dict[Key, Confusion] = field(default_factory=dict)
@@ -161,6 +128,7 @@ class PredictionPanel(QWidget):
         self._rescore_task: Task | None = None
         self._closed = False
         self._current: Any = None  # the Sample on the canvas
+        self._dataset_root: Path | None = None  # the dataset the browser shows
         # labels saved per image (split, name): a score computed from a label read before a
         # save is stale, and a background job compares these counts to know it
         self._label_saves: dict[Key, int] = {}
@@ -309,6 +277,18 @@ class PredictionPanel(QWidget):
         self._update_enabled()
         return True
 
+    # ----------------------------------------------------------------- dataset
+    def set_dataset(self, root: Path | None) -> None:
+        """Another dataset is open: the split's scores and the IoU column were another dataset's
+        (cached probability maps stay: their keys name their own dataset and files)."""
+        self._dataset_root = Path(root) if root is not None else None
+        self.scores = None
+        self._label_saves.clear()
+        self._current = None
+        self.browser.clear_iou()
+        self._show_metrics()
+        self._update_enabled()
+
     # ----------------------------------------------------------------- current image
     def set_current(self, sample: Any) -> None:
         """The main window tells us which sample the canvas shows now."""
@@ -316,24 +296,35 @@ class PredictionPanel(QWidget):
         self.show_cached(sample)
         self._update_enabled()
 
-    def _key(self, sample: Any) -> tuple:
-        return (str(self.model_path), sample.split, sample.name)
+    def _key(self, sample: Any, model_path: Path | None = None) -> ResultKey | None:
+        """Whose result ``sample``'s would be now: this dataset, the model (the active one unless
+        given) and the image file as they are on disk."""
+        return result_key(self._dataset_root, model_path or self.model_path, sample.image_path)
+
+    def cached_probability(self, sample: Any) -> np.ndarray | None:
+        """The active model's probability map of ``sample`` as its files are now, if cached."""
+        return self.cache.get(self._key(sample)) if self.model_path else None
+
+    def _is_current(self, key: ResultKey | None) -> bool:
+        """Whether the canvas shows the image (of this dataset, by the active model) of ``key``."""
+        return key is not None and self._current is not None and \
+            self._key(self._current) == key
 
     def show_cached(self, sample: Any) -> None:
         if sample is None or self.canvas.image() is None:
             return
-        prob = self.cache.get(self._key(sample)) if self.model_path else None
+        prob = self.cached_probability(sample)
         if prob is not None and prob.shape != self.canvas.image().shape[:2]:
             prob = None
         self.canvas.set_probability(prob)
         if prob is not None:
             self.prediction_shown.emit(sample_key(sample))
 
-    def set_probability(self, sample: Any, prob: np.ndarray) -> None:
-        """Store a probability map for ``sample`` (and show it if it is on the canvas)."""
-        self.cache.put(self._key(sample), prob)
-        if self._current is not None and sample_key(sample) == sample_key(self._current):
-            self.show_cached(sample)
+    def set_probability(self, key: ResultKey | None, prob: np.ndarray) -> None:
+        """Store the probability map of ``key`` (and show it if its image is on the canvas)."""
+        self.cache.put(key, prob)
+        if self._is_current(key):
+            self.show_cached(self._current)
 
     def predict_current(self) -> None:
         sample, image = self._current, self.canvas.image()
@@ -343,6 +334,7 @@ class PredictionPanel(QWidget):
         if not self._ready_to_run():
             return
         model_path, holder = self.model_path, self.models
+        key = self._key(sample)
         image = image.copy()
 
         def work(on_progress, should_stop):
@@ -354,10 +346,9 @@ class PredictionPanel(QWidget):
             return predict_probabilities(loaded.model, image, should_stop=should_stop)
 
         def done(prob):
-            self.cache.put((str(model_path), sample.split, sample.name), prob)
+            self.cache.put(key, prob)
             label = self.canvas.label_array()
-            if (self._current is not None and sample_key(sample) == sample_key(self._current)
-                    and str(model_path) == str(self.model_path)):
+            if self._is_current(key):
                 self.canvas.set_probability(prob)
                 self.prediction_shown.emit(sample_key(sample))
                 if label is not None:
@@ -380,61 +371,69 @@ class PredictionPanel(QWidget):
             return
         model_path, holder = self.model_path, self.models
         threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
-        self.scores = SplitScores(split, model_path, threshold, dilation)
+        scores = self.scores = SplitScores(split, model_path, self._dataset_root, threshold,
+                                           dilation)
         self.browser.clear_iou()
         self._show_metrics()
         saves_at_start = dict(self._label_saves)
+        keys = [self._key(s) for s in samples]  # the files as they are before they are read
 
         def work(on_progress, should_stop):
             from core.io import read_image
             from core.predict import predict_probabilities
 
             loaded = holder.get(model_path)  # the model is loaded once for the whole split
-            for i, sample in enumerate(samples):
+            for i, (sample, result) in enumerate(zip(samples, keys, strict=True)):
                 if should_stop():
                     return "stopped"
                 try:
                     image = read_image(sample.image_path)
                     prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
                     conf = _confusion(prob, sample.label_path, threshold, dilation)
-                    on_progress(("image", i + 1, len(samples), sample, prob, conf, None))
+                    on_progress(("image", i + 1, len(samples), sample, result, prob, conf, None))
                 except TrainingStopped:
                     return "stopped"
                 except RooftopError as exc:  # a corrupt image: report it and go on
-                    on_progress(("image", i + 1, len(samples), sample, None, None, str(exc)))
+                    on_progress(("image", i + 1, len(samples), sample, result, None, None,
+                                 str(exc)))
             return "done"
 
         def progress(event):
-            _kind, i, n, sample, prob, conf, error = event
+            _kind, i, n, sample, result, prob, conf, error = event
             self.progress.setRange(0, n)
             self.progress.setValue(i)
             self.progress.setFormat(f"{i} / {n}")
-            if self.scores is None:
+            if prob is not None:
+                self.set_probability(result, prob)
+            if self.scores is not scores:  # another dataset or model since: not its scores
                 return
             if error:
-                self.scores.errors.append(error)
+                scores.errors.append(error)
             if prob is not None:
-                self.set_probability(sample, prob)
                 key = sample_key(sample)
                 if self._label_saves.get(key) != saves_at_start.get(key):
                     # its label was saved while the split ran: maybe after the worker read it
                     conf = self._score_saved_label(key, threshold, dilation)
             if conf is not None:
-                self.scores.per_image[sample_key(sample)] = conf
+                scores.per_image[sample_key(sample)] = conf
                 self.browser.set_iou({sample_key(sample): conf.iou})
                 self._show_metrics()
 
         def done(outcome):
+            if self.scores is not scores:
+                self.status_message.emit(f"The {split} split of the previous dataset or model was "
+                                         "predicted; its scores are not shown here.")
+                return
             self._show_metrics()
-            scored = len(self.scores.per_image) if self.scores else 0
+            scored = len(scores.per_image)
             message = f"Predicted the {split} split: {scored} image(s) scored"
             if outcome == "stopped":
                 message = f"Stopped: {message}"
-            if self.scores and self.scores.errors:
-                message += f"; {len(self.scores.errors)} could not be read"
+            if scores.errors:
+                message += f"; {len(scores.errors)} could not be read"
                 show_error(self, "Some images could not be predicted",
-                           "\n".join(self.scores.errors[:10])
-                           + ("\n…" if len(self.scores.errors) > 10 else ""))
+                           "\n".join(scores.errors[:10])
+                           + ("\n…" if len(scores.errors) > 10 else ""))
             self.status_message.emit(message)
 
         self._start(work, done, f"Predicting the {split} split…", busy=True, on_progress=progress)
@@ -466,10 +465,11 @@ class PredictionPanel(QWidget):
         by_key = {sample_key(s): s for s in self.browser.samples(scores.split)}
         jobs = []
         for key in scores.per_image:
-            prob = self.cache.get((str(scores.model), *key))
+            sample = by_key.get(key)
+            prob = self.cache.get(self._key(sample, scores.model)) if sample else None
             if prob is None:
                 continue
-            jobs.append((key, prob, by_key[key].label_path))
+            jobs.append((key, prob, sample.label_path))
         if len(jobs) < len(scores.per_image):
             self.metrics_note.setText("Some predictions are no longer cached: predict the split "
                                       "again to score it at these settings.")
@@ -554,12 +554,12 @@ class PredictionPanel(QWidget):
         if self.model_path is None or label_path is None:
             return None
         canvas = self.canvas
-        if (self._current is not None and sample_key(self._current) == sample_key(sample)
+        if (self._is_current(self._key(sample))
                 and (canvas.state.threshold, canvas.state.dilation) == (threshold, dilation)):
             shown, label = canvas.displayed_mask(), canvas.label_array()
             if shown is not None and label is not None and shown.shape == label.shape:
                 return Confusion.from_masks(shown, label)
-        prob = self.cache.get(self._key(sample))
+        prob = self.cached_probability(sample)
         if prob is None:
             return None
         try:
@@ -618,7 +618,8 @@ class PredictionPanel(QWidget):
                 show_error(self, "Nothing to export",
                            "Predict the current image first (Ctrl+Return).")
                 return None
-            jobs = [(sample, prob, self.canvas.image(), self.canvas.label_array())]
+            jobs = [(sample, self._key(sample), prob, self.canvas.image(),
+                     self.canvas.label_array())]
             model_path = self.model_path
         else:
             split = self.split_box.currentData()
@@ -627,9 +628,10 @@ class PredictionPanel(QWidget):
                 show_error(self, "Nothing to export", f"The {split} split has no images.")
                 return None
             model_path = self.model_path
-            jobs = [(s, self.cache.get(self._key(s)) if model_path else None, None, None)
-                    for s in samples]
-            if model_path is None and any(p is None for _s, p, _i, _l in jobs):
+            keys = [self._key(s) for s in samples]
+            jobs = [(s, key, self.cache.get(key), None, None)
+                    for s, key in zip(samples, keys, strict=True)]
+            if model_path is None and any(p is None for _s, _k, p, _i, _l in jobs):
                 show_error(self, "No model", "Load or train a model to predict the images "
                                              "that have no prediction yet.")
                 return None
@@ -656,7 +658,7 @@ class PredictionPanel(QWidget):
             remove_stale_temp_files(out_dir, targets=[
                 f"{stem}.png" if what == "masks" else f"{stem}_composite.png" for stem in stems])
             written, errors, loaded = [], [], None
-            for i, (sample, prob, image, label) in enumerate(jobs):
+            for i, (sample, key, prob, image, label) in enumerate(jobs):
                 if should_stop():
                     break
                 try:
@@ -667,7 +669,7 @@ class PredictionPanel(QWidget):
 
                         loaded = loaded or holder.get(model_path)
                         prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
-                        on_progress(("prob", sample, prob))
+                        on_progress(("prob", key, prob))
                     stem = Path(sample.name).stem
                     if what == "masks":
                         written.append(export_mask(out_dir, stem, prob, threshold, dilation))

@@ -24,8 +24,8 @@ def _no_thread_left_running(request):
 
 
 def _write_tiny_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
-                        with_labels: bool = True) -> Path:
-    rng = np.random.default_rng(0)
+                        with_labels: bool = True, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
     index = 0
     for split, count in (("train", n_train), ("test", n_test)):
         (root / split / "data").mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def tiny_dataset(tmp_path) -> Path:
 
 @pytest.fixture
 def make_dataset(tmp_path):
-    """Factory: ``make_dataset(name, n_train=..., n_test=..., size=...)``."""
+    """Factory: ``make_dataset(name, n_train=..., n_test=..., size=..., seed=...)``."""
     def make(name: str = "ds", **kwargs) -> Path:
         return _write_tiny_dataset(tmp_path / name, **kwargs)
     return make

@@ -99,7 +99,7 @@ def test_export_masks_writes_what_is_shown(window, tiny_dataset, qtbot, tmp_path
     window.open_dataset(tiny_dataset)
     _select(window, qtbot, "test", "00007.png")
     prob = np.random.default_rng(1).random((64, 64)).astype(np.float32)
-    window.prediction.set_probability(window.browser.current_sample(), prob)
+    window.prediction.set_probability(window.prediction._key(window.browser.current_sample()), prob)
     window.prediction.model_path = None
     window.canvas.set_probability(prob)
     window.layers.set_threshold(0.6)

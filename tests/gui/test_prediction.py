@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -56,7 +57,8 @@ def test_window_starts_without_torch_and_loads_it_when_predicting(qtbot, tiny_da
     assert task.wait(60_000)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["00006.png", "00007.png", "00008.png"]
-    cached = win.prediction.cache.get((str(model_file), "test", "00007.png"))
+    sample = next(s for s in win.browser.samples("test") if s.name == "00007.png")
+    cached = win.prediction.cached_probability(sample)
     written = np.asarray(Image.open(tmp_path / "out" / "00007.png")) > 0
     assert np.array_equal(written, to_mask(cached, 0.5, 5))
     assert not messages.calls
@@ -71,4 +73,91 @@ def test_bad_model_file_is_refused_with_a_message(qtbot, tmp_path, messages):
     bad.write_bytes(b"\x80\x04 pickled")
     assert not win.prediction.set_model(bad)
     assert "model.safetensors" in messages.calls[0][2]
+    win.close()
+
+
+def _sample(win, split, name):
+    return next(s for s in win.browser.samples(split) if s.name == name)
+
+
+def test_predictions_metrics_and_exports_never_cross_datasets(qtbot, make_dataset, model_file,
+                                                             tmp_path, messages):
+    """Two datasets with the same file names (issue 12, item 1): predict the first's test split,
+    open the second (nothing of the first shows), predict it, reopen the first: its images show
+    their own predictions and its export is the same as before the switch."""
+    first = make_dataset("first", seed=1)
+    second = make_dataset("second", seed=2)
+    win = MainWindow(settings=make_settings())
+    qtbot.addWidget(win)
+    win.show()
+    assert win.prediction.set_model(model_file)
+    win.layers.set_threshold(0.5)
+    win.layers.set_dilation(False)
+
+    win.open_dataset(first)
+    win.prediction.predict_split("test")
+    assert win.prediction.wait(60_000)
+    first_probs = {s.name: win.prediction.cached_probability(s).copy()
+                   for s in win.browser.samples("test")}
+    first_iou = win.browser.model.iou(("test", "00007.png"))
+    assert first_iou is not None
+    assert win.prediction.export("masks", tmp_path / "before", scope="split").wait(60_000)
+
+    # the second dataset: no prediction, no IoU and no metrics of the first
+    win.open_dataset(second)
+    win.browser.select("test", "00007.png")
+    qtbot.waitUntil(lambda: win.canvas.image() is not None
+                    and win.current_sample().image_path == _sample(win, "test", "00007.png")
+                    .image_path)
+    assert win.canvas.probability() is None
+    assert win.prediction.cached_probability(_sample(win, "test", "00007.png")) is None
+    assert all(win.browser.model.iou(("test", n)) is None
+               for n in ("00006.png", "00007.png", "00008.png"))
+    assert win.prediction.metric_values() is None
+    assert "not predicted yet" in win.prediction.metrics.horizontalHeaderItem(0).text()
+
+    win.prediction.predict_split("test")
+    assert win.prediction.wait(60_000)
+    second_probs = {s.name: win.prediction.cached_probability(s)
+                    for s in win.browser.samples("test")}
+    assert not np.array_equal(second_probs["00007.png"], first_probs["00007.png"])
+    shown = win.canvas.probability()
+    assert shown is not None and np.array_equal(shown, second_probs["00007.png"])
+
+    # back to the first: its own predictions, and the export equals the first one
+    win.open_dataset(first)
+    win.browser.select("test", "00007.png")
+    qtbot.waitUntil(lambda: win.current_sample() is not None
+                    and win.current_sample().image_path == _sample(win, "test", "00007.png")
+                    .image_path and win.canvas.probability() is not None)
+    assert np.array_equal(win.canvas.probability(), first_probs["00007.png"])
+    for s in win.browser.samples("test"):
+        assert np.array_equal(win.prediction.cached_probability(s), first_probs[s.name])
+    assert win.prediction.metric_values() is None  # the split's scores were the second's
+    assert win.prediction.export("masks", tmp_path / "after", scope="split").wait(60_000)
+    for name in first_probs:
+        before = np.asarray(Image.open(tmp_path / "before" / name))
+        after = np.asarray(Image.open(tmp_path / "after" / name))
+        assert np.array_equal(before, after), name
+        assert np.array_equal(after > 0, to_mask(first_probs[name], 0.5, 0))
+    assert not messages.calls
+    win.close()
+
+
+def test_a_regenerated_image_drops_its_old_prediction(qtbot, tiny_dataset, model_file, messages):
+    """The same path with new content (a dataset generated again in place) is another image."""
+    win = MainWindow(settings=make_settings())
+    qtbot.addWidget(win)
+    win.show()
+    assert win.prediction.set_model(model_file)
+    win.open_dataset(tiny_dataset)
+    win.prediction.predict_split("test")
+    assert win.prediction.wait(60_000)
+    sample = _sample(win, "test", "00007.png")
+    assert win.prediction.cached_probability(sample) is not None
+    image = np.asarray(Image.open(sample.image_path)).copy()
+    image[:8] = 0
+    Image.fromarray(image).save(sample.image_path)
+    os.utime(sample.image_path, ns=(1, 1))  # another modification time even on coarse clocks
+    assert win.prediction.cached_probability(sample) is None
     win.close()
