@@ -11,7 +11,7 @@ split. Tiles are written whole into a temporary ``DATASET/{train,test}/{data,lab
 name for image and label); the trainer crops them (256 px crops; the tiles are 256 or 650 px),
 and holds out 10 % of the train split (one tile, chosen by the seed) for validation.
 
-Both runs go through the public API (``core.train.train`` then ``core.evaluate.evaluate`` on the
+Both runs go through the public API (``core.training.loop.train`` then ``core.evaluate.evaluate`` on the
 test split, with each model's own threshold) and get the same budget (``--minutes``, which includes
 loading the data and the per-epoch validation) and 64 training crops per epoch:
 
@@ -79,7 +79,8 @@ def build_demo_split(out: Path) -> dict[str, list[str]]:
 
 def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
     from core.evaluate import evaluate
-    from core.train import BatchProgress, EpochResult, train
+    from core.training.config import BatchProgress, EpochResult
+    from core.training.loop import train
 
     last = [0.0]
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from core.train import DEFAULT_RECIPE, ORIGINAL_RECIPE, TrainConfig
+    from core.training.config import DEFAULT_RECIPE, ORIGINAL_RECIPE, TrainConfig
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="rooftop-quality-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Training throughput: a loop built the original's way against ours (``core.train.train``).
+"""Training throughput: a loop built the original's way against ours (``core.training.loop.train``).
 
 One dataset of 512 x 512 patches is cut from the synthetic demo scene (``core.synthetic.write_demo``
 + ``core.dataset.generate_dataset``, cached under $TMPDIR/rooftop-bench) and both loops train the
@@ -8,7 +8,7 @@ prescribed model on the same patches, one after the other in this process:
     access, NCHW float32 tensors, sigmoid outputs into BCE with reduction "sum", a DataLoader with
     ``--workers`` worker processes (the original used 4; this 2-core machine allows 2), Adam 1e-4,
     ``loss.item()`` after every batch;
-(b) ours: ``core.train.train`` with the same architecture, batch size and samples per epoch, crop
+(b) ours: ``core.training.loop.train`` with the same architecture, batch size and samples per epoch, crop
     size 512 (whole patches, like for like), no validation split (it is not training throughput),
     at ``precision="auto"`` (what users get: bfloat16 mixed precision on a GPU; float32 on the
     CPU for this model, whose narrow convolutions do not gain from bfloat16), and again at
@@ -152,7 +152,8 @@ class _null:
 def run_ours(dataset, n_samples: int, args, device, precision: str) -> dict:
     import dataclasses
 
-    from core.train import BatchProgress, EpochResult, TrainConfig, TrainingStarted, train
+    from core.training.config import BatchProgress, EpochResult, TrainConfig, TrainingStarted
+    from core.training.loop import train
 
     label = "(b)" if precision == "auto" else f"(b, {precision})"
     wanted = dict(arch="prescribed", epochs=args.epochs, batch_size=args.batch_size,
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     train_samples = open_dataset(dataset).train
     n = min(args.samples, len(train_samples))
     # ours takes the first n images (samples_per_epoch cycles through 0..n-1 each epoch); so does (a)
-    from core.train import split_validation
+    from core.training.loop import split_validation
 
     ours_images, _ = split_validation(train_samples, 0.0, 0)
     subset = ours_images[:n]

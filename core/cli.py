@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from core import __version__
-from core.errors import ConfigError, RooftopError, TrainingStopped
+from core.errors import ConfigError, RooftopError
+from core.progress import Stopped
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -158,7 +159,8 @@ class _StopOnInterrupt:
 
 
 def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
-    from core.train import BatchProgress, EpochResult, TrainConfig, TrainingStarted, train
+    from core.training.config import BatchProgress, EpochResult, TrainConfig, TrainingStarted
+    from core.training.loop import train
 
     config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          loss=args.loss, val_fraction=args.val_fraction, device=args.device,
@@ -248,8 +250,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.models import ARCHITECTURE_HELP
-    from core.train import DEFAULT_RECIPE as recipe
+    from core.training.config import ARCHITECTURE_CHOICES
+    from core.training.config import DEFAULT_RECIPE as recipe
 
     parser = argparse.ArgumentParser(
         prog="rooftop", formatter_class=_Formatter,
@@ -292,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.set_defaults(run=cmd_generate)
 
-    archs = "; ".join(f"{k}: {v}" for k, v in ARCHITECTURE_HELP.items())
+    archs = "; ".join(f"{k}: {v}" for k, v in ARCHITECTURE_CHOICES)
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a model on a dataset's train split",
                        description="Train on DATASET/train (a share of it held out for validation; the "
                                    "test split is never used) and save MODELS/model_vN.safetensors "
@@ -303,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--balance 0 --no-tune-threshold --weight-decay 0.")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)")
     p.add_argument("--models", required=True, type=Path, help="folder for model_vN.safetensors (created)")
-    p.add_argument("--arch", default=recipe["arch"], help="architecture: " + ", ".join(ARCHITECTURE_HELP))
+    p.add_argument("--arch", default=recipe["arch"], help="architecture: " + ", ".join(k for k, _v in ARCHITECTURE_CHOICES))
     p.add_argument("--epochs", type=_positive_int, default=100, help="number of epochs")
     p.add_argument("--batch-size", type=_positive_int, default=recipe["batch_size"], help="images per batch")
     p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate")
@@ -384,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RooftopError as exc:
         out.line(f"rooftop {args.command}: error: {exc}")
         return EXIT_USER_ERROR
-    except TrainingStopped as exc:
+    except Stopped as exc:
         out.line(f"rooftop {args.command}: {exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:

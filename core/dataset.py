@@ -76,7 +76,6 @@ from core.errors import (
     DatasetError,
     ImageReadError,
     ImageWriteError,
-    TrainingStopped,
 )
 from core.io import (
     ensure_folder,
@@ -87,6 +86,7 @@ from core.io import (
     remove_stale_temp_files,
     write_bytes_atomic,
 )
+from core.progress import Stopped
 
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.csv"
@@ -515,7 +515,7 @@ def generate_dataset(image_path: str | Path, label_path: str | Path, out_dir: st
     """Cut ``image_path`` and its mask into a train/test patch dataset in ``out_dir``.
 
     The dataset is written into a hidden folder inside ``out_dir`` and moved into place at the end:
-    a failed or cancelled run (``should_stop`` returning True raises TrainingStopped) leaves
+    a failed or cancelled run (``should_stop`` returning True raises Stopped) leaves
     ``out_dir`` as it was. ``out_dir`` holding a dataset is an error unless ``config.overwrite``.
     """
     image_path, label_path, out_dir = Path(image_path), Path(label_path), Path(out_dir)
@@ -608,7 +608,7 @@ def _write_patches(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ys: np.n
     try:
         for i in range(total):
             if should_stop is not None and should_stop():
-                raise TrainingStopped("dataset generation stopped; nothing was written")
+                raise Stopped("dataset generation stopped; nothing was written")
             split = splits[i]
             pending.add(pool.submit(
                 _write_patch, image, mask, int(xs[i]), int(ys[i]), int(ss[i]), int(rs[i]), resize,
@@ -616,7 +616,7 @@ def _write_patches(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ys: np.n
             collect(limit)
         collect(1)
         if should_stop is not None and should_stop():
-            raise TrainingStopped("dataset generation stopped; nothing was written")
+            raise Stopped("dataset generation stopped; nothing was written")
     finally:
         for future in pending:
             future.cancel()

@@ -9,9 +9,7 @@ import contextlib
 import torch
 
 from core.errors import ConfigError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
+from core.training.config import PRECISIONS
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -82,8 +80,8 @@ def resolve_precision(name: str | None, device: torch.device,
     ``bf16`` asks for it anywhere (emulated, slow, on CPUs without it); ``fp32`` never uses it.
     """
     name = (name or "auto").strip().lower()
-    if name not in PRECISION_CHOICES:
-        raise ConfigError(f"unknown precision {name!r}; use one of: {', '.join(PRECISION_CHOICES)}")
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; use one of: {', '.join(PRECISIONS)}")
     if name == "fp32":
         return None
     if name == "bf16":

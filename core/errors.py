@@ -38,6 +38,3 @@ class CheckpointError(RooftopError):
 class ConfigError(RooftopError):
     """An option value is invalid (a patch larger than the image, CUDA asked for but absent...)."""
 
-
-class TrainingStopped(Exception):
-    """Raised inside a long operation when its ``should_stop`` callback returns True."""

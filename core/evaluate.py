@@ -10,11 +10,12 @@ from typing import Any
 from core.checkpoint import LoadedModel, load_checkpoint
 from core.dataset import open_dataset, require_labels
 from core.device import resolve_device
-from core.errors import ConfigError, DatasetError, TrainingStopped
+from core.errors import ConfigError, DatasetError
 from core.io import read_image_and_mask
 from core.metrics import Confusion
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.predict import bce_from_probabilities, predict_probabilities
+from core.progress import Stopped
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
     total, loss_sum, pixels, scores = Confusion(), 0.0, 0, []
     for index, sample in enumerate(samples):
         if should_stop is not None and should_stop():
-            raise TrainingStopped("evaluation stopped")
+            raise Stopped("evaluation stopped")
         image, truth = read_image_and_mask(sample.image_path, sample.label_path)
         prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=torch_device,
                                      precision=precision)

@@ -238,17 +238,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     LiteUNet.arch: LiteUNet,
 }
 
-#: The default of ``rooftop train --arch`` (chosen by measurement: docs/model-quality.md).
-DEFAULT_ARCH = "liteunet"
-
-#: One line per architecture, for ``--help`` and the GUI.
-ARCHITECTURE_HELP = {
-    "prescribed": "the original exercise's PixelClassifier, exactly (22.6 k weights; weak)",
-    "unet": "U-Net with batch norm and skip connections, full resolution (about 2.0 M weights; slow on a CPU)",
-    "resunet": "U-Net with a residual encoder, full resolution (about 2.0 M weights; slow on a CPU)",
-    "liteunet": ("U-Net that works at half resolution and below, refined at full resolution "
-                 "(about 2.0 M weights; about 4 x faster than unet on a CPU); the default"),
-}
+# The names, help texts and the default (torch-free, for the window and ``--help``) are
+# core.training.config.ARCHITECTURE_CHOICES and DEFAULT_ARCH; a test checks they match.
 
 
 def build_model(arch: str, **params: Any) -> nn.Module:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from core.checkpoint import LoadedModel, load_checkpoint
 from core.device import autocast, resolve_device, resolve_precision
-from core.errors import ConfigError, ImageReadError, TrainingStopped
+from core.errors import ConfigError, ImageReadError
 from core.export import composite
 from core.io import (
     ensure_folder,
@@ -35,6 +35,7 @@ from core.io import (
     write_mask,
 )
 from core.postprocess import check_kernel, check_threshold, to_mask
+from core.progress import Stopped
 
 #: Most pixels per forward pass on the CPU (see predict_probabilities; benchmarks/predict_throughput.py).
 CPU_BATCH_PIXELS = 512 * 512
@@ -136,7 +137,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
         sum_x[x:x + tile] += wx[x]
     for start in range(0, len(tiles), batch_size):
         if should_stop is not None and should_stop():
-            raise TrainingStopped("prediction stopped")
+            raise Stopped("prediction stopped")
         chunk = tiles[start:start + batch_size]
         batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
         probs = _forward(model, batch, device, tta, amp_dtype)
@@ -244,7 +245,7 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     results = []
     for index, (target, source) in enumerate(outputs.items()):
         if should_stop is not None and should_stop():
-            raise TrainingStopped("prediction stopped")
+            raise Stopped("prediction stopped")
         image = read_image(source)
         prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap,
                                      device=torch_device, tta=tta, should_stop=should_stop,

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import ConfigError, RooftopError, TrainingStopped
+from core.errors import ConfigError, RooftopError
+from core.progress import Stopped
 from rooftop_gui.errors import describe
 from rooftop_gui.workers import Task, TaskRunner
 
@@ -223,7 +224,7 @@ class GenerateDialog(QDialog):
         self.accept()
 
     def _on_failed(self, exc) -> None:
-        if isinstance(exc, TrainingStopped):
+        if isinstance(exc, Stopped):
             self.message.setText("Cancelled.")
             return
         self.message.setText(f"<span style='color:#ff7b72'>{describe(exc)}</span>")

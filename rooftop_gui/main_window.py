@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import RooftopError, TrainingStopped
+from core.errors import RooftopError
+from core.progress import Stopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.annotation import AnnotationController
 from rooftop_gui.browser import DatasetBrowser
@@ -514,7 +515,7 @@ class MainWindow(QMainWindow):
             dialog.reset()
             # Cancel, or the window closing while the demo is made, stops it: not an error (a
             # modal error box there would also block the window from closing)
-            if not isinstance(exc, TrainingStopped) and not dialog.wasCanceled():
+            if not isinstance(exc, Stopped) and not dialog.wasCanceled():
                 show_error(self, "Cannot make the demo dataset", exc)
 
         task = self.runner.start(work, on_progress=progress, on_finished=finished,

@@ -38,8 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import RooftopError, TrainingStopped
+from core.errors import RooftopError
 from core.metrics import Confusion
+from core.progress import Stopped
 from core.result_cache import ProbabilityCache, ResultKey, result_key
 from rooftop_gui.browser import DatasetBrowser, Key, sample_key
 from rooftop_gui.canvas import ImageCanvas
@@ -391,7 +392,7 @@ class PredictionPanel(QWidget):
                     prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
                     conf = _confusion(prob, sample.label_path, threshold, dilation)
                     on_progress(("image", i + 1, len(samples), sample, result, prob, conf, None))
-                except TrainingStopped:
+                except Stopped:
                     return "stopped"
                 except RooftopError as exc:  # a corrupt image: report it and go on
                     on_progress(("image", i + 1, len(samples), sample, result, None, None,
@@ -678,7 +679,7 @@ class PredictionPanel(QWidget):
                             label = read_mask(sample.label_path)
                         picture = composite(image, label, to_mask(prob, threshold, dilation))
                         written.append(write_image(out_dir / f"{stem}_composite.png", picture))
-                except TrainingStopped:
+                except Stopped:
                     break
                 except RooftopError as exc:
                     errors.append(str(exc))
@@ -722,7 +723,7 @@ class PredictionPanel(QWidget):
         self.status_message.emit(message)
 
         def failed(exc):
-            if isinstance(exc, TrainingStopped):
+            if isinstance(exc, Stopped):
                 self.status_message.emit("Stopped.")
                 return
             show_error(self, "Prediction failed", exc)

@@ -1,7 +1,7 @@
 """Training panel: hyper-parameters, Start/Stop, progress with ETA, live curves, a log, the models.
 
-Training runs ``core.train.train`` in a QThread through :class:`rooftop_gui.workers.TaskRunner`,
-so the user keeps browsing, zooming and painting meanwhile. Neither torch nor ``core.train`` nor
+Training runs ``core.training.loop.train`` in a QThread through :class:`rooftop_gui.workers.TaskRunner`,
+so the user keeps browsing, zooming and painting meanwhile. Neither torch nor ``core.training.loop`` nor
 ``core.models`` is imported at module level (the window must appear before torch loads): the
 worker function :func:`run_training` imports them, and the architecture names and help texts are
 repeated here (a test checks they match ``core.models``).
@@ -54,7 +54,8 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoint import ModelInfo, list_models, read_metadata, remove_stale_model_temp_files
-from core.errors import RooftopError, TrainingStopped
+from core.errors import RooftopError
+from core.progress import Stopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.errors import describe, format_details
 from rooftop_gui.plot import TrainingPlot
@@ -72,7 +73,7 @@ ARCHITECTURES = (
     ("resunet", "U-Net with a residual encoder (about 2.0 M weights)"),
     ("prescribed", "the original exercise's PixelClassifier, exactly (22.6 k weights; weak)"),
 )
-#: ``core.train.LOSSES`` (repeated for the same reason).
+#: ``core.training.config.LOSSES`` (repeated for the same reason).
 LOSSES = (
     ("bce+dice", "binary cross-entropy plus soft Dice: robust when roofs are a small fraction"),
     ("bce", "binary cross-entropy per pixel (the original exercise's loss)"),
@@ -131,10 +132,11 @@ def confirm(parent: QWidget | None, title: str, text: str) -> bool:
 
 def run_training(dataset_dir: Path, models_dir: Path, config: dict[str, Any],
                  on_progress: Callable[[Any], None], should_stop: Callable[[], bool]) -> Any:
-    """Train in the calling (worker) thread: ``core.train.train`` with ``TrainConfig(**config)``."""
+    """Train in the calling (worker) thread: ``core.training.loop.train`` with ``TrainConfig(**config)``."""
     import torch
 
-    from core.train import TrainConfig, train
+    from core.training.config import TrainConfig
+    from core.training.loop import train
 
     # Leave one core to the GUI thread, so that browsing, zooming and painting stay fluid while
     # the model trains (set here, in the worker thread, where torch's intra-op pool is used).
@@ -724,7 +726,7 @@ class TrainingPanel(QWidget):
 
     def _on_failed(self, error: BaseException) -> None:
         text = describe(error)
-        if isinstance(error, TrainingStopped):
+        if isinstance(error, Stopped):
             self._log("Stopped before the first batch finished: no model saved.")
             return
         self._log(f"Error: {text}")

@@ -29,8 +29,9 @@ from core.dataset import (
     plan_windows,
     require_labels,
 )
-from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError, TrainingStopped
+from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError
 from core.io import image_size
+from core.progress import Stopped
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -424,11 +425,11 @@ def test_cancel_leaves_nothing(tmp_path):
         calls.append(1)
         return len(calls) > 5
 
-    with pytest.raises(TrainingStopped):
+    with pytest.raises(Stopped):
         generate_dataset(image, mask, tmp_path / "ds", SMALL, should_stop=stop_after_a_few)
     assert not (tmp_path / "ds").exists()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingStopped):
+    with pytest.raises(Stopped):
         generate_dataset(image, mask, tmp_path / "empty", SMALL, should_stop=lambda: True)
     assert list((tmp_path / "empty").iterdir()) == []
 
@@ -439,7 +440,7 @@ def test_cancel_or_failure_keeps_the_old_dataset(tmp_path, monkeypatch):
     generate_dataset(image, mask, out, SMALL)
     before = {p: (out / p).read_bytes() for p in all_files(out)}
     again = GenerateConfig(patches=SMALL.patches, resize=48, rotations=(0,), overwrite=True)
-    with pytest.raises(TrainingStopped):
+    with pytest.raises(Stopped):
         generate_dataset(image, mask, out, again, should_stop=lambda: True)
     assert {p: (out / p).read_bytes() for p in all_files(out)} == before
 

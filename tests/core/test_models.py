@@ -61,3 +61,11 @@ def test_every_architecture_maps_image_to_one_channel_logits(arch):
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(CheckpointError, match="unknown architecture 'resnet9000'"):
         build_model("resnet9000")
+
+
+def test_the_torch_free_architecture_names_match_the_registry():
+    from core.training.config import ARCHITECTURES as NAMES
+    from core.training.config import DEFAULT_ARCH
+
+    assert set(NAMES) == set(ARCHITECTURES)
+    assert DEFAULT_ARCH in ARCHITECTURES

@@ -191,7 +191,8 @@ def test_model_folders_lose_only_the_leftovers_of_model_files(tmp_path):
 
 
 def test_training_cleans_its_models_folder(tmp_path):
-    from core.train import TrainConfig, train
+    from core.training.config import TrainConfig
+    from core.training.loop import train
 
     root = tmp_path / "ds"
     rng = np.random.default_rng(0)

@@ -14,21 +14,18 @@ from PIL import Image
 
 from core.checkpoint import load_checkpoint, read_metadata
 from core.errors import ConfigError, ImageReadError
-from core.train import (
+from core.training.config import (
     ORIGINAL_RECIPE,
     THRESHOLDS,
     BatchProgress,
     EpochResult,
-    ImageCache,
     TrainConfig,
     TrainingStarted,
     TrainResult,
-    lr_factor,
-    photometric_jitter,
-    random_crop_batch,
-    train,
-    validate,
 )
+from core.training.data import ImageCache, photometric_jitter, random_crop_batch
+from core.training.loop import lr_factor, train
+from core.training.validate import validate
 
 TINY = {"width": 8, "depth": 2}
 
@@ -266,7 +263,7 @@ def test_background_batch_threads_train_exactly_like_the_calling_thread(dataset,
 
 def test_batch_loader_gives_the_plan_in_order_and_drops_what_is_not_taken(dataset):
     from core.dataset import open_dataset
-    from core.train import BatchLoader, ImageCache
+    from core.training.data import BatchLoader, ImageCache
 
     cache = ImageCache(open_dataset(dataset).train)
     config = _config()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from core.progress import Stopped
 from rooftop_gui import app as app_module
 from rooftop_gui import errors
 
@@ -30,7 +31,7 @@ def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
         app.processEvents()
         assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — tiny", window.windowTitle()
         assert window.canvas.image() is not None
-        heavy = [m for m in ("torch", "core.train", "core.predict", "core.evaluate") if m in sys.modules]
+        heavy = [m for m in ("torch", "core.training.loop", "core.predict", "core.evaluate") if m in sys.modules]
         window.close()
         print("HEAVY", heavy)
     """)
@@ -124,7 +125,7 @@ def test_closing_the_window_while_the_demo_is_made_stops_it_without_an_error(
         started.set()
         while not should_stop():
             threading.Event().wait(0.01)
-        raise dataset.TrainingStopped("dataset generation stopped; nothing was written")
+        raise Stopped("dataset generation stopped; nothing was written")
 
     monkeypatch.setattr(dataset, "generate_dataset", slow)
     window = MainWindow(settings=make_settings())

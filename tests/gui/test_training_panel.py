@@ -15,6 +15,7 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QFileDialog
 
+from core.progress import Stopped
 from rooftop_gui import training_panel as tp
 from rooftop_gui.training_panel import TrainingPanel
 from tests.gui.conftest import configure_quick_training
@@ -190,12 +191,10 @@ def test_unexpected_exception_in_the_worker_is_shown(qtbot, panel, dialogs, tiny
 
 def test_a_stop_before_the_first_batch_is_not_an_error(qtbot, panel, dialogs, tiny_dataset,
                                                        monkeypatch):
-    from core.errors import TrainingStopped
-
     def slow_start(dataset_dir, models_dir, config, on_progress, should_stop):
         while not should_stop():
             time.sleep(0.01)
-        raise TrainingStopped("training was stopped before the first batch finished; nothing to save")
+        raise Stopped("training was stopped before the first batch finished; nothing to save")
 
     monkeypatch.setattr(tp, "run_training", slow_start)
     panel.set_dataset(tiny_dataset)
@@ -209,7 +208,7 @@ def test_a_stop_before_the_first_batch_is_not_an_error(qtbot, panel, dialogs, ti
 
 def test_config_reaches_the_worker_and_progress_is_shown(qtbot, panel, tiny_dataset, monkeypatch):
     @dataclass(frozen=True)
-    class BatchProgress:  # named like core.train's event: the panel dispatches on the name
+    class BatchProgress:  # named like core.training's event: the panel dispatches on the name
         epoch: int
         epochs: int
         batch: int
@@ -373,16 +372,16 @@ def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, setting
 
 def test_names_match_core():
     from core.models import ARCHITECTURES
-    from core.train import LOSSES
+    from core.training.config import LOSSES
 
     assert {name for name, _ in tp.ARCHITECTURES} == set(ARCHITECTURES)
     assert {name for name, _ in tp.LOSSES} == set(LOSSES)
 
 
 def test_precisions_match_core():
-    from core.device import PRECISION_CHOICES
+    from core.training.config import PRECISIONS
 
-    assert tuple(name for name, _ in tp.PRECISIONS) == PRECISION_CHOICES
+    assert tuple(name for name, _ in tp.PRECISIONS) == PRECISIONS
 
 
 def test_batch_events_are_throttled_in_the_worker():
@@ -416,7 +415,7 @@ def test_panel_module_does_not_import_torch(tmp_path):
         panel = TrainingPanel(QSettings({str(tmp_path / "s.ini")!r}, QSettings.Format.IniFormat))
         panel.show()
         app.processEvents()
-        print("HEAVY", [m for m in ("torch", "core.train", "core.models") if m in sys.modules])
+        print("HEAVY", [m for m in ("torch", "core.training.loop", "core.models") if m in sys.modules])
     """)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

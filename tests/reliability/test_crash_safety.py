@@ -148,7 +148,8 @@ def test_ctrl_c_during_train_saves_the_model_so_far(tmp_path, tiny_dataset):
 
 
 def test_resume_continues_from_a_checkpoint(tmp_path, tiny_dataset):
-    from core.train import TrainConfig, train
+    from core.training.config import TrainConfig
+    from core.training.loop import train
 
     config = TrainConfig(epochs=2, batch_size=2, crop_size=64, lr=1e-3)
     first = train(tiny_dataset, tmp_path, config)

@@ -1,0 +1,220 @@
+"""What decides a training run, and what it reports: no torch, so the window imports it freely.
+
+:class:`TrainConfig` (stored in the checkpoint) with the recipes :data:`DEFAULT_RECIPE` and
+:data:`ORIGINAL_RECIPE`; the names of the architectures, losses, devices and precisions with the
+help texts the command line and the window show; and the events ``core.training.loop.train``
+reports through ``on_progress``: :class:`TrainingStarted`, :class:`BatchProgress` and
+:class:`EpochResult`, then returns a :class:`TrainResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+#: (name, help) of the architectures of ``core.models`` (a test checks the two lists agree).
+ARCHITECTURE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("liteunet", "U-Net that works at half resolution and below, refined at full resolution "
+                 "(about 2.0 M weights; about 4 x faster than unet on a CPU); the default"),
+    ("unet", "U-Net with batch norm and skip connections, full resolution (about 2.0 M weights; "
+             "slow on a CPU)"),
+    ("resunet", "U-Net with a residual encoder, full resolution (about 2.0 M weights; slow on a "
+                "CPU)"),
+    ("prescribed", "the original exercise's PixelClassifier, exactly (22.6 k weights; weak)"),
+)
+ARCHITECTURES = tuple(name for name, _help in ARCHITECTURE_CHOICES)
+DEFAULT_ARCH = "liteunet"
+#: (name, help) of the losses.
+LOSS_CHOICES: tuple[tuple[str, str], ...] = (
+    ("bce+dice", "binary cross-entropy plus soft Dice: robust when roofs are a small fraction"),
+    ("bce", "binary cross-entropy per pixel (the original exercise's loss)"),
+    ("dice", "soft Dice over the batch: optimises overlap directly"),
+)
+LOSSES = tuple(name for name, _help in LOSS_CHOICES)
+#: (name, help) of the devices (``cuda:N`` is accepted too).
+DEVICE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("auto", "a CUDA GPU when PyTorch sees one, else the CPU"),
+    ("cpu", "the CPU (one core is left free for the window)"),
+    ("cuda", "the first CUDA GPU (an error if there is none)"),
+)
+#: (name, help) of the precisions (``core.device.resolve_precision``).
+PRECISION_CHOICES: tuple[tuple[str, str], ...] = (
+    ("auto", "bfloat16 mixed precision where the GPU or CPU computes it natively "
+             "(about 1.6x faster on such a CPU), else float32"),
+    ("fp32", "float32 throughout (bit-for-bit reproducible)"),
+    ("bf16", "bfloat16 mixed precision everywhere (slow on CPUs without native bfloat16)"),
+)
+PRECISIONS = tuple(name for name, _help in PRECISION_CHOICES)
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant")
+MIN_SIDE = 64
+#: Thresholds tried when tuning on validation.
+THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (stored in the checkpoint)."""
+
+    # Defaults are the recommended recipe (DEFAULT_RECIPE, chosen by measurement, see
+    # docs/model-quality.md); ORIGINAL_RECIPE reproduces the original exercise.
+    arch: str = DEFAULT_ARCH
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 2e-3
+    loss: str = "bce+dice"
+    val_fraction: float = 0.1
+    device: str = "auto"
+    max_minutes: float | None = None
+    seed: int = 0
+    crop_size: int = 256
+    augment: bool = True
+    #: Training samples per epoch (None: one random crop of every training image).
+    samples_per_epoch: int | None = None
+    arch_params: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    #: Share of the run spent warming the learning rate up linearly from 0.
+    warmup: float = 0.05
+    #: Augmentation strengths (used when ``augment``): relative scale range, photometric on/off.
+    scale_jitter: float = 0.25
+    photometric: bool = True
+    #: Probability of drawing again a crop with less than ``min_roof`` roof (0 = off).
+    balance: float = 0.5
+    min_roof: float = 0.05
+    tune_threshold: bool = True
+    #: Validation cost cap: at most this many images, each centre-cropped to at most this side.
+    val_max_images: int | None = 32
+    val_max_side: int | None = 1024
+    #: ``auto`` (bfloat16 mixed precision where the CPU or GPU computes it natively), ``fp32``
+    #: or ``bf16`` (see core.device.resolve_precision).
+    precision: str = "auto"
+    #: Threads that cut and augment the next batches while the current one trains (None: 2 on a
+    #: GPU, which would otherwise wait for the CPU, and 0 on the CPU, where they would compete
+    #: with the training threads for the same cores).
+    loader_threads: int | None = None
+
+    def validate(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (0 < self.lr < 10):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be from 0 up to (not including) 1, got {self.val_fraction}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.crop_size < MIN_SIDE:
+            raise ConfigError(f"crop size must be at least {MIN_SIDE}, got {self.crop_size}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ConfigError(f"samples per epoch must be at least 1, got {self.samples_per_epoch}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight decay must be from 0 up to 1, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warm-up share must be from 0 up to 1, got {self.warmup}")
+        if not 0 <= self.scale_jitter < 1:
+            raise ConfigError(f"scale jitter must be from 0 up to 1, got {self.scale_jitter}")
+        if not 0 <= self.balance <= 1 or not 0 <= self.min_roof <= 1:
+            raise ConfigError("balance and min_roof must be from 0 to 1")
+        if self.val_max_images is not None and self.val_max_images < 1:
+            raise ConfigError(f"val_max_images must be at least 1, got {self.val_max_images}")
+        if self.val_max_side is not None and self.val_max_side < MIN_SIDE:
+            raise ConfigError(f"val_max_side must be at least {MIN_SIDE}, got {self.val_max_side}")
+        if self.loader_threads is not None and not 0 <= self.loader_threads <= 16:
+            raise ConfigError(f"loader threads must be from 0 to 16, got {self.loader_threads}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r} (known: {', '.join(PRECISIONS)})")
+
+
+#: The recommended recipe: the defaults of ``rooftop train`` (chosen by measurement,
+#: docs/model-quality.md); the fields not named here have the recommended values as defaults.
+DEFAULT_RECIPE: dict[str, Any] = {
+    "arch": DEFAULT_ARCH, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
+    "loss": "bce+dice", "schedule": "cosine", "batch_size": 8,
+}
+
+#: The original exercise's recipe (apply with ``TrainConfig(**ORIGINAL_RECIPE)``).
+ORIGINAL_RECIPE: dict[str, Any] = {
+    "arch": "prescribed", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "loss": "bce",
+    "schedule": "constant", "warmup": 0.0, "augment": False, "balance": 0.0,
+    "tune_threshold": False, "batch_size": 32,
+}
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Reported after every training batch."""
+
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # 1-based
+    batches: int
+    loss: float
+    samples_seen: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Reported after every epoch (also a partial one cut short by a stop)."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float | None
+    val_iou: float | None
+    seconds: float
+    eta_seconds: float | None
+    samples_seen: int
+    complete: bool = True
+    #: With threshold tuning: the best validation IoU over :data:`THRESHOLDS` and its threshold.
+    val_iou_tuned: float | None = None
+    threshold: float | None = None
+    #: Learning rate at the end of the epoch.
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingStarted:
+    """Reported once, when the data is loaded and the first batch is about to run."""
+
+    train_images: int
+    val_images: int
+    device: str
+    crop_size: int
+    parameters: int
+    model_path: Path
+    #: ``"bf16"`` (mixed precision) or ``"fp32"``.
+    precision: str = "fp32"
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    history: list[EpochResult]
+    stopped: str | None  # None (all epochs done), "time" or "user"
+    best_epoch: int | None
+    val_iou: float | None
+    samples_seen: int
+    seconds: float
+    #: The model's default threshold, as stored in the checkpoint (tuned on validation or 0.5).
+    threshold: float = 0.5
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": str(self.model_path), "stopped": self.stopped,
+                "best_epoch": self.best_epoch, "val_iou": self.val_iou, "threshold": self.threshold,
+                "samples_seen": self.samples_seen, "seconds": round(self.seconds, 3),
+                "history": [asdict(h) for h in self.history]}

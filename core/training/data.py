@@ -1,0 +1,214 @@
+"""Training data: each image decoded once, random crops, augmentation, batches cut ahead.
+
+See ``core.training`` for the recipe: crops with little roof drawn again (``balance``), the same
+scale, flip and rotation for image and mask, colour jitter, blur and noise on the image only, and
+on a GPU batches cut and augmented ahead in threads, each from its own seeded generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.dataset import Sample
+from core.errors import ImageReadError
+from core.io import read_image_and_mask
+from core.training.config import MIN_SIDE, TrainConfig
+
+
+class ImageCache:
+    """Decodes each (image, mask) pair once and keeps it as uint8 / bool arrays."""
+
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+        self._data: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        item = self._data[index]
+        if item is None:
+            sample = self.samples[index]
+            image, mask = read_image_and_mask(sample.image_path, sample.label_path)
+            if min(image.shape[:2]) < MIN_SIDE:
+                raise ImageReadError(
+                    f"image is {image.shape[1]} x {image.shape[0]}; training needs at least "
+                    f"{MIN_SIDE} px a side", sample.image_path)
+            item = (image, mask)
+            self._data[index] = item
+        return item
+
+
+def _augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The same random flip and 90-degree rotation for image and mask."""
+    k = int(rng.integers(4))
+    if k:
+        image, mask = np.rot90(image, k), np.rot90(mask, k)
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return image, mask
+
+
+def _resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a square crop and its mask to ``size`` (bilinear; the mask thresholded at 0.5)."""
+    from PIL import Image
+
+    im = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+    soft = Image.fromarray(np.ascontiguousarray(mask).astype(np.uint8) * 255)
+    ma = np.asarray(soft.resize((size, size), Image.BILINEAR)) >= 128
+    return im, ma
+
+
+def _crop_origin(h: int, w: int, side: int, rng: np.random.Generator) -> tuple[int, int]:
+    return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+
+
+def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.random.Generator,
+                      augment: bool, scale_jitter: float = 0.0, balance: float = 0.0,
+                      min_roof: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops.
+
+    With ``augment``: a random scale (``scale_jitter``), flip and 90-degree rotation, the same
+    for image and mask. With ``balance``: a crop with less than ``min_roof`` roof is drawn again
+    with probability ``balance`` (at most three times)."""
+    images = np.empty((len(indices), crop, crop, 3), np.uint8)
+    masks = np.empty((len(indices), crop, crop), bool)
+    for row, index in enumerate(indices):
+        image, mask = cache.get(index)
+        h, w = mask.shape
+        side = crop
+        if augment and scale_jitter > 0:
+            lo, hi = math.log(1 - scale_jitter), math.log(1 + scale_jitter)
+            side = int(round(crop * math.exp(rng.uniform(lo, hi))))
+            side = max(MIN_SIDE // 2, min(side, h, w))
+        y, x = _crop_origin(h, w, side, rng)
+        for _ in range(3):
+            if balance <= 0 or mask[y:y + side, x:x + side].mean() >= min_roof:
+                break
+            if rng.random() >= balance:
+                break
+            y, x = _crop_origin(h, w, side, rng)
+        im, ma = image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
+        if augment:
+            im, ma = _augment(im, ma, rng)
+        if side != crop:
+            im, ma = _resize_pair(im, ma, crop)
+        images[row] = im
+        masks[row] = ma
+    return images, masks
+
+
+#: RGB <-> YIQ (hue rotation turns the I/Q plane around the luma axis).
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+
+
+def photometric_jitter(x: torch.Tensor, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random brightness, contrast, saturation and hue per image of an ``(N, 3, H, W)`` batch in
+    [0, 1], then a slight blur (15 % of images) or Gaussian noise (20 %); geometry is untouched,
+    so the mask stays valid. Returns a new tensor in [0, 1]."""
+    n = x.shape[0]
+    dev, dt = x.device, x.dtype
+    mats = []
+    for _ in range(n):
+        angle = rng.uniform(-0.15, 0.15) * strength          # hue, radians
+        sat = 1 + rng.uniform(-0.25, 0.25) * strength
+        c, s_ = math.cos(angle), math.sin(angle)
+        rot = np.array([[1, 0, 0], [0, sat * c, -sat * s_], [0, sat * s_, sat * c]])
+        mats.append(_YIQ2RGB @ rot @ _RGB2YIQ)
+    mat = torch.as_tensor(np.stack(mats), dtype=dt, device=dev)
+    y = torch.einsum("nij,njhw->nihw", mat, x)
+    bright = torch.as_tensor(1 + rng.uniform(-0.2, 0.2, n) * strength, dtype=dt, device=dev)
+    contrast = torch.as_tensor(1 + rng.uniform(-0.2, 0.2, n) * strength, dtype=dt, device=dev)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - mean) * contrast.view(n, 1, 1, 1) + mean * bright.view(n, 1, 1, 1)
+    blur = rng.random(n) < 0.15 * strength
+    noise = (~blur) & (rng.random(n) < 0.2 * strength)
+    for i in np.flatnonzero(blur):
+        sigma = rng.uniform(0.4, 1.0)
+        k = torch.exp(-torch.arange(-1, 2, dtype=dt, device=dev) ** 2 / (2 * sigma ** 2))
+        k = (k[:, None] * k[None, :]) / k.sum() ** 2
+        y[i] = F.conv2d(F.pad(y[i:i + 1], (1, 1, 1, 1), mode="replicate"),
+                        k.expand(3, 1, 3, 3).contiguous(), groups=3)[0]
+    for i in np.flatnonzero(noise):
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2 ** 31)))
+        y[i] += (torch.randn(y[i].shape, generator=gen) * rng.uniform(0.005, 0.03)).to(dev, dt)
+    return y.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
+
+
+def to_input_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(N, H, W, 3) uint8`` (numpy or a CPU tensor, pinned for a fast copy to a GPU) ->
+    ``(N, 3, H, W)`` float in [0, 1] on ``device``, channels-last memory."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.require(images, requirements=["C", "W"]))
+    tensor = images.to(device, non_blocking=True)
+    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+@dataclass
+class PreparedBatch:
+    """One training batch cut and augmented on the CPU, not yet on the device."""
+
+    images: torch.Tensor  # (N, crop, crop, 3) uint8
+    masks: torch.Tensor  # (N, crop, crop) bool
+    rng: np.random.Generator  # the batch's own generator, for what follows on the device
+
+
+class BatchLoader:
+    """Cuts and augments training batches, ``threads`` batches ahead in background threads (0:
+    in the calling thread, when asked).
+
+    Each batch has its own random generator seeded from the run's, so the batches are the same
+    whatever the number of threads and however they are scheduled. numpy copies and Pillow's
+    resize release the GIL, so the threads overlap with the training step; on a GPU that keeps
+    the device from waiting for the CPU. With ``pin`` the batches are in pinned memory, which a
+    GPU copies from asynchronously.
+    """
+
+    def __init__(self, cache: ImageCache, crop: int, config: TrainConfig, threads: int,
+                 pin: bool = False) -> None:
+        self.cache, self.crop, self.config, self.pin = cache, crop, config, pin
+        self.depth = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rooftop-batches") if threads else None
+
+    def _prepare(self, indices: list[int], seed: int) -> PreparedBatch:
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        images, masks = random_crop_batch(self.cache, indices, self.crop, rng, cfg.augment,
+                                          cfg.scale_jitter, cfg.balance, cfg.min_roof)
+        images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
+        if self.pin:
+            images_t, masks_t = images_t.pin_memory(), masks_t.pin_memory()
+        return PreparedBatch(images_t, masks_t, rng)
+
+    def epoch(self, plan: list[tuple[list[int], int]]) -> Iterator[PreparedBatch]:
+        """The batches of ``plan`` (indices and seed of each), in order. Batches prepared ahead
+        and not taken (the caller stopped) are dropped."""
+        if self._pool is None:
+            for indices, seed in plan:
+                yield self._prepare(indices, seed)
+            return
+        pending: deque[Future[PreparedBatch]] = deque()
+        upcoming = iter(plan)
+        try:
+            for indices, seed in upcoming:
+                pending.append(self._pool.submit(self._prepare, indices, seed))
+                if len(pending) > self.depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

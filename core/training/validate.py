@@ -1,0 +1,92 @@
+"""Validation: loss and IoU of held-out training images, and the threshold tuned on them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.device import autocast
+from core.training.config import THRESHOLDS
+from core.training.data import ImageCache, to_input_tensor
+from core.training.losses import compute_loss
+
+_BINS = 200  # probability histogram resolution for threshold tuning (thresholds on bin edges)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad an ``(N, C, H, W)`` tensor on the bottom/right to multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    loss: float
+    iou: float  # at threshold 0.5
+    tuned_iou: float  # the best over THRESHOLDS
+    threshold: float  # where tuned_iou is reached (0.5 on ties)
+
+
+def _iou_by_threshold(pos: np.ndarray, neg: np.ndarray) -> dict[float, float]:
+    """IoU at each of :data:`THRESHOLDS` from probability histograms of roof / background pixels."""
+    pos_above = np.cumsum(pos[::-1])[::-1]  # roof pixels with p >= bin edge
+    neg_above = np.cumsum(neg[::-1])[::-1]
+    total_pos = pos.sum()
+    scores = {}
+    for t in (0.5, *THRESHOLDS):
+        k = int(round(t * _BINS))
+        tp, fp = float(pos_above[k]), float(neg_above[k])
+        fn = float(total_pos) - tp
+        scores[t] = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return scores
+
+
+def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None) -> tuple[np.ndarray, np.ndarray]:
+    if side is None:
+        return image, mask
+    h, w = mask.shape
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, cache: ImageCache, device: torch.device, loss_name: str,
+             should_stop: Callable[[], bool] | None = None, max_side: int | None = None,
+             amp_dtype: torch.dtype | None = None) -> ValidationScores | None:
+    """Mean loss and IoU (summed over pixels) of the validation images, each whole or its centre
+    ``max_side`` crop: at threshold 0.5 and at the best of :data:`THRESHOLDS`."""
+    if len(cache) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    total_loss, done = 0.0, 0
+    pos = np.zeros(_BINS + 1, np.int64)
+    neg = np.zeros(_BINS + 1, np.int64)
+    multiple = getattr(model, "size_multiple", 1)
+    try:
+        for index in range(len(cache)):
+            if should_stop is not None and index and should_stop():
+                break
+            image, mask = _centre_crop(*cache.get(index), max_side)
+            x, h, w = pad_to_multiple(to_input_tensor(image[None], device), multiple)
+            with autocast(device, amp_dtype):
+                logits = model(x)[..., :h, :w].float()
+            target = torch.from_numpy(mask[None, None].astype(np.float32)).to(device)
+            total_loss += float(compute_loss(loss_name, logits, target))
+            bins = (torch.sigmoid(logits[0, 0]) * _BINS).long().clamp_(0, _BINS).cpu().numpy()
+            pos += np.bincount(bins[mask], minlength=_BINS + 1)
+            neg += np.bincount(bins[~mask], minlength=_BINS + 1)
+            done += 1
+    finally:
+        model.train(was_training)
+    scores = _iou_by_threshold(pos, neg)
+    best = max(THRESHOLDS, key=lambda t: (scores[t], t == 0.5, -abs(t - 0.5)))
+    return ValidationScores(total_loss / done, scores[0.5], scores[best], best)
