@@ -158,6 +158,11 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _of(epoch: int, epochs: int | None, width: int = 0) -> str:
+    """``"  3/100"``, or ``"  3"`` when only the time budget ends the run."""
+    return f"{epoch:>{width}}" if epochs is None else f"{epoch:>{width}}/{epochs}"
+
+
 def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.training.config import BatchProgress, EpochResult, TrainConfig, TrainingStarted
     from core.training.loop import train
@@ -177,13 +182,13 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
                      f"{event.train_images} train / {event.val_images} validation images, "
                      f"{event.crop_size} px crops; will save {event.model_path}")
         elif isinstance(event, BatchProgress):
-            out.status(f"epoch {event.epoch}/{event.epochs} {_bar(event.batch, event.batches)} "
+            out.status(f"epoch {_of(event.epoch, event.epochs)} {_bar(event.batch, event.batches)} "
                        f"loss {event.loss:.4f}")
         elif isinstance(event, EpochResult):
             val = ("val loss -      val IoU -    " if event.val_loss is None else
                    f"val loss {event.val_loss:.4f}  val IoU {event.val_iou:.3f}")
             partial = "" if event.complete else " (partial)"
-            out.line(f"epoch {event.epoch:>3}/{event.epochs}{partial}  train loss {event.train_loss:.4f}  "
+            out.line(f"epoch {_of(event.epoch, event.epochs, 3)}{partial}  train loss {event.train_loss:.4f}  "
                      f"{val}  {event.seconds:.1f} s  ETA {_fmt_seconds(event.eta_seconds)}")
 
     with _StopOnInterrupt(out) as should_stop:
@@ -250,7 +255,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.training.config import ARCHITECTURE_CHOICES
+    from core.training.config import ARCHITECTURE_CHOICES, PRECISIONS
     from core.training.config import DEFAULT_RECIPE as recipe
 
     parser = argparse.ArgumentParser(
@@ -306,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)")
     p.add_argument("--models", required=True, type=Path, help="folder for model_vN.safetensors (created)")
     p.add_argument("--arch", default=recipe["arch"], help="architecture: " + ", ".join(k for k, _v in ARCHITECTURE_CHOICES))
-    p.add_argument("--epochs", type=_positive_int, default=100, help="number of epochs")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="number of epochs (default: as many as --max-minutes allows, or "
+                        "100 without a time budget; with both, whichever ends first)")
     p.add_argument("--batch-size", type=_positive_int, default=recipe["batch_size"], help="images per batch")
     p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate")
     p.add_argument("--loss", default=recipe["loss"], choices=("bce", "dice", "bce+dice"), help="loss function")
@@ -324,14 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the train split held out for validation")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
                         "else float32), fp32 or bf16")
     p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this many minutes and save the model")
+                   help="time budget: train until this many minutes are used (whatever the "
+                        "dataset's size; the schedule anneals over it), then save the model")
     p.add_argument("--crop-size", type=int, default=256, help="training crop size in pixels")
     p.add_argument("--samples-per-epoch", type=_positive_int, default=None,
-                   help="training crops per epoch (default: one per training image)")
+                   help="training crops per epoch (default: one per training image, at least 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", type=Path, default=None, metavar="MODEL",
                    help="continue training from this checkpoint (optimizer state included)")
@@ -346,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tile", type=int, default=512, help="tile size for large images")
         p.add_argument("--overlap", type=int, default=64, help="overlap between tiles, blended")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
                         "else float32), fp32 or bf16")
 

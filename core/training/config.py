@@ -51,6 +51,11 @@ PRECISIONS = tuple(name for name, _help in PRECISION_CHOICES)
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "constant")
 MIN_SIDE = 64
+#: Epochs of a run given neither ``epochs`` nor a time budget (``max_minutes``).
+DEFAULT_EPOCHS = 100
+#: An epoch is one crop of every training image, but at least this many crops, so that a small
+#: dataset (a few large tiles) is not validated after every handful of crops.
+MIN_EPOCH_SAMPLES = 64
 #: Thresholds tried when tuning on validation.
 THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
@@ -62,7 +67,9 @@ class TrainConfig:
     # Defaults are the recommended recipe (DEFAULT_RECIPE, chosen by measurement, see
     # docs/model-quality.md); ORIGINAL_RECIPE reproduces the original exercise.
     arch: str = DEFAULT_ARCH
-    epochs: int = 100
+    #: Epochs to train; None: as many as the time budget (``max_minutes``) allows, or
+    #: :data:`DEFAULT_EPOCHS` without one. With both, whichever ends first.
+    epochs: int | None = None
     batch_size: int = 8
     lr: float = 2e-3
     loss: str = "bce+dice"
@@ -72,7 +79,8 @@ class TrainConfig:
     seed: int = 0
     crop_size: int = 256
     augment: bool = True
-    #: Training samples per epoch (None: one random crop of every training image).
+    #: Training samples per epoch (None: one random crop of every training image, at least
+    #: :data:`MIN_EPOCH_SAMPLES`).
     samples_per_epoch: int | None = None
     arch_params: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adamw"
@@ -98,12 +106,23 @@ class TrainConfig:
     #: with the training threads for the same cores).
     loader_threads: int | None = None
 
+    def epoch_limit(self) -> int | None:
+        """Epochs this run may train: ``epochs``; or None (only the time budget stops it); or
+        :data:`DEFAULT_EPOCHS` when neither is given."""
+        if self.epochs is not None:
+            return self.epochs
+        return None if self.max_minutes else DEFAULT_EPOCHS
+
+    def epoch_samples(self, train_images: int) -> int:
+        """Training crops in one epoch over ``train_images`` images."""
+        return self.samples_per_epoch or max(train_images, MIN_EPOCH_SAMPLES)
+
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
@@ -159,7 +178,7 @@ class BatchProgress:
     """Reported after every training batch."""
 
     epoch: int  # 1-based
-    epochs: int
+    epochs: int | None  # None: until the time budget is used
     batch: int  # 1-based
     batches: int
     loss: float
@@ -172,7 +191,7 @@ class EpochResult:
     """Reported after every epoch (also a partial one cut short by a stop)."""
 
     epoch: int
-    epochs: int
+    epochs: int | None  # None: until the time budget is used
     train_loss: float
     val_loss: float | None
     val_iou: float | None

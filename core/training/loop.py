@@ -25,9 +25,10 @@ Data handling, compared with the original exercise:
   image size);
 * the optimizer is AdamW (``optimizer="adam"`` for the original's Adam) with a linear warm-up
   over the first ``warmup`` share of the run and a cosine decay to 1 % of ``lr`` (``schedule``);
-  the run's progress is the larger of the share of samples done (``epochs`` x samples per epoch)
-  and, with ``max_minutes``, the share of the time budget used, so a time-limited run anneals
-  within its budget;
+  a time budget (``max_minutes``) alone trains until the budget is used, whatever the size of the
+  dataset; ``epochs`` alone trains that many; with both, whichever ends first. The run's progress
+  is the larger of the share of epochs done and the share of the time budget used, so the
+  schedule anneals over whichever limit applies;
 * on a GPU, two threads cut and augment the next batches while the device trains on the current
   one (``loader_threads``), so it does not wait for the CPU; each batch has its own generator
   seeded from the run's, so the batches do not depend on the number of threads;
@@ -46,6 +47,7 @@ augment=False, balance=0, tune_threshold=False, weight_decay=0)``: :data:`ORIGIN
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import asdict
@@ -83,6 +85,9 @@ from core.training.config import (
 from core.training.data import BatchLoader, ImageCache, photometric_jitter, to_input_tensor
 from core.training.losses import compute_loss
 from core.training.validate import validate
+
+#: The clock of time budgets and timings (a test replaces it with a fake one).
+_now = time.monotonic
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -141,7 +146,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     """Train a model on ``dataset_dir``'s train split and save it as ``models_dir/model_vN``."""
     config = config or TrainConfig()
     config.validate()
-    started = time.monotonic()
+    started = _now()
     emit = on_progress or (lambda event: None)
     stop_requested = should_stop or (lambda: False)
     device = resolve_device(config.device)
@@ -200,13 +205,14 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                          sum(p.numel() for p in model.parameters()), model_path,
                          precision_name(amp_dtype)))
 
-    per_epoch = config.samples_per_epoch or len(train_samples)
+    per_epoch = config.epoch_samples(len(train_samples))
     batches = max(1, math.ceil(per_epoch / config.batch_size))
     budget = config.max_minutes * 60 if config.max_minutes else None
     deadline = started + budget if budget else None
     first_epoch = len(history) + 1
-    last_epoch = len(history) + config.epochs
-    total_samples = config.epochs * per_epoch
+    limit = config.epoch_limit()
+    last_epoch = None if limit is None else len(history) + limit  # None: the budget stops it
+    total_samples = None if limit is None else limit * per_epoch
     samples_seen = 0
     stopped: str | None = None
     # The saved model is the best epoch of this run by validation IoU (the last one without val).
@@ -215,14 +221,16 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     lr_now = config.lr
 
     def progress_now() -> float:
-        done = samples_seen / total_samples
+        done = 0.0 if total_samples is None else samples_seen / total_samples
         if budget:
-            done = max(done, (time.monotonic() - started) / budget)
+            done = max(done, (_now() - started) / budget)
         return done
 
     try:
-        for epoch in range(first_epoch, last_epoch + 1):
-            epoch_start = time.monotonic()
+        epochs = itertools.count(first_epoch) if last_epoch is None else \
+            range(first_epoch, last_epoch + 1)
+        for epoch in epochs:
+            epoch_start = _now()
             order = rng.permutation(np.resize(np.arange(len(train_samples)), per_epoch)).tolist()
             seeds = rng.integers(2**63, size=batches).tolist()
             plan = [(order[b * config.batch_size:(b + 1) * config.batch_size], seeds[b])
@@ -232,7 +240,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
             for batch in range(batches):
                 if stop_requested():
                     stopped = "user"
-                elif deadline is not None and samples_seen and time.monotonic() >= deadline:
+                elif deadline is not None and samples_seen and _now() >= deadline:
                     stopped = "time"  # (after at least one batch, so a time limit always saves)
                 if stopped:
                     break
@@ -259,18 +267,21 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                 loss_count += len(indices)
                 samples_seen += len(indices)
                 emit(BatchProgress(epoch, last_epoch, batch + 1, batches, loss_value, samples_seen,
-                                   time.monotonic() - started))
+                                   _now() - started))
             prepared_batches.close()  # drops batches prepared ahead when the epoch was cut short
             if loss_count == 0:
                 break  # stopped before this epoch trained anything
             scores = validate(model, val_cache, device, config.loss, max_side=config.val_max_side,
                               amp_dtype=amp_dtype)
-            seconds = time.monotonic() - epoch_start
+            seconds = _now() - epoch_start
             epoch_seconds.append(seconds)
-            remaining = last_epoch - epoch
-            eta = None if stopped else remaining * float(np.mean(epoch_seconds))
-            if eta is not None and deadline is not None:
-                eta = min(eta, max(0.0, deadline - time.monotonic()))
+            eta = None
+            if not stopped:
+                if last_epoch is not None:
+                    eta = (last_epoch - epoch) * float(np.mean(epoch_seconds))
+                if deadline is not None:
+                    left = max(0.0, deadline - _now())
+                    eta = left if eta is None else min(eta, left)
             tuned = config.tune_threshold and scores is not None
             result = EpochResult(epoch, last_epoch, loss_sum / loss_count,
                                  scores.loss if scores else None, scores.iou if scores else None,
@@ -310,7 +321,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         "samples_seen": samples_seen + (resumed.metadata.get("samples_seen", 0) if resumed else 0),
         "stopped": stopped,
         "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(time.monotonic() - started, 3),
+        "train_seconds": round(_now() - started, 3),
     }
     model.to("cpu")
     save_checkpoint(model_path, model, metadata, optimizer_state=optimizer.state_dict())
@@ -318,5 +329,5 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         model.load_state_dict(final_state)
     return TrainResult(model_path=model_path, history=history, stopped=stopped,
                        best_epoch=best_epoch, val_iou=metadata["metrics"]["val_iou"],
-                       samples_seen=samples_seen, seconds=time.monotonic() - started,
+                       samples_seen=samples_seen, seconds=_now() - started,
                        threshold=best_threshold)

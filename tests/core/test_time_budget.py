@@ -1,0 +1,90 @@
+"""A time budget is how users ask for training (issue 13): ``max_minutes`` alone trains until the
+budget is used, ``epochs`` alone that many, both: whichever ends first; the schedule anneals over
+whichever limit applies."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigError
+from core.training.config import DEFAULT_EPOCHS, MIN_EPOCH_SAMPLES, EpochResult, TrainConfig
+from tests.factories import write_dataset
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("budget") / "ds", n_train=4, n_test=1)
+
+
+def _quick(**kw) -> TrainConfig:
+    base = dict(arch="prescribed", batch_size=2, crop_size=64, samples_per_epoch=2,
+                device="cpu", precision="fp32", val_fraction=0.25, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class FakeClock:
+    """``time.monotonic`` that advances a fixed step per call, so a budget ends after a known
+    number of clock reads whatever the machine's speed."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 1000.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_epoch_limit_follows_whichever_limit_is_given():
+    assert TrainConfig().epoch_limit() == DEFAULT_EPOCHS
+    assert TrainConfig(max_minutes=5).epoch_limit() is None  # only the budget stops it
+    assert TrainConfig(epochs=7).epoch_limit() == 7
+    assert TrainConfig(epochs=7, max_minutes=5).epoch_limit() == 7
+    assert TrainConfig().epoch_samples(3) == MIN_EPOCH_SAMPLES
+    assert TrainConfig().epoch_samples(500) == 500
+    assert TrainConfig(samples_per_epoch=5).epoch_samples(500) == 5
+    with pytest.raises(ConfigError):
+        TrainConfig(epochs=0).validate()
+    TrainConfig(epochs=None, max_minutes=1).validate()
+
+
+def test_a_time_budget_alone_trains_past_the_default_epochs(dataset, tmp_path, monkeypatch):
+    """With only ``max_minutes`` the run goes on until the budget is used: more epochs than
+    ``DEFAULT_EPOCHS`` when they are quick, and the learning rate ends annealed."""
+    from core.training import loop
+
+    clock = FakeClock(step=0.04)
+    monkeypatch.setattr(loop, "_now", clock.monotonic)
+    events = []
+    result = loop.train(dataset, tmp_path / "m", _quick(max_minutes=1, val_fraction=0),
+                        on_progress=events.append)
+    epochs = [e for e in events if isinstance(e, EpochResult)]
+    assert result.stopped == "time"
+    assert len(epochs) > DEFAULT_EPOCHS
+    assert all(e.epochs is None for e in epochs)  # no epoch count: the budget ends the run
+    assert epochs[-1].lr < 0.05 * result_lr(result)  # annealed over the budget
+
+
+def result_lr(result) -> float:
+    from core.checkpoint import read_metadata
+
+    return read_metadata(result.model_path)["config"]["lr"]
+
+
+def test_epochs_end_the_run_first_when_they_are_fewer(dataset, tmp_path):
+    from core.training.loop import train
+
+    result = train(dataset, tmp_path / "m", _quick(epochs=2, max_minutes=60))
+    assert result.stopped is None and len(result.history) == 2
+    assert result.history[-1].epochs == 2
+
+
+def test_the_budget_ends_the_run_first_when_it_is_shorter(dataset, tmp_path, monkeypatch):
+    from core.training import loop
+
+    clock = FakeClock(step=0.5)
+    monkeypatch.setattr(loop, "_now", clock.monotonic)
+    result = loop.train(dataset, tmp_path / "m", _quick(epochs=1000, max_minutes=0.2))
+    assert result.stopped == "time" and len(result.history) < 1000
