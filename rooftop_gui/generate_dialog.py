@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -253,5 +253,3 @@ class GenerateDialog(QDialog):
             self._task.wait(30_000)
         super().reject()
 
-
-__all__ = ["GenerateDialog", "parse_plan", "DEFAULT_PLAN", "Qt"]
