@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-from core import annotate
 from core.annotate import (
     MaskEditor,
     Region,
@@ -25,6 +24,8 @@ from core.annotate import (
     stamp_disk,
     union_regions,
 )
+from core.annotate import editor as editor_module
+from core.annotate.regions import _bbox
 from core.errors import ImageReadError, ImageWriteError
 
 
@@ -112,7 +113,7 @@ def test_stroke_has_no_gaps_between_far_apart_points():
     region = paint_stroke(mask, [p, q], 3, True)
     np.testing.assert_array_equal(mask, segment_reference(shape, p, q, 3))
     assert ndimage.label(mask)[1] == 1
-    assert region == annotate._bbox(mask)
+    assert region == _bbox(mask)
     # a thin (radius 0) fast stroke is still 8-connected
     thin = np.zeros(shape, bool)
     paint_stroke(thin, [(0, 0), (199, 37), (20, 159)], 0)
@@ -161,7 +162,7 @@ def test_flood_fill_fills_exactly_the_inside_of_a_ring():
     region = flood_fill(mask, 40, 40, True)
     np.testing.assert_array_equal(mask, disk(shape, 40, 40, 20))
     inside = disk(shape, 40, 40, 15)
-    assert region == annotate._bbox(inside)
+    assert region == _bbox(inside)
     # filling again, or outside the image, changes nothing
     assert flood_fill(mask, 40, 40, True) is None
     assert flood_fill(mask, -1, 5, True) is None
@@ -475,7 +476,7 @@ def test_unexpected_save_failure_becomes_an_image_write_error(tmp_path, monkeypa
     def broken(path, mask):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(annotate, "write_mask", broken)
+    monkeypatch.setattr(editor_module, "write_mask", broken)
     editor = MaskEditor(None, (4, 4))
     editor.stamp(1, 1)
     with pytest.raises(ImageWriteError, match="disk on fire") as info:
@@ -565,7 +566,7 @@ def test_returned_region_bounds_every_change(seed, op):
         region = accept_prediction(mask, prediction, op[1])
     assert outside_unchanged(before, mask, region)
     if region is not None:
-        assert region == annotate._bbox(before != mask)  # tight, and None only when unchanged
+        assert region == _bbox(before != mask)  # tight, and None only when unchanged
         assert 0 <= region.y0 < region.y1 <= 31 and 0 <= region.x0 < region.x1 <= 37
 
 
