@@ -193,7 +193,7 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 
     with _StopOnInterrupt(out) as should_stop:
         result = train(args.data, args.models, config, on_progress=progress, should_stop=should_stop,
-                       resume_from=args.resume)
+                       resume_from=args.resume, init_from=args.init)
     why = {None: "finished", "time": "time limit reached", "user": "stopped by user"}[result.stopped]
     iou = "-" if result.val_iou is None else f"{result.val_iou:.3f}"
     out.line(f"{why}: saved {result.model_path} (best epoch {result.best_epoch}, val IoU {iou}, "
@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", type=Path, default=None, metavar="MODEL",
                    help="continue training from this checkpoint (optimizer state included)")
+    p.add_argument("--init", type=Path, default=None, metavar="MODEL",
+                   help="start a new run from this model's weights (its architecture, a fresh "
+                        "optimizer and schedule): fine-tune an earlier model on new labels")
     p.add_argument("--json", action="store_true", help="print one JSON object with the model path and history")
     p.set_defaults(run=cmd_train)
 

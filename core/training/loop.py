@@ -142,8 +142,17 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
 def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig | None = None,
           on_progress: ProgressCallback | None = None,
           should_stop: StopCheck | None = None,
-          resume_from: str | Path | None = None) -> TrainResult:
-    """Train a model on ``dataset_dir``'s train split and save it as ``models_dir/model_vN``."""
+          resume_from: str | Path | None = None,
+          init_from: str | Path | None = None) -> TrainResult:
+    """Train a model on ``dataset_dir``'s train split and save it as ``models_dir/model_vN``.
+
+    ``resume_from`` continues a run (its weights, optimizer state and history); ``init_from``
+    starts a new run from an earlier model's weights (its architecture, a fresh optimizer and
+    schedule), to fine-tune last year's model on a few new labels.
+    """
+    if resume_from is not None and init_from is not None:
+        raise ConfigError("--resume and --init exclude each other: --resume continues a run, "
+                          "--init starts a new run from a model's weights")
     config = config or TrainConfig()
     config.validate()
     started = _now()
@@ -175,6 +184,10 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         # the optimizer was configurable used Adam).
         config.optimizer = resumed.metadata.get("config", {}).get("optimizer", "adam")
         history = [EpochResult(**h) for h in resumed.metadata.get("history", [])]
+    elif init_from is not None:
+        start = load_checkpoint(init_from, device="cpu")
+        model = start.model
+        config.arch, config.arch_params = start.arch, dict(start.arch_params)
     else:
         model = build_model(config.arch, **config.arch_params)
     model.to(device).train()
@@ -321,6 +334,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         "samples_seen": samples_seen + (resumed.metadata.get("samples_seen", 0) if resumed else 0),
         "stopped": stopped,
         "resumed_from": str(resume_from) if resume_from else None,
+        "initialised_from": str(init_from) if init_from else None,
         "train_seconds": round(_now() - started, 3),
     }
     model.to("cpu")

@@ -88,3 +88,32 @@ def test_the_budget_ends_the_run_first_when_it_is_shorter(dataset, tmp_path, mon
     monkeypatch.setattr(loop, "_now", clock.monotonic)
     result = loop.train(dataset, tmp_path / "m", _quick(epochs=1000, max_minutes=0.2))
     assert result.stopped == "time" and len(result.history) < 1000
+
+
+def test_init_starts_a_new_run_from_a_models_weights(dataset, tmp_path):
+    """``init_from`` (``rooftop train --init``): the first model's weights, its architecture,
+    a fresh optimizer and history."""
+    import torch
+
+    from core.checkpoint import load_checkpoint, read_metadata
+    from core.training.loop import train
+
+    first = train(dataset, tmp_path / "m", _quick(epochs=1))
+    start = load_checkpoint(first.model_path)
+    second = train(dataset, tmp_path / "m", _quick(epochs=1, arch="liteunet", lr=1e-12,
+                                                   tune_threshold=False),
+                   init_from=first.model_path)
+    meta = read_metadata(second.model_path)
+    assert meta["config"]["arch"] == "prescribed"  # the starting model's architecture
+    assert meta["initialised_from"] == str(first.model_path)
+    assert len(meta["history"]) == 1  # a new run, not a continuation
+    after = load_checkpoint(second.model_path).model.state_dict()
+    for name, tensor in start.model.state_dict().items():  # lr ~0: the weights barely moved
+        assert torch.allclose(after[name].float(), tensor.float(), atol=1e-6), name
+
+
+def test_init_and_resume_exclude_each_other(dataset, tmp_path):
+    from core.training.loop import train
+
+    with pytest.raises(ConfigError, match="exclude"):
+        train(dataset, tmp_path / "m", _quick(epochs=1), resume_from="a", init_from="b")
