@@ -20,15 +20,19 @@ interrupted write never leaves a half-written file where a good one was. The tem
 hidden and named ``.<target name>.<8 random characters>.tmp``; a process killed mid-write leaves
 it behind, and :func:`remove_stale_temp_files` deletes such leftovers once they are old enough
 not to be another writer's file in progress (``open_dataset`` does this for a dataset's folders).
+A written file keeps the mode (and, where allowed, the group) of the file it replaces; a new file
+gets the mode a plain ``open(path, "w")`` would give it (``0o666 & ~umask``, default ACLs
+applied), never the ``0600`` of a private temporary file, so a shared dataset stays readable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -327,11 +331,56 @@ def remove_stale_temp_files(folder: str | Path,
     return removed
 
 
+_TEMP_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # those of tempfile.mkstemp
+
+
+def _create_temp_file(path: Path) -> tuple[Path, int]:
+    """Create an empty ``.<name>.<8 random characters>.tmp`` beside ``path`` (as mkstemp names
+    it) and return it with its permission bits.
+
+    Unlike ``tempfile.mkstemp`` (always ``0600``) it is created with mode ``0o666``, which the
+    kernel reduces by the umask (and the folder's default ACL) exactly as for any new file: the
+    mode a new target should get. Reading the umask instead (``os.umask`` sets it to read it)
+    would race with other threads creating files.
+    """
+    prefix, suffix = temp_name(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _attempt in range(100):
+        name = "".join(secrets.choice(_TEMP_CHARACTERS) for _ in range(8))
+        tmp = path.parent / f"{prefix}{name}{suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            return tmp, stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
+def _give_mode(tmp: Path, target: Path, new_file_mode: int) -> None:
+    """Give ``tmp`` the mode (and group, where we may) of ``target`` when it exists, else
+    ``new_file_mode``: a writer may have replaced the file we created (GDAL does)."""
+    try:
+        old = os.stat(target)
+    except OSError:
+        old = None
+    mode = new_file_mode if old is None else stat.S_IMODE(old.st_mode)
+    if old is not None and hasattr(os, "chown") and old.st_gid != os.stat(tmp).st_gid:
+        with contextlib.suppress(OSError):  # only to a group we belong to; else keep ours
+            os.chown(tmp, -1, old.st_gid)
+    if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+        os.chmod(tmp, mode)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. The file
+    written keeps the mode of the ``path`` it replaces, or gets the umask's default for a new
+    file (see the module docstring).
     """
     path = Path(path)
     parent = path.parent
@@ -341,14 +390,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         what = "is not a folder" if parent.exists() else "does not exist"
         raise ImageWriteError(f"cannot write: the folder {parent} {what}", path)
     try:
-        prefix, suffix = temp_name(path)
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+        tmp, new_file_mode = _create_temp_file(path)
     except OSError as exc:
         raise ImageWriteError(f"cannot write ({exc.strerror or exc})", path) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
+        _give_mode(tmp, path, new_file_mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
