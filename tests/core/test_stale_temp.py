@@ -17,8 +17,8 @@ from core.io import (
     is_temp_file_name,
     remove_stale_temp_files,
     temp_file_target,
-    write_mask,
 )
+from tests.factories import write_dataset
 
 HOUR = 3600.0
 
@@ -147,17 +147,8 @@ def test_a_live_write_is_not_disturbed(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["label.png"]
 
 
-def _dataset(root: Path) -> Path:
-    for split in ("train", "test"):
-        for kind in ("data", "label"):
-            (root / split / kind).mkdir(parents=True)
-        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / split / "data" / "00000.png")
-        write_mask(root / split / "label" / "00000.png", np.zeros((8, 8), bool))
-    return root
-
-
 def test_opening_a_dataset_removes_its_stale_temporary_files(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = write_dataset(tmp_path / "ds", n_train=1, n_test=1, size=8)
     old = STALE_TEMP_SECONDS + 60
     stale = [_touch(root / split / kind / f".00000.png.{split[:2]}{kind[:2]}abcd.tmp", old)
              for split in ("train", "test") for kind in ("data", "label")]
@@ -194,16 +185,7 @@ def test_training_cleans_its_models_folder(tmp_path):
     from core.training.config import TrainConfig
     from core.training.loop import train
 
-    root = tmp_path / "ds"
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for kind in ("data", "label"):
-            (root / split / kind).mkdir(parents=True)
-        for i in range(3):
-            image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            Image.fromarray(image).save(root / split / "data" / f"{i}.png")
-            Image.fromarray(((image[..., 0] > 128) * 255).astype(np.uint8)).save(
-                root / split / "label" / f"{i}.png")
+    root = write_dataset(tmp_path / "ds", n_train=3, n_test=3)
     models = tmp_path / "models"
     models.mkdir()
     stale = _touch(models / ".model_v1.safetensors.abcdefgh.tmp", STALE_TEMP_SECONDS + 60)

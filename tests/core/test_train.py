@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from core.checkpoint import load_checkpoint, read_metadata
 from core.errors import ConfigError, ImageReadError
@@ -26,6 +25,7 @@ from core.training.config import (
 from core.training.data import ImageCache, photometric_jitter, random_crop_batch
 from core.training.loop import lr_factor, train
 from core.training.validate import validate
+from tests.factories import bright_squares, write_dataset
 
 TINY = {"width": 8, "depth": 2}
 
@@ -37,27 +37,11 @@ def _blocks(rng: np.random.Generator, size: int, block: int = 8) -> tuple[np.nda
     return image, image[..., 0] > 128
 
 
-def _write_dataset(root, n_train: int = 8, n_test: int = 2, size: int = 64, seed: int = 0):
-    """Bright squares (roof) on a dark noisy ground: trivially learnable."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        for kind in ("data", "label"):
-            (root / split / kind).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            mask = np.zeros((size, size), bool)
-            for _ in range(3):
-                y, x = rng.integers(0, size - 16, 2)
-                mask[y:y + int(rng.integers(8, 16)), x:x + int(rng.integers(8, 16))] = True
-            image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
-            image[mask] = rng.integers(180, 256, (int(mask.sum()), 3)).astype(np.uint8)
-            Image.fromarray(image).save(root / split / "data" / f"{i:03d}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(root / split / "label" / f"{i:03d}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return _write_dataset(tmp_path_factory.mktemp("train") / "ds")
+    """8 train + 2 test images of bright squares on a dark noisy ground: trivially learnable."""
+    return write_dataset(tmp_path_factory.mktemp("train") / "ds", n_train=8, n_test=2,
+                         draw=bright_squares)
 
 
 def _config(**kw) -> TrainConfig:

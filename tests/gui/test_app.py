@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        import tests.gui.conftest  # noqa: F401  (core.dataset shim until core.dataset lands)
         from rooftop_gui.app import create_app
         from rooftop_gui.main_window import MainWindow
         app = create_app()

@@ -22,7 +22,7 @@ from core.postprocess import to_mask
 from rooftop_gui import prediction_panel
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
-from tests.gui.conftest import save_prescribed_model
+from tests.factories import save_prescribed_model
 
 SIZE = 64
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog
 from core.progress import Stopped
 from rooftop_gui import training_panel as tp
 from rooftop_gui.training_panel import TrainingPanel
-from tests.gui.conftest import configure_quick_training
+from tests.gui.helpers import configure_quick_training
 
 ROOT = Path(__file__).resolve().parents[2]
 

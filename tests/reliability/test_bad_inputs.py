@@ -19,6 +19,7 @@ from PIL import Image
 from core.cli import main
 from core.errors import RooftopError
 from core.io import read_image, read_mask
+from tests.factories import write_dataset
 
 # -- builders of bad (and odd-but-valid) files ---------------------------------------------------
 
@@ -148,9 +149,9 @@ def test_output_paths_that_are_files(capsys, tmp_path, pair):
 
 
 def _dataset(root: Path, names=("a.png",), labels=("a.png",)) -> Path:
-    for split in ("train", "test"):
-        (root / split / "data").mkdir(parents=True, exist_ok=True)
-        (root / split / "label").mkdir(parents=True, exist_ok=True)
+    """The dataset layout with the images ``names`` and the labels ``labels`` in train/: any
+    names (spaces, non-ASCII), images without labels and labels without images."""
+    write_dataset(root, n_train=0, n_test=0)
     for name in names:
         Image.fromarray(rgb(64, 64)).save(root / "train" / "data" / name)
     for name in labels:

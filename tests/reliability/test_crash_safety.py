@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-from PIL import Image
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.dataset import open_dataset
 from core.io import STALE_TEMP_SECONDS, is_temp_file_name, read_mask, write_mask
 from core.models import build_model
+from tests.factories import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 6
@@ -47,11 +46,9 @@ def test_sigkill_while_saving_a_label_keeps_a_whole_file(tmp_path):
     masks = [rng.random((1024, 1024)) > 0.5, rng.random((1024, 1024)) > 0.7]
     np.save(tmp_path / "a.npy", masks[0])
     np.save(tmp_path / "b.npy", masks[1])
-    root = tmp_path / "ds"  # the label of a dataset, as the window saves it
-    (root / "train" / "data").mkdir(parents=True)
-    (root / "train" / "label").mkdir(parents=True)
-    Image.fromarray(np.zeros((1024, 1024, 3), np.uint8)).save(root / "train" / "data" / "0.png")
-    target = root / "train" / "label" / "0.png"
+    # the label of a dataset, as the window saves it
+    root = write_dataset(tmp_path / "ds", n_train=1, n_test=0, size=1024, with_labels=False)
+    target = root / "train" / "label" / "00000.png"
     write_mask(target, masks[0])
     for kill in range(KILLS):
         proc = _spawn(f"""
@@ -107,23 +104,6 @@ def test_sigkill_while_saving_a_checkpoint_keeps_a_loadable_file(tmp_path):
         proc.wait(10)
         loaded = load_checkpoint(target)  # whole and loadable: old or new, never half
         assert loaded.threshold in (0.5, 0.25, 0.75)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("crash") / "ds"
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 6), ("test", 2)):
-        (root / split / "data").mkdir(parents=True)
-        (root / split / "label").mkdir(parents=True)
-        for i in range(count):
-            image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            mask = np.zeros((64, 64), np.uint8)
-            mask[10:40, 20:50] = 255
-            image[mask > 0] = (200, 80, 60)
-            Image.fromarray(image).save(root / split / "data" / f"{i:05d}.png")
-            Image.fromarray(mask).save(root / split / "label" / f"{i:05d}.png")
-    return root
 
 
 def test_ctrl_c_during_train_saves_the_model_so_far(tmp_path, tiny_dataset):

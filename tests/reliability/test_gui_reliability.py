@@ -5,10 +5,6 @@ checks the documented outcome: a conversion that shows the image, or a message n
 and the app going on (the next good image still shows, no exception reaches ``sys.excepthook``,
 ``threading.excepthook`` or the app's crash dialog, no QThread left running).
 
-Figures for issue 7's note: every test ends with ``TALLY.record(...)`` (bad inputs tried, faults
-injected, how many were survived with nothing lost); ``test_zz_summary`` prints the totals
-(``pytest -s -k summary`` or ``-rP`` shows them).
-
 Training, where needed, is real: the prescribed architecture on 64 x 64 crops, batch 2, four
 samples per epoch on the CPU, chosen through the training panel's widgets.
 
@@ -25,7 +21,6 @@ import struct
 import sys
 import threading
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,33 +37,10 @@ from rooftop_gui import annotation, workers
 from rooftop_gui import errors as gui_errors
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
-from tests.gui.conftest import (  # noqa: F401 - fixtures shared with the GUI tests
-    _no_thread_left_running,
-    _write_tiny_dataset,
-    configure_quick_training,
-    make_dataset,
-    messages,
-    tiny_dataset,
-)
+from tests.factories import save_untrained_model, write_dataset
+from tests.gui.helpers import configure_quick_training
 
 SIZE = 64
-
-
-# --------------------------------------------------------------------------------------------
-# the tally of bad inputs and faults (for issue 7's closing note)
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Tally:
-    rows: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-
-    def record(self, test: str, bad_inputs: int, faults: int, survived: int) -> None:
-        self.rows[test] = (bad_inputs, faults, survived)
-        print(f"[issue 7] {test}: {bad_inputs} bad inputs, {faults} faults, "
-              f"{survived}/{bad_inputs + faults} survived with nothing lost")
-
-
-TALLY = Tally()
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +115,7 @@ class Questions:
 
 
 @pytest.fixture
-def questions(monkeypatch, messages) -> Questions:  # noqa: F811 - after ``messages`` patches
+def questions(monkeypatch, messages) -> Questions:  # after ``messages`` patches it
     recorder = Questions()
     monkeypatch.setattr(QMessageBox, "question", staticmethod(recorder))
     return recorder
@@ -168,7 +140,7 @@ def dispose(win: MainWindow) -> None:
 
 
 @pytest.fixture
-def window(qtbot, messages, prompts, crashes):  # noqa: F811
+def window(qtbot, messages, prompts, crashes):
     win = new_window(qtbot)
     yield win
     prompts.unsaved_answer = annotation.DISCARD
@@ -267,7 +239,7 @@ CONVERTED = {
 
 def bad_dataset(root: Path) -> Path:
     """The tiny dataset (00000-00005 train, 00006-00008 test) plus every bad case in train/."""
-    _write_tiny_dataset(root)
+    write_dataset(root)
     data, label = root / "train" / "data", root / "train" / "label"
     for name, (make, _words) in UNREADABLE.items():
         make(data / name)
@@ -292,7 +264,7 @@ def bad_dataset(root: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
-        window, qtbot, tmp_path, messages):  # noqa: F811
+        window, qtbot, tmp_path, messages):
     """4 unreadable images, 9 converted ones (16-bit grey and RGB, RGBA, palette, grey, CMYK
     JPEG, float TIFF, spaces, non-ASCII), 5 label cases (other size, values 0/7, truncated, missing, orphan):
     18 bad inputs, each selected, then a good image selected after it."""
@@ -302,7 +274,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     assert "1 label(s) without image" in counts  # the orphan label is reported, not listed
     assert window.browser.model.row_of(("train", "lab_orphan.png")) is None
     good = root / "train" / "data" / "00000.png"
-    survived = 0
 
     def back_to_good() -> None:
         select(window, "train", "00000.png")
@@ -324,7 +295,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
         assert window.annotation._ensure_editor() is None
         window.annotation.tool_actions["pan"].trigger()
         back_to_good()
-        survived += 1
 
     # documented conversions: shown as 8-bit RGB with their label, editable
     for name in CONVERTED:
@@ -338,7 +308,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
         assert len(messages.calls) == before, messages.calls[before:]
         assert window.size_label.text() == f"{SIZE} × {SIZE}"
         back_to_good()
-        survived += 1
 
     # a label of another size: the image shows, the label does not, the status bar says why,
     # and editing is refused so that the file is never overwritten
@@ -349,13 +318,11 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     assert "lab_other_size.png" in status and "48 x 32" in status, status
     assert window.annotation._ensure_editor() is None
     back_to_good()
-    survived += 1
 
     # label values other than 0/255: non-zero is roof (documented)
     select(window, "train", "lab_values.png")
     assert np.array_equal(window.canvas.label_array(), _square_mask() > 0)
     back_to_good()
-    survived += 1
 
     # a truncated label: the image shows, the status bar names the label, editing refused
     select(window, "train", "lab_truncated.png")
@@ -366,7 +333,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     before = (root / "train" / "label" / "lab_truncated.png").read_bytes()
     back_to_good()
     assert (root / "train" / "label" / "lab_truncated.png").read_bytes() == before
-    survived += 1
 
     # an image without its label: shown, no label, and the first edit creates one
     select(window, "train", "lab_missing.png")
@@ -376,10 +342,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     assert window.annotation.has_unsaved() and window.annotation.save()
     assert read_mask(root / "train" / "label" / "lab_missing.png").any()
     back_to_good()
-    survived += 1
-
-    # the label without an image was counted, not listed
-    survived += 1
 
     # the thumbnails of the broken files come back as errors naming the file, never a crash
     window.browser.view.scrollToBottom()
@@ -406,9 +368,6 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     assert window.browser.current_sample() is not None
     back_to_good()
 
-    bad = len(UNREADABLE) + len(CONVERTED) + 5
-    assert survived == bad
-    TALLY.record("bad files in an open dataset", bad, 0, survived)
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,7 +375,7 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
 # --------------------------------------------------------------------------------------------
 
 def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
-        window, qtbot, tiny_dataset, questions, prompts, messages):  # noqa: F811
+        window, qtbot, tiny_dataset, questions, prompts, messages):
     """3 close requests while a model trains and a label has unsaved edits: Cancel (edits), Save
     then No (training), then Yes. Nothing is lost: the label is saved, the run goes on after
     each refusal, and the Yes stops the thread and saves the model so far."""
@@ -461,7 +420,6 @@ def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
     assert window.training.last_result().stopped == "user"
     assert load_checkpoint(models[0].path).model is not None
     assert [c for c in messages.calls if c[0] == "critical"] == []
-    TALLY.record("closing during training", 0, 3, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +427,7 @@ def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
 # --------------------------------------------------------------------------------------------
 
 def test_ten_quick_starts_and_stops_leave_the_panel_working(
-        window, qtbot, tiny_dataset, messages):  # noqa: F811
+        window, qtbot, tiny_dataset, messages):
     """10 Start-then-Stop pairs, the Stop after 0 to 400 ms (before torch loads, during the first
     batch, mid-run), each also trying a second Start while stopping; then a full short run."""
     from core.checkpoint import list_models
@@ -508,7 +466,6 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
     assert window.prediction.model_path == Path(blocker.args[0])
     assert_training_ready(window)
     print(f"10 quick stops: {saved} saved a model, {10 - saved} stopped before the first batch")
-    TALLY.record("ten quick starts and stops", 0, 10, 10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +473,7 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
 # --------------------------------------------------------------------------------------------
 
 def test_switching_images_and_datasets_while_training(
-        window, qtbot, make_dataset, messages):  # noqa: F811
+        window, qtbot, make_dataset, messages):
     """10 switches (images of both splits, next/previous, another dataset of another image size
     and back) while a model trains on the first dataset. The run finishes, on its own data, into
     its own models folder; the canvas always shows the image selected; the other dataset's
@@ -577,24 +534,14 @@ def test_switching_images_and_datasets_while_training(
     assert window.prediction.model_path == Path(result.model_path)
     assert panel.active_model() == Path(result.model_path)
     assert_training_ready(window)
-    TALLY.record("switching images and datasets while training", 0, len(steps), during)
 
 
 # --------------------------------------------------------------------------------------------
 # 5. the dataset folder deleted while it is open
 # --------------------------------------------------------------------------------------------
 
-def _model(path: Path) -> Path:
-    from core.checkpoint import save_checkpoint
-    from core.models import build_model
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, build_model("prescribed"), {"threshold": 0.5})
-    return path
-
-
-def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,  # noqa: F811
-                                          prompts, messages):  # noqa: F811
+def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
+                                          prompts, messages):
     """The folder is deleted (shutil.rmtree) with an image shown and its label edited; then
     saving, predicting (its model went too), refreshing the models, training, predicting the
     split with another model, selecting another image and reopening the dataset each give a
@@ -602,8 +549,8 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     opens and works. 8 faults."""
     doomed = make_dataset("doomed")
     other = make_dataset("other")
-    inside = _model(doomed / "models" / "model_v1.safetensors")
-    outside = _model(tmp_path / "elsewhere" / "model_v1.safetensors")
+    inside = save_untrained_model(doomed, metadata={"threshold": 0.5})
+    outside = save_untrained_model(tmp_path / "elsewhere", metadata={"threshold": 0.5})
     assert window.open_dataset(doomed)
     assert window.training.models()[0].path == inside.resolve()
     assert window.prediction.set_model(inside)
@@ -620,24 +567,20 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
         return found[-1]
 
     shutil.rmtree(doomed)
-    faults = 1
 
     # save: an error naming the label, the edits kept in memory and in the recovery copy
     window.annotation.save_action.trigger()
     assert "Cannot save the label" in last("critical") and str(label) in last("critical")
     assert window.annotation.has_unsaved() and copy.exists()
-    faults += 1
 
     # predict the image on the canvas: its model was inside the folder
     window.prediction.predict_current()
     qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
     assert "Prediction failed" in last("critical") and "model_v1.safetensors" in last("critical")
-    faults += 1
 
     # refresh the models list: empty, no error
     qtbot.mouseClick(window.training.refresh_button, Qt.MouseButton.LeftButton)
     assert window.training.models() == []
-    faults += 1
 
     # train: the run fails with a message naming the folder; the panel is ready again
     configure_quick_training(window.training, epochs=1)
@@ -645,7 +588,6 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     qtbot.waitUntil(lambda: not window.training.is_training(), timeout=60_000)
     assert "Training failed" in last("critical") and "doomed" in last("critical")
     assert_training_ready(window)
-    faults += 1
 
     # predict the split with a model that still exists: every image is reported
     assert window.prediction.set_model(outside)
@@ -653,7 +595,6 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
     text = last("critical")
     assert "could not be predicted" in text and "00006.png" in text and "00008.png" in text
-    faults += 1
 
     # select another image: the edits are offered for saving first (which fails again, so the
     # selection comes back to the edited image), nothing is dropped
@@ -663,13 +604,11 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     qtbot.waitUntil(lambda: window.browser.current_sample().name == "00001.png", timeout=5_000)
     assert len(messages.calls) > critical_before and str(label) in last("critical")
     assert window.annotation.has_unsaved() and np.array_equal(window.annotation.editor.mask, edited)
-    faults += 1
 
     # reopen it (the recent list): "cannot open", the window keeps what it shows
     assert window.open_dataset(doomed) is False
     assert str(doomed) in last("critical")
     assert window.annotation.has_unsaved() and window.canvas.image() is not None
-    faults += 1
 
     # the user puts the folder back: Ctrl+S now saves exactly the edits
     label.parent.mkdir(parents=True)
@@ -688,16 +627,16 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     window.prediction.predict_current()
     qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
     assert window.canvas.probability() is not None
-    TALLY.record("dataset folder deleted while open", 0, faults, faults)
 
 
 def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
-        window, qtbot, tiny_dataset, tmp_path, messages):  # noqa: F811
+        window, qtbot, tiny_dataset, tmp_path, messages):
     """1 fault: the window closes 0 ms after a dilation change, while the re-scoring of the
     predicted split waits on its 250 ms debounce timer. Nothing may start once it is closed (the
     task's callbacks would touch the deleted window's widgets in whatever runs next)."""
     assert window.open_dataset(tiny_dataset)
-    assert window.prediction.set_model(_model(tmp_path / "m" / "model_v1.safetensors"))
+    assert window.prediction.set_model(save_untrained_model(tmp_path / "m",
+                                                            metadata={"threshold": 0.5}))
     window.prediction.predict_split("test")
     qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
     assert window.prediction.metric_values() is not None
@@ -707,7 +646,6 @@ def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
     assert window.close() is True
     qtbot.wait(600)
     assert started == [] and window.runner.tasks() == []
-    TALLY.record("closing with a re-score pending", 0, 1, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,7 +653,7 @@ def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
 # --------------------------------------------------------------------------------------------
 
 def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
-        qtbot, make_dataset, prompts, messages, crashes):  # noqa: F811
+        qtbot, make_dataset, prompts, messages, crashes):
     """Paint, autosave, paint more, autosave, then the window is dropped without closeEvent (a
     crash). Faults: the crash, a corrupt recovery copy, two copies whose image changed size (one
     on the canvas when offered, one selected later), and a restart answered "Decide later". The next start (open_initial: the last dataset) offers the
@@ -804,16 +742,3 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
         assert not copy.exists()
     finally:
         dispose(third)
-    TALLY.record("unsaved edits survive a crash", 3, 2, 5)
-
-
-def test_zz_summary():
-    """The totals of this module's tally (run last in file order)."""
-    if not TALLY.rows:
-        pytest.skip("run with the other tests of this module")
-    bad = sum(r[0] for r in TALLY.rows.values())
-    faults = sum(r[1] for r in TALLY.rows.values())
-    survived = sum(r[2] for r in TALLY.rows.values())
-    print(f"[issue 7] GUI total: {bad} bad inputs, {faults} faults injected, "
-          f"{survived}/{bad + faults} survived with nothing lost")
-    assert survived == bad + faults

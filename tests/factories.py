@@ -1,0 +1,81 @@
+"""The one place that writes test data: datasets on disk and untrained models.
+
+Plain functions (the fixtures of tests/conftest.py call them); no test module imports another,
+they import from here. torch is imported only by :func:`save_untrained_model`, so a test that
+checks what the GUI imports can use the dataset writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+#: Draws one sample: ``draw(rng, size) -> (RGB uint8 image, 0/255 uint8 mask)``.
+Draw = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
+def one_square(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise with one roof: a square of a third of the side, coloured (200, 80, 60)."""
+    image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    y, x = rng.integers(0, size // 2, 2)
+    mask[y:y + size // 3, x:x + size // 3] = 255
+    image[mask > 0] = (200, 80, 60)
+    return image, mask
+
+
+def bright_squares(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three bright rectangles (roof) on a dark noisy ground: a tiny model learns it in a few
+    epochs (the training tests' learning thresholds are set on it)."""
+    mask = np.zeros((size, size), bool)
+    for _ in range(3):
+        y, x = rng.integers(0, size - 16, 2)
+        mask[y:y + int(rng.integers(8, 16)), x:x + int(rng.integers(8, 16))] = True
+    image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+    image[mask] = rng.integers(180, 256, (int(mask.sum()), 3)).astype(np.uint8)
+    return image, mask.astype(np.uint8) * 255
+
+
+def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
+                  with_labels: bool = True, seed: int = 0, draw: Draw = one_square) -> Path:
+    """``root/{train,test}/{data,label}/NNNNN.png``, numbered on across the splits (6 train + 3
+    test: train 00000-00005, test 00006-00008); both folders of both splits exist even when a
+    split has no image. Without labels the label folders are empty. Same arguments, same pixels.
+    """
+    rng = np.random.default_rng(seed)
+    index = 0
+    for split, count in (("train", n_train), ("test", n_test)):
+        (root / split / "data").mkdir(parents=True, exist_ok=True)
+        (root / split / "label").mkdir(parents=True, exist_ok=True)
+        for _ in range(count):
+            name = f"{index:05d}.png"
+            image, mask = draw(rng, size)
+            Image.fromarray(image).save(root / split / "data" / name)
+            if with_labels:
+                Image.fromarray(mask).save(root / split / "label" / name)
+            index += 1
+    return root
+
+
+def save_untrained_model(folder: Path, arch: str = "prescribed", metadata: dict | None = None,
+                         name: str = "model_v1.safetensors", **arch_params) -> Path:
+    """An untrained model (weights seeded with 0) saved as ``folder/models/<name>``, the models
+    folder of a dataset at ``folder``; returns its path."""
+    import torch
+
+    from core.checkpoint import save_checkpoint
+    from core.models import build_model
+
+    torch.manual_seed(0)
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(models / name, build_model(arch, **arch_params), metadata or {})
+
+
+def save_prescribed_model(folder: Path, metadata: dict) -> Path:
+    """``save_untrained_model(folder, "prescribed", metadata)`` (the name tests/gui/test_rescore.py
+    and test_prediction.py call it by)."""
+    return save_untrained_model(folder, "prescribed", metadata)
