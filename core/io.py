@@ -139,6 +139,10 @@ def _scale_to_uint8(array: np.ndarray) -> np.ndarray:
     return ((data * 255 + full // 2) // full).astype(np.uint8)
 
 
+#: Public name of the one 8-bit scaling of the project (``core.raster`` applies it per window).
+scale_to_uint8 = _scale_to_uint8
+
+
 def _pil_to_array(im: Image.Image) -> np.ndarray:
     """Decode a Pillow image into an ``(H, W)`` or ``(H, W, C)`` array of its native depth."""
     mode = im.mode
