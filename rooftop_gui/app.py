@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from rooftop_gui import platform_check
 from rooftop_gui.errors import install_exception_hooks
 from rooftop_gui.resources import icon, stylesheet
 from rooftop_gui.settings import APP_NAME, ORG_NAME
@@ -67,6 +68,11 @@ def create_app(qt_args: list[str] | None = None) -> QApplication:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, qt_args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if QApplication.instance() is None:  # Qt would abort on a missing library or display
+        problem = platform_check.startup_problem(qt_args=qt_args)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     QApplication.setHighDpiScaleFactorRoundingPolicy(
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = create_app(qt_args)
