@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +18,21 @@ from core.annotate import (
     UndoStack,
     accept_prediction,
     connected_roof,
+    fill_area,
     fill_polygon,
+    find_recovery,
     flood_fill,
+    label_key,
+    label_path_of,
     load_recovery,
     paint_stroke,
+    recovery_path_for,
     stamp_disk,
     union_regions,
 )
 from core.annotate import editor as editor_module
 from core.annotate.regions import _bbox
+from core.dataset import Sample
 from core.errors import ImageReadError, ImageWriteError
 
 
@@ -184,6 +191,22 @@ def test_flood_fill_is_four_connected_and_can_erase():
     roofs[6:9, 6:9] = True
     assert flood_fill(roofs, 2, 2, False) == Region(1, 4, 1, 4)
     assert roofs.sum() == 9 and roofs[6:9, 6:9].all()
+
+
+def test_fill_area_counts_what_a_fill_would_change_without_changing_it():
+    shape = (80, 80)
+    ring = disk(shape, 40, 40, 20) & ~disk(shape, 40, 40, 15)
+    for x, y, value in ((40, 40, True), (0, 0, True), (40, 22, False), (40, 40, False),
+                        (40, 22, True), (-1, 5, True), (80, 5, True)):
+        mask = ring.copy()
+        area = fill_area(mask, x, y, value)
+        np.testing.assert_array_equal(mask, ring)  # only counted
+        flood_fill(mask, x, y, value)
+        assert area == np.count_nonzero(mask != ring), (x, y, value)
+    assert fill_area(ring, 40, 40) == np.count_nonzero(disk(shape, 40, 40, 15))
+    assert fill_area(ring, 40, 22, True) == 0  # already roof
+    with pytest.raises(TypeError):
+        fill_area(ring.astype(np.uint8), 1, 1)
 
 
 # ---------------------------------------------------------------------------------- polygon
@@ -533,6 +556,38 @@ def test_recovery_errors_name_the_file(tmp_path):
         load_recovery(other)
     with pytest.raises(ImageReadError, match="not found"):
         load_recovery(tmp_path / "none.npz")
+
+
+def test_find_recovery_returns_the_copies_of_the_given_samples(tmp_path):
+    root, folder = tmp_path / "roofs", tmp_path / "recovery"
+    assert find_recovery(folder, root, []) == []  # no folder yet
+    folder.mkdir()
+    samples = [Sample(name, "train", root / "train" / "data" / name, None)
+               for name in ("a.png", "b.jpg")]
+    labelled = Sample("c.png", "test", root / "test" / "data" / "c.png",
+                      tmp_path / "elsewhere" / "c.png")
+    assert label_path_of(root, samples[1]) == root / "train" / "label" / "b.png"
+    assert label_path_of(None, samples[0]) == root / "train" / "label" / "a.png"
+    assert label_path_of(root, labelled) == tmp_path / "elsewhere" / "c.png"
+
+    for sample in (samples[1], labelled):
+        label = label_path_of(root, sample)
+        copy = recovery_path_for(folder, label)
+        assert copy.parent == folder and copy.name.startswith(Path(label).stem + "-")
+        MaskEditor(None, (4, 4), path=label).save_recovery(copy)
+    other = tmp_path / "other" / "train" / "label" / "a.png"  # a same-named label elsewhere
+    assert recovery_path_for(folder, other) != recovery_path_for(folder, label_path_of(root, samples[0]))
+    MaskEditor(None, (4, 4), path=other).save_recovery(recovery_path_for(folder, other))
+    MaskEditor(None, (4, 4)).save_recovery(folder / "no-label.npz")
+    (folder / "broken.npz").write_bytes(b"not a zip")  # skipped (logged)
+
+    found = find_recovery(folder, root, [*samples, labelled])
+    assert sorted(e.sample.name for e in found) == ["b.jpg", "c.png"]
+    entry = next(e for e in found if e.sample is samples[1])
+    assert entry.file == recovery_path_for(folder, root / "train" / "label" / "b.png")
+    assert entry.label_path == root / "train" / "label" / "b.png"
+    assert entry.describe().startswith("train/b.jpg") and entry.created
+    assert label_key(root / "train" / ".." / "train" / "label" / "b.png") == label_key(entry.label_path)
 
 
 # ---------------------------------------------------------------- regions bound the changes

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import annotate
 from core.io import read_mask
-from rooftop_gui import annotation
+from rooftop_gui import annotation, dialogs
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
 
@@ -69,7 +69,7 @@ class Prompts:
     """Stands in for the Save / Discard / Cancel question."""
 
     def __init__(self) -> None:
-        self.answer = annotation.DISCARD
+        self.answer = dialogs.DISCARD
         self.asked: list[str] = []
 
     def __call__(self, parent, what):
@@ -80,7 +80,26 @@ class Prompts:
 @pytest.fixture
 def prompts(monkeypatch) -> Prompts:
     recorder = Prompts()
-    monkeypatch.setattr(annotation, "ask_unsaved_changes", recorder)
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", recorder)
+    return recorder
+
+
+class LargeFills:
+    """Stands in for the "fill a large area?" question: records the fractions asked about."""
+
+    def __init__(self) -> None:
+        self.answer = False
+        self.asked: list[float] = []
+
+    def __call__(self, parent, fraction):
+        self.asked.append(fraction)
+        return self.answer
+
+
+@pytest.fixture
+def large_fills(monkeypatch) -> LargeFills:
+    recorder = LargeFills()
+    monkeypatch.setattr(dialogs, "ask_large_fill", recorder)
     return recorder
 
 
@@ -103,7 +122,7 @@ def dispose(win: MainWindow) -> None:
 def window(qtbot, prompts, messages):
     win = new_window(qtbot)
     yield win
-    prompts.answer = annotation.DISCARD
+    prompts.answer = dialogs.DISCARD
     dispose(win)
 
 
@@ -293,7 +312,7 @@ def test_prompt_before_switching_image(window, qtbot, dataset, prompts):
     pointer.drag([(50, 5), (60, 5)])
     edited = ctl.editor.mask.copy()
 
-    prompts.answer = annotation.CANCEL
+    prompts.answer = dialogs.CANCEL
     window.browser.filter_edit.setText("00003")  # the filter hides the edited image: the list
     assert prompts.asked == ["train/00000.png"]   # moves to 00003, which asks; Cancel stays
     qtbot.waitUntil(lambda: window.browser.current_sample() is None)
@@ -311,13 +330,13 @@ def test_prompt_before_switching_image(window, qtbot, dataset, prompts):
     assert ctl.sample.name == "00000.png" and ctl.has_unsaved()
     assert np.array_equal(window.canvas.label_array(), edited)
 
-    prompts.answer = annotation.SAVE
+    prompts.answer = dialogs.SAVE
     window.next_action.trigger()
     qtbot.waitUntil(lambda: ctl.sample.name == "00001.png")
     assert np.array_equal(read_mask(label_file), edited)
 
     pointer.drag([(50, 60), (60, 60)])
-    prompts.answer = annotation.DISCARD
+    prompts.answer = dialogs.DISCARD
     file_1 = dataset / "train" / "label" / "00001.png"
     before = file_1.read_bytes()
     window.previous_action.trigger()
@@ -335,7 +354,7 @@ def test_prompt_before_opening_another_dataset_and_closing(window, qtbot, datase
     pointer.drag([(40, 45), (48, 45)])
     edited = ctl.editor.mask.copy()
 
-    prompts.answer = annotation.CANCEL
+    prompts.answer = dialogs.CANCEL
     assert not window.open_dataset(other)
     assert window.dataset_path == dataset and ctl.has_unsaved()
     assert np.array_equal(window.canvas.label_array(), edited)
@@ -344,13 +363,13 @@ def test_prompt_before_opening_another_dataset_and_closing(window, qtbot, datase
     assert window.isVisible() and ctl.has_unsaved()  # Cancel keeps the window and the edit
     assert len(prompts.asked) == 2
 
-    prompts.answer = annotation.SAVE
+    prompts.answer = dialogs.SAVE
     assert window.open_dataset(other)
     assert np.array_equal(read_mask(dataset / "train" / "label" / "00000.png"), edited)
 
     open_image(window, qtbot, other)
     pointer.drag([(40, 45), (48, 45)])
-    prompts.answer = annotation.DISCARD
+    prompts.answer = dialogs.DISCARD
     window.close()
     assert not window.isVisible()
     assert np.array_equal(read_mask(other / "train" / "label" / "00000.png"), _label_00000())
@@ -404,14 +423,71 @@ def test_editing_an_unlabelled_image_creates_its_label(window, qtbot, dataset):
     assert window.browser.current_sample().label_path == label_file
 
 
-def test_a_new_label_creates_a_missing_label_folder(window, qtbot, dataset):
+def test_a_new_label_creates_a_missing_label_folder(window, qtbot, dataset, large_fills):
     shutil.rmtree(dataset / "test" / "label")
     ctl = open_image(window, qtbot, dataset, "test", "00003.png")
     pointer = Pointer(window.canvas)
     ctl.tool_actions["fill"].trigger()
-    pointer.click(5, 5)  # fill an empty label: the whole image becomes roof
+    large_fills.answer = True
+    pointer.click(5, 5)  # fill an empty label: the whole image becomes roof (asked first: Yes)
+    assert large_fills.asked == [1.0]
     assert ctl.save()
     assert read_mask(dataset / "test" / "label" / "00003.png").all()
+
+
+def test_a_fill_on_open_background_asks_first_and_no_changes_nothing(window, qtbot, dataset,
+                                                                     large_fills):
+    ctl = open_image(window, qtbot, dataset)  # 00000: a closed outline and a small roof
+    before = ctl.editor.mask.copy()
+    pointer = Pointer(window.canvas)
+    ctl.tool_actions["fill"].trigger()
+
+    large_fills.answer = False
+    where = pointer.click(60.4, 3.6)  # open background, outside the outline
+    expected = before.copy()
+    assert annotate.flood_fill(expected, *where, True) is not None
+    fraction = np.count_nonzero(expected != before) / before.size
+    assert fraction > 0.25 and large_fills.asked == [pytest.approx(fraction)]
+    assert np.array_equal(ctl.editor.mask, before)  # No: nothing changed, nothing to undo or save
+    assert np.array_equal(window.canvas.shown_overlay_codes("label").astype(bool), before)
+    assert not ctl.has_unsaved() and not window.isWindowModified()
+    assert not ctl.undo_action.isEnabled()
+
+    large_fills.answer = True  # Yes fills, as one undo step
+    assert pointer.click(60.4, 3.6) == where
+    assert len(large_fills.asked) == 2
+    assert np.array_equal(ctl.editor.mask, expected) and window.isWindowModified()
+    ctl.undo_action.trigger()
+    assert np.array_equal(ctl.editor.mask, before)
+
+
+def test_a_small_fill_or_a_clear_does_not_ask(window, qtbot, dataset, large_fills):
+    ctl = open_image(window, qtbot, dataset)
+    expected = ctl.editor.mask.copy()
+    pointer = Pointer(window.canvas)
+    ctl.tool_actions["fill"].trigger()
+    where = pointer.click(18.2, 17.6)  # inside the outline: a small fill
+    assert annotate.flood_fill(expected, *where, True) is not None
+    assert np.array_equal(ctl.editor.mask, expected)
+    where = pointer.click(18.2, 17.6, Qt.MouseButton.RightButton)  # right click clears the roof
+    assert annotate.flood_fill(expected, *where, False) is not None
+    assert np.array_equal(ctl.editor.mask, expected)
+    assert large_fills.asked == []
+
+
+def test_the_large_fill_question_says_how_much_and_no_is_the_default(messages, monkeypatch):
+    assert dialogs.ask_large_fill(None, 0.86)  # the recorder answers Yes
+    ((kind, title, text),) = messages.calls
+    assert kind == "question" and "86%" in text and title == "Fill a large area?"
+    defaults = []
+
+    def answer_no(parent, title, text, buttons, default):
+        defaults.append(default)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(answer_no))
+    assert not dialogs.ask_large_fill(None, 0.5)
+    assert defaults == [QMessageBox.StandardButton.No]
 
 
 def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monkeypatch, request):
@@ -421,7 +497,8 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
     ctl.tool_actions["brush"].trigger()
     pointer.drag([(40, 40), (55, 50)])
     edited = ctl.editor.mask.copy()
-    copy = annotation.recovery_path_for(dataset / "train" / "label" / "00001.png")
+    copy = annotate.recovery_path_for(annotation.recovery_dir(),
+                                     dataset / "train" / "label" / "00001.png")
     assert copy.parent.parent == Path(__import__("os").environ["ROOFTOP_DATA_DIR"])
     qtbot.waitUntil(copy.exists, timeout=3000)
     ctl.recovery_timer.stop()  # "crash": this window never saves nor discards
@@ -430,9 +507,9 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
 
     def restore(parent, entries):
         offered.extend(e.describe() for e in entries)
-        return annotation.RESTORE
+        return dialogs.RESTORE
 
-    monkeypatch.setattr(annotation, "ask_restore_recovery", restore)
+    monkeypatch.setattr(dialogs, "ask_restore_recovery", restore)
     second = new_window(qtbot)
     request.addfinalizer(lambda: dispose(second))
     assert second.open_dataset(dataset)
@@ -460,7 +537,7 @@ def test_recovery_discard_deletes_the_copy(window, qtbot, dataset, monkeypatch, 
     ctl.redo_action.trigger()
     copy = ctl.write_recovery()
     ctl.recovery_timer.stop()
-    monkeypatch.setattr(annotation, "ask_restore_recovery", lambda parent, entries: annotation.DISCARD)
+    monkeypatch.setattr(dialogs, "ask_restore_recovery", lambda parent, entries: dialogs.DISCARD)
     second = new_window(qtbot)
     request.addfinalizer(lambda: dispose(second))
     assert second.open_dataset(dataset)

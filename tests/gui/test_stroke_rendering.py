@@ -16,15 +16,15 @@ from PySide6.QtWidgets import QApplication, QGraphicsEllipseItem
 
 from core import annotate
 from core.annotate import load_recovery
-from rooftop_gui import annotation, overlays
-from rooftop_gui.annotation import _BrushOutline, _Circle
+from rooftop_gui import dialogs, overlays
+from rooftop_gui.annotation_items import BrushOutline, Circle
 from rooftop_gui.canvas import CURSOR_REPORT_MS, ImageCanvas, IndexedLayerItem
 from tests.gui.test_annotation import Pointer, dispose, new_window, open_image, write_dataset
 
 
 @pytest.fixture
 def window(qtbot, monkeypatch, messages):
-    monkeypatch.setattr(annotation, "ask_unsaved_changes", lambda parent, what: annotation.DISCARD)
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda parent, what: dialogs.DISCARD)
     win = new_window(qtbot)
     yield win
     dispose(win)
@@ -154,7 +154,7 @@ def test_cursor_reports_are_throttled_but_end_on_the_pointer(qtbot):
 def test_outline_circle_bounds_are_what_qt_computes(qapp, width, rect):
     pen = QPen(QColor(0, 0, 0), width)
     pen.setCosmetic(True)
-    stock, ours = QGraphicsEllipseItem(), _Circle()
+    stock, ours = QGraphicsEllipseItem(), Circle()
     for item in (stock, ours):
         item.setPen(pen)
     stock.setRect(rect)
@@ -195,7 +195,7 @@ def test_strokes_and_brush_outline_leave_no_trails(qtbot, zoom):
     canvas.set_layer_visible("error", True)
     editor = annotate.MaskEditor(None, (120, 140))
     canvas.set_label(editor.mask)
-    outline = _BrushOutline(canvas)
+    outline = BrushOutline(canvas)
     canvas.set_zoom(zoom)
     app = QApplication.instance()
     app.processEvents()

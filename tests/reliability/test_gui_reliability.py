@@ -32,8 +32,9 @@ from PySide6.QtCore import QCoreApplication, QEvent, QPointF, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
+from core import annotate
 from core.io import read_image, read_mask
-from rooftop_gui import annotation, workers
+from rooftop_gui import annotation, dialogs, workers
 from rooftop_gui import errors as gui_errors
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
@@ -80,9 +81,9 @@ class Prompts:
     """Stands in for the annotation questions (unsaved edits; recovered edits)."""
 
     def __init__(self) -> None:
-        self.unsaved_answer = annotation.DISCARD
+        self.unsaved_answer = dialogs.DISCARD
         self.unsaved_asked: list[str] = []
-        self.restore_answer = annotation.RESTORE
+        self.restore_answer = dialogs.RESTORE
         self.restore_offered: list[list[str]] = []
 
     def unsaved(self, parent, what):
@@ -97,8 +98,8 @@ class Prompts:
 @pytest.fixture
 def prompts(monkeypatch) -> Prompts:
     recorder = Prompts()
-    monkeypatch.setattr(annotation, "ask_unsaved_changes", recorder.unsaved)
-    monkeypatch.setattr(annotation, "ask_restore_recovery", recorder.restore)
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", recorder.unsaved)
+    monkeypatch.setattr(dialogs, "ask_restore_recovery", recorder.restore)
     return recorder
 
 
@@ -143,7 +144,7 @@ def dispose(win: MainWindow) -> None:
 def window(qtbot, messages, prompts, crashes):
     win = new_window(qtbot)
     yield win
-    prompts.unsaved_answer = annotation.DISCARD
+    prompts.unsaved_answer = dialogs.DISCARD
     dispose(win)
 
 
@@ -391,13 +392,13 @@ def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
     qtbot.waitUntil(lambda: window.training.plot.point_count() >= 1, timeout=60_000)
 
     # 1. Cancel on the unsaved edits: nothing else is asked, everything goes on
-    prompts.unsaved_answer = annotation.CANCEL
+    prompts.unsaved_answer = dialogs.CANCEL
     assert window.close() is False
     assert window.isVisible() and window.training.is_training()
     assert window.annotation.has_unsaved() and questions.asked == []
 
     # 2. Save the edits, then No to stopping the training: the window stays, training continues
-    prompts.unsaved_answer = annotation.SAVE
+    prompts.unsaved_answer = dialogs.SAVE
     questions.answers = [QMessageBox.StandardButton.No]
     assert window.close() is False
     assert questions.asked == ["Training is running"]
@@ -598,7 +599,7 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
 
     # select another image: the edits are offered for saving first (which fails again, so the
     # selection comes back to the edited image), nothing is dropped
-    prompts.unsaved_answer = annotation.SAVE
+    prompts.unsaved_answer = dialogs.SAVE
     critical_before = len(messages.calls)
     window.browser.select("train", "00002.png")
     qtbot.waitUntil(lambda: window.browser.current_sample().name == "00001.png", timeout=5_000)
@@ -697,11 +698,11 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
     first_label = root / "train" / "label" / "00000.png"
     other_label = root / "train" / "label" / "00002.png"
     for label in (first_label, other_label):
-        annotation.MaskEditor(None, (32, 32), path=label).save_recovery(
-            annotation.recovery_path_for(label))
+        annotate.MaskEditor(None, (32, 32), path=label).save_recovery(
+            annotate.recovery_path_for(annotation.recovery_dir(), label))
 
     # restart 1: "Decide later" keeps every copy
-    prompts.restore_answer = annotation.LATER
+    prompts.restore_answer = dialogs.LATER
     second = new_window(qtbot)
     second.open_initial(None)
     assert second.dataset_path == root
@@ -713,7 +714,7 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
     dispose(second)
 
     # restart 2: Restore puts the painted pixels back as unsaved edits
-    prompts.restore_answer = annotation.RESTORE
+    prompts.restore_answer = dialogs.RESTORE
     third = new_window(qtbot)
     try:
         third.open_initial(None)
@@ -724,7 +725,7 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
             if third.annotation.sample.name != name:
                 select(third, "train", name)
             assert "do not match its size" in third.statusBar().currentMessage(), name
-            assert annotation.recovery_path_for(label).exists()
+            assert annotate.recovery_path_for(annotation.recovery_dir(), label).exists()
             assert np.array_equal(third.canvas.label_array(), read_mask(label)), name
             assert not third.annotation.has_unsaved()
             paint(third, [(2, 60), (10, 60)])
