@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,16 +20,38 @@ import torch.nn.functional as F
 
 from core.dataset import Sample
 from core.errors import ImageReadError
-from core.io import read_image_and_mask
+from core.io import read_image, read_image_and_mask
+from core.scribbles import read_scribble, target_and_known
 from core.training.config import MIN_SIDE, TrainConfig
 
 
+def has_full_label(sample: Sample) -> bool:
+    return sample.label_path is not None and Path(sample.label_path).is_file()
+
+
+def has_strokes(sample: Sample) -> bool:
+    path = getattr(sample, "scribble_path", None)
+    return path is not None and Path(path).is_file()
+
+
+#: Labelled pixels kept per partly labelled image to draw crop centres from.
+_MAX_CROP_CENTRES = 20_000
+
+
 class ImageCache:
-    """Decodes each (image, mask) pair once and keeps it as uint8 / bool arrays."""
+    """Decodes each image and its label once and keeps them as uint8 / bool arrays.
+
+    An image with a full label (``label_path``) is learnt from everywhere; one with strokes only
+    (``scribble_path``, :mod:`core.scribbles`) from its labelled pixels: :meth:`known` is then
+    the map of labelled pixels (None for a full label) and :meth:`centres` a sample of them,
+    around which its crops are cut.
+    """
 
     def __init__(self, samples: list[Sample]):
         self.samples = samples
         self._data: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(samples)
+        self._known: dict[int, np.ndarray] = {}
+        self._centres: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -37,7 +60,21 @@ class ImageCache:
         item = self._data[index]
         if item is None:
             sample = self.samples[index]
-            image, mask = read_image_and_mask(sample.image_path, sample.label_path)
+            if has_full_label(sample) or not has_strokes(sample):
+                image, mask = read_image_and_mask(sample.image_path, sample.label_path)
+            else:
+                image = read_image(sample.image_path)
+                codes = read_scribble(sample.scribble_path, image.shape[:2])
+                mask, known = target_and_known(codes)
+                if not known.any():
+                    raise ImageReadError("the stroke file has no labelled pixel",
+                                         sample.scribble_path)
+                self._known[index] = known
+                points = np.flatnonzero(known)
+                if len(points) > _MAX_CROP_CENTRES:
+                    points = np.random.default_rng(index).choice(points, _MAX_CROP_CENTRES,
+                                                                 replace=False)
+                self._centres[index] = points
             if min(image.shape[:2]) < MIN_SIDE:
                 raise ImageReadError(
                     f"image is {image.shape[1]} x {image.shape[0]}; training needs at least "
@@ -46,15 +83,15 @@ class ImageCache:
             self._data[index] = item
         return item
 
+    def known(self, index: int) -> np.ndarray | None:
+        """The labelled pixels of a partly labelled image (None: every pixel is labelled)."""
+        self.get(index)
+        return self._known.get(index)
 
-def _augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The same random flip and 90-degree rotation for image and mask."""
-    k = int(rng.integers(4))
-    if k:
-        image, mask = np.rot90(image, k), np.rot90(mask, k)
-    if rng.random() < 0.5:
-        image, mask = image[:, ::-1], mask[:, ::-1]
-    return image, mask
+    def centres(self, index: int) -> np.ndarray | None:
+        """Flat indices of labelled pixels to centre crops on (None for a full label)."""
+        self.get(index)
+        return self._centres.get(index)
 
 
 def _resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,39 +108,83 @@ def _crop_origin(h: int, w: int, side: int, rng: np.random.Generator) -> tuple[i
     return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
 
 
+def _crop_around(centres: np.ndarray, h: int, w: int, side: int,
+                 rng: np.random.Generator) -> tuple[int, int]:
+    """A crop origin that puts a random labelled pixel somewhere inside the crop."""
+    cy, cx = divmod(int(centres[rng.integers(len(centres))]), w)
+    y = cy - int(rng.integers(side))
+    x = cx - int(rng.integers(side))
+    return min(max(y, 0), h - side), min(max(x, 0), w - side)
+
+
 def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.random.Generator,
                       augment: bool, scale_jitter: float = 0.0, balance: float = 0.0,
-                      min_roof: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops.
+                      min_roof: float = 0.05, with_known: bool = False):
+    """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops (and,
+    ``with_known``, the ``(N, crop, crop) bool`` labelled pixels, or None when every pixel of
+    the batch is labelled).
 
     With ``augment``: a random scale (``scale_jitter``), flip and 90-degree rotation, the same
     for image and mask. With ``balance``: a crop with less than ``min_roof`` roof is drawn again
-    with probability ``balance`` (at most three times)."""
+    with probability ``balance`` (at most three times). A partly labelled image's crop is cut
+    around one of its labelled pixels (and not redrawn for balance)."""
     images = np.empty((len(indices), crop, crop, 3), np.uint8)
     masks = np.empty((len(indices), crop, crop), bool)
+    knowns: np.ndarray | None = None
     for row, index in enumerate(indices):
         image, mask = cache.get(index)
+        known = cache.known(index)
         h, w = mask.shape
         side = crop
         if augment and scale_jitter > 0:
             lo, hi = math.log(1 - scale_jitter), math.log(1 + scale_jitter)
             side = int(round(crop * math.exp(rng.uniform(lo, hi))))
             side = max(MIN_SIDE // 2, min(side, h, w))
-        y, x = _crop_origin(h, w, side, rng)
-        for _ in range(3):
-            if balance <= 0 or mask[y:y + side, x:x + side].mean() >= min_roof:
-                break
-            if rng.random() >= balance:
-                break
+        if known is not None:
+            y, x = _crop_around(cache.centres(index), h, w, side, rng)
+        else:
             y, x = _crop_origin(h, w, side, rng)
+            for _ in range(3):
+                if balance <= 0 or mask[y:y + side, x:x + side].mean() >= min_roof:
+                    break
+                if rng.random() >= balance:
+                    break
+                y, x = _crop_origin(h, w, side, rng)
         im, ma = image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
+        kn = known[y:y + side, x:x + side] if known is not None else None
         if augment:
-            im, ma = _augment(im, ma, rng)
+            k, flip = int(rng.integers(4)), rng.random() < 0.5
+            im, ma = _orient(im, k, flip), _orient(ma, k, flip)
+            if kn is not None:
+                kn = _orient(kn, k, flip)
         if side != crop:
             im, ma = _resize_pair(im, ma, crop)
+            if kn is not None:
+                kn = _resize_nearest(kn, crop)
         images[row] = im
         masks[row] = ma
+        if known is not None and knowns is None:
+            knowns = np.ones((len(indices), crop, crop), bool)
+        if knowns is not None:
+            knowns[row] = kn if kn is not None else True
+    if with_known:
+        return images, masks, knowns
     return images, masks
+
+
+def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Rotate by ``k`` quarter turns, then flip left-right when ``flip`` (the same random
+    orientation for image, mask and labelled pixels)."""
+    if k:
+        array = np.rot90(array, k)
+    return array[:, ::-1] if flip else array
+
+
+def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(mask).astype(np.uint8) * 255)
+    return np.asarray(im.resize((size, size), Image.NEAREST)) >= 128
 
 
 #: RGB <-> YIQ (hue rotation turns the I/Q plane around the luma axis).
@@ -159,6 +240,7 @@ class PreparedBatch:
 
     images: torch.Tensor  # (N, crop, crop, 3) uint8
     masks: torch.Tensor  # (N, crop, crop) bool
+    known: torch.Tensor | None  # (N, crop, crop) bool labelled pixels; None: all of them
     rng: np.random.Generator  # the batch's own generator, for what follows on the device
 
 
@@ -182,12 +264,15 @@ class BatchLoader:
     def _prepare(self, indices: list[int], seed: int) -> PreparedBatch:
         cfg = self.config
         rng = np.random.default_rng(seed)
-        images, masks = random_crop_batch(self.cache, indices, self.crop, rng, cfg.augment,
-                                          cfg.scale_jitter, cfg.balance, cfg.min_roof)
+        images, masks, known = random_crop_batch(self.cache, indices, self.crop, rng,
+                                                 cfg.augment, cfg.scale_jitter, cfg.balance,
+                                                 cfg.min_roof, with_known=True)
         images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
+        known_t = torch.from_numpy(known) if known is not None else None
         if self.pin:
             images_t, masks_t = images_t.pin_memory(), masks_t.pin_memory()
-        return PreparedBatch(images_t, masks_t, rng)
+            known_t = known_t.pin_memory() if known_t is not None else None
+        return PreparedBatch(images_t, masks_t, known_t, rng)
 
     def epoch(self, plan: list[tuple[list[int], int]]) -> Iterator[PreparedBatch]:
         """The batches of ``plan`` (indices and seed of each), in order. Batches prepared ahead

@@ -82,7 +82,14 @@ from core.training.config import (
     TrainingStarted,
     TrainResult,
 )
-from core.training.data import BatchLoader, ImageCache, photometric_jitter, to_input_tensor
+from core.training.data import (
+    BatchLoader,
+    ImageCache,
+    has_full_label,
+    has_strokes,
+    photometric_jitter,
+    to_input_tensor,
+)
 from core.training.losses import compute_loss
 from core.training.validate import validate
 
@@ -91,16 +98,34 @@ _now = time.monotonic
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Random ``fraction`` of the training samples for validation (at least one when > 0)."""
+    """Random ``fraction`` of the training samples for validation (at least one when > 0).
+
+    When some images have full labels and others strokes only, validation is drawn from the
+    fully labelled ones (at most half of them, so training keeps some), since a full label
+    scores the whole image; with strokes only, held-out strokes validate.
+    """
     if fraction <= 0 or len(samples) < 2:
         return list(samples), []
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(samples))
+    full = [i for i, s in enumerate(samples) if has_full_label(s)]
+    pool = full if full and len(full) < len(samples) else list(range(len(samples)))
     n_val = min(len(samples) - 1, max(1, int(round(len(samples) * fraction))))
-    val_idx = set(order[:n_val].tolist())
+    if pool is full:
+        n_val = min(n_val, max(1, len(full) // 2))
+    order = rng.permutation(len(pool))
+    val_idx = {pool[i] for i in order[:n_val].tolist()}
     train = [s for i, s in enumerate(samples) if i not in val_idx]
     val = [s for i, s in enumerate(samples) if i in val_idx]
     return train, val
+
+
+def labelled_samples(samples: list[Sample]) -> list[Sample]:
+    """The samples training can learn from: every one must have a full label, unless some have
+    strokes: then those with a full label or strokes (the others are not labelled yet)."""
+    if not any(has_strokes(s) for s in samples):
+        require_labels(samples, "training")
+        return list(samples)
+    return [s for s in samples if has_full_label(s) or has_strokes(s)]
 
 
 def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
@@ -165,10 +190,10 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         torch.backends.cudnn.benchmark = True
 
     dataset = open_dataset(dataset_dir)
-    require_labels(dataset.train, "training")
     if not dataset.train:
         raise DatasetError("the train split has no images", Path(dataset_dir) / "train" / "data")
-    train_samples, val_samples = split_validation(dataset.train, config.val_fraction, config.seed)
+    labelled = labelled_samples(dataset.train)
+    train_samples, val_samples = split_validation(labelled, config.val_fraction, config.seed)
     if config.val_max_images is not None:
         val_samples = val_samples[:config.val_max_images]
 
@@ -263,12 +288,14 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                 if config.augment and config.photometric:
                     x = photometric_jitter(x, prepared.rng)
                 target = prepared.masks[:, None].to(device, non_blocking=True).float()
+                known = None if prepared.known is None else \
+                    prepared.known[:, None].to(device, non_blocking=True)
                 factor = lr_factor(progress_now(), config.schedule, config.warmup)
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = lr_now = base * factor
                 with autocast(device, amp_dtype):
                     logits = model(x)
-                loss = compute_loss(config.loss, logits, target)
+                loss = compute_loss(config.loss, logits, target, known)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -49,12 +49,20 @@ def _iou_by_threshold(pos: np.ndarray, neg: np.ndarray) -> dict[float, float]:
     return scores
 
 
-def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None,
+                 known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The centre ``side`` crop (of the labelled pixels' bounding box, for strokes)."""
     if side is None:
-        return image, mask
+        return image, mask, known
     h, w = mask.shape
-    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
+    cy, cx = h // 2, w // 2
+    if known is not None:
+        rows, cols = np.flatnonzero(known.any(axis=1)), np.flatnonzero(known.any(axis=0))
+        cy, cx = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
+    y = min(max(0, cy - side // 2), max(0, h - side))
+    x = min(max(0, cx - side // 2), max(0, w - side))
+    crop = (slice(y, y + side), slice(x, x + side))
+    return image[crop], mask[crop], known[crop] if known is not None else None
 
 
 @torch.no_grad()
@@ -62,7 +70,8 @@ def validate(model: torch.nn.Module, cache: ImageCache, device: torch.device, lo
              should_stop: Callable[[], bool] | None = None, max_side: int | None = None,
              amp_dtype: torch.dtype | None = None) -> ValidationScores | None:
     """Mean loss and IoU (summed over pixels) of the validation images, each whole or its centre
-    ``max_side`` crop: at threshold 0.5 and at the best of :data:`THRESHOLDS`."""
+    ``max_side`` crop: at threshold 0.5 and at the best of :data:`THRESHOLDS`. A partly labelled
+    image (strokes) counts its labelled pixels only."""
     if len(cache) == 0:
         return None
     was_training = model.training
@@ -75,15 +84,17 @@ def validate(model: torch.nn.Module, cache: ImageCache, device: torch.device, lo
         for index in range(len(cache)):
             if should_stop is not None and index and should_stop():
                 break
-            image, mask = _centre_crop(*cache.get(index), max_side)
+            image, mask, known = _centre_crop(*cache.get(index), max_side, cache.known(index))
             x, h, w = pad_to_multiple(to_input_tensor(image[None], device), multiple)
             with autocast(device, amp_dtype):
                 logits = model(x)[..., :h, :w].float()
             target = torch.from_numpy(mask[None, None].astype(np.float32)).to(device)
-            total_loss += float(compute_loss(loss_name, logits, target))
+            weight = None if known is None else torch.from_numpy(known[None, None]).to(device)
+            total_loss += float(compute_loss(loss_name, logits, target, weight))
             bins = (torch.sigmoid(logits[0, 0]) * _BINS).long().clamp_(0, _BINS).cpu().numpy()
-            pos += np.bincount(bins[mask], minlength=_BINS + 1)
-            neg += np.bincount(bins[~mask], minlength=_BINS + 1)
+            roof, ground = (mask, ~mask) if known is None else (mask & known, ~mask & known)
+            pos += np.bincount(bins[roof], minlength=_BINS + 1)
+            neg += np.bincount(bins[ground], minlength=_BINS + 1)
             done += 1
     finally:
         model.train(was_training)
