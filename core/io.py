@@ -244,6 +244,22 @@ def read_mask(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(data != 0)
 
 
+def read_mask_codes(path: str | Path) -> np.ndarray:
+    """Read a one-channel image's values as ``(H, W)`` uint8 (e.g. stroke codes 0, 1, 2)."""
+    path = Path(path)
+    data = _read_array(path)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    if data.ndim != 2:
+        raise ImageReadError(f"has {data.shape[2] if data.ndim == 3 else '?'} channels; a file "
+                             "of label codes has one", path)
+    if data.dtype != np.uint8:
+        if data.min(initial=0) < 0 or data.max(initial=0) > 255:
+            raise ImageReadError(f"label codes must be 0 to 255, got {data.dtype} values", path)
+        data = data.astype(np.uint8)
+    return np.ascontiguousarray(data)
+
+
 def read_image_and_mask(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read an image and its mask, checking that they have the same size."""
     image = read_image(image_path)
