@@ -76,7 +76,7 @@ class Timer:
 
 def demo_dataset(scene: int = 1024, patch: str = "512:0.25", resize: int = 512, seed: int = 0) -> Path:
     """A dataset cut from the synthetic demo scene, generated once and cached on disk."""
-    from core.dataset import GenerateConfig, PatchSpec, generate_dataset
+    from core.generate import GenerateConfig, PatchSpec, generate_dataset
     from core.synthetic import write_demo
 
     key = f"scene{scene}_s{seed}_p{patch.replace(':', '-')}_r{resize}"

@@ -21,7 +21,7 @@ the default a user gets from ``rooftop train --max-minutes M`` (the budget alone
 * ours: ``TrainConfig(**DEFAULT_RECIPE)``: the defaults of ``rooftop train``.
 
 ``--demo`` trains only ours (``--minutes`` default 2) on the synthetic demo scene
-(``core.synthetic.write_demo`` at 1024 px, cut by ``core.dataset.generate_dataset`` into 256 px
+(``core.synthetic.write_demo`` at 1024 px, cut by ``core.generate.generate_dataset`` into 256 px
 windows with stride 0.5, resized to 256) and reports its test IoU.
 
 Prints ONE JSON object on stdout; progress goes to stderr. When the devdata folder is absent it
@@ -68,7 +68,7 @@ def build_devdata_split(devdata: Path, out: Path) -> dict[str, list[str]]:
 
 
 def build_demo_split(out: Path) -> dict[str, list[str]]:
-    from core.dataset import GenerateConfig, PatchSpec, generate_dataset
+    from core.generate import GenerateConfig, PatchSpec, generate_dataset
     from core.synthetic import write_demo
 
     image, labels = write_demo(out / "scene", size=1024, seed=0)

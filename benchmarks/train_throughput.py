@@ -1,7 +1,7 @@
 """Training throughput: a loop built the original's way against ours (``core.training.loop.train``).
 
 One dataset of 512 x 512 patches is cut from the synthetic demo scene (``core.synthetic.write_demo``
-+ ``core.dataset.generate_dataset``, cached under $TMPDIR/rooftop-bench) and both loops train the
++ ``core.generate.generate_dataset``, cached under $TMPDIR/rooftop-bench) and both loops train the
 prescribed model on the same patches, one after the other in this process:
 
 (a) the original's way: a torch Dataset that opens each PNG with PIL and resizes it to 512 at every

@@ -103,7 +103,7 @@ def _parse_rotations(text: str) -> tuple[int, ...]:
 
 
 def cmd_generate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
-    from core.dataset import DEFAULT_PATCHES, GenerateConfig, PatchSpec, generate_dataset
+    from core.generate import DEFAULT_PATCHES, GenerateConfig, PatchSpec, generate_dataset
 
     patches = tuple(PatchSpec.parse(p) for p in args.patch) if args.patch else DEFAULT_PATCHES
     if args.resize is not None and args.resize < 16:

@@ -1,6 +1,6 @@
 """Generate a patch dataset from a large image (and its mask) with progress and Cancel.
 
-Runs ``core.dataset.generate_dataset`` in a worker; the dialog stays responsive and Cancel stops
+Runs ``core.generate.generate_dataset`` in a worker; the dialog stays responsive and Cancel stops
 it between patches (the core removes what it had written).
 """
 
@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import ConfigError, RooftopError
-from core.progress import Stopped
+from core.progress import Progress, Stopped
 from rooftop_gui.errors import describe
 from rooftop_gui.workers import Task, TaskRunner
 
@@ -37,7 +37,7 @@ DEFAULT_PLAN = "512:0.25\n1024:0.25\n256:0.5"
 
 def parse_plan(text: str) -> list:
     """Patch plan lines ``size:stride_fraction`` (blank lines and ``#`` comments skipped)."""
-    from core.dataset import PatchSpec
+    from core.generate import PatchSpec
 
     specs = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -164,7 +164,7 @@ class GenerateDialog(QDialog):
 
     def config(self):
         """The GenerateConfig of the form (raises ConfigError with a message to show)."""
-        from core.dataset import GenerateConfig
+        from core.generate import GenerateConfig
 
         rotations = tuple(a for a, box in self.rotation_boxes.items() if box.isChecked())
         if not rotations:
@@ -198,7 +198,7 @@ class GenerateDialog(QDialog):
         self.settings.setValue("generate/test_percent", self.test_spin.value())
 
         def work(on_progress, should_stop):
-            from core.dataset import generate_dataset
+            from core.generate import generate_dataset
 
             return generate_dataset(image, mask, out, config, on_progress=on_progress,
                                     should_stop=should_stop)
@@ -211,12 +211,11 @@ class GenerateDialog(QDialog):
                                        on_finished=self._on_finished, on_failed=self._on_failed,
                                        on_done=self._on_done, name="generate")
 
-    def _on_progress(self, event) -> None:
-        done, total = getattr(event, "done", None), getattr(event, "total", None)
-        if done is not None and total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
-            self.progress.setFormat("%v / %m patches")
+    def _on_progress(self, event: Progress) -> None:
+        if isinstance(event, Progress) and event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"%v / %m {event.unit}")
 
     def _on_finished(self, result) -> None:
         self.result = result

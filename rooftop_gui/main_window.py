@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import RooftopError
-from core.progress import Stopped
+from core.progress import Progress, Stopped
 from rooftop_gui import settings as cfg
 from rooftop_gui.annotation import AnnotationController
 from rooftop_gui.browser import DatasetBrowser
@@ -494,18 +494,17 @@ class MainWindow(QMainWindow):
         self._demo_dialog = dialog
 
         def work(on_progress, should_stop):
-            from core.dataset import generate_dataset
+            from core.generate import generate_dataset
             from core.synthetic import write_demo
 
             image, labels = write_demo(folder, size=size, seed=0)
             return generate_dataset(image, labels, folder / "dataset", on_progress=on_progress,
                                     should_stop=should_stop)
 
-        def progress(event):
-            done, total = getattr(event, "done", None), getattr(event, "total", None)
-            if done is not None and total:
-                dialog.setMaximum(total)
-                dialog.setValue(done)
+        def progress(event: Progress):
+            if isinstance(event, Progress) and event.total:
+                dialog.setMaximum(event.total)
+                dialog.setValue(event.done)
 
         def finished(result):
             dialog.reset()

@@ -13,25 +13,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import core.dataset as dataset_module
-from core.dataset import (
+import core.generate as generate_module
+import core.spatial_split as split_module
+from core.dataset import label_path_for, open_dataset, require_labels
+from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError
+from core.generate import (
     DEFAULT_PATCHES,
     GenerateConfig,
-    GenerateProgress,
     PatchSpec,
-    choose_test_region,
     count_windows,
     generate_dataset,
-    label_path_for,
     make_patch,
-    open_dataset,
     patch_name,
     plan_windows,
-    require_labels,
 )
-from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError
 from core.io import image_size
-from core.progress import Stopped
+from core.progress import Progress, Stopped
+from core.spatial_split import choose_test_region
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -196,7 +194,7 @@ def test_progress_is_reported(tmp_path):
     events = []
     result = generate_dataset(image, mask, tmp_path / "ds", SMALL, on_progress=events.append)
     total = result.n_train + result.n_test
-    assert all(isinstance(e, GenerateProgress) and e.total == total for e in events)
+    assert all(isinstance(e, Progress) and e.total == total and e.unit == "patches" for e in events)
     assert events[0].done == 0 and events[-1].done == total
     assert [e.done for e in events] == sorted(e.done for e in events)
 
@@ -240,13 +238,13 @@ def test_test_share_is_close_for_every_seed(width, patches, fraction, min_kept):
 
 @pytest.mark.parametrize("max_edges", [400, 7])
 def test_candidate_counts_match_a_direct_count(monkeypatch, max_edges):
-    monkeypatch.setattr(dataset_module, "_MAX_EDGES", max_edges)  # 7: borders off the window edges
-    xs, ys, ss, _ = dataset_module._plan_arrays(
+    monkeypatch.setattr(split_module, "_MAX_EDGES", max_edges)  # 7: borders off the window edges
+    xs, ys, ss, _ = generate_module._plan_arrays(
         150, 110, (PatchSpec(32, 0.5), PatchSpec(48, 0.7)), (0, 90))
-    regions, n_test, n_train = dataset_module._candidates(xs, ys, ss, 150, 110)
+    regions, n_test, n_train = split_module._candidates(xs, ys, ss, 150, 110)
     assert len(regions) > 100
     for k in np.random.default_rng(0).choice(len(regions), 200, replace=False):
-        inside, outside = dataset_module._assign(xs, ys, ss, tuple(regions[k]))
+        inside, outside = split_module._assign(xs, ys, ss, tuple(regions[k]))
         assert (inside.sum(), outside.sum()) == (n_test[k], n_train[k]), regions[k]
 
 
@@ -371,7 +369,7 @@ def test_patch_larger_than_image_names_image_and_sizes(tmp_path):
 
 def test_too_many_windows(tmp_path, monkeypatch):
     image, mask, _, _ = make_pair(tmp_path / "src")
-    monkeypatch.setattr(dataset_module, "MAX_WINDOWS", 10)
+    monkeypatch.setattr(generate_module, "MAX_WINDOWS", 10)
     with pytest.raises(ConfigError, match="windows"):
         generate_dataset(image, mask, tmp_path / "ds", SMALL)
 
@@ -444,7 +442,7 @@ def test_cancel_or_failure_keeps_the_old_dataset(tmp_path, monkeypatch):
         generate_dataset(image, mask, out, again, should_stop=lambda: True)
     assert {p: (out / p).read_bytes() for p in all_files(out)} == before
 
-    real = dataset_module._write_patch
+    real = generate_module._write_patch
     written = []
 
     def failing(*args):
@@ -453,7 +451,7 @@ def test_cancel_or_failure_keeps_the_old_dataset(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         real(*args)
 
-    monkeypatch.setattr(dataset_module, "_write_patch", failing)
+    monkeypatch.setattr(generate_module, "_write_patch", failing)
     with pytest.raises(ImageWriteError, match="No space left"):
         generate_dataset(image, mask, out, again)
     assert {p: (out / p).read_bytes() for p in all_files(out)} == before

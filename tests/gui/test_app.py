@@ -85,20 +85,18 @@ def test_crash_hook_shows_a_dialog(monkeypatch, qtbot):
 
 def test_first_start_makes_the_demo(qtbot, monkeypatch):
     pytest.importorskip("core.synthetic")
-    dataset = pytest.importorskip("core.dataset")
-    if not hasattr(dataset, "generate_dataset"):
-        pytest.skip("core.dataset.generate_dataset not available yet")
+    generate = pytest.importorskip("core.generate")
     from rooftop_gui.main_window import MainWindow
     from rooftop_gui.settings import demo_dir, make_settings
 
-    real = dataset.generate_dataset
+    real = generate.generate_dataset
 
     def small(image, labels, out, config=None, **kwargs):
-        config = dataset.GenerateConfig(patches=(dataset.PatchSpec(64, 0.5),), resize=None,
-                                        rotations=(0,))
+        config = generate.GenerateConfig(patches=(generate.PatchSpec(64, 0.5),), resize=None,
+                                         rotations=(0,))
         return real(image, labels, out, config, **kwargs)
 
-    monkeypatch.setattr(dataset, "generate_dataset", small)
+    monkeypatch.setattr(generate, "generate_dataset", small)
     window = MainWindow(settings=make_settings())
     qtbot.addWidget(window)
     window.show()
@@ -114,7 +112,7 @@ def test_closing_the_window_while_the_demo_is_made_stops_it_without_an_error(
         qtbot, monkeypatch, messages):
     import threading
 
-    dataset = pytest.importorskip("core.dataset")
+    generate = pytest.importorskip("core.generate")
     from rooftop_gui.main_window import MainWindow
     from rooftop_gui.settings import make_settings
 
@@ -126,7 +124,7 @@ def test_closing_the_window_while_the_demo_is_made_stops_it_without_an_error(
             threading.Event().wait(0.01)
         raise Stopped("dataset generation stopped; nothing was written")
 
-    monkeypatch.setattr(dataset, "generate_dataset", slow)
+    monkeypatch.setattr(generate, "generate_dataset", slow)
     window = MainWindow(settings=make_settings())
     qtbot.addWidget(window)
     window.show()

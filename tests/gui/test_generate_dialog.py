@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
+from core.progress import Progress
 from rooftop_gui.generate_dialog import GenerateDialog
 from rooftop_gui.settings import make_settings
 from rooftop_gui.workers import TaskRunner
@@ -20,9 +20,6 @@ def test_missing_inputs_are_explained_in_the_dialog(qtbot):
 
 
 def test_generates_a_dataset_with_progress(qtbot, tmp_path):
-    dataset = pytest.importorskip("core.dataset")
-    if not hasattr(dataset, "generate_dataset"):
-        pytest.skip("core.dataset.generate_dataset not available yet")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     mask = np.zeros((256, 256), np.uint8)
@@ -34,16 +31,19 @@ def test_generates_a_dataset_with_progress(qtbot, tmp_path):
     dialog.plan_edit.setPlainText("64:0.5\n# a comment\n")
     dialog.resize_box.setChecked(False)
     dialog.out_edit.setText(str(tmp_path / "out"))
+    events, show = [], dialog._on_progress
+    dialog._on_progress = lambda event: (events.append(event), show(event))
     with qtbot.waitSignal(dialog.accepted, timeout=30_000):
         dialog.start()
     assert dialog.result_dir == tmp_path / "out"
+    total = dialog.result.n_train + dialog.result.n_test
+    assert events and all(isinstance(e, Progress) and e.unit == "patches" for e in events)
+    assert events[-1].done == events[-1].total == total
+    assert dialog.progress.maximum() == total and dialog.progress.format() == "%v / %m patches"
     assert any((tmp_path / "out" / "train" / "data").iterdir())
 
 
 def test_bad_patch_plan_line_is_named(qtbot, tmp_path):
-    dataset = pytest.importorskip("core.dataset")
-    if not hasattr(dataset, "PatchSpec"):
-        pytest.skip("core.dataset.PatchSpec not available yet")
     dialog = GenerateDialog(TaskRunner(), make_settings(), tmp_path / "a.png", tmp_path / "m.png")
     qtbot.addWidget(dialog)
     dialog.plan_edit.setPlainText("512:0.25\nbanana")
