@@ -23,7 +23,7 @@ from typing import Any
 
 from core import __version__
 from core.errors import ConfigError, RooftopError
-from core.progress import Stopped
+from core.progress import Progress, Stopped
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -41,10 +41,12 @@ def _fmt_seconds(seconds: float | None) -> str:
 class Reporter:
     """Progress for people: a live line on a terminal, plain lines otherwise (e.g. in logs)."""
 
-    def __init__(self, stream=None, quiet: bool = False):
+    def __init__(self, stream=None, quiet: bool = False, bars: bool = True):
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        #: progress bars (:class:`ProgressBar`): only on a terminal, and not with --json
+        self.bars = bars and self.live and not quiet
         self._last_len = 0
         self._last_time = 0.0
 
@@ -71,6 +73,39 @@ class Reporter:
         if self.live and self._last_len:
             self.stream.write("\r" + " " * self._last_len + "\r")
             self._last_len = 0
+
+
+class ProgressBar:
+    """``core.progress.Progress`` events shown as a tqdm bar on the reporter's stream (counts,
+    rate and ETA); nothing at all unless the reporter shows bars. The bar is cleared when done.
+
+        with ProgressBar(out, "predicting", "files") as bar:
+            predict_files(..., on_progress=bar)
+    """
+
+    def __init__(self, out: Reporter, desc: str, unit: str):
+        self.out, self.desc, self.unit = out, desc, unit
+        self._bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if not isinstance(event, Progress) or not self.out.bars:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=event.total, desc=self.desc, unit=self.unit,
+                             file=self.out.stream, leave=False, dynamic_ncols=True)
+        if event.item:
+            self._bar.set_postfix_str(Path(event.item).name, refresh=False)
+        self._bar.update(event.done - self._bar.n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
@@ -114,11 +149,8 @@ def cmd_generate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
                             rotations=_parse_rotations(args.rotations),
                             test_fraction=args.test_fraction, seed=args.seed, overwrite=args.overwrite)
     start = time.monotonic()
-
-    def progress(event: Any) -> None:
-        out.status("generating " + _bar(event.done, event.total))
-
-    result = generate_dataset(args.image, args.label, args.out, config, on_progress=progress)
+    with ProgressBar(out, "generating", "patches") as bar:
+        result = generate_dataset(args.image, args.label, args.out, config, on_progress=bar)
     share = result.n_test / max(1, result.n_train + result.n_test)
     out.line(f"wrote {result.n_train} train and {result.n_test} test patches ({share:.1%} test) to "
              f"{result.dataset_dir} in {time.monotonic() - start:.1f} s; manifest {result.manifest_path}")
@@ -204,12 +236,10 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.evaluate import evaluate
 
-    def progress(done: int, total: int, name: str) -> None:
-        out.status(f"evaluating {_bar(done, total)} {name}")
-
-    result = evaluate(args.data, args.model, split=args.split, threshold=args.threshold,
-                      dilation=args.dilation, device=args.device, tile=args.tile,
-                      overlap=args.overlap, on_progress=progress, precision=args.precision)
+    with ProgressBar(out, "evaluating", "images") as bar:
+        result = evaluate(args.data, args.model, split=args.split, threshold=args.threshold,
+                          dilation=args.dilation, device=args.device, tile=args.tile,
+                          overlap=args.overlap, on_progress=bar, precision=args.precision)
     m = result.metrics
     out.line(f"{result.split} split, {result.images} images, threshold {result.threshold}, "
              f"dilation {result.dilation}: IoU {m['iou']:.4f}  F1 {m['f1']:.4f}  precision "
@@ -221,13 +251,11 @@ def cmd_evaluate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.predict import predict_files
 
-    def progress(done: int, total: int, source: Path) -> None:
-        out.status(f"predicting {_bar(done, total)} {source.name}")
-
-    results = predict_files(args.model, args.inputs, args.out, threshold=args.threshold,
-                            dilation=args.dilation, tile=args.tile, overlap=args.overlap,
-                            composite_output=args.composite, device=args.device, tta=args.tta,
-                            on_progress=progress, precision=args.precision)
+    with ProgressBar(out, "predicting", "files") as bar:
+        results = predict_files(args.model, args.inputs, args.out, threshold=args.threshold,
+                                dilation=args.dilation, tile=args.tile, overlap=args.overlap,
+                                composite_output=args.composite, device=args.device, tta=args.tta,
+                                on_progress=bar, precision=args.precision)
     for r in results:
         extra = f" and {r.composite_path}" if r.composite_path else ""
         out.line(f"{r.source} -> {r.mask_path}{extra} ({r.roof_fraction:.1%} roof)")
@@ -391,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     want_json = getattr(args, "json", False)
-    out = Reporter()
+    out = Reporter(bars=not want_json)
     try:
         result = args.run(args, out)
     except RooftopError as exc:

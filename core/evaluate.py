@@ -1,8 +1,11 @@
-"""Evaluation of a model on a dataset split: metrics summed over the whole split."""
+"""Evaluation of a model on a dataset split: metrics summed over the whole split.
+
+The images are predicted by ``core.predict.predict_samples`` (each read with its label) and scored
+as the window scores a predicted split (a ``core.metrics.Confusion`` per image, summed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,10 @@ from core.checkpoint import LoadedModel, load_checkpoint
 from core.dataset import open_dataset, require_labels
 from core.device import resolve_device
 from core.errors import ConfigError, DatasetError
-from core.io import read_image_and_mask
 from core.metrics import Confusion
 from core.postprocess import check_kernel, check_threshold, to_mask
-from core.predict import bce_from_probabilities, predict_probabilities
-from core.progress import Stopped
+from core.predict import bce_from_probabilities, predict_samples
+from core.progress import ProgressCallback, StopCheck
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,14 @@ class EvaluationResult:
 def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: str = "test",
              threshold: float | None = None, dilation: int = 0, device: str = "auto",
              tile: int = 512, overlap: int = 64,
-             on_progress: Callable[[int, int, str], None] | None = None,
-             should_stop: Callable[[], bool] | None = None,
+             on_progress: ProgressCallback | None = None,
+             should_stop: StopCheck | None = None,
              precision: str = "auto") -> EvaluationResult:
-    """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split."""
+    """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split.
+
+    ``on_progress`` receives ``Progress(done, total, item=<image name>)`` after each image;
+    ``should_stop`` is polled before each image and between batches of tiles (Stopped,
+    "evaluation stopped"). An image or label that cannot be read is an error."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
     dilation = check_kernel(dilation)
@@ -67,19 +73,18 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
     total, loss_sum, pixels, scores = Confusion(), 0.0, 0, []
-    for index, sample in enumerate(samples):
-        if should_stop is not None and should_stop():
-            raise Stopped("evaluation stopped")
-        image, truth = read_image_and_mask(sample.image_path, sample.label_path)
-        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=torch_device,
-                                     precision=precision)
+    for result in predict_samples(loaded.model, samples, tile=tile, overlap=overlap,
+                                  device=torch_device, precision=precision, with_labels=True,
+                                  should_stop=should_stop, on_progress=on_progress,
+                                  what="evaluation"):
+        if result.error is not None:
+            raise result.error
+        prob, truth, sample = result.prob, result.label, result.sample
         confusion = Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
         total = total + confusion
         loss_sum += bce_from_probabilities(prob, truth)
         pixels += truth.size
         scores.append(ImageScore(sample.name, confusion.iou, confusion))
-        if on_progress is not None:
-            on_progress(index + 1, len(samples), sample.name)
     return EvaluationResult(split=split, model=loaded.path, threshold=threshold, dilation=dilation,
                             images=len(samples), confusion=total, loss=loss_sum / max(pixels, 1),
                             per_image=scores)

@@ -1,21 +1,26 @@
 """Prediction: single images of any size, tiled with overlap and blended, and batch file output.
 
 Tiling (:func:`predict_probabilities`): the image is reflect-padded on the bottom/right so that
-``tile`` x ``tile`` windows with a step of ``tile - overlap`` cover it exactly; the step is a
-multiple of the model's ``size_multiple`` so that every tile sees the same pooling grid as a
-whole-image pass would. Each tile's probabilities are blended with a weight that is 0 within
+``tile`` x ``tile`` windows with a step of ``tile - overlap`` cover it exactly
+(:func:`core.windows.plan_tiles`, a regular grid); the step is a multiple of the model's
+``size_multiple`` so that every tile sees the same pooling grid as a whole-image pass would. Each tile's probabilities are blended with a weight that is 0 within
 ``overlap / 4`` of an inner tile edge (where zero padding inside the network distorts the
 output), rises linearly to 1 at ``3 * overlap / 4``, and is 1 on the image's own borders. So there
 are no seams, the right and bottom edges are covered (the original dropped both), and away from
 the borders the result equals a single whole-image pass when the model's receptive-field radius
 is at most ``overlap / 4``.
+
+Many images: :func:`predict_samples` yields one :class:`SamplePrediction` per image of a dataset
+split (carrying on past an image that cannot be read), :func:`predict_files` writes the masks (and
+composites) of image files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,19 +28,21 @@ import torch.nn.functional as F
 
 from core.checkpoint import LoadedModel, load_checkpoint
 from core.device import autocast, resolve_device, resolve_precision
-from core.errors import ConfigError, ImageReadError
-from core.export import composite
+from core.errors import ConfigError, ImageReadError, RooftopError
+from core.export import composite, composite_path, mask_path
 from core.io import (
     ensure_folder,
     is_image_file,
     list_images,
     read_image,
+    read_image_and_mask,
     read_mask,
     write_image,
     write_mask,
 )
 from core.postprocess import check_kernel, check_threshold, to_mask
-from core.progress import Stopped
+from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
+from core.windows import plan_tiles
 
 #: Most pixels per forward pass on the CPU (see predict_probabilities; benchmarks/predict_throughput.py).
 CPU_BATCH_PIXELS = 512 * 512
@@ -46,14 +53,6 @@ def _check_tiling(tile: int, overlap: int, multiple: int) -> None:
         raise ConfigError(f"--tile must be at least 32 and a multiple of {multiple} for this model, got {tile}")
     if overlap < 0 or overlap > tile // 2 or overlap % 2:
         raise ConfigError(f"--overlap must be even, from 0 to half the tile ({tile // 2}), got {overlap}")
-
-
-def _axis_plan(size: int, tile: int, step: int) -> tuple[int, list[int]]:
-    """Padded length and tile starts along one axis."""
-    if size <= tile:
-        return tile, [0]
-    count = -(-(size - tile) // step) + 1
-    return tile + (count - 1) * step, [i * step for i in range(count)]
 
 
 def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
@@ -96,13 +95,16 @@ def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tt
 
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                           device: torch.device | str | None = None, batch_size: int = 4,
-                          tta: bool = False, should_stop: Callable[[], bool] | None = None,
-                          on_progress: Callable[[int, int], None] | None = None,
+                          tta: bool = False, should_stop: StopCheck | None = None,
+                          on_progress: ProgressCallback | None = None,
                           precision: str = "auto") -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
 
     ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
-    (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly."""
+    (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly.
+    ``on_progress`` receives ``Progress(done, total, unit="tiles")`` after each batch of tiles
+    (not for an image that fits one tile); ``should_stop`` is polled before each batch (Stopped,
+    "prediction stopped")."""
     multiple = getattr(model, "size_multiple", 1)
     _check_tiling(tile, overlap, multiple)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -120,11 +122,11 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     if h <= tile and w <= tile:  # one pass, padded to the model's multiple
         ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         return _forward(model, _pad_image(image, ph, pw)[None], device, tta, amp_dtype)[0, :h, :w]
-    height, ys = _axis_plan(h, tile, step)
-    width, xs = _axis_plan(w, tile, step)
+    plan = plan_tiles(h, w, tile, step)
+    height, width, ys, xs = plan.padded_height, plan.padded_width, plan.ys, plan.xs
     padded = _pad_image(image, height, width)
     accum = np.zeros((height, width), np.float32)
-    tiles = [(y, x) for y in ys for x in xs]
+    tiles = plan.tiles()
     wy = {y: _ramp(tile, overlap, y == ys[0], y == ys[-1]) for y in ys}
     wx = {x: _ramp(tile, overlap, x == xs[0], x == xs[-1]) for x in xs}
     # The tiles form a grid and each weight is an outer product wy x wx, so the summed weight is
@@ -136,8 +138,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     for x in xs:
         sum_x[x:x + tile] += wx[x]
     for start in range(0, len(tiles), batch_size):
-        if should_stop is not None and should_stop():
-            raise Stopped("prediction stopped")
+        check_stop(should_stop, "prediction")
         chunk = tiles[start:start + batch_size]
         batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
         probs = _forward(model, batch, device, tta, amp_dtype)
@@ -145,8 +146,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
             prob *= wy[y][:, None]
             prob *= wx[x][None, :]
             accum[y:y + tile, x:x + tile] += prob
-        if on_progress is not None:
-            on_progress(min(start + batch_size, len(tiles)), len(tiles))
+        report(on_progress, Progress(min(start + batch_size, len(tiles)), len(tiles), unit="tiles"))
     inv_y = np.divide(1.0, sum_y, out=np.zeros_like(sum_y), where=sum_y > 0)[:h, None]
     inv_x = np.divide(1.0, sum_x, out=np.zeros_like(sum_x), where=sum_x > 0)[None, :w]
     out = accum[:h, :w]
@@ -209,6 +209,54 @@ def find_label_for(image_path: Path) -> Path | None:
 
 
 @dataclass(frozen=True)
+class SamplePrediction:
+    """The prediction of one image of :func:`predict_samples`: its probability map, or the error
+    that kept it from being read or predicted. ``label``: its mask, when asked for."""
+
+    sample: Any
+    prob: np.ndarray | None
+    error: RooftopError | None = None
+    label: np.ndarray | None = None
+
+
+def predict_samples(model: torch.nn.Module, samples: Sequence[Any], tile: int = 512,
+                    overlap: int = 64, device: torch.device | str | None = None,
+                    batch_size: int = 4, tta: bool = False, precision: str = "auto",
+                    with_labels: bool = False, should_stop: StopCheck | None = None,
+                    on_progress: ProgressCallback | None = None,
+                    what: str = "prediction") -> Iterator[SamplePrediction]:
+    """Predict ``samples`` (``core.dataset.Sample``: anything with ``name`` and ``image_path``)
+    one by one, yielding a :class:`SamplePrediction` for each, in order.
+
+    An image that cannot be read or predicted (a RooftopError) is yielded with its ``error`` and
+    the next one is predicted. ``with_labels``: each image is read with its label
+    (``sample.label_path``, which must be the image's size: ``core.io.read_image_and_mask``),
+    given as ``label``. ``on_progress`` receives ``Progress(done, total, item=name)`` before each
+    image is yielded; ``should_stop`` is polled before each image and between batches of tiles
+    (Stopped, "<what> stopped", ends the iteration). The tiling is checked before the first image.
+    The arguments of the tiling are :func:`predict_probabilities`'s.
+    """
+    _check_tiling(tile, overlap, getattr(model, "size_multiple", 1))
+    total = len(samples)
+    for index, sample in enumerate(samples):
+        check_stop(should_stop, what)
+        label = None
+        try:
+            if with_labels:
+                image, label = read_image_and_mask(sample.image_path, sample.label_path)
+            else:
+                image = read_image(sample.image_path)
+            prob = predict_probabilities(model, image, tile=tile, overlap=overlap, device=device,
+                                         batch_size=batch_size, tta=tta, should_stop=should_stop,
+                                         precision=precision)
+            result = SamplePrediction(sample, prob, None, label)
+        except RooftopError as exc:
+            result = SamplePrediction(sample, None, exc)
+        report(on_progress, Progress(index + 1, total, sample.name))
+        yield result
+
+
+@dataclass(frozen=True)
 class PredictedFile:
     source: Path
     mask_path: Path
@@ -219,10 +267,16 @@ class PredictedFile:
 def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path], out_dir: str | Path,
                   threshold: float | None = None, dilation: int = 0, tile: int = 512, overlap: int = 64,
                   composite_output: bool = False, device: str = "auto", tta: bool = False,
-                  on_progress: Callable[[int, int, Path], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None,
+                  on_progress: ProgressCallback | None = None,
+                  should_stop: StopCheck | None = None,
                   precision: str = "auto") -> list[PredictedFile]:
-    """Predict every input image and write ``out_dir/<name>.png`` (0/255) and optional composites."""
+    """Predict every input image and write ``out_dir/<name>.png`` (0/255) and optional composites
+    (``<name>_composite.png``, ``core.export.mask_path`` and ``composite_path``).
+
+    ``on_progress`` receives ``Progress(done, total, item=<the input's path>, unit="files")``
+    after each file; ``should_stop`` is polled before each file and between batches of tiles
+    (Stopped, "prediction stopped"). An unreadable input is an error (nothing after it is
+    written)."""
     dilation = check_kernel(dilation)
     files = collect_inputs(inputs)
     torch_device = resolve_device(device)
@@ -235,7 +289,7 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     outputs: dict[Path, Path] = {}
     sources = {f.resolve() for f in files}
     for source in files:
-        target = out_dir / f"{source.stem}.png"
+        target = mask_path(out_dir, source.name)
         if target in outputs:
             raise ConfigError(f"two inputs would both be written to {target}: {outputs[target]} and "
                               f"{source}; predict them into separate folders")
@@ -244,26 +298,24 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
         outputs[target] = source
     results = []
     for index, (target, source) in enumerate(outputs.items()):
-        if should_stop is not None and should_stop():
-            raise Stopped("prediction stopped")
+        check_stop(should_stop, "prediction")
         image = read_image(source)
         prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap,
                                      device=torch_device, tta=tta, should_stop=should_stop,
                                      precision=precision)
         mask = to_mask(prob, threshold, dilation)
         write_mask(target, mask)
-        composite_path = None
+        picture_path = None
         if composite_output:
             label_path = find_label_for(source)
             label = read_mask(label_path) if label_path is not None else None
             if label is not None and label.shape != mask.shape:
                 raise ImageReadError(f"label is {label.shape[1]} x {label.shape[0]} but the image is "
                                      f"{mask.shape[1]} x {mask.shape[0]}", label_path)
-            composite_path = out_dir / f"{source.stem}_composite.png"
-            write_image(composite_path, composite(image, label, mask))
-        results.append(PredictedFile(source, target, composite_path, float(mask.mean())))
-        if on_progress is not None:
-            on_progress(index + 1, len(outputs), source)
+            picture_path = composite_path(out_dir, source.name)
+            write_image(picture_path, composite(image, label, mask))
+        results.append(PredictedFile(source, target, picture_path, float(mask.mean())))
+        report(on_progress, Progress(index + 1, len(outputs), str(source), unit="files"))
     return results
 
 

@@ -7,14 +7,19 @@ Probability maps are cached in a size-bounded LRU keyed by the dataset's root an
 the model and image files (``core.result_cache``: no result crosses datasets), so switching images
 shows known predictions at once, threshold/dilation changes re-score a predicted split from the
 cache, a saved label re-scores its image (:meth:`PredictionPanel.label_saved`), and exports write
-what is shown (``core.export.export_mask`` = ``core.postprocess.to_mask``
-with the threshold and dilation of the layer panel).
+what is shown (``core.export.export_outputs``: ``core.postprocess.to_mask`` with the threshold and
+dilation of the layer panel).
+
+The loops are the core's, run in a worker: a split is predicted by ``core.predict.predict_samples``
+and scored by ``core.scores`` (``label_confusion``, ``score_all``, ``SplitScores``), an export is
+``core.export.export_outputs``. The worker reports typed events (:class:`SplitImageDone`,
+:class:`PredictionMade`, ``core.progress.Progress``) to the GUI thread.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +45,9 @@ from PySide6.QtWidgets import (
 
 from core.errors import RooftopError
 from core.metrics import Confusion
-from core.progress import Stopped
+from core.progress import Progress, Stopped
 from core.result_cache import ProbabilityCache, ResultKey, result_key
+from core.scores import SplitScores
 from rooftop_gui.browser import DatasetBrowser, Key, sample_key
 from rooftop_gui.canvas import ImageCanvas
 from rooftop_gui.errors import describe, show_error
@@ -72,37 +78,27 @@ class ModelHolder:
             self._loaded = None
 
 
-@dataclass
-class SplitScores:
-    """Per-image confusions of one predicted split, and the display settings they were made at."""
+@dataclass(frozen=True)
+class SplitImageDone:
+    """One image of a split prediction is done: ``done`` of ``total``; its probability map and
+    confusion against its label (None without a label), or the error that kept it from being
+    predicted or scored. ``key`` is the result key of the image as it was before it was read."""
 
-    split: str
-    model: Path
-    dataset: Path | None
-    threshold: float
-    dilation: int
-    per_image: dict[Key, Confusion] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def total(self) -> Confusion:
-        total = Confusion()
-        for conf in self.per_image.values():
-            total = total + conf
-        return total
+    done: int
+    total: int
+    sample: Any
+    key: ResultKey | None
+    prob: np.ndarray | None
+    confusion: Confusion | None
+    error: str | None
 
 
-def _confusion(prob: np.ndarray, label_path: Path | None, threshold: float,
-               dilation: int) -> Confusion | None:
-    from core.io import read_mask
-    from core.postprocess import to_mask
+@dataclass(frozen=True)
+class PredictionMade:
+    """A probability map made on the way (an export of an image that had none): cache it."""
 
-    if label_path is None or not Path(label_path).exists():
-        return None
-    truth = read_mask(label_path)
-    if truth.shape != prob.shape:
-        raise RooftopError(f"label is {truth.shape[1]} x {truth.shape[0]} but the prediction is "
-                           f"{prob.shape[1]} x {prob.shape[0]}", label_path)
-    return Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
+    key: ResultKey | None
+    prob: np.ndarray
 
 
 class PredictionPanel(QWidget):
@@ -341,9 +337,7 @@ class PredictionPanel(QWidget):
         def work(on_progress, should_stop):
             from core.predict import predict_probabilities
 
-            on_progress(("loading", 0, 1))
             loaded = holder.get(model_path)
-            on_progress(("predicting", 0, 1))
             return predict_probabilities(loaded.model, image, should_stop=should_stop)
 
         def done(prob):
@@ -380,44 +374,44 @@ class PredictionPanel(QWidget):
         keys = [self._key(s) for s in samples]  # the files as they are before they are read
 
         def work(on_progress, should_stop):
-            from core.io import read_image
-            from core.predict import predict_probabilities
+            from core import scores as core_scores
+            from core.predict import predict_samples
 
             loaded = holder.get(model_path)  # the model is loaded once for the whole split
-            for i, (sample, result) in enumerate(zip(samples, keys, strict=True)):
-                if should_stop():
-                    return "stopped"
-                try:
-                    image = read_image(sample.image_path)
-                    prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
-                    conf = _confusion(prob, sample.label_path, threshold, dilation)
-                    on_progress(("image", i + 1, len(samples), sample, result, prob, conf, None))
-                except Stopped:
-                    return "stopped"
-                except RooftopError as exc:  # a corrupt image: report it and go on
-                    on_progress(("image", i + 1, len(samples), sample, result, None, None,
-                                 str(exc)))
+            predictions = predict_samples(loaded.model, samples, should_stop=should_stop)
+            try:
+                for i, (result, key) in enumerate(zip(predictions, keys, strict=True)):
+                    prob, conf, error = result.prob, None, result.error
+                    if prob is not None:
+                        try:
+                            conf = core_scores.label_confusion(prob, result.sample.label_path,
+                                                               threshold, dilation)
+                        except RooftopError as exc:  # a label that cannot be read
+                            prob, error = None, exc
+                    # a corrupt image or label is reported and the split goes on
+                    on_progress(SplitImageDone(i + 1, len(samples), result.sample, key, prob,
+                                               conf, None if error is None else str(error)))
+            except Stopped:
+                return "stopped"
             return "done"
 
-        def progress(event):
-            _kind, i, n, sample, result, prob, conf, error = event
-            self.progress.setRange(0, n)
-            self.progress.setValue(i)
-            self.progress.setFormat(f"{i} / {n}")
-            if prob is not None:
-                self.set_probability(result, prob)
+        def progress(event: SplitImageDone):
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"{event.done} / {event.total}")
+            if event.prob is not None:
+                self.set_probability(event.key, event.prob)
             if self.scores is not scores:  # another dataset or model since: not its scores
                 return
-            if error:
-                scores.errors.append(error)
-            if prob is not None:
-                key = sample_key(sample)
-                if self._label_saves.get(key) != saves_at_start.get(key):
-                    # its label was saved while the split ran: maybe after the worker read it
-                    conf = self._score_saved_label(key, threshold, dilation)
+            if event.error:
+                scores.errors.append(event.error)
+            conf, key = event.confusion, sample_key(event.sample)
+            if event.prob is not None and self._label_saves.get(key) != saves_at_start.get(key):
+                # its label was saved while the split ran: maybe after the worker read it
+                conf = self._score_saved_label(key, threshold, dilation)
             if conf is not None:
-                scores.per_image[sample_key(sample)] = conf
-                self.browser.set_iou({sample_key(sample): conf.iou})
+                scores.per_image[key] = conf
+                self.browser.set_iou({key: conf.iou})
                 self._show_metrics()
 
         def done(outcome):
@@ -478,14 +472,12 @@ class PredictionPanel(QWidget):
         saves_at_start = dict(self._label_saves)
 
         def work(on_progress, should_stop):
-            out = {}
-            for key, prob, label_path in jobs:
-                if should_stop():
-                    return None
-                conf = _confusion(prob, label_path, threshold, dilation)
-                if conf is not None:
-                    out[key] = conf
-            return out
+            from core import scores as core_scores
+
+            try:
+                return core_scores.score_all(jobs, threshold, dilation, should_stop)
+            except Stopped:
+                return None
 
         def done(result):
             if result is None or self.scores is not scores:
@@ -563,8 +555,10 @@ class PredictionPanel(QWidget):
         prob = self.cached_probability(sample)
         if prob is None:
             return None
+        from core import scores as core_scores
+
         try:
-            return _confusion(prob, label_path, threshold, dilation)
+            return core_scores.label_confusion(prob, label_path, threshold, dilation)
         except RooftopError:
             return None
 
@@ -611,6 +605,8 @@ class PredictionPanel(QWidget):
 
     def export(self, what: str, out_dir: Path, scope: str = "image") -> Task | None:
         """Write ``what`` ("masks" or "composites") of the current image or the split."""
+        from core.export import ExportItem
+
         threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
         if scope == "image":
             sample = self._current
@@ -619,8 +615,9 @@ class PredictionPanel(QWidget):
                 show_error(self, "Nothing to export",
                            "Predict the current image first (Ctrl+Return).")
                 return None
-            jobs = [(sample, self._key(sample), prob, self.canvas.image(),
-                     self.canvas.label_array())]
+            items = [ExportItem(sample.name, sample.image_path, sample.label_path, prob,
+                                self.canvas.image(), self.canvas.label_array(),
+                                tag=self._key(sample))]
             model_path = self.model_path
         else:
             split = self.split_box.currentData()
@@ -630,9 +627,9 @@ class PredictionPanel(QWidget):
                 return None
             model_path = self.model_path
             keys = [self._key(s) for s in samples]
-            jobs = [(s, key, self.cache.get(key), None, None)
-                    for s, key in zip(samples, keys, strict=True)]
-            if model_path is None and any(p is None for _s, _k, p, _i, _l in jobs):
+            items = [ExportItem(s.name, s.image_path, s.label_path, self.cache.get(key), tag=key)
+                     for s, key in zip(samples, keys, strict=True)]
+            if model_path is None and any(item.prob is None for item in items):
                 show_error(self, "No model", "Load or train a model to predict the images "
                                              "that have no prediction yet.")
                 return None
@@ -642,65 +639,34 @@ class PredictionPanel(QWidget):
         holder = self.models
 
         def work(on_progress, should_stop):
-            from core.export import composite, export_mask
-            from core.io import (
-                ensure_folder,
-                read_image,
-                read_mask,
-                remove_stale_temp_files,
-                write_image,
-            )
-            from core.postprocess import to_mask
+            from core.export import export_outputs
 
-            ensure_folder(out_dir)
-            # leftovers of an export of these files killed midway (the folder is the user's:
-            # other files' are left alone)
-            stems = [Path(sample.name).stem for sample, *_rest in jobs]
-            remove_stale_temp_files(out_dir, targets=[
-                f"{stem}.png" if what == "masks" else f"{stem}_composite.png" for stem in stems])
-            written, errors, loaded = [], [], None
-            for i, (sample, key, prob, image, label) in enumerate(jobs):
-                if should_stop():
-                    break
-                try:
-                    if prob is None or (what == "composites" and image is None):
-                        image = read_image(sample.image_path)
-                    if prob is None:
-                        from core.predict import predict_probabilities
+            def predict(item, image):
+                from core.predict import predict_probabilities
 
-                        loaded = loaded or holder.get(model_path)
-                        prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
-                        on_progress(("prob", key, prob))
-                    stem = Path(sample.name).stem
-                    if what == "masks":
-                        written.append(export_mask(out_dir, stem, prob, threshold, dilation))
-                    else:
-                        if label is None and sample.label_path and Path(sample.label_path).exists():
-                            label = read_mask(sample.label_path)
-                        picture = composite(image, label, to_mask(prob, threshold, dilation))
-                        written.append(write_image(out_dir / f"{stem}_composite.png", picture))
-                except Stopped:
-                    break
-                except RooftopError as exc:
-                    errors.append(str(exc))
-                on_progress(("count", i + 1, len(jobs)))
-            return written, errors
+                loaded = holder.get(model_path)  # loaded once, for the first image without one
+                prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
+                on_progress(PredictionMade(item.tag, prob))
+                return prob
+
+            return export_outputs(out_dir, what, items, threshold, dilation, predict=predict,
+                                  on_progress=on_progress, should_stop=should_stop)
 
         def progress(event):
-            if event[0] == "prob":
-                self.set_probability(event[1], event[2])
-            else:
-                self.progress.setRange(0, event[2])
-                self.progress.setValue(event[1])
-                self.progress.setFormat(f"{event[1]} / {event[2]}")
+            if isinstance(event, PredictionMade):
+                self.set_probability(event.key, event.prob)
+            elif isinstance(event, Progress):
+                self.progress.setRange(0, event.total)
+                self.progress.setValue(event.done)
+                self.progress.setFormat(f"{event.done} / {event.total}")
 
         def done(result):
-            written, errors = result
             dil = f"dilation {dilation}" if dilation else "no dilation"
-            self.status_message.emit(f"Exported {len(written)} {what} to {out_dir} "
+            self.status_message.emit(f"Exported {len(result.written)} {what} to {out_dir} "
                                      f"(threshold {threshold:.2f}, {dil})")
-            if errors:
-                show_error(self, f"Some {what} could not be exported", "\n".join(errors[:10]))
+            if result.errors:
+                show_error(self, f"Some {what} could not be exported",
+                           "\n".join(result.errors[:10]))
 
         return self._start(work, done, f"Exporting {what}…", busy=True, on_progress=progress)
 

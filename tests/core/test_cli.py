@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import pickle
 import shutil
@@ -14,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cli import main
+from core.cli import ProgressBar, Reporter, main
+from core.progress import Progress, Stopped
 
 
 def run_cli(capsys, *args):
@@ -121,6 +123,49 @@ def test_predict_writes_masks_and_composites(capsys, workdir, dataset, model, sc
         assert composite.size[0] > 3 * 64  # input | label | prediction
     big = Image.open(out_dir / "image.png")
     assert big.size == (256, 256)  # the whole scene, right and bottom edges included
+
+
+def test_evaluate_and_predict_report_progress_events(tmp_path, dataset, model):
+    from core.evaluate import evaluate
+    from core.predict import predict_files
+
+    events = []
+    result = evaluate(dataset, model, device="cpu", on_progress=events.append)
+    names = [s.name for s in result.per_image]
+    assert [(e.done, e.total, e.item, e.unit) for e in events] == [
+        (i + 1, len(names), name, "images") for i, name in enumerate(names)]
+    with pytest.raises(Stopped, match="evaluation stopped"):
+        evaluate(dataset, model, device="cpu", should_stop=lambda: True)
+
+    events = []
+    written = predict_files(model, [dataset / "test" / "data"], tmp_path / "p", device="cpu",
+                            on_progress=events.append)
+    assert [(e.done, e.total, e.item, e.unit) for e in events] == [
+        (i + 1, len(written), str(r.source), "files") for i, r in enumerate(written)]
+    with pytest.raises(Stopped, match="prediction stopped"):
+        predict_files(model, [dataset / "test" / "data"], tmp_path / "q", device="cpu",
+                      should_stop=lambda: True)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bars_show_rate_and_eta_on_a_terminal_only():
+    def shown(stream, **kwargs):
+        with ProgressBar(Reporter(stream=stream, **kwargs), "predicting", "files") as bar:
+            bar("a training event: ignored")
+            for i in range(3):
+                bar(Progress(i + 1, 3, f"/in/img{i}.png", "files"))
+        return stream.getvalue()
+
+    text = shown(_Terminal())
+    assert "predicting" in text and "/3" in text and "files/s" in text  # count and rate
+    assert "<" in text  # elapsed<remaining: the ETA
+    assert text.endswith("\r")  # cleared when done: the next line starts clean
+    assert shown(io.StringIO()) == ""  # not a terminal (a log, a pipe)
+    assert shown(_Terminal(), bars=False) == ""  # --json
 
 
 @pytest.mark.parametrize("command", ["demo", "generate", "train", "evaluate", "predict"])

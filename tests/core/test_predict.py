@@ -4,9 +4,18 @@ import numpy as np
 import pytest
 import torch
 
+from core.dataset import Sample
 from core.errors import ConfigError, ImageReadError
 from core.models import build_model
-from core.predict import collect_inputs, find_label_for, predict_probabilities, predict_whole
+from core.predict import (
+    collect_inputs,
+    find_label_for,
+    predict_probabilities,
+    predict_samples,
+    predict_whole,
+)
+from core.progress import Progress, Stopped
+from core.windows import plan_tiles
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +132,68 @@ def test_find_label_for_dataset_layout(tmp_path):
     (tmp_path / "image.png").touch()
     (tmp_path / "labels.png").touch()
     assert find_label_for(tmp_path / "image.png") == tmp_path / "labels.png"
+
+
+def test_tiles_are_reported_as_progress_and_a_stop_is_stopped(image):
+    model = _model("prescribed")
+    events = []
+    predict_probabilities(model, image, tile=128, overlap=32, batch_size=2, precision="fp32",
+                          on_progress=events.append)
+    tiles = len(plan_tiles(300, 420, 128, 96))
+    assert all(isinstance(e, Progress) and e.unit == "tiles" and e.total == tiles for e in events)
+    assert [e.done for e in events] == [min(i + 2, tiles) for i in range(0, tiles, 2)]
+    with pytest.raises(Stopped, match="prediction stopped"):
+        predict_probabilities(model, image, tile=128, overlap=32, should_stop=lambda: True)
+
+
+def _samples(tmp_path, count=3, broken=1):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "label").mkdir()
+    samples = []
+    for i in range(count):
+        path = tmp_path / "data" / f"{i:05d}.png"
+        label = tmp_path / "label" / path.name
+        if i == broken:
+            path.write_text("not a picture")
+        else:
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
+        Image.fromarray(np.zeros((40, 48), np.uint8)).save(label)
+        samples.append(Sample(path.name, "test", path, label))
+    return samples
+
+
+def test_predict_samples_yields_one_result_per_image_and_carries_on(tmp_path):
+    model = _model("prescribed")
+    samples = _samples(tmp_path)
+    events = []
+    results = list(predict_samples(model, samples, precision="fp32", on_progress=events.append))
+    assert [r.sample for r in results] == samples
+    assert results[1].prob is None and isinstance(results[1].error, ImageReadError)
+    assert "00001.png" in str(results[1].error)
+    for r in (results[0], results[2]):
+        assert r.error is None and r.label is None
+        from core.io import read_image
+
+        expected = predict_probabilities(model, read_image(r.sample.image_path), precision="fp32")
+        np.testing.assert_array_equal(r.prob, expected)
+    assert [(e.done, e.total, e.item) for e in events] == [(i + 1, 3, s.name)
+                                                          for i, s in enumerate(samples)]
+    with_labels = list(predict_samples(model, samples[:1], with_labels=True))
+    assert with_labels[0].label.shape == (40, 48) and not with_labels[0].label.any()
+
+
+def test_predict_samples_stops_and_checks_the_tiling_first(tmp_path):
+    model = _model("prescribed")
+    samples = _samples(tmp_path, broken=-1)
+    calls = iter([False, True])
+    got = []
+    with pytest.raises(Stopped, match="evaluation stopped"):
+        for result in predict_samples(model, samples, should_stop=lambda: next(calls, True),
+                                      what="evaluation"):
+            got.append(result)
+    assert len(got) == 1
+    with pytest.raises(ConfigError, match="tile"):
+        next(predict_samples(model, samples, tile=100))

@@ -16,10 +16,10 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QPointF, Qt
 from PySide6.QtTest import QTest
 
+from core import scores
 from core.io import read_mask
 from core.metrics import Confusion
 from core.postprocess import to_mask
-from rooftop_gui import prediction_panel
 from rooftop_gui.main_window import MainWindow
 from rooftop_gui.settings import make_settings
 from tests.factories import save_prescribed_model
@@ -116,7 +116,7 @@ def hold_scoring_after_reading(monkeypatch, name: str) -> tuple[threading.Event,
     """Make the scoring workers stop right after reading label ``name`` (``read_old`` is set)
     until ``go_on`` is set."""
     read_old, go_on = threading.Event(), threading.Event()
-    real = prediction_panel._confusion
+    real = scores.label_confusion
 
     def slow_confusion(prob, label_path, threshold, dilation):
         conf = real(prob, label_path, threshold, dilation)
@@ -125,7 +125,7 @@ def hold_scoring_after_reading(monkeypatch, name: str) -> tuple[threading.Event,
             go_on.wait(10)
         return conf
 
-    monkeypatch.setattr(prediction_panel, "_confusion", slow_confusion)
+    monkeypatch.setattr(scores, "label_confusion", slow_confusion)
     return read_old, go_on
 
 
