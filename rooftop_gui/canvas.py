@@ -17,6 +17,9 @@ Rendering is built for slider speed on 2048 x 2048 images:
 
 * every overlay is an 8-bit indexed image whose colour table does the colouring (no RGBA built
   in Python), converted once to a QPixmap;
+* the label is drawn as its outline (``overlays.outline_region``); an edit recomputes only its
+  rectangle grown by the outline's width. While the error map shows something the outline is
+  not drawn: the error map shows the label itself, and the outline would hide its edge bands;
 * opacity is the layers' item opacity (no pixel work at all);
 * the thresholded mask is cached per threshold and the heat-map codes per kernel size; a
   threshold or dilation change costs one comparison, one fast uint8 max filter and one upload;
@@ -73,11 +76,17 @@ class IndexedLayerItem(QGraphicsItem):
     :meth:`update_region` then rewrites only a rectangle of it, in numpy, through a look-up table
     of the very pixels Qt's conversion makes of each code: no QPainter, no QImage built per brush
     move.
+
+    With ``outline`` > 0 the codes are a mask (0/1) drawn as its outline, ``outline`` pixels
+    wide (:func:`rooftop_gui.overlays.outline_region`); :meth:`update_region` then recomputes the
+    rectangle grown by ``outline`` pixels, all that an edit inside the rectangle can change.
+    :meth:`codes` stays the mask.
     """
 
-    def __init__(self, table: list[int], z: float) -> None:
+    def __init__(self, table: list[int], z: float, outline: int = 0) -> None:
         super().__init__()
         self._table = table
+        self._outline = int(outline)
         self._lut: np.ndarray | None = None    # code -> ARGB32 premultiplied pixel (uint32)
         self._image = QImage()                 # what paint() draws
         self._pixels: np.ndarray | None = None  # writable (H, W) uint32 view of _image
@@ -108,12 +117,26 @@ class IndexedLayerItem(QGraphicsItem):
     def _argb(self, codes: np.ndarray) -> QImage:
         return self._qimage(codes).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
 
+    @property
+    def outline(self) -> int:
+        """Outline width in image pixels (0: the codes are drawn filled)."""
+        return self._outline
+
+    def set_outline(self, width: int) -> None:
+        """Draw the codes as an outline ``width`` pixels wide (0: filled); redraws the layer."""
+        if int(width) != self._outline:
+            self._outline = int(width)
+            self.set_codes(self._codes)
+
+    def _drawn(self, codes: np.ndarray) -> np.ndarray:
+        return overlays.outline_codes(codes, self._outline) if self._outline > 0 else codes
+
     def set_codes(self, codes: np.ndarray | None) -> None:
         """Replace the whole layer (``None`` clears it)."""
         self.prepareGeometryChange()
         self._codes = codes
         self._pixels = None
-        self._image = QImage() if codes is None else self._argb(codes)
+        self._image = QImage() if codes is None else self._argb(self._drawn(codes))
         self._bounds = QRectF(0, 0, self._image.width(), self._image.height())
         self.update()
 
@@ -123,6 +146,8 @@ class IndexedLayerItem(QGraphicsItem):
             self.set_codes(codes)
             return
         self._codes = codes
+        if self._outline > 0:  # an edit moves the boundary up to `outline` pixels around it
+            rect = rect.adjusted(-self._outline, -self._outline, self._outline, self._outline)
         rect = rect.intersected(QRect(0, 0, codes.shape[1], codes.shape[0]))
         if rect.isEmpty():
             return
@@ -135,10 +160,16 @@ class IndexedLayerItem(QGraphicsItem):
                 image.height(), image.bytesPerLine() // 4)[:, :image.width()]
         rows = slice(rect.top(), rect.bottom() + 1)
         cols = slice(rect.left(), rect.right() + 1)
-        self._pixels[rows, cols] = self._lut[codes[rows, cols]]
+        if self._outline > 0:
+            drawn = overlays.outline_region(codes, rect.left(), rect.top(), rect.right() + 1,
+                                            rect.bottom() + 1, self._outline)
+        else:
+            drawn = codes[rows, cols]
+        self._pixels[rows, cols] = self._lut[drawn]
         self.update(QRectF(rect))
 
     def codes(self) -> np.ndarray | None:
+        """The codes given (for an outline layer, the mask, not its outline)."""
         return self._codes
 
     def rendered(self) -> QImage:
@@ -212,7 +243,9 @@ class ImageCanvas(QGraphicsView):
         self._image_item = QGraphicsPixmapItem()
         self._image_item.setZValue(0)
         self._image_item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
-        self._label_item = IndexedLayerItem(overlays.mask_table(overlays.LABEL_COLOR), 10)
+        # the label's outline is drawn above the prediction fill and the error map
+        self._label_item = IndexedLayerItem(overlays.mask_table(overlays.LABEL_COLOR), 40,
+                                            outline=overlays.OUTLINE_WIDTH)
         self._pred_item = IndexedLayerItem(overlays.mask_table(overlays.PREDICTION_COLOR), 20)
         self._error_item = IndexedLayerItem(overlays.error_table(), 30)
         for item in (self._image_item, self._label_item, self._pred_item, self._error_item):
@@ -269,7 +302,7 @@ class ImageCanvas(QGraphicsView):
         self._label = mask
         self._label_item.set_codes(None if mask is None else overlays.mask_codes(mask))
         self._refresh_error()
-        self.layers_changed.emit()
+        self._apply_layer_state()  # (emits layers_changed)
 
     def set_probability(self, prob: np.ndarray | None) -> None:
         """Show a probability map (H, W float32 in [0, 1]) as the prediction layer."""
@@ -359,6 +392,15 @@ class ImageCanvas(QGraphicsView):
     def is_layer_visible(self, layer: str) -> bool:
         return getattr(self.state, f"show_{layer}")
 
+    def set_label_outline(self, outline: bool) -> None:
+        """Draw the label as its outline (the default) or filled."""
+        self._label_item.set_outline(overlays.OUTLINE_WIDTH if outline else 0)
+        self._label_item.setZValue(40 if outline else 10)
+        self._apply_layer_state()
+
+    def label_outline(self) -> bool:
+        return self._label_item.outline > 0
+
     def set_heatmap(self, on: bool) -> None:
         """Show the prediction as a probability heat map (True) or as the thresholded mask."""
         if self.state.heatmap != bool(on):
@@ -387,11 +429,17 @@ class ImageCanvas(QGraphicsView):
 
     def _apply_layer_state(self) -> None:
         s = self.state
-        self._label_item.setVisible(s.show_label)
+        # While the error map shows something, it shows the label too (true positives + false
+        # negatives); an outline on top would hide the narrow error bands along the roof edges
+        # and, yellow beside the orange false positives, read as one thick border.
+        self._label_item.setVisible(s.show_label and not (
+            self.label_outline() and s.show_error and self._error_item.codes() is not None))
         self._pred_item.setVisible(s.show_prediction)
         self._error_item.setVisible(s.show_error)
-        for item in (self._label_item, self._pred_item):
-            item.setOpacity(s.opacity)
+        self._pred_item.setOpacity(s.opacity)
+        # a thin outline needs more opacity than a fill to read: opaque from 50 % up
+        self._label_item.setOpacity(min(1.0, 2 * s.opacity) if self.label_outline()
+                                    else s.opacity)
         self._error_item.setOpacity(min(1.0, s.opacity + 0.25))
         self.layers_changed.emit()
 

@@ -6,8 +6,8 @@ the same actions in its View menu and toolbar; the panel's check boxes mirror th
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QRectF, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QKeySequence, QLinearGradient, QPainter
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -33,6 +33,50 @@ def _swatch(rgb: tuple[int, int, int]) -> QLabel:
     label.setFixedSize(12, 12)
     label.setStyleSheet(f"background: rgb{tuple(rgb)}; border-radius: 2px;")
     return label
+
+
+def _outline_swatch(rgb: tuple[int, int, int]) -> QLabel:
+    """The label layer's swatch: a square outline, as the layer is drawn."""
+    label = QLabel()
+    label.setFixedSize(12, 12)
+    label.setStyleSheet(f"background: transparent; border: 2px solid rgb{tuple(rgb)}; "
+                        "border-radius: 2px;")
+    return label
+
+
+class HeatLegend(QWidget):
+    """The heat map's colour scale: its colour ramp from probability 0 to 1, with ticks."""
+
+    TICKS = (0.0, 0.5, 1.0)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("heatLegend")
+        self.setToolTip("Heat-map colours: the predicted probability of a roof, from 0 to 1")
+        self.setMinimumWidth(120)
+        self.setFixedHeight(12 + self.fontMetrics().height() + 2)
+
+    def bar_rect(self) -> QRectF:
+        margin = self.fontMetrics().horizontalAdvance("0.5") / 2 + 1
+        return QRectF(margin, 1, max(1.0, self.width() - 2 * margin), 10)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        bar = self.bar_rect()
+        gradient = QLinearGradient(bar.left(), 0, bar.right(), 0)
+        for value, rgb in overlays.heat_stops():
+            gradient.setColorAt(value, QColor(*rgb))
+        painter.fillRect(bar, gradient)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        metrics = self.fontMetrics()
+        for value in self.TICKS:
+            x = bar.left() + value * bar.width()
+            painter.drawLine(round(x), round(bar.bottom()), round(x), round(bar.bottom()) + 2)
+            text = f"{value:g}"
+            width = metrics.horizontalAdvance(text)
+            painter.drawText(round(x - width / 2), round(bar.bottom()) + 2 + metrics.ascent(), text)
+        painter.end()
 
 
 def _key(text: str) -> QLabel:
@@ -78,6 +122,7 @@ class LayersPanel(QWidget):
         self.label_box = QCheckBox("Label")
         self.prediction_box = QCheckBox("Prediction")
         self.heatmap_box = QCheckBox("as heat map")
+        self.heat_legend = HeatLegend()
         self.error_box = QCheckBox("Error map")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -106,7 +151,7 @@ class LayersPanel(QWidget):
 
         layers = QGridLayout()
         layers.setHorizontalSpacing(8)
-        layers.addWidget(_swatch(overlays.LABEL_COLOR), 0, 0)
+        layers.addWidget(_outline_swatch(overlays.LABEL_COLOR), 0, 0)
         layers.addWidget(self.label_box, 0, 1)
         layers.addWidget(_key("L"), 0, 2)
         layers.addWidget(_swatch(overlays.PREDICTION_COLOR), 1, 0)
@@ -114,9 +159,10 @@ class LayersPanel(QWidget):
         layers.addWidget(_key("P"), 1, 2)
         layers.addWidget(self.heatmap_box, 2, 1)
         layers.addWidget(_key("H"), 2, 2)
-        layers.addWidget(_swatch(overlays.TP_COLOR), 3, 0)
-        layers.addWidget(self.error_box, 3, 1)
-        layers.addWidget(_key("E"), 3, 2)
+        layers.addWidget(self.heat_legend, 3, 1, 1, 2)  # shown while the heat map is on
+        layers.addWidget(_swatch(overlays.TP_COLOR), 4, 0)
+        layers.addWidget(self.error_box, 4, 1)
+        layers.addWidget(_key("E"), 4, 2)
         legend = QHBoxLayout()
         legend.setSpacing(4)
         for rgb, text in ((overlays.TP_COLOR, "true pos."), (overlays.FP_COLOR, "false pos."),
@@ -127,7 +173,7 @@ class LayersPanel(QWidget):
             legend.addWidget(caption)
             legend.addSpacing(6)
         legend.addStretch(1)
-        layers.addLayout(legend, 4, 1, 1, 2)
+        layers.addLayout(legend, 5, 1, 1, 2)
         layers.setColumnStretch(1, 1)
 
         form = QFormLayout()
@@ -215,6 +261,7 @@ class LayersPanel(QWidget):
         self.threshold.setValue(round(st.threshold * 100))
         self.threshold_spin.setValue(st.threshold)
         self.kernel.setEnabled(st.dilation_on)
+        self.heat_legend.setVisible(st.heatmap)
         for w in widgets:
             w.blockSignals(False)
 
@@ -227,6 +274,7 @@ class LayersPanel(QWidget):
 
     def _heatmap(self, on: bool) -> None:
         self.canvas.set_heatmap(on)
+        self.heat_legend.setVisible(on)
         if on and not self.canvas.is_layer_visible("prediction"):
             self.prediction_action.setChecked(True)
         self._save("heatmap", on)

@@ -5,6 +5,13 @@ Overlays are drawn as 8-bit indexed images: a mask *is* its own index image (0 =
 map codes ``prediction + 2 * label`` (0 nothing, 1 false positive, 2 false negative, 3 true
 positive). No RGBA array is ever built in Python, which keeps a 2048 x 2048 redraw to a few ms.
 Qt-free: colours are ARGB ints, so this module is testable headless.
+
+Colours are chosen to read at a glance on aerial images, brick-red roofs included, and for
+colour-blind eyes: the label is drawn as its outline (:func:`outline_codes`, the inner
+``OUTLINE_WIDTH`` pixels of its boundary) in yellow, so a sky-blue prediction fill under it
+never mixes into an ambiguous purple; the error map uses blue / orange / pink (Okabe-Ito's
+blue and orange, and a pink far from both), whose pairwise CIELAB distances stay above 45 also
+under simulated deuteranopia and protanopia (Machado 2009; tests/gui/test_overlays.py checks).
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import numpy as np
 
 from core.postprocess import max_filter  # noqa: F401  (the canvas's dilation is core's)
 
-LABEL_COLOR = (0, 200, 255)        # cyan
-PREDICTION_COLOR = (255, 60, 200)  # magenta
-TP_COLOR = (60, 210, 90)           # green: roof found
-FP_COLOR = (240, 60, 50)           # red: roof predicted where there is none
-FN_COLOR = (255, 200, 0)           # amber: roof missed
+LABEL_COLOR = (255, 235, 0)        # yellow, drawn as an outline
+PREDICTION_COLOR = (0, 190, 255)   # sky blue, filled
+TP_COLOR = (25, 70, 255)           # blue: roof found
+FP_COLOR = (240, 160, 0)           # orange: roof predicted where there is none
+FN_COLOR = (255, 100, 210)         # pink: roof missed
+#: Width in image pixels of the label's outline (the inner band of its boundary).
+OUTLINE_WIDTH = 2
 
 ERROR_NAMES = {1: "false positive", 2: "false negative", 3: "true positive"}
 
@@ -60,6 +69,11 @@ def heat_color(value: float) -> tuple[int, int, int]:
     return tuple(int(np.interp(value, _HEAT_POINTS[:, 0], _HEAT_POINTS[:, i])) for i in (1, 2, 3))
 
 
+def heat_stops(count: int = 11) -> list[tuple[float, tuple[int, int, int]]]:
+    """``count`` evenly spaced ``(value, rgb)`` stops of the heat map's colour ramp (legends)."""
+    return [(float(v), heat_color(float(v))) for v in np.linspace(0.0, 1.0, count)]
+
+
 def mask_codes(mask: np.ndarray) -> np.ndarray:
     """A bool mask as uint8 codes 0/1 (a view, no copy, when already contiguous bool)."""
     mask = np.ascontiguousarray(mask, dtype=bool)
@@ -78,3 +92,42 @@ def error_codes(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
     codes = mask_codes(label) * np.uint8(2)
     codes += mask_codes(prediction)
     return codes
+
+
+def outline_region(codes: np.ndarray, x0: int, y0: int, x1: int, y1: int,
+                   width: int = OUTLINE_WIDTH) -> np.ndarray:
+    """The outline codes (1 on the boundary, else 0) of the mask ``codes`` in ``[y0:y1, x0:x1]``.
+
+    A pixel is on the boundary when it is in the mask and a pixel within ``width`` (Chebyshev
+    distance) is not, outside the image counting as not in the mask (a roof cut by the image
+    edge is closed there). Only the window grown by ``width`` is read, so an edit's rectangle
+    grown by ``width`` is all that a brush move needs to recompute.
+    """
+    height, full_width = codes.shape
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(full_width, x1), min(height, y1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.uint8)
+    w = int(width)
+    inside = np.asarray(codes[y0:y1, x0:x1]).astype(bool)
+    if w <= 0:
+        return inside.view(np.uint8)
+    window = np.zeros((y1 - y0 + 2 * w, x1 - x0 + 2 * w), bool)  # zero outside the image
+    sy0, sx0 = max(0, y0 - w), max(0, x0 - w)
+    sy1, sx1 = min(height, y1 + w), min(full_width, x1 + w)
+    window[sy0 - (y0 - w):sy1 - (y0 - w), sx0 - (x0 - w):sx1 - (x0 - w)] = codes[sy0:sy1, sx0:sx1]
+    k = 2 * w + 1
+    rows = window[:, 0:window.shape[1] - k + 1].copy()  # erosion by a k x k square, separably
+    for i in range(1, k):
+        rows &= window[:, i:window.shape[1] - k + 1 + i]
+    eroded = rows[0:rows.shape[0] - k + 1].copy()
+    for i in range(1, k):
+        eroded &= rows[i:rows.shape[0] - k + 1 + i]
+    np.logical_not(eroded, out=eroded)
+    eroded &= inside
+    return eroded.view(np.uint8)
+
+
+def outline_codes(codes: np.ndarray, width: int = OUTLINE_WIDTH) -> np.ndarray:
+    """The outline codes of a whole mask (see :func:`outline_region`)."""
+    return outline_region(codes, 0, 0, codes.shape[1], codes.shape[0], width)

@@ -41,7 +41,7 @@ def layers_match(canvas, mask: np.ndarray) -> bool:
 
 
 def fresh_render(item: IndexedLayerItem, codes: np.ndarray):
-    other = IndexedLayerItem(item._table, 0)
+    other = IndexedLayerItem(item._table, 0, outline=item.outline)
     other.set_codes(codes.copy())
     return other.rendered()
 
