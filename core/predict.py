@@ -1,9 +1,11 @@
 """Prediction: single images of any size, tiled with overlap and blended, and batch file output.
 
-Tiling (:func:`predict_probabilities`): the image is reflect-padded on the bottom/right so that
+Tiling (:func:`predict_probabilities`, the row-of-tiles loop of :mod:`core.tiled_inference`,
+which a windowed orthophoto runs too): the image is reflect-padded on the bottom/right so that
 ``tile`` x ``tile`` windows with a step of ``tile - overlap`` cover it exactly
 (:func:`core.windows.plan_tiles`, a regular grid); the step is a multiple of the model's
-``size_multiple`` so that every tile sees the same pooling grid as a whole-image pass would. Each tile's probabilities are blended with a weight that is 0 within
+``size_multiple`` so that every tile sees the same pooling grid as a whole-image pass would.
+Each tile's probabilities are blended with a weight that is 0 within
 ``overlap / 4`` of an inner tile edge (where zero padding inside the network distorts the
 output), rises linearly to 1 at ``3 * overlap / 4``, and is 1 on the image's own borders. So there
 are no seams, the right and bottom edges are covered (the original dropped both), and away from
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from core.checkpoint import LoadedModel, load_checkpoint
-from core.device import autocast, resolve_device, resolve_precision
+from core.device import resolve_device, resolve_precision
 from core.errors import ConfigError, ImageReadError, RooftopError
 from core.export import composite, composite_path, mask_path
 from core.io import (
@@ -42,55 +44,13 @@ from core.io import (
 )
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
-from core.windows import plan_tiles
-
-#: Most pixels per forward pass on the CPU (see predict_probabilities; benchmarks/predict_throughput.py).
-CPU_BATCH_PIXELS = 512 * 512
-
-
-def _check_tiling(tile: int, overlap: int, multiple: int) -> None:
-    if tile < 32 or tile % multiple:
-        raise ConfigError(f"--tile must be at least 32 and a multiple of {multiple} for this model, got {tile}")
-    if overlap < 0 or overlap > tile // 2 or overlap % 2:
-        raise ConfigError(f"--overlap must be even, from 0 to half the tile ({tile // 2}), got {overlap}")
-
-
-def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """1-D blending weight of a tile (see module docstring)."""
-    weight = np.ones(length, np.float32)
-    if overlap <= 0:
-        return weight
-    lo, hi = overlap / 4.0, 3.0 * overlap / 4.0
-    d = np.arange(length, dtype=np.float32)
-    ramp = np.clip((d - lo + 0.5) / (hi - lo), 0.0, 1.0)
-    if not first:
-        weight = np.minimum(weight, ramp)
-    if not last:
-        weight = np.minimum(weight, ramp[::-1])
-    return weight
-
-
-def _pad_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    ph, pw = height - h, width - w
-    if not ph and not pw:
-        return image
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
-
-
-def _forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool,
-             amp_dtype: torch.dtype | None) -> np.ndarray:
-    """Probabilities ``(N, H, W)`` for a uint8 batch ``(N, H, W, 3)``; optional flip TTA."""
-    x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).to(device)
-    x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), autocast(device, amp_dtype):
-        prob = torch.sigmoid(model(x).float())
-        if tta:
-            prob = prob + torch.sigmoid(model(x.flip(-1)).float()).flip(-1)
-            prob = prob + torch.sigmoid(model(x.flip(-2)).float()).flip(-2)
-            prob = prob / 3.0
-    return prob[:, 0].float().cpu().numpy()
+from core.tiled_inference import (
+    array_reader,
+    check_tiling,
+    forward,
+    pad_image,
+    stream_probabilities,
+)
 
 
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
@@ -103,55 +63,21 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
     (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly.
     ``on_progress`` receives ``Progress(done, total, unit="tiles")`` after each batch of tiles
-    (not for an image that fits one tile); ``should_stop`` is polled before each batch (Stopped,
-    "prediction stopped")."""
-    multiple = getattr(model, "size_multiple", 1)
-    _check_tiling(tile, overlap, multiple)
+    (once, 1 of 1, for an image that fits one tile); ``should_stop`` is polled before each batch
+    (Stopped, "prediction stopped")."""
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if device is None:
         device = next(model.parameters()).device
     model.eval()
     amp_dtype = resolve_precision(precision, device, model)
-    if device.type == "cpu":
-        # CPU convolutions run 1.5-2x faster per pixel while a pass's activations stay in the
-        # cache: about a quarter megapixel per forward pass (one 512 tile) beats four at once.
-        batch_size = max(1, min(batch_size, CPU_BATCH_PIXELS // (tile * tile)))
     h, w = image.shape[:2]
-    step = tile - overlap
-    step -= step % multiple
-    if h <= tile and w <= tile:  # one pass, padded to the model's multiple
-        ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        return _forward(model, _pad_image(image, ph, pw)[None], device, tta, amp_dtype)[0, :h, :w]
-    plan = plan_tiles(h, w, tile, step)
-    height, width, ys, xs = plan.padded_height, plan.padded_width, plan.ys, plan.xs
-    padded = _pad_image(image, height, width)
-    accum = np.zeros((height, width), np.float32)
-    tiles = plan.tiles()
-    wy = {y: _ramp(tile, overlap, y == ys[0], y == ys[-1]) for y in ys}
-    wx = {x: _ramp(tile, overlap, x == xs[0], x == xs[-1]) for x in xs}
-    # The tiles form a grid and each weight is an outer product wy x wx, so the summed weight is
-    # the outer product of the per-axis sums: two vectors instead of a second full-size array.
-    sum_y = np.zeros(height, np.float32)
-    sum_x = np.zeros(width, np.float32)
-    for y in ys:
-        sum_y[y:y + tile] += wy[y]
-    for x in xs:
-        sum_x[x:x + tile] += wx[x]
-    for start in range(0, len(tiles), batch_size):
-        check_stop(should_stop, "prediction")
-        chunk = tiles[start:start + batch_size]
-        batch = np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk])
-        probs = _forward(model, batch, device, tta, amp_dtype)
-        for (y, x), prob in zip(chunk, probs, strict=True):
-            prob *= wy[y][:, None]
-            prob *= wx[x][None, :]
-            accum[y:y + tile, x:x + tile] += prob
-        report(on_progress, Progress(min(start + batch_size, len(tiles)), len(tiles), unit="tiles"))
-    inv_y = np.divide(1.0, sum_y, out=np.zeros_like(sum_y), where=sum_y > 0)[:h, None]
-    inv_x = np.divide(1.0, sum_x, out=np.zeros_like(sum_x), where=sum_x > 0)[None, :w]
-    out = accum[:h, :w]
-    out *= inv_y
-    out *= inv_x
+    out = np.empty((h, w), np.float32)
+    # the same row-of-tiles loop as a windowed orthophoto (core.orthophoto), over the array
+    for row, strip in stream_probabilities(model, array_reader(image), h, w, device, amp_dtype,
+                                           tile=tile, overlap=overlap, batch_size=batch_size,
+                                           tta=tta, should_stop=should_stop,
+                                           on_progress=on_progress, prefetch=False):
+        out[row:row + len(strip)] = strip
     return out
 
 
@@ -164,7 +90,7 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     h, w = image.shape[:2]
     ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     amp_dtype = resolve_precision(precision, device, model)
-    return _forward(model, _pad_image(image, ph, pw)[None], device, False, amp_dtype)[0, :h, :w]
+    return forward(model, pad_image(image, ph, pw)[None], device, False, amp_dtype)[0, :h, :w]
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +162,7 @@ def predict_samples(model: torch.nn.Module, samples: Sequence[Any], tile: int = 
     (Stopped, "<what> stopped", ends the iteration). The tiling is checked before the first image.
     The arguments of the tiling are :func:`predict_probabilities`'s.
     """
-    _check_tiling(tile, overlap, getattr(model, "size_multiple", 1))
+    check_tiling(tile, overlap, getattr(model, "size_multiple", 1))
     total = len(samples)
     for index, sample in enumerate(samples):
         check_stop(should_stop, what)
@@ -284,7 +210,7 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
     resolve_precision(precision, torch_device)  # a bad choice fails before any output is written
-    _check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
+    check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
     out_dir = ensure_folder(out_dir)
     outputs: dict[Path, Path] = {}
     sources = {f.resolve() for f in files}

@@ -149,7 +149,8 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
 
     ``read_rows(y0, y1)`` returns source rows ``y0 .. y1`` as ``(y1 - y0, width, 3) uint8``.
     Reports ``Progress(done, total, unit="tiles")``; raises ``core.progress.Stopped`` when
-    ``should_stop()`` says so (between batches of tiles).
+    ``should_stop()`` says so (before each batch of tiles; an image of one tile is one pass, which
+    the caller decides to start).
     """
     multiple = getattr(model, "size_multiple", 1)
     check_tiling(tile, overlap, multiple)
@@ -157,7 +158,6 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
     if height <= tile and width <= tile:  # one pass, padded to the model's multiple
         ph, pw = -(-height // multiple) * multiple, -(-width // multiple) * multiple
         image = pad_image(read_rows(0, height), ph, pw)
-        check_stop(should_stop, "prediction")
         prob = forward(model, image[None], device, tta, amp_dtype)[0, :height, :width]
         report(on_progress, Progress(1, 1, unit="tiles"))
         yield 0, prob

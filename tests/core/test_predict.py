@@ -139,9 +139,13 @@ def test_tiles_are_reported_as_progress_and_a_stop_is_stopped(image):
     events = []
     predict_probabilities(model, image, tile=128, overlap=32, batch_size=2, precision="fp32",
                           on_progress=events.append)
-    tiles = len(plan_tiles(300, 420, 128, 96))
+    plan = plan_tiles(300, 420, 128, 96)
+    tiles = len(plan)
     assert all(isinstance(e, Progress) and e.unit == "tiles" and e.total == tiles for e in events)
-    assert [e.done for e in events] == [min(i + 2, tiles) for i in range(0, tiles, 2)]
+    # one event per batch of at most 2 tiles, batches cut within each row of tiles
+    per_row = [min(2, len(plan.xs) - start) for start in range(0, len(plan.xs), 2)]
+    expected = np.cumsum(per_row * len(plan.ys)).tolist()
+    assert [e.done for e in events] == expected and expected[-1] == tiles
     with pytest.raises(Stopped, match="prediction stopped"):
         predict_probabilities(model, image, tile=128, overlap=32, should_stop=lambda: True)
 
