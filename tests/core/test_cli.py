@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cli import ProgressBar, Reporter, main
+from core.cli import main
+from core.cli.output import ProgressBar, Reporter
 from core.progress import Progress, Stopped
 
 

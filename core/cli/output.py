@@ -1,0 +1,142 @@
+"""What the ``rooftop`` commands print: lines, progress bars, exit codes, help formatting."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.progress import Progress
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+class Reporter:
+    """Progress for people: a live line on a terminal, plain lines otherwise (e.g. in logs)."""
+
+    def __init__(self, stream=None, quiet: bool = False, bars: bool = True):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        #: progress bars (:class:`ProgressBar`): only on a terminal, and not with --json
+        self.bars = bars and self.live and not quiet
+        self._last_len = 0
+        self._last_time = 0.0
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        """A transient line (only on a terminal, at most ten times a second)."""
+        if self.quiet or not self.live:
+            return
+        now = time.monotonic()
+        if now - self._last_time < 0.1:
+            return
+        self._last_time = now
+        pad = max(0, self._last_len - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._last_len = len(text)
+
+    def _clear(self) -> None:
+        if self.live and self._last_len:
+            self.stream.write("\r" + " " * self._last_len + "\r")
+            self._last_len = 0
+
+
+class ProgressBar:
+    """``core.progress.Progress`` events shown as a tqdm bar on the reporter's stream (counts,
+    rate and ETA); nothing at all unless the reporter shows bars. The bar is cleared when done.
+
+        with ProgressBar(out, "predicting", "files") as bar:
+            predict_files(..., on_progress=bar)
+    """
+
+    def __init__(self, out: Reporter, desc: str, unit: str):
+        self.out, self.desc, self.unit = out, desc, unit
+        self._bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if not isinstance(event, Progress) or not self.out.bars:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=event.total, desc=self.desc, unit=self.unit,
+                             file=self.out.stream, leave=False, dynamic_ncols=True)
+        if event.item:
+            self._bar.set_postfix_str(Path(event.item).name, refresh=False)
+        self._bar.update(event.done - self._bar.n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def text_bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / max(total, 1))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class StopOnInterrupt:
+    """First Ctrl+C asks the training loop to stop after the current batch (and save);
+    a second one interrupts at once."""
+
+    def __init__(self, out: Reporter):
+        self.out = out
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Callable[[], bool]:
+        def handler(signum, frame):  # noqa: ARG001
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            self.out.line("interrupted: finishing this batch and saving the model "
+                          "(press Ctrl+C again to abort without saving)")
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread
+            self._previous = None
+        return lambda: self.requested
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
