@@ -154,7 +154,7 @@ def _pixel(mask: np.ndarray, x: float, y: float) -> tuple[int, int] | None:
     return None
 
 
-# -------------------------------------------------------------------------------------- brushes
+# ------------------------------------------------------------------------------ brush geometry
 
 
 # The brush code runs on every mouse move, so it works on plain Python floats (the same IEEE
