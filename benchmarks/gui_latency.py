@@ -110,13 +110,13 @@ def measure_training_lateness(app, window, dataset: Path, args) -> dict:
     panel = window.training
     if not hasattr(panel, "start_training"):
         return {"error": "no TrainingPanel in this build"}
-    panel.arch_box.setCurrentIndex(panel.arch_box.findData("prescribed"))
-    panel.epochs_spin.setValue(1000)
-    panel.batch_spin.setValue(args.train_batch)
-    panel.crop_spin.setValue(256)
-    panel.samples_spin.setValue(64)
-    panel.device_box.setCurrentIndex(max(0, panel.device_box.findData("cpu")))
-    panel.time_check.setChecked(False)
+    form = panel.form
+    form.arch_box.setCurrentIndex(form.arch_box.findData("prescribed"))
+    form.use_epochs(1000)
+    form.batch_spin.setValue(args.train_batch)
+    form.crop_spin.setValue(256)
+    form.samples_spin.setValue(64)
+    form.device_box.setCurrentIndex(max(0, form.device_box.findData("cpu")))
     window.training_dock.raise_()
     app.processEvents()
 

@@ -1,7 +1,9 @@
 """The training curves: train and validation loss (left axis) and validation IoU (right axis, 0..1).
 
-A pyqtgraph ``PlotWidget`` with a second ``ViewBox`` for the IoU, x-linked to the main one and
-kept over it on resize (pyqtgraph's "multiple axes" pattern), and one legend for all three curves.
+A pyqtgraph ``PlotWidget`` with one legend for the three curves in a row of its own above the
+plot area (the row of the unused top axis, so never over the curves), and a second ``ViewBox`` for
+the IoU, x-linked to the main one and kept over it on resize (pyqtgraph's "multiple axes"
+pattern). Its minimum height is small: it grows with the splitter or dock it is in.
 Torch-free; feed it any objects with ``epoch``, ``train_loss``, ``val_loss``, ``val_iou``.
 """
 
@@ -33,11 +35,21 @@ class TrainingPlot(pg.PlotWidget):
     """Per-epoch curves of one training run; :meth:`reset` before each run."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
+        # (a PlotWidget, not a GraphicsLayoutWidget: that one crashes the interpreter at exit
+        # when it outlives the function that made it, with PySide6)
         super().__init__(parent=parent, background=BACKGROUND,
                          axisItems={"bottom": EpochAxis("bottom")})
         self.setObjectName("trainingPlot")
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(120)
         item = self.getPlotItem()
+        # The legend takes the top axis's place in the plot item's grid (row 1, above the view
+        # box; row 0 is the title): outside the curves, as wide as the plot area.
+        item.layout.removeItem(item.getAxis("top"))
+        self.legend = pg.LegendItem(horSpacing=14, labelTextColor="#d7dae0")
+        self.legend.setColumnCount(3)
+        self.legend.layout.setContentsMargins(0, 0, 0, 0)
+        item.layout.addItem(self.legend, 1, 1)
+        item.layout.setAlignment(self.legend, pg.QtCore.Qt.AlignmentFlag.AlignHCenter)
         item.setMenuEnabled(False)
         item.hideButtons()
         item.showGrid(x=True, y=True, alpha=0.15)
@@ -61,15 +73,14 @@ class TrainingPlot(pg.PlotWidget):
         self.iou_view.setYRange(0.0, 1.0, padding=0.02)
         self.iou_view.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
 
-        self.legend = item.addLegend(offset=(-4, 4), labelTextColor="#d7dae0",
-                                     brush=pg.mkBrush(24, 25, 27, 200))
-        self.legend.setColumnCount(3)
         self.train_curve = item.plot(
             [], [], name="train loss", pen=pg.mkPen(TRAIN_COLOR, width=2),
             symbol="o", symbolSize=5, symbolBrush=TRAIN_COLOR, symbolPen=None)
         self.val_curve = item.plot(
             [], [], name="val loss", pen=pg.mkPen(VAL_COLOR, width=2),
             symbol="s", symbolSize=5, symbolBrush=VAL_COLOR, symbolPen=None)
+        self.legend.addItem(self.train_curve, "train loss")
+        self.legend.addItem(self.val_curve, "val loss")
         self.iou_curve = pg.PlotDataItem(
             [], [], pen=pg.mkPen(IOU_COLOR, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
             symbol="t", symbolSize=6, symbolBrush=IOU_COLOR, symbolPen=None)
@@ -85,6 +96,10 @@ class TrainingPlot(pg.PlotWidget):
         self.iou_epochs: list[int] = []
         self.val_iou: list[float] = []
 
+    def set_title(self, title: str) -> None:
+        """A small grey title above the legend (the model shown), or none."""
+        self.getPlotItem().setTitle(title or None, color=AXIS_COLOR, size="9pt")
+
     def _sync_views(self) -> None:
         main = self.getPlotItem().getViewBox()
         self.iou_view.setGeometry(main.sceneBoundingRect())
@@ -96,7 +111,7 @@ class TrainingPlot(pg.PlotWidget):
         for values in (self.epochs, self.train_loss, self.val_epochs, self.val_loss,
                        self.iou_epochs, self.val_iou):
             values.clear()
-        self.getPlotItem().setTitle(title or None, color=AXIS_COLOR, size="9pt")
+        self.set_title(title)
         self._redraw()
 
     def add_epoch(self, result: Any) -> None:

@@ -165,7 +165,7 @@ def assert_training_ready(window: MainWindow) -> None:
     assert not panel.is_training()
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.stop_button.text() == "Stop"
-    assert panel.arch_box.isEnabled()
+    assert panel.form.arch_box.isEnabled()
     assert window.training_label.text() == ""
     assert "rooftop-training" not in workers.live_threads()  # the thread has ended
 
@@ -580,7 +580,7 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
     assert "Prediction failed" in last("critical") and "model_v1.safetensors" in last("critical")
 
     # refresh the models list: empty, no error
-    qtbot.mouseClick(window.training.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.training.model_list.refresh_button, Qt.MouseButton.LeftButton)
     assert window.training.models() == []
 
     # train: the run fails with a message naming the folder; the panel is ready again
