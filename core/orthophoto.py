@@ -29,7 +29,7 @@ import torch
 
 from core.checkpoint import LoadedModel
 from core.device import resolve_precision
-from core.errors import ConfigError
+from core.errors import ConfigError, ImageReadError
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
 from core.raster import BLOCK_SIZE, RasterSource, RasterWriter
@@ -175,6 +175,10 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
     mask_path, prob_path, composite_path = output_paths(out_dir, source_path)
     with RasterSource(source_path, bands) as source:
         height, width = source.height, source.width
+        _rgb, overview_valid, _factor = source.read_overview(1024)
+        if not overview_valid.any():
+            raise ImageReadError("has no valid pixels: every pixel is no data (or masked out)",
+                                 source_path)
         valid_rows = _ValidRows(source)
         masks = _StripMasks(height, threshold, dilation)
         pending_prob: dict[int, np.ndarray] = {}

@@ -13,36 +13,26 @@ the borders the result equals a single whole-image pass when the model's recepti
 is at most ``overlap / 4``.
 
 Many images: :func:`predict_samples` yields one :class:`SamplePrediction` per image of a dataset
-split (carrying on past an image that cannot be read), :func:`predict_files` writes the masks (and
-composites) of image files.
+split (carrying on past an image that cannot be read); :mod:`core.predict_files` writes the
+outputs of image and orthophoto files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.checkpoint import LoadedModel, load_checkpoint
 from core.device import resolve_device, resolve_precision
-from core.errors import ConfigError, ImageReadError, RooftopError
-from core.export import composite, composite_path, mask_path
+from core.errors import RooftopError
 from core.io import (
-    ensure_folder,
-    is_image_file,
-    list_images,
     read_image,
     read_image_and_mask,
-    read_mask,
-    write_image,
-    write_mask,
 )
-from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
 from core.tiled_inference import (
     array_reader,
@@ -60,14 +50,15 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
                           precision: str = "auto") -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
 
-    ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
+    ``device``: where to run (None: the model's own device). ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
     (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly.
     ``on_progress`` receives ``Progress(done, total, unit="tiles")`` after each batch of tiles
     (once, 1 of 1, for an image that fits one tile); ``should_stop`` is polled before each batch
     (Stopped, "prediction stopped")."""
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
-    if device is None:
+    if device is None:  # where the model is
         device = next(model.parameters()).device
+    elif not isinstance(device, torch.device):
+        device = resolve_device(device)
     model.eval()
     amp_dtype = resolve_precision(precision, device, model)
     h, w = image.shape[:2]
@@ -96,43 +87,6 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
-
-def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand INPUT arguments (files or folders of images) into a list of image files."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise ImageReadError("folder holds no images (.png, .jpg, .tif, ...)", path)
-            files.extend(found)
-        elif path.exists():
-            if not is_image_file(path):
-                raise ImageReadError("not an image file name (expected one of .png .jpg .tif ...)", path)
-            files.append(path)
-        else:
-            raise ImageReadError("file not found", path)
-    if not files:
-        raise ImageReadError("no input images given")
-    return files
-
-
-def find_label_for(image_path: Path) -> Path | None:
-    """A mask that belongs to an image, if one is found: ``data/X`` -> ``label/X`` (the dataset
-    layout), ``images/X`` -> ``masks/X``, or ``X_mask.png`` / ``X_label.png`` beside it."""
-    candidates = []
-    parent = image_path.parent
-    for here, there in (("data", "label"), ("images", "masks"), ("image", "label")):
-        if parent.name == here:
-            candidates += [parent.parent / there / image_path.name,
-                           parent.parent / there / (image_path.stem + ".png")]
-    candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
-    if image_path.stem == "image":  # the original's image.tif + labels.tif, and `rooftop demo`
-        candidates += [parent / f"{name}{suffix}" for name in ("labels", "label", "mask")
-                       for suffix in (".png", ".tif", ".tiff")]
-    return next((c for c in candidates if c.is_file() and c != image_path), None)
-
 
 @dataclass(frozen=True)
 class SamplePrediction:
@@ -180,69 +134,6 @@ def predict_samples(model: torch.nn.Module, samples: Sequence[Any], tile: int = 
             result = SamplePrediction(sample, None, exc)
         report(on_progress, Progress(index + 1, total, sample.name))
         yield result
-
-
-@dataclass(frozen=True)
-class PredictedFile:
-    source: Path
-    mask_path: Path
-    composite_path: Path | None
-    roof_fraction: float
-
-
-def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path], out_dir: str | Path,
-                  threshold: float | None = None, dilation: int = 0, tile: int = 512, overlap: int = 64,
-                  composite_output: bool = False, device: str = "auto", tta: bool = False,
-                  on_progress: ProgressCallback | None = None,
-                  should_stop: StopCheck | None = None,
-                  precision: str = "auto") -> list[PredictedFile]:
-    """Predict every input image and write ``out_dir/<name>.png`` (0/255) and optional composites
-    (``<name>_composite.png``, ``core.export.mask_path`` and ``composite_path``).
-
-    ``on_progress`` receives ``Progress(done, total, item=<the input's path>, unit="files")``
-    after each file; ``should_stop`` is polled before each file and between batches of tiles
-    (Stopped, "prediction stopped"). An unreadable input is an error (nothing after it is
-    written)."""
-    dilation = check_kernel(dilation)
-    files = collect_inputs(inputs)
-    torch_device = resolve_device(device)
-    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
-    loaded.model.to(torch_device)
-    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
-    resolve_precision(precision, torch_device)  # a bad choice fails before any output is written
-    check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
-    out_dir = ensure_folder(out_dir)
-    outputs: dict[Path, Path] = {}
-    sources = {f.resolve() for f in files}
-    for source in files:
-        target = mask_path(out_dir, source.name)
-        if target in outputs:
-            raise ConfigError(f"two inputs would both be written to {target}: {outputs[target]} and "
-                              f"{source}; predict them into separate folders")
-        if target.resolve() in sources:
-            raise ConfigError(f"the output {target} would overwrite an input image; choose another --out")
-        outputs[target] = source
-    results = []
-    for index, (target, source) in enumerate(outputs.items()):
-        check_stop(should_stop, "prediction")
-        image = read_image(source)
-        prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap,
-                                     device=torch_device, tta=tta, should_stop=should_stop,
-                                     precision=precision)
-        mask = to_mask(prob, threshold, dilation)
-        write_mask(target, mask)
-        picture_path = None
-        if composite_output:
-            label_path = find_label_for(source)
-            label = read_mask(label_path) if label_path is not None else None
-            if label is not None and label.shape != mask.shape:
-                raise ImageReadError(f"label is {label.shape[1]} x {label.shape[0]} but the image is "
-                                     f"{mask.shape[1]} x {mask.shape[0]}", label_path)
-            picture_path = composite_path(out_dir, source.name)
-            write_image(picture_path, composite(image, label, mask))
-        results.append(PredictedFile(source, target, picture_path, float(mask.mean())))
-        report(on_progress, Progress(index + 1, len(outputs), str(source), unit="files"))
-    return results
 
 
 def bce_from_probabilities(prob: np.ndarray, truth: np.ndarray) -> float:

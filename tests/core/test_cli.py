@@ -128,7 +128,7 @@ def test_predict_writes_masks_and_composites(capsys, workdir, dataset, model, sc
 
 def test_evaluate_and_predict_report_progress_events(tmp_path, dataset, model):
     from core.evaluate import evaluate
-    from core.predict import predict_files
+    from core.predict_files import predict_files
 
     events = []
     result = evaluate(dataset, model, device="cpu", on_progress=events.append)

@@ -7,13 +7,8 @@ import torch
 from core.dataset import Sample
 from core.errors import ConfigError, ImageReadError
 from core.models import build_model
-from core.predict import (
-    collect_inputs,
-    find_label_for,
-    predict_probabilities,
-    predict_samples,
-    predict_whole,
-)
+from core.predict import predict_probabilities, predict_samples, predict_whole
+from core.predict_files import collect_inputs, find_label_for
 from core.progress import Progress, Stopped
 from core.windows import plan_tiles
 

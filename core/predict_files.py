@@ -1,0 +1,258 @@
+"""Predicting files: image files and georeferenced orthophotos to mask, probability, composite and
+building files in an output folder (``rooftop predict``).
+
+* An image (PNG, JPEG, a TIFF without georeference) is read whole and predicted in memory
+  (:func:`core.predict.predict_probabilities`); its mask is ``OUT/NAME.png`` (0/255).
+* A georeferenced raster (a GeoTIFF, COG, JPEG 2000 or VRT with a CRS or a geotransform) is
+  predicted window by window in bounded memory (:func:`core.orthophoto.predict_raster`): its mask
+  is ``OUT/NAME.tif`` on exactly the input's grid; ``probabilities`` adds
+  ``NAME_probability.tif`` and ``cog`` makes both Cloud-Optimised GeoTIFFs. A raster with a
+  geotransform but no CRS works on its grid, with a warning.
+* ``polygons`` (:class:`PolygonOutput`) adds ``NAME.gpkg`` (or ``NAME.geojson``): one polygon per
+  building with its area (:mod:`core.vector`), made strip by strip for an orthophoto, so a
+  building cut by a strip edge is one polygon and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.checkpoint import LoadedModel, load_checkpoint
+from core.device import resolve_device, resolve_precision
+from core.errors import ConfigError, ImageReadError
+from core.export import composite, composite_path, mask_path
+from core.io import (
+    ensure_folder,
+    is_image_file,
+    list_images,
+    read_image,
+    read_mask,
+    write_image,
+    write_mask,
+)
+from core.orthophoto import RASTER_SUFFIXES, output_paths, predict_raster
+from core.postprocess import check_kernel, check_threshold, to_mask
+from core.predict import predict_probabilities
+from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
+from core.tiled_inference import check_tiling
+
+#: Default outline simplification of ``--polygons`` (metres, or pixels without a CRS).
+DEFAULT_SIMPLIFY = 0.5
+POLYGON_FORMATS = {"gpkg": ".gpkg", "geojson": ".geojson"}
+
+
+@dataclass(frozen=True)
+class PolygonOutput:
+    """How building polygons are written (see :func:`core.vector.vectorize`)."""
+
+    format: str = "gpkg"
+    min_area: float = 0.0
+    simplify: float = DEFAULT_SIMPLIFY
+    regularize: bool = False
+    gsd: float | None = None
+
+    def path(self, out_dir: Path, name: str) -> Path:
+        if self.format not in POLYGON_FORMATS:
+            raise ConfigError(f"unknown polygon format {self.format!r}: use "
+                              + " or ".join(POLYGON_FORMATS))
+        return out_dir / f"{Path(name).stem}{POLYGON_FORMATS[self.format]}"
+
+
+@dataclass(frozen=True)
+class PredictedFile:
+    source: Path
+    mask_path: Path
+    composite_path: Path | None
+    roof_fraction: float
+    probability_path: Path | None = None
+    polygons_path: Path | None = None
+    buildings: int | None = None
+    #: total roof area of the buildings, in ``area_unit`` (m² or px²)
+    roof_area: float | None = None
+    area_unit: str | None = None
+    georeferenced: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand INPUT arguments (files or folders of images) into a list of image files."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ImageReadError("folder holds no images (.png, .jpg, .tif, ...)", path)
+            files.extend(found)
+        elif path.exists():
+            if not is_image_file(path):
+                raise ImageReadError("not an image file name (expected one of .png .jpg .tif ...)", path)
+            files.append(path)
+        else:
+            raise ImageReadError("file not found", path)
+    if not files:
+        raise ImageReadError("no input images given")
+    return files
+
+
+def find_label_for(image_path: Path) -> Path | None:
+    """A mask that belongs to an image, if one is found: ``data/X`` -> ``label/X`` (the dataset
+    layout), ``images/X`` -> ``masks/X``, or ``X_mask.png`` / ``X_label.png`` beside it."""
+    candidates = []
+    parent = image_path.parent
+    for here, there in (("data", "label"), ("images", "masks"), ("image", "label")):
+        if parent.name == here:
+            candidates += [parent.parent / there / image_path.name,
+                           parent.parent / there / (image_path.stem + ".png")]
+    candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
+    if image_path.stem == "image":  # the original's image.tif + labels.tif, and `rooftop demo`
+        candidates += [parent / f"{name}{suffix}" for name in ("labels", "label", "mask")
+                       for suffix in (".png", ".tif", ".tiff")]
+    return next((c for c in candidates if c.is_file() and c != image_path), None)
+
+
+def raster_grid(path: Path) -> tuple[bool, bool]:
+    """``(read as an orthophoto, has a CRS)`` for an input file: a raster suffix and a CRS or a
+    geotransform (a plain TIFF image without either is an image)."""
+    if path.suffix.lower() not in RASTER_SUFFIXES:
+        return False, False
+    from core.raster import open_raster
+
+    with open_raster(path) as source:
+        georeferenced = source.crs is not None or not source.transform.is_identity
+        return georeferenced, source.crs is not None
+
+
+def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
+                  out_dir: str | Path, threshold: float | None = None, dilation: int = 0,
+                  tile: int = 512, overlap: int = 64, composite_output: bool = False,
+                  device: str = "auto", tta: bool = False,
+                  on_progress: ProgressCallback | None = None,
+                  should_stop: StopCheck | None = None, precision: str = "auto", *,
+                  probabilities: bool = False, cog: bool = False,
+                  bands: Sequence[int] | None = None,
+                  polygons: PolygonOutput | None = None) -> list[PredictedFile]:
+    """Predict every input and write its outputs into ``out_dir`` (see the module docstring).
+
+    ``on_progress`` receives ``Progress(done, total, item=<the input's path>, unit="files")``
+    after each file, and for an orthophoto ``Progress(pixels done, pixels, item, "pixels")``
+    while it is predicted; ``should_stop`` is polled before each file and between batches of
+    tiles (Stopped, "prediction stopped"). An unreadable input is an error (nothing after it is
+    written; an orthophoto's outputs are whole or absent)."""
+    dilation = check_kernel(dilation)
+    files = collect_inputs(inputs)
+    torch_device = resolve_device(device)
+    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    loaded.model.to(torch_device)
+    threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    resolve_precision(precision, torch_device)  # a bad choice fails before any output is written
+    check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
+    if polygons is not None:
+        polygons.path(Path(out_dir), "x")  # a bad format fails before any output is written
+    out_dir = ensure_folder(out_dir)
+    plans = []
+    targets: dict[Path, Path] = {}
+    sources = {f.resolve() for f in files}
+    for source in files:
+        is_ortho, has_crs = raster_grid(source)
+        target = output_paths(out_dir, source)[0] if is_ortho else mask_path(out_dir, source.name)
+        if target in targets:
+            raise ConfigError(f"two inputs would both be written to {target}: {targets[target]} "
+                              f"and {source}; predict them into separate folders")
+        if target.resolve() in sources:
+            raise ConfigError(f"the output {target} would overwrite an input image; choose "
+                              "another --out")
+        if polygons is not None and polygons.format == "geojson" and not has_crs:
+            raise ConfigError("GeoJSON polygons need a georeferenced image (RFC 7946 is longitude/"
+                              "latitude); use --polygons gpkg for pixel coordinates", source)
+        targets[target] = source
+        plans.append((source, target, is_ortho, has_crs))
+    results = []
+    for index, (source, target, is_ortho, has_crs) in enumerate(plans):
+        check_stop(should_stop, "prediction")
+        run = _predict_raster_file if is_ortho else _predict_image_file
+        results.append(run(loaded, source, out_dir, target, threshold=threshold,
+                           dilation=dilation, tile=tile, overlap=overlap, device=torch_device,
+                           tta=tta, precision=precision, composite_output=composite_output,
+                           probabilities=probabilities, cog=cog, bands=bands,
+                           polygons=polygons, has_crs=has_crs, on_progress=on_progress,
+                           should_stop=should_stop))
+        report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
+    return results
+
+
+def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
+                        device, tta, precision, composite_output, polygons, should_stop,
+                        **_unused) -> PredictedFile:
+    image = read_image(source)
+    prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=device,
+                                 tta=tta, should_stop=should_stop, precision=precision)
+    mask = to_mask(prob, threshold, dilation)
+    write_mask(target, mask)
+    picture_path = None
+    if composite_output:
+        label_path = find_label_for(source)
+        label = read_mask(label_path) if label_path is not None else None
+        if label is not None and label.shape != mask.shape:
+            raise ImageReadError(f"label is {label.shape[1]} x {label.shape[0]} but the image is "
+                                 f"{mask.shape[1]} x {mask.shape[0]}", label_path)
+        picture_path = composite_path(out_dir, source.name)
+        write_image(picture_path, composite(image, label, mask))
+    result = PredictedFile(source, target, picture_path, float(mask.mean()))
+    if polygons is None:
+        return result
+    from core.vector import vectorize, write_buildings
+
+    buildings = vectorize(mask, probability=prob, min_area=polygons.min_area,
+                          simplify=polygons.simplify, regularize=polygons.regularize,
+                          gsd=polygons.gsd)
+    path = write_buildings(polygons.path(out_dir, source.name), buildings)
+    return _with_buildings(result, path, buildings)
+
+
+def _with_buildings(result: PredictedFile, path: Path, buildings) -> PredictedFile:
+    from dataclasses import replace
+
+    return replace(result, polygons_path=path, buildings=len(buildings),
+                   roof_area=float(buildings.total_area), area_unit=buildings.unit)
+
+
+def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
+                         device, tta, precision, composite_output, probabilities, cog, bands,
+                         polygons, has_crs, on_progress, should_stop) -> PredictedFile:
+    warnings = [] if has_crs else [f"{source}: has a geotransform but no CRS: the outputs are on "
+                                   "its grid without a coordinate system"]
+    strips = None
+    if polygons is not None:
+        from core.raster import open_raster
+        from core.vector import StripVectorizer
+
+        with open_raster(source, bands) as grid:
+            strips = StripVectorizer(grid.width, grid.transform, grid.crs, height=grid.height,
+                                     min_area=polygons.min_area, simplify=polygons.simplify,
+                                     regularize=polygons.regularize, gsd=polygons.gsd)
+            crs = grid.crs
+        found: list = []
+
+        def on_rows(row_off, mask_rows, prob_rows, valid_rows):
+            found.extend(strips.add_strip(row_off, mask_rows, prob_rows))
+
+    done = predict_raster(loaded, source, out_dir, threshold=threshold, dilation=dilation,
+                          tile=tile, overlap=overlap, device=device, precision=precision,
+                          tta=tta, bands=bands, probabilities=probabilities, cog=cog,
+                          composite_output=composite_output, on_progress=on_progress,
+                          should_stop=should_stop,
+                          on_mask_rows=on_rows if strips is not None else None)
+    result = PredictedFile(source, done.mask_path, done.composite_path, done.roof_fraction,
+                           probability_path=done.probability_path, georeferenced=True,
+                           warnings=warnings)
+    if strips is None:
+        return result
+    from core.vector import BuildingSet, write_buildings
+
+    found.extend(strips.finish())
+    buildings = BuildingSet(found, crs, strips.unit)
+    path = write_buildings(polygons.path(out_dir, source.name), buildings)
+    return _with_buildings(result, path, buildings)
