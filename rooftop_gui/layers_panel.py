@@ -138,8 +138,6 @@ class LayersPanel(QWidget):
         self.kernel.setRange(2, 63)
         self.kernel.setSuffix(" px")
         self.kernel.setToolTip("Kernel size of the max-pool dilation (the original used 5)")
-        self.render_label = QLabel()
-        self.render_label.setObjectName("muted")
         for widget, act in ((self.label_box, self.label_action),
                             (self.prediction_box, self.prediction_action),
                             (self.heatmap_box, self.heatmap_action),
@@ -200,7 +198,6 @@ class LayersPanel(QWidget):
         layout.addLayout(layers)
         layout.addWidget(line)
         layout.addLayout(form)
-        layout.addWidget(self.render_label)
         layout.addStretch(1)
 
         self._load_state()
@@ -214,11 +211,6 @@ class LayersPanel(QWidget):
         self.opacity.valueChanged.connect(self._opacity)
         self.threshold.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
         self.threshold_spin.valueChanged.connect(self.set_threshold)
-        canvas.rendered.connect(self._rendered)
-
-    def _rendered(self, ms: float) -> None:
-        shown = self.canvas.probability() is not None
-        self.render_label.setText(f"Overlay redrawn in {ms:.1f} ms" if shown else "")
 
     def actions_list(self) -> list[QAction]:
         return [self.label_action, self.prediction_action, self.heatmap_action,

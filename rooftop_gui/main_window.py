@@ -1,4 +1,10 @@
-"""The main window: composes the panels (browser, canvas, layers, prediction, training)."""
+"""The main window: composes the panels (browser, canvas, layers, prediction, training).
+
+The default layout fits a 1366 x 768 screen and uses a 1920 x 1080 one: the Dataset browser with
+the Layers below it on the left, the canvas in the middle, and the Prediction and Training panels
+as tabs (on top, where they are seen) on the right. Every panel sits in a scroll area, so none of
+them forces a minimum height on the window: a panel taller than its dock scrolls.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QScrollArea,
+    QStyle,
+    QTabWidget,
     QWidget,
 )
 
@@ -34,6 +44,14 @@ from rooftop_gui.workers import TaskRunner, default_runner
 
 log = logging.getLogger(__name__)
 APP_TITLE = "Rooftop Studio"
+#: Version of the saved dock layout: a layout saved by another version is not restored (version
+#: 2 moved the Layers panel to the left and put every panel in a scroll area).
+LAYOUT_VERSION = 2
+WORST_FIRST_KEY = "W"
+#: The window's size on a first start, at most (and at most 92 % of the screen).
+FIRST_SIZE = (1600, 1000)
+#: A window less high than this starts with the training settings folded.
+SHORT_WINDOW = 900
 
 
 class MainWindow(QMainWindow):
@@ -59,14 +77,22 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(self.settings, self, runner=self.runner)
         self.training.model_activated.connect(lambda p: self.prediction.set_model(Path(p)))
         self.training.training_running.connect(self._training_running)
-        self.browser_dock = self._dock("Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.layers_dock = self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.browser_dock = self._dock("Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea,
+                                       scroll=False)  # its list scrolls by itself
+        self.layers_dock = self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.splitDockWidget(self.browser_dock, self.layers_dock, Qt.Orientation.Vertical)
         self.prediction_dock = self._dock("Prediction", self.prediction,
                                           Qt.DockWidgetArea.RightDockWidgetArea)
         self.training_dock = self._dock("Training", self.training,
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.prediction_dock, self.training_dock)
+        for area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
+            self.setTabPosition(area, QTabWidget.TabPosition.North)
         self.prediction_dock.raise_()
+        for dock in self.docks():
+            dock.dockLocationChanged.connect(self._update_dock_titles)
+            dock.topLevelChanged.connect(self._update_dock_titles)
+        self._update_dock_titles()
 
         self._make_status_bar()
         self._make_actions()
@@ -88,15 +114,42 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
     # ----------------------------------------------------------------- construction
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea,
+              scroll: bool = True) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
-        dock.setWidget(widget)
+        if scroll:
+            # Taller than the dock: the panel scrolls (it never forces the window's height);
+            # the area is as wide as the panel needs, so it does not scroll sideways.
+            area_widget = QScrollArea()
+            area_widget.setObjectName(f"scroll_{title.lower()}")
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            area_widget.setWidget(widget)
+            bar = area_widget.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+            area_widget.setMinimumWidth(widget.minimumSizeHint().width() + bar + 2)
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(area, dock)
         return dock
+
+    def docks(self) -> tuple[QDockWidget, ...]:
+        return (self.browser_dock, self.layers_dock, self.prediction_dock, self.training_dock)
+
+    def _update_dock_titles(self, *_args: Any) -> None:
+        """A docked panel in a tab group shows its tab only: its title bar would repeat the tab's
+        name (it comes back when the panel is floated or docked on its own)."""
+        for dock in self.docks():
+            tabbed = not dock.isFloating() and bool(self.tabifiedDockWidgets(dock))
+            if tabbed and dock.titleBarWidget() is None:
+                dock.setTitleBarWidget(QWidget(dock))
+            elif not tabbed and dock.titleBarWidget() is not None:
+                dock.setTitleBarWidget(None)
 
     def _make_status_bar(self) -> None:
         bar = self.statusBar()
@@ -139,8 +192,9 @@ class MainWindow(QMainWindow):
                              ["PgDown", "Ctrl+Right"], "next", "Browse")
         self.previous_action = a("&Previous image", self.browser.select_previous,
                                  ["PgUp", "Ctrl+Left"], "previous", "Browse")
+        # W, not Ctrl+W: that is "close" elsewhere, so it stays unbound here
         self.worst_action = a("Sort by IoU, &worst first", self.browser.sort_worst_first,
-                              "Ctrl+W", "sort", "Browse")
+                              WORST_FIRST_KEY, "sort", "Browse")
         self.fit_action = a("&Fit to window", self.canvas.fit, "F", "fit", "View")
         self.zoom100_action = a("Zoom &100 %", self.canvas.zoom_100, "1", "zoom-100", "View")
         self.zoom_in_action = a("Zoom &in", self.canvas.zoom_in, ["+", "="], "zoom-in", "View")
@@ -175,7 +229,7 @@ class MainWindow(QMainWindow):
         view.addActions([self.next_action, self.previous_action, self.worst_action])
         view.addSeparator()
         panels = view.addMenu("&Panels")
-        for dock in (self.browser_dock, self.layers_dock, self.prediction_dock, self.training_dock):
+        for dock in self.docks():
             panels.addAction(dock.toggleViewAction())
         edit = menu.addMenu("&Edit")
         edit.addActions([self.annotation.undo_action, self.annotation.redo_action])
@@ -401,10 +455,14 @@ class MainWindow(QMainWindow):
         self.training_label.setProperty("active", running)
 
     def _update_title(self) -> None:
+        """``demo[*] — Rooftop Studio``: the dataset, Qt's modified marker, the app name once.
+
+        The title ends with the app name, so Qt does not append its application display name
+        again (it does on X11 when a title does not end with it)."""
         name = self.dataset_path.name if self.dataset_path else ""
         if self.dataset_path is not None and self.dataset_path == cfg.demo_dir() / "dataset":
             name = "demo"
-        self.setWindowTitle(f"{APP_TITLE} — {name}[*]" if name else f"{APP_TITLE}[*]")
+        self.setWindowTitle(f"{name}[*] — {APP_TITLE}" if name else APP_TITLE)
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
@@ -416,19 +474,40 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 920)
-        if isinstance(state, QByteArray | bytes):
-            self.restoreState(state)
-        else:
-            self.resizeDocks([self.browser_dock], [400], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.layers_dock, self.prediction_dock], [340, 340],
-                             Qt.Orientation.Horizontal)
-            self.resizeDocks([self.layers_dock, self.prediction_dock], [280, 560],
-                             Qt.Orientation.Vertical)
+            self.resize(*self.first_size())
+        if not isinstance(state, QByteArray | bytes) or not self.restoreState(state,
+                                                                              LAYOUT_VERSION):
+            self.default_layout()
+        self._update_dock_titles()
+
+    def first_size(self) -> tuple[int, int]:
+        """The window's size on a first start: :data:`FIRST_SIZE`, within 92 % of the screen."""
+        screen = QGuiApplication.primaryScreen()
+        if screen is None:
+            return FIRST_SIZE
+        free = screen.availableGeometry()
+        return (min(FIRST_SIZE[0], int(free.width() * 0.92)),
+                min(FIRST_SIZE[1], int(free.height() * 0.92)))
+
+    def default_layout(self) -> None:
+        """Dock sizes for the window's width: side columns of about a quarter each."""
+        width, height = self.width(), self.height()
+        left = max(300, min(420, width // 4))
+        right = max(self.training_dock.minimumSizeHint().width(),
+                    self.prediction_dock.minimumSizeHint().width(), min(520, width // 3))
+        self.resizeDocks([self.browser_dock, self.prediction_dock], [left, right],
+                         Qt.Orientation.Horizontal)
+        layers = self.layers.sizeHint().height() + 30
+        self.resizeDocks([self.browser_dock, self.layers_dock],
+                         [max(200, height - layers), layers], Qt.Orientation.Vertical)
+        if height < SHORT_WINDOW and not self.settings.contains("training/folded"):
+            # a short screen (1366 x 768): the training settings fold to one line at first, so
+            # the curves, the log and the models fit under the Train button without scrolling
+            self.training.form.set_folded(True)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
 
     def _use_model_threshold(self, path: Path | None) -> None:

@@ -32,7 +32,7 @@ def test_opening_a_dataset_fills_the_browser(window, tiny_dataset, qtbot):
     assert "6 train" in window.browser.counts.text() and "3 test" in window.browser.counts.text()
     names = [s.name for s in window.browser.samples("test")]
     assert names == ["00006.png", "00007.png", "00008.png"]
-    assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — tiny"
+    assert window.windowTitle() == "tiny[*] — Rooftop Studio"
     window.browser.split_box.setCurrentIndex(2)  # test only
     assert window.browser.proxy.rowCount() == 3
     # thumbnails arrive from the background thread
@@ -148,7 +148,7 @@ def test_settings_are_remembered(qtbot, tiny_dataset):
     assert second.canvas.state.opacity == pytest.approx(0.8)
     second.open_initial(None)
     assert second.dataset_path == tiny_dataset
-    assert second.windowTitle().replace("[*]", "") == "Rooftop Studio — tiny"
+    assert second.windowTitle() == "tiny[*] — Rooftop Studio"
     second.close()
 
 
@@ -158,6 +158,51 @@ def test_shortcuts_dialog_lists_actions(window):
     rows = collect_shortcuts(window)
     keys = {r[1] for r in rows}
     assert {"L", "P", "H", "E", "D", "F", "1", "Ctrl+O"} <= keys
+    assert ("Browse", "W", "Sort by IoU, worst first") in rows
+
+
+def test_ctrl_w_is_left_for_close_and_sort_worst_first_is_w(window, tiny_dataset, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction, QKeySequence
+
+    bound = {key.toString(): action.text() for action in window.findChildren(QAction)
+             for key in action.shortcuts()}
+    assert "Ctrl+W" not in bound  # nothing (and nothing destructive) on the usual "close" key
+    assert bound["W"] == "Sort by IoU, &worst first"
+    keys = [k for keys in ([a.shortcuts() for a in window.findChildren(QAction)]) for k in keys]
+    assert len(keys) == len({k.toString() for k in keys}), "two actions share a shortcut"
+    window.open_dataset(tiny_dataset)
+    window.browser.view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+    window.worst_action.trigger()
+    header = window.browser.view.horizontalHeader()
+    assert header.sortIndicatorOrder() == Qt.SortOrder.AscendingOrder
+    assert window.worst_action.shortcut() == QKeySequence("W")
+
+
+def test_title_names_the_dataset_then_the_app_once(window, tiny_dataset, qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    assert window.windowTitle() == "Rooftop Studio"  # no dataset yet
+    window.open_dataset(tiny_dataset)
+    assert window.windowTitle() == "tiny[*] — Rooftop Studio"
+    # It ends with the application's display name, so Qt (xcb) appends nothing more, and the
+    # [*] placeholder becomes "*" when a label has unsaved edits.
+    QApplication.instance().setApplicationDisplayName("Rooftop Studio")
+    assert window.windowTitle().endswith(QApplication.applicationDisplayName())
+    window.setWindowModified(True)
+    assert window.windowTitle().count("Rooftop Studio") == 1
+    window.setWindowModified(False)
+
+
+def test_the_layers_panel_has_no_redraw_timing_line(window, tiny_dataset, qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    window.open_dataset(tiny_dataset)
+    _select(window, qtbot, "train", "00000.png")
+    window.canvas.set_probability(np.full((64, 64), 0.7, np.float32))
+    window.canvas.rendered.emit(12.5)
+    texts = [label.text() for label in window.layers.findChildren(QLabel)]
+    assert not any("redrawn" in text or " ms" in text for text in texts), texts
 
 
 def test_choosing_a_model_applies_its_stored_threshold(qtbot, tmp_path):
