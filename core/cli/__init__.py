@@ -5,6 +5,9 @@
     rooftop train --data DATASET --models MODELS
     rooftop evaluate --data DATASET --model MODEL
     rooftop predict --model MODEL --out OUT INPUT...
+    rooftop vectorize MASK --out BUILDINGS.gpkg
+    rooftop rasterize --image ORTHO --footprints F --out LABEL.tif
+    rooftop export-onnx MODEL --out MODEL.onnx
 
 A user's mistake (a missing file, a corrupt image, a pickled checkpoint...) prints one line,
 ``rooftop COMMAND: error: FILE: what is wrong``, and exits with status 2; no traceback. One module
@@ -19,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from core import __version__
-from core.cli import data_commands, predict_commands, train_command
+from core.cli import data_commands, geo_commands, predict_commands, train_command
 from core.cli.output import EXIT_INTERRUPTED, EXIT_USER_ERROR, Formatter, Reporter
 from core.errors import RooftopError
 from core.progress import Stopped
@@ -39,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rooftop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for module in (data_commands, train_command, predict_commands):
+    for module in (data_commands, train_command, predict_commands, geo_commands):
         module.add_commands(sub)
     return parser
 

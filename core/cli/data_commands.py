@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,29 @@ def cmd_generate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.generate import DEFAULT_PATCHES, GenerateConfig, PatchSpec, generate_dataset
 
     patches = tuple(PatchSpec.parse(p) for p in args.patch) if args.patch else DEFAULT_PATCHES
-    if args.resize is not None and args.resize < 16:
+    if args.resize and args.resize < 16:
         raise ConfigError(f"--resize must be at least 16 px (or 0 to keep the window size), got {args.resize}")
     if not 0 <= args.test_fraction < 1:
         raise ConfigError(f"--test-fraction must be from 0 up to 1, got {args.test_fraction}")
     config = GenerateConfig(patches=patches, resize=args.resize or None,
                             rotations=_parse_rotations(args.rotations),
                             test_fraction=args.test_fraction, seed=args.seed, overwrite=args.overwrite)
+    if (args.label is None) == (args.footprints is None):
+        raise ConfigError("give the roof mask with --label or building footprints with "
+                          "--footprints (one of the two)")
     start = time.monotonic()
-    with ProgressBar(out, "generating", "patches") as bar:
-        result = generate_dataset(args.image, args.label, args.out, config, on_progress=bar)
+    with tempfile.TemporaryDirectory(prefix="rooftop-footprints-") as scratch:
+        label = args.label
+        if args.footprints is not None:  # the label is the footprints burnt into the image's grid
+            from core.vector.mask_files import rasterize_footprints_file
+
+            burnt = rasterize_footprints_file(args.image, args.footprints,
+                                              Path(scratch) / "label.png")
+            label = burnt.path
+            out.line(f"rasterised {burnt.footprints} footprints of {args.footprints} "
+                     f"({burnt.roof_fraction:.1%} of the image is roof)")
+        with ProgressBar(out, "generating", "patches") as bar:
+            result = generate_dataset(args.image, label, args.out, config, on_progress=bar)
     share = result.n_test / max(1, result.n_train + result.n_test)
     out.line(f"wrote {result.n_train} train and {result.n_test} test patches ({share:.1%} test) to "
              f"{result.dataset_dir} in {time.monotonic() - start:.1f} s; manifest {result.manifest_path}")
@@ -74,7 +88,11 @@ def add_commands(sub: Any) -> None:
                                    "label}/NNNNN.png plus DATASET/manifest.csv. The train/test split "
                                    "is spatial: no ground pixel is in both splits.")
     p.add_argument("--image", required=True, type=Path, help="the large aerial image (TIFF, PNG, JPEG)")
-    p.add_argument("--label", required=True, type=Path, help="its roof mask (any non-zero value = roof)")
+    p.add_argument("--label", type=Path, default=None,
+                   help="its roof mask (any non-zero value = roof)")
+    p.add_argument("--footprints", type=Path, default=None,
+                   help="instead of --label: building footprints (.gpkg, .geojson, .shp), "
+                        "reprojected to the image's CRS and burnt into the label")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to create")
     p.add_argument("--patch", action="append", metavar="SIZE:STRIDE_FRACTION",
                    help="window size and stride as a fraction of it; repeat for several "
@@ -84,4 +102,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, default=0.15, help="share of patches for the test split")
     p.add_argument("--seed", type=int, default=0, help="random seed of the split")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the counts")
     p.set_defaults(run=cmd_generate)

@@ -126,15 +126,12 @@ def read_footprints(path: str | Path) -> tuple[np.ndarray, CRS | None]:
     return geoms[keep], as_crs(meta.get("crs"))
 
 
-def rasterize_footprints(geometries: Iterable, footprint_crs, shape: tuple[int, int],
-                         transform=None, crs=None, *, source: str | Path | None = None
-                         ) -> np.ndarray:
-    """A boolean mask of ``shape`` with the footprints burnt in (pixel centres inside;
-    ``all_touched=False``), after reprojecting them to the image's ``crs``. Both CRSs None: the
-    footprints are already in the image's geotransform coordinates (pixel coordinates without one).
+def prepare_footprints(geometries: Iterable, footprint_crs, crs=None, *,
+                       source: str | Path | None = None) -> np.ndarray:
+    """The polygon footprints in the image's ``crs``, ready to burn (reprojected when their CRS
+    differs). Both CRSs None: they are already in the image's geotransform coordinates.
     ``source`` (the footprint file) names the errors."""
     fcrs, icrs = as_crs(footprint_crs), as_crs(crs)
-    t = as_transform(transform)
     geoms = np.array([g for g in geometries if g is not None], dtype=object)
     if len(geoms):
         geoms = geoms[np.isin(shapely.get_type_id(geoms), (3, 6)) & ~shapely.is_empty(geoms)]
@@ -149,16 +146,43 @@ def rasterize_footprints(geometries: Iterable, footprint_crs, shape: tuple[int, 
                           "georeferenced): cannot place them on it", source)
     if fcrs is not None and fcrs != icrs:
         geoms = reproject(geoms, fcrs, icrs)
+    return geoms
+
+
+def burn_footprints(geoms: np.ndarray, shape: tuple[int, int], transform=None) -> np.ndarray:
+    """A boolean mask of ``shape`` with ``geoms`` (in the grid's CRS) burnt in: pixel centres
+    inside (``all_touched=False``). ``transform`` places the mask's top-left pixel."""
     height, width = int(shape[0]), int(shape[1])
-    mask = rasterize(((g, 1) for g in geoms), out_shape=(height, width), transform=t,
-                     all_touched=False, dtype=np.uint8).astype(bool)
+    return rasterize(((g, 1) for g in geoms), out_shape=(height, width),
+                     transform=as_transform(transform), all_touched=False,
+                     dtype=np.uint8).astype(bool)
+
+
+def no_overlap_error(geoms: np.ndarray, shape: tuple[int, int], transform=None, crs=None, *,
+                     source: str | Path | None = None) -> ConfigError:
+    """The error for footprints of which none falls on the image, with both extents."""
+    t = as_transform(transform)
+    height, width = int(shape[0]), int(shape[1])
+    icrs = as_crs(crs)
+    cols, rows = np.array([0, width, width, 0]), np.array([0, 0, height, height])
+    corners = np.column_stack([t.c + t.a * cols + t.b * rows, t.f + t.d * cols + t.e * rows])
+    fb = shapely.total_bounds(geoms)
+    return ConfigError(
+        f"none of the {len(geoms)} footprints overlaps the image (footprints x {fb[0]:.6g}.."
+        f"{fb[2]:.6g}, y {fb[1]:.6g}..{fb[3]:.6g}; image x {corners[:, 0].min():.6g}.."
+        f"{corners[:, 0].max():.6g}, y {corners[:, 1].min():.6g}..{corners[:, 1].max():.6g}"
+        f"{f' in {icrs}' if icrs is not None else ''})", source)
+
+
+def rasterize_footprints(geometries: Iterable, footprint_crs, shape: tuple[int, int],
+                         transform=None, crs=None, *, source: str | Path | None = None
+                         ) -> np.ndarray:
+    """A boolean mask of ``shape`` with the footprints burnt in (pixel centres inside;
+    ``all_touched=False``), after reprojecting them to the image's ``crs``. Both CRSs None: the
+    footprints are already in the image's geotransform coordinates (pixel coordinates without one).
+    ``source`` (the footprint file) names the errors."""
+    geoms = prepare_footprints(geometries, footprint_crs, crs, source=source)
+    mask = burn_footprints(geoms, shape, transform)
     if not mask.any():
-        cols, rows = np.array([0, width, width, 0]), np.array([0, 0, height, height])
-        corners = np.column_stack([t.c + t.a * cols + t.b * rows, t.f + t.d * cols + t.e * rows])
-        fb = shapely.total_bounds(geoms)
-        raise ConfigError(
-            f"none of the {len(geoms)} footprints overlaps the image (footprints x {fb[0]:.6g}.."
-            f"{fb[2]:.6g}, y {fb[1]:.6g}..{fb[3]:.6g}; image x {corners[:, 0].min():.6g}.."
-            f"{corners[:, 0].max():.6g}, y {corners[:, 1].min():.6g}..{corners[:, 1].max():.6g}"
-            f"{f' in {icrs}' if icrs is not None else ''})", source)
+        raise no_overlap_error(geoms, shape, transform, crs, source=source)
     return mask
