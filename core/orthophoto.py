@@ -33,7 +33,7 @@ from core.errors import ConfigError, ImageReadError
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
 from core.raster import BLOCK_SIZE, RasterSource, RasterWriter
-from core.tiled_inference import stream_probabilities
+from core.tiled_inference import TileEngine, stream_probabilities
 
 #: Longest side of the decimated composite of an orthophoto.
 COMPOSITE_MAX_SIDE = 4096
@@ -155,7 +155,7 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
                    cog: bool = False, composite_output: bool = False,
                    on_progress: ProgressCallback | None = None,
                    should_stop: StopCheck | None = None,
-                   on_mask_rows=None) -> PredictedRaster:
+                   on_mask_rows=None, engine: TileEngine | None = None) -> PredictedRaster:
     """Predict the raster at ``source_path`` and write its georeferenced mask (see the module
     docstring). ``on_mask_rows(row_off, mask_rows, prob_rows, valid_rows)``, when given, sees
     each finished strip (building polygons are made from them). Reports
@@ -191,7 +191,8 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
                 prob_out = _BlockBuffer(prob_writer, height) if prob_writer else None
                 strips = stream_probabilities(model, valid_rows.read_rows, height, width,
                                               torch_device, amp_dtype, tile=tile,
-                                              overlap=overlap, tta=tta, should_stop=should_stop)
+                                              overlap=overlap, tta=tta, should_stop=should_stop,
+                                              engine=engine)
                 for row_off, prob in strips:
                     valid = valid_rows.take(row_off, row_off + len(prob))
                     prob[~valid] = 0.0  # no data is never roof, nor dilated into roof

@@ -35,6 +35,7 @@ from core.io import (
 )
 from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
 from core.tiled_inference import (
+    TileEngine,
     array_reader,
     check_tiling,
     forward,
@@ -47,8 +48,10 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
                           device: torch.device | str | None = None, batch_size: int = 4,
                           tta: bool = False, should_stop: StopCheck | None = None,
                           on_progress: ProgressCallback | None = None,
-                          precision: str = "auto") -> np.ndarray:
+                          precision: str = "auto", engine: TileEngine | None = None) -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
+
+    ``engine`` (``core.onnx_export.OnnxEngine``) runs the tiles instead of torch.
 
     ``device``: where to run (None: the model's own device). ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
     (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly.
@@ -67,7 +70,8 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     for row, strip in stream_probabilities(model, array_reader(image), h, w, device, amp_dtype,
                                            tile=tile, overlap=overlap, batch_size=batch_size,
                                            tta=tta, should_stop=should_stop,
-                                           on_progress=on_progress, prefetch=False):
+                                           on_progress=on_progress, prefetch=False,
+                                           engine=engine):
         out[row:row + len(strip)] = strip
     return out
 

@@ -133,14 +133,19 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
                   should_stop: StopCheck | None = None, precision: str = "auto", *,
                   probabilities: bool = False, cog: bool = False,
                   bands: Sequence[int] | None = None,
-                  polygons: PolygonOutput | None = None) -> list[PredictedFile]:
+                  polygons: PolygonOutput | None = None,
+                  engine: str = "torch") -> list[PredictedFile]:
     """Predict every input and write its outputs into ``out_dir`` (see the module docstring).
 
     ``on_progress`` receives ``Progress(done, total, item=<the input's path>, unit="files")``
     after each file, and for an orthophoto ``Progress(pixels done, pixels, item, "pixels")``
     while it is predicted; ``should_stop`` is polled before each file and between batches of
     tiles (Stopped, "prediction stopped"). An unreadable input is an error (nothing after it is
-    written; an orthophoto's outputs are whole or absent)."""
+    written; an orthophoto's outputs are whole or absent).
+
+    ``engine``: ``torch``, or ``onnxruntime`` (the model exported to ONNX with ``tile`` x
+    ``tile`` inputs into a temporary file, then run by onnxruntime in float32; ``tta`` and
+    ``precision`` are torch's only)."""
     dilation = check_kernel(dilation)
     files = collect_inputs(inputs)
     torch_device = resolve_device(device)
@@ -151,6 +156,7 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
     if polygons is not None:
         polygons.path(Path(out_dir), "x")  # a bad format fails before any output is written
+    tile_engine = _tile_engine(engine, model, loaded, tile, overlap, tta)
     out_dir = ensure_folder(out_dir)
     plans = []
     targets: dict[Path, Path] = {}
@@ -178,17 +184,42 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
                            tta=tta, precision=precision, composite_output=composite_output,
                            probabilities=probabilities, cog=cog, bands=bands,
                            polygons=polygons, has_crs=has_crs, on_progress=on_progress,
-                           should_stop=should_stop))
+                           should_stop=should_stop, engine=tile_engine))
         report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
     return results
 
 
+ENGINES = ("torch", "onnxruntime")
+
+
+def _tile_engine(engine: str, model, loaded: LoadedModel, tile: int, overlap: int, tta: bool):
+    """None for torch, else an onnxruntime engine of the model (exported to a temporary file)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use " + " or ".join(ENGINES))
+    if engine == "torch":
+        return None
+    if tta:
+        raise ConfigError("--tta runs with the torch engine only")
+    import tempfile
+
+    from core.onnx_export import OnnxEngine, export_onnx
+
+    if isinstance(model, LoadedModel):
+        if loaded.path is None:
+            raise ConfigError("the onnxruntime engine needs a model file")
+        model = loaded.path
+    with tempfile.TemporaryDirectory(prefix="rooftop-onnx-") as scratch:
+        exported = export_onnx(model, Path(scratch) / "model.onnx", tile=tile, overlap=overlap)
+        return OnnxEngine(exported.path)  # the session holds the model: the file can go
+
+
 def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
                         device, tta, precision, composite_output, polygons, should_stop,
-                        **_unused) -> PredictedFile:
+                        engine=None, **_unused) -> PredictedFile:
     image = read_image(source)
     prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=device,
-                                 tta=tta, should_stop=should_stop, precision=precision)
+                                 tta=tta, should_stop=should_stop, precision=precision,
+                                 engine=engine)
     mask = to_mask(prob, threshold, dilation)
     write_mask(target, mask)
     picture_path = None
@@ -221,7 +252,8 @@ def _with_buildings(result: PredictedFile, path: Path, buildings) -> PredictedFi
 
 def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
                          device, tta, precision, composite_output, probabilities, cog, bands,
-                         polygons, has_crs, on_progress, should_stop) -> PredictedFile:
+                         polygons, has_crs, on_progress, should_stop,
+                         engine=None) -> PredictedFile:
     warnings = [] if has_crs else [f"{source}: has a geotransform but no CRS: the outputs are on "
                                    "its grid without a coordinate system"]
     strips = None
@@ -244,7 +276,7 @@ def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation
                           tta=tta, bands=bands, probabilities=probabilities, cog=cog,
                           composite_output=composite_output, on_progress=on_progress,
                           should_stop=should_stop,
-                          on_mask_rows=on_rows if strips is not None else None)
+                          on_mask_rows=on_rows if strips is not None else None, engine=engine)
     result = PredictedFile(source, done.mask_path, done.composite_path, done.roof_fraction,
                            probability_path=done.probability_path, georeferenced=True,
                            warnings=warnings)

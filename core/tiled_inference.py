@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -36,6 +37,13 @@ from core.windows import TilePlan, plan_tiles
 CPU_BATCH_PIXELS = 512 * 512
 
 RowReader = Callable[[int, int], np.ndarray]
+
+
+class TileEngine(Protocol):
+    """Something that turns a ``(N, tile, tile, 3) uint8`` batch into ``(N, tile, tile)``
+    probabilities (torch's forward pass is the default; onnxruntime is another)."""
+
+    def forward(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 def check_tiling(tile: int, overlap: int, multiple: int) -> None:
@@ -143,11 +151,14 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
                          overlap: int = 64, batch_size: int = 4, tta: bool = False,
                          should_stop: StopCheck | None = None,
                          on_progress: ProgressCallback | None = None,
-                         prefetch: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+                         prefetch: bool = True,
+                         engine: TileEngine | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row_offset, probabilities)`` strips, top to bottom, that together cover the
     ``height`` x ``width`` image exactly once; each strip is ``(rows, width) float32``.
 
     ``read_rows(y0, y1)`` returns source rows ``y0 .. y1`` as ``(y1 - y0, width, 3) uint8``.
+    ``engine`` (e.g. ``core.onnx_export.OnnxEngine``) runs the tiles instead of ``model``'s torch
+    forward pass; it takes ``tile`` x ``tile`` batches only (images are padded to whole tiles).
     Reports ``Progress(done, total, unit="tiles")``; raises ``core.progress.Stopped`` when
     ``should_stop()`` says so (before each batch of tiles; an image of one tile is one pass, which
     the caller decides to start).
@@ -155,6 +166,17 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
     multiple = getattr(model, "size_multiple", 1)
     check_tiling(tile, overlap, multiple)
     batch_size = cpu_batch_size(batch_size, tile, device)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if engine is not None:
+            return engine.forward(batch)
+        return forward(model, batch, device, tta, amp_dtype)
+
+    if height <= tile and width <= tile and engine is not None:
+        image = pad_image(read_rows(0, height), tile, tile)
+        yield 0, run(image[None])[0, :height, :width]
+        report(on_progress, Progress(1, 1, unit="tiles"))
+        return
     if height <= tile and width <= tile:  # one pass, padded to the model's multiple
         ph, pw = -(-height // multiple) * multiple, -(-width // multiple) * multiple
         image = pad_image(read_rows(0, height), ph, pw)
@@ -198,7 +220,7 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
                 check_stop(should_stop, "prediction")
                 chunk = xs[start:start + batch_size]
                 batch = np.stack([pixels[:, x:x + tile] for x in chunk])
-                probs = forward(model, batch, device, tta, amp_dtype)
+                probs = run(batch)
                 for x, prob in zip(chunk, probs, strict=True):
                     prob *= wy[y][:, None]
                     prob *= wx[x][None, :]

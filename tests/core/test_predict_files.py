@@ -136,3 +136,22 @@ def test_the_cli_predicts_an_orthophoto_with_polygons(tmp_path, roofs, capsys):
     assert out["georeferenced"] and out["area_unit"] == "m2"
     with rasterio.open(out["mask"]) as ds:
         assert ds.crs == rasterio.crs.CRS.from_string(CRS) and ds.transform == TRANSFORM
+
+
+def test_the_onnxruntime_engine_predicts_what_torch_predicts(tmp_path, roofs):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from core.raster import decode_probability
+
+    model = save_untrained_model(tmp_path, arch="liteunet")
+    src = _write(tmp_path / "town.tif", roofs)
+    probs = {}
+    for engine in ("torch", "onnxruntime"):
+        (result,) = predict_files(model, [src], tmp_path / engine, tile=128, overlap=32,
+                                  device="cpu", precision="fp32", probabilities=True,
+                                  engine=engine)
+        with rasterio.open(result.probability_path) as ds:
+            probs[engine] = decode_probability(ds.read(1))
+    assert np.abs(probs["torch"] - probs["onnxruntime"]).max() <= 1 / 254 + 1e-6
+    with pytest.raises(ConfigError, match="tta"):
+        predict_files(model, [src], tmp_path / "x", engine="onnxruntime", tta=True)
