@@ -28,7 +28,7 @@ def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
         window.show()
         window.open_initial({str(tiny_dataset)!r})
         app.processEvents()
-        assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — tiny", window.windowTitle()
+        assert window.windowTitle().replace("[*]", "") == "tiny — Rooftop Studio", window.windowTitle()
         assert window.canvas.image() is not None
         heavy = [m for m in ("torch", "core.training.loop", "core.predict", "core.evaluate") if m in sys.modules]
         window.close()
@@ -47,7 +47,7 @@ def test_main_opens_the_dataset_given(qtbot, tiny_dataset, monkeypatch):
     windows = [w for w in QApplication.topLevelWidgets() if w.objectName() == "mainWindow"]
     window = windows[-1]
     qtbot.addWidget(window)
-    assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — tiny"
+    assert window.windowTitle().replace("[*]", "") == "tiny — Rooftop Studio"
     assert QApplication.applicationName() == "Rooftop Studio"
     window.close()
 
@@ -103,7 +103,7 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
     window.make_demo(size=256)
     qtbot.waitUntil(lambda: window.dataset is not None, timeout=30_000)
     assert window.dataset_path == demo_dir() / "dataset"
-    assert window.windowTitle().replace("[*]", "") == "Rooftop Studio — demo"
+    assert window.windowTitle().replace("[*]", "") == "demo — Rooftop Studio"
     assert window.browser.model.rowCount() > 0
     window.close()
 
