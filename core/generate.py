@@ -47,7 +47,7 @@ from PIL import Image
 
 from core.dataset import SPLITS
 from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError
-from core.io import ensure_folder, image_size, read_image_and_mask, write_bytes_atomic
+from core.io import ensure_folder, image_size, read_image, read_image_and_mask, write_bytes_atomic
 from core.progress import Progress, ProgressCallback, StopCheck, Stopped, check_stop, report
 from core.spatial_split import split_windows
 from core.windows import axis_starts
@@ -270,12 +270,34 @@ def make_patch(image: np.ndarray, mask: np.ndarray, x: int, y: int, size: int, r
     return np.ascontiguousarray(np.rot90(window, k)), np.ascontiguousarray(np.rot90(window_mask, k))
 
 
-def _write_patch(image: np.ndarray, mask: np.ndarray, x: int, y: int, size: int, rotation: int,
-                 resize: int | None, data_path: Path, label_path: Path) -> None:
+def _write_patch(image: np.ndarray, mask: np.ndarray | None, x: int, y: int, size: int,
+                 rotation: int, resize: int | None, data_path: Path, label_path: Path) -> None:
+    """One window's image patch and (when there is a mask) its label patch."""
+    if mask is None:  # images only: the labels are painted later
+        k = (rotation // 90) % 4
+        window = np.ascontiguousarray(image[y:y + size, x:x + size])
+        if resize is not None and resize != size:
+            window = np.asarray(_resize_image(window, resize))
+        patch = np.ascontiguousarray(np.rot90(window, k))
+        Image.fromarray(patch).save(data_path, format="PNG", compress_level=1)
+        return
     patch, patch_mask = make_patch(image, mask, x, y, size, rotation, resize)
     Image.fromarray(patch).save(data_path, format="PNG", compress_level=1)
     label = np.where(patch_mask, np.uint8(255), np.uint8(0))
     Image.fromarray(label).save(label_path, format="PNG", compress_level=1)
+
+
+def fitting_patches(width: int, height: int,
+                    patches: Iterable[PatchSpec] = DEFAULT_PATCHES) -> tuple[PatchSpec, ...]:
+    """``patches`` without the sizes larger than the image's short side; when none is left, one
+    size that fits (the short side rounded down to a multiple of 32, at least MIN_PATCH px)
+    every half size. The default plan of a window that opens an image of any size."""
+    short = min(int(width), int(height))
+    fitting = tuple(spec for spec in patches if spec.size <= short)
+    if fitting:
+        return fitting
+    size = max(MIN_PATCH, short - short % 32 if short >= 64 else short)
+    return (PatchSpec(size, 0.5),)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +320,7 @@ def _check_sizes(config: GenerateConfig, width: int, height: int, image_path: Pa
     if too_big:
         raise ConfigError(
             f"patch size {', '.join(map(str, too_big))} is larger than the image ({width} x "
-            f"{height}); use --patch sizes of at most {min(width, height)}", image_path)
+            f"{height}); use patch sizes of at most {min(width, height)}", image_path)
 
 
 def _install(staging: Path, out_dir: Path) -> None:
@@ -323,11 +345,14 @@ def _install(staging: Path, out_dir: Path) -> None:
         raise
 
 
-def generate_dataset(image_path: str | Path, label_path: str | Path, out_dir: str | Path,
+def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_dir: str | Path,
                      config: GenerateConfig = GenerateConfig(),
                      on_progress: ProgressCallback | None = None,
                      should_stop: StopCheck | None = None) -> GenerateResult:
     """Cut ``image_path`` and its mask into a train/test patch dataset in ``out_dir``.
+
+    Without a mask (``label_path`` None) only the image patches are written, to be labelled in
+    the window (painted labels or strokes).
 
     The dataset is written into a hidden folder inside ``out_dir`` and moved into place at the end:
     a failed or cancelled run (``should_stop`` returning True raises Stopped) leaves
@@ -335,7 +360,8 @@ def generate_dataset(image_path: str | Path, label_path: str | Path, out_dir: st
     ``on_progress`` receives ``Progress(done, total, unit="patches")`` (patches written of all),
     at most ten times a second and always at the start and the end.
     """
-    image_path, label_path, out_dir = Path(image_path), Path(label_path), Path(out_dir)
+    image_path, out_dir = Path(image_path), Path(out_dir)
+    label_path = Path(label_path) if label_path is not None else None
     config.validate()
     if out_dir.exists() and not out_dir.is_dir():
         raise ImageWriteError("exists and is not a folder; choose a folder for the dataset", out_dir)
@@ -344,11 +370,14 @@ def generate_dataset(image_path: str | Path, label_path: str | Path, out_dir: st
                            "an empty folder or pass --overwrite to replace it", out_dir)
     with contextlib.suppress(ImageReadError):  # fail fast, before decoding a huge image
         size = image_size(image_path)
-        if image_size(label_path) == size:  # else reading says that the sizes differ
+        if label_path is None or image_size(label_path) == size:  # else reading says so
             _check_sizes(config, *size, image_path)
 
-    image, mask = read_image_and_mask(image_path, label_path)
-    height, width = mask.shape
+    if label_path is None:
+        image, mask = read_image(image_path), None
+    else:
+        image, mask = read_image_and_mask(image_path, label_path)
+    height, width = image.shape[:2]
     _check_sizes(config, width, height, image_path)
     planned = count_windows(width, height, config.patches, config.rotations)
     if planned > MAX_WINDOWS:

@@ -54,6 +54,19 @@ def parse_plan(text: str) -> list:
     return specs
 
 
+def default_output_folder(image: Path) -> Path:
+    """``IMAGE_dataset`` beside the image when its folder can be written, else in the user's
+    data folder (a read-only share, a mounted archive)."""
+    import os
+
+    from rooftop_gui import settings as cfg
+
+    beside = image.with_name(image.stem + "_dataset")
+    if os.access(image.parent, os.W_OK):
+        return beside
+    return cfg.data_dir() / "datasets" / beside.name
+
+
 def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     row = QHBoxLayout()
     row.addWidget(edit, 1)
@@ -77,10 +90,12 @@ class GenerateDialog(QDialog):
 
         self.image_edit = QLineEdit(str(image) if image else "")
         self.mask_edit = QLineEdit(str(mask) if mask else "")
-        self.mask_edit.setPlaceholderText("optional: roof mask of the same size (0 / 255)")
+        self.mask_edit.setPlaceholderText("optional: roof mask of the same size (0 / 255); "
+                                          "without one, paint the labels afterwards")
         self.out_edit = QLineEdit()
-        if image:
-            self.out_edit.setText(str(Path(image).with_name(Path(image).stem + "_dataset")))
+        self.out_note = QLabel("")
+        self.out_note.setObjectName("muted")
+        self.out_note.setWordWrap(True)
         browse_image = QPushButton("Browse…")
         browse_mask = QPushButton("Browse…")
         browse_out = QPushButton("Browse…")
@@ -130,6 +145,7 @@ class GenerateDialog(QDialog):
         form.addRow("Test share", self.test_spin)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Output folder", _path_row(self.out_edit, browse_out))
+        form.addRow("", self.out_note)
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Generate", QDialogButtonBox.ButtonRole.AcceptRole)
         self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
@@ -146,15 +162,50 @@ class GenerateDialog(QDialog):
         browse_out.clicked.connect(self._browse_out)
         self.resize_box.toggled.connect(self.resize_spin.setEnabled)
         self.resize_spin.setEnabled(self.resize_box.isChecked())
+        self.out_edit.textChanged.connect(self._describe_out)
+        if image:
+            self.image_chosen(Path(image))
+
+    def image_chosen(self, image: Path) -> None:
+        """A new image: an output folder that can be written and a patch plan that fits it."""
+        self.image_edit.setText(str(image))
+        self.out_edit.setText(str(default_output_folder(image)))
+        from core.errors import ImageReadError
+        from core.generate import fitting_patches
+        from core.io import image_size
+
+        try:
+            width, height = image_size(image)
+        except ImageReadError as exc:
+            self.message.setText(f"<span style='color:#ff7b72'>{exc}</span>")
+            return
+        try:
+            wanted = parse_plan(self.plan_edit.toPlainText())
+        except ConfigError:
+            wanted = parse_plan(DEFAULT_PLAN)
+        fitting = fitting_patches(width, height, wanted)
+        if fitting != tuple(wanted):
+            self.plan_edit.blockSignals(True)
+            self.plan_edit.setPlainText("\n".join(f"{s.size}:{s.stride_fraction:g}"
+                                                  for s in fitting))
+            self.plan_edit.blockSignals(False)
+            self.message.setText(f"The image is {width} x {height} px: the patch plan keeps the "
+                                 "sizes that fit it.")
+
+    def _describe_out(self, text: str) -> None:
+        text = text.strip()
+        self.out_note.setText(f"The dataset will be written to {Path(text).resolve()}"
+                              if text else "")
 
     def _browse_file(self, edit: QLineEdit, title: str) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, title, edit.text() or str(Path.home()),
             "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
         if path:
-            edit.setText(path)
-            if edit is self.image_edit and not self.out_edit.text():
-                self.out_edit.setText(str(Path(path).with_name(Path(path).stem + "_dataset")))
+            if edit is self.image_edit:
+                self.image_chosen(Path(path))
+            else:
+                edit.setText(path)
 
     def _browse_out(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Output folder",
@@ -181,10 +232,7 @@ class GenerateDialog(QDialog):
             image = Path(self.image_edit.text().strip())
             if not self.image_edit.text().strip():
                 raise ConfigError("choose the large image to cut into patches")
-            if not self.mask_edit.text().strip():
-                raise ConfigError("a mask is needed to make training patches; paint one first "
-                                  "or choose the mask file")
-            mask = Path(self.mask_edit.text().strip())
+            mask = Path(self.mask_edit.text().strip()) if self.mask_edit.text().strip() else None
             if not self.out_edit.text().strip():
                 raise ConfigError("choose an output folder")
             out = Path(self.out_edit.text().strip())
