@@ -6,7 +6,13 @@ import numpy as np
 from PIL import Image
 
 from core.dataset import open_dataset
-from core.generate import DEFAULT_PATCHES, GenerateConfig, PatchSpec, fitting_patches, generate_dataset
+from core.generate import (
+    DEFAULT_PATCHES,
+    GenerateConfig,
+    PatchSpec,
+    fitting_patches,
+    generate_dataset,
+)
 
 
 def test_fitting_patches_keeps_what_fits():
