@@ -5,6 +5,7 @@ Layout (the original exercise's, kept)::
     DATASET/train/data/NNNNN.png   DATASET/train/label/NNNNN.png
     DATASET/test/data/NNNNN.png    DATASET/test/label/NNNNN.png
     DATASET/manifest.csv           (written by core.generate: where each patch was cut)
+    DATASET/train/scribble/NNNNN.png  (optional strokes, a partial label: core.scribbles)
 
 An image's label has its file name (or its stem with ``.png``); labels are single-channel 0/255
 PNGs. :func:`open_dataset` scans the folders without decoding an image. Patch generation is in
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.errors import ConfigError, DatasetError
 from core.io import is_image_file, is_temp_file_name, remove_stale_temp_files
 
 SPLITS = ("train", "test")
+#: The folder of stroke files (the value of ``core.scribbles.FOLDER``).
+SCRIBBLE_FOLDER = "scribble"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class Sample:
     split: str
     image_path: Path
     label_path: Path | None
+    #: The strokes (partial label, :mod:`core.scribbles`): ``<split>/scribble/NAME.png``.
+    scribble_path: Path | None = None
+
+    @property
+    def partly_labelled(self) -> bool:
+        """Strokes but no full label: training learns from its painted pixels only."""
+        return self.label_path is None and self.scribble_path is not None
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Dataset:
     train: list[Sample] = field(default_factory=list)
     test: list[Sample] = field(default_factory=list)
     orphan_labels: list[Path] = field(default_factory=list)
+    orphan_scribbles: list[Path] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -80,7 +91,11 @@ _LAYOUT = ("expected a dataset folder holding train/data and/or test/data (image
 
 
 def open_dataset(root: str | Path) -> Dataset:
-    """Scan ``root/{train,test}/{data,label}`` (no image is decoded).
+    """Scan ``root/{train,test}/{data,label,scribble}`` (no image is decoded).
+
+    A sample's ``scribble_path`` is ``<split>/scribble/<stem>.png`` when that file exists
+    (:func:`core.scribbles.scribble_path_for`); stroke files of no image are
+    ``orphan_scribbles``.
 
     Stale temporary files of interrupted writes in these folders and in ``root`` are deleted
     (:func:`core.io.remove_stale_temp_files`; a write in progress is never touched).
@@ -109,6 +124,12 @@ def open_dataset(root: str | Path) -> Dataset:
                 used.add(label)
             samples.append(Sample(image.name, split, image, label))
         dataset.orphan_labels.extend(p for p in labels if p not in used)
+        scribbles = {p.stem: p for p in _scan(root / split / SCRIBBLE_FOLDER)
+                     if p.suffix.lower() == ".png"}
+        if scribbles:
+            samples = [replace(s, scribble_path=scribbles.pop(Path(s.name).stem, None))
+                       for s in samples]
+            dataset.orphan_scribbles.extend(sorted(scribbles.values()))
         setattr(dataset, split, samples)
     if not dataset.train and not dataset.test:
         raise DatasetError("empty dataset: there are no images in train/data or test/data", root)

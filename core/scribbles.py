@@ -59,6 +59,71 @@ def target_and_known(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes == ROOF, codes != UNLABELLED
 
 
+def simulate_strokes(mask: np.ndarray, rng: np.random.Generator | int = 0,
+                     max_fraction: float = 0.02, roof_strokes: int = 12,
+                     background_strokes: int = 12, radius: float = 2.0,
+                     length: float = 24.0, margin: float = 3.0) -> np.ndarray:
+    """Strokes a user might paint on an image whose true roof is ``mask`` (benchmarks, tests).
+
+    Up to ``roof_strokes`` straight strokes of ``radius`` inside roofs (one per roof, largest
+    roofs first, then more on the largest) and ``background_strokes`` on the ground, each about
+    ``length`` px long in a random direction from a random pixel at least ``margin`` px inside
+    its class (so a stroke never crosses a roof edge: a user paints well inside), clipped to the
+    class shrunk by ``margin - radius``. At most ``max_fraction`` of the pixels end up labelled
+    (strokes stop being added past it). Same ``rng`` seed, same strokes.
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    mask = np.asarray(mask).astype(bool)
+    height, width = mask.shape
+    codes = np.zeros(mask.shape, np.uint8)
+    budget = int(max_fraction * mask.size)
+    yy, xx = np.mgrid[0:height, 0:width]
+
+    def stroke(inside: np.ndarray, start: tuple[int, int], code: int) -> None:
+        angle = rng.uniform(0, np.pi)
+        half = length / 2
+        dy, dx = np.sin(angle) * half, np.cos(angle) * half
+        y0, x0 = start
+        box = (slice(max(0, int(y0 - half - radius - 1)), int(y0 + half + radius + 2)),
+               slice(max(0, int(x0 - half - radius - 1)), int(x0 + half + radius + 2)))
+        py, px = yy[box] - y0, xx[box] - x0
+        t = np.clip((py * dy + px * dx) / max(dy * dy + dx * dx, 1e-9), -1, 1)
+        near = (py - t * dy) ** 2 + (px - t * dx) ** 2 <= radius * radius
+        near &= inside[box] & (codes[box] == UNLABELLED)
+        room = budget - int(np.count_nonzero(codes))
+        if room <= 0:
+            return
+        if near.sum() > room:  # keep the budget: only the first pixels of this stroke
+            flat = np.flatnonzero(near)[room:]
+            near.flat[flat] = False
+        codes[box][near] = code
+
+    for value, count, code in ((True, roof_strokes, ROOF), (False, background_strokes, BACKGROUND)):
+        region = mask if value else ~mask
+        depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        inside = depth >= max(margin - radius, 1.0)
+        seeds = depth >= margin
+        if not seeds.any():
+            continue
+        if value:
+            labels, n = ndimage.label(seeds)
+            sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+            order = np.argsort(-sizes, kind="stable")
+            starts = []
+            for k in range(count):
+                comp = int(order[k % max(n, 1)]) + 1
+                points = np.flatnonzero(labels == comp)
+                starts.append(divmod(int(points[rng.integers(len(points))]), width))
+        else:
+            points = np.flatnonzero(seeds)
+            starts = [divmod(int(points[i]), width) for i in rng.integers(len(points), size=count)]
+        for start in starts:
+            stroke(inside, start, code)
+    return codes
+
+
 def merge_into_label(codes: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """A full label from a prediction with the strokes winning where they disagree with it."""
     if codes.shape != prediction.shape:

@@ -40,10 +40,15 @@ def bright_squares(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
 
 
 def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
-                  with_labels: bool = True, seed: int = 0, draw: Draw = one_square) -> Path:
+                  with_labels: bool = True, seed: int = 0, draw: Draw = one_square,
+                  with_strokes: bool | str = False, stroke_fraction: float = 0.05) -> Path:
     """``root/{train,test}/{data,label}/NNNNN.png``, numbered on across the splits (6 train + 3
     test: train 00000-00005, test 00006-00008); both folders of both splits exist even when a
     split has no image. Without labels the label folders are empty. Same arguments, same pixels.
+
+    ``with_strokes``: also ``<split>/scribble/NNNNN.png``, strokes simulated from the true mask
+    (:func:`core.scribbles.simulate_strokes`, at most ``stroke_fraction`` of the pixels); True
+    for both splits, ``"train"`` for the train split only.
     """
     rng = np.random.default_rng(seed)
     index = 0
@@ -56,6 +61,15 @@ def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
             Image.fromarray(image).save(root / split / "data" / name)
             if with_labels:
                 Image.fromarray(mask).save(root / split / "label" / name)
+            if with_strokes is True or with_strokes == split:
+                from core.scribbles import scribble_path_for, simulate_strokes, write_scribble
+
+                codes = simulate_strokes(mask > 0, index, max_fraction=stroke_fraction,
+                                         roof_strokes=3, background_strokes=3, radius=1.5,
+                                         length=size / 4, margin=2.5)
+                target = scribble_path_for(root, split, name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_scribble(target, codes)
             index += 1
     return root
 

@@ -50,6 +50,7 @@ import copy
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
           on_progress: ProgressCallback | None = None,
           should_stop: StopCheck | None = None,
           resume_from: str | Path | None = None,
-          init_from: str | Path | None = None) -> TrainResult:
+          init_from: str | Path | None = None,
+          on_weights: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train a model on ``dataset_dir``'s train split and save it as ``models_dir/model_vN``.
 
     ``resume_from`` continues a run (its weights, optimizer state and history); ``init_from``
@@ -330,6 +332,9 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                                  threshold=scores.threshold if tuned else None, lr=lr_now)
             history.append(result)
             emit(result)
+            if on_weights is not None:  # a CPU copy of this epoch's weights (live preview)
+                on_weights(epoch, {k: v.detach().to("cpu", copy=True)
+                                   for k, v in model.state_dict().items()})
             if scores is not None:
                 score, threshold = (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
                 if score > best_iou:

@@ -1,0 +1,99 @@
+"""Partial labels in the dataset (issue 16): ``Sample.scribble_path`` filled by open_dataset, a
+dataset of strokes only trains and saves, and a bad stroke file is an error naming it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.dataset import open_dataset
+from core.errors import ImageReadError
+from core.io import atomic_output
+from core.scribbles import BACKGROUND, ROOF, read_scribble, scribble_path_for, simulate_strokes
+from tests.factories import bright_squares, write_dataset
+
+
+def test_open_dataset_fills_scribble_paths_cleans_temps_and_lists_orphans(tmp_path):
+    root = write_dataset(tmp_path / "ds", n_train=3, n_test=1, with_labels=False,
+                         with_strokes="train")
+    folder = root / "train" / "scribble"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "nobody.png")
+    with atomic_output(folder / "00001.png") as tmp:  # the name a killed write leaves
+        name = tmp.name
+        tmp.write_bytes(b"x")
+    leftover = folder / name
+    leftover.write_bytes(b"half a file")
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    dataset = open_dataset(root)
+    assert [s.scribble_path for s in dataset.train] == \
+        [scribble_path_for(root, "train", s.name) for s in dataset.train]
+    assert all(s.partly_labelled and s.label_path is None for s in dataset.train)
+    assert dataset.test[0].scribble_path is None and not dataset.test[0].partly_labelled
+    assert dataset.orphan_scribbles == [folder / "nobody.png"]
+    assert not any(p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_simulated_strokes_stay_inside_their_class_and_the_budget():
+    rng = np.random.default_rng(3)
+    _image, mask = bright_squares(rng, 128)
+    mask = mask > 0
+    codes = simulate_strokes(mask, 1, max_fraction=0.02)
+    assert np.count_nonzero(codes) <= 0.02 * mask.size
+    assert (codes == ROOF).any() and (codes == BACKGROUND).any()
+    assert mask[codes == ROOF].all() and not mask[codes == BACKGROUND].any()
+    assert np.array_equal(codes, simulate_strokes(mask, 1, max_fraction=0.02))
+
+
+torch = pytest.importorskip("torch")
+
+
+def _config(**kw):
+    from core.training.config import TrainConfig
+
+    base = dict(arch="liteunet", arch_params={"width": 8, "depth": 2}, epochs=2, batch_size=4,
+                crop_size=64, samples_per_epoch=8, val_fraction=0.25, device="cpu", seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path):
+    from core.checkpoint import load_checkpoint
+    from core.training.loop import train
+
+    root = write_dataset(tmp_path / "ds", n_train=6, n_test=0, with_labels=False,
+                         with_strokes="train", draw=bright_squares)
+    weights = []
+    result = train(root, tmp_path / "models", _config(),
+                   on_weights=lambda epoch, state: weights.append((epoch, state)))
+    assert result.model_path.is_file() and len(result.history) == 2
+    assert load_checkpoint(result.model_path).metadata["metrics"]["train_images"] >= 4
+    assert [e for e, _ in weights] == [1, 2]
+    state = weights[-1][1]
+    assert all(t.device.type == "cpu" for t in state.values())
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "wrong size", "bad codes"])
+def test_a_bad_stroke_file_is_an_error_naming_it(tmp_path, problem):
+    from core.training.loop import train
+
+    root = write_dataset(tmp_path / "ds", n_train=4, n_test=0, with_labels=False,
+                         with_strokes="train", draw=bright_squares)
+    bad = scribble_path_for(root, "train", "00002.png")
+    if problem == "corrupt":
+        bad.write_bytes(b"\x89PNG not really")
+    elif problem == "wrong size":
+        Image.fromarray(np.ones((32, 48), np.uint8)).save(bad)
+    else:
+        Image.fromarray(np.full((64, 64), 9, np.uint8)).save(bad)
+    with pytest.raises(ImageReadError) as info:
+        train(root, tmp_path / "models", _config(val_fraction=0.0))
+    assert "00002.png" in str(info.value) and "scribble" in str(info.value)
+    if problem == "wrong size":
+        assert "48 x 32 but the image is 64 x 64" in str(info.value)
+    with pytest.raises(ImageReadError):
+        read_scribble(bad, (64, 64))
