@@ -23,10 +23,9 @@ from core.checkpoint import LoadedModel, load_checkpoint
 from core.device import resolve_device, resolve_precision
 from core.errors import ConfigError, ImageReadError
 from core.export import composite, composite_path, mask_path
+from core.image_collection import collect_inputs, find_label_for
 from core.io import (
     ensure_folder,
-    is_image_file,
-    list_images,
     read_image,
     read_mask,
     write_image,
@@ -74,43 +73,6 @@ class PredictedFile:
     area_unit: str | None = None
     georeferenced: bool = False
     warnings: list[str] = field(default_factory=list)
-
-
-def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand INPUT arguments (files or folders of images) into a list of image files."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise ImageReadError("folder holds no images (.png, .jpg, .tif, ...)", path)
-            files.extend(found)
-        elif path.exists():
-            if not is_image_file(path):
-                raise ImageReadError("not an image file name (expected one of .png .jpg .tif ...)", path)
-            files.append(path)
-        else:
-            raise ImageReadError("file not found", path)
-    if not files:
-        raise ImageReadError("no input images given")
-    return files
-
-
-def find_label_for(image_path: Path) -> Path | None:
-    """A mask that belongs to an image, if one is found: ``data/X`` -> ``label/X`` (the dataset
-    layout), ``images/X`` -> ``masks/X``, or ``X_mask.png`` / ``X_label.png`` beside it."""
-    candidates = []
-    parent = image_path.parent
-    for here, there in (("data", "label"), ("images", "masks"), ("image", "label")):
-        if parent.name == here:
-            candidates += [parent.parent / there / image_path.name,
-                           parent.parent / there / (image_path.stem + ".png")]
-    candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
-    if image_path.stem == "image":  # the original's image.tif + labels.tif, and `rooftop demo`
-        candidates += [parent / f"{name}{suffix}" for name in ("labels", "label", "mask")
-                       for suffix in (".png", ".tif", ".tiff")]
-    return next((c for c in candidates if c.is_file() and c != image_path), None)
 
 
 def raster_grid(path: Path) -> tuple[bool, bool]:

@@ -8,7 +8,7 @@ from core.dataset import Sample
 from core.errors import ConfigError, ImageReadError
 from core.models import build_model
 from core.predict import predict_probabilities, predict_samples, predict_whole
-from core.predict_files import collect_inputs, find_label_for
+from core.image_collection import collect_inputs, find_label_for
 from core.progress import Progress, Stopped
 from core.windows import plan_tiles
 
