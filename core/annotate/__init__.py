@@ -17,7 +17,8 @@ place and returns the tight bounding box of the pixels it changed, or ``None``.
 The modules, by job: :mod:`~core.annotate.regions` (regions, argument checks, the brush's segment
 maths), :mod:`~core.annotate.edits` (raster edits), :mod:`~core.annotate.history` (undo),
 :mod:`~core.annotate.recovery` (recovery copies and finding them) and
-:mod:`~core.annotate.editor` (:class:`MaskEditor`). This package re-exports their public names.
+:mod:`~core.annotate.editor` (:class:`MaskEditor`), :mod:`~core.annotate.strokes`
+(:class:`StrokeEditor`, the same for strokes, a partial label). This package re-exports their public names.
 """
 
 from core.annotate.editor import MaskEditor
@@ -40,8 +41,10 @@ from core.annotate.recovery import (
     load_recovery,
     recovery_path_for,
     save_recovery,
+    stroke_path_of,
 )
 from core.annotate.regions import MIN_RADIUS, Point, Region, union_regions
+from core.annotate.strokes import StrokeEditor
 
 __all__ = [
     "MIN_RADIUS",
@@ -53,6 +56,7 @@ __all__ = [
     "RecoveryCopy",
     "RecoveryEntry",
     "Region",
+    "StrokeEditor",
     "UndoStack",
     "accept_prediction",
     "connected_roof",
@@ -67,5 +71,6 @@ __all__ = [
     "recovery_path_for",
     "save_recovery",
     "stamp_disk",
+    "stroke_path_of",
     "union_regions",
 ]

@@ -23,6 +23,7 @@ from core.annotate.regions import _check_mask
 from core.dataset import label_path_for
 from core.errors import ImageReadError, ImageWriteError
 from core.io import atomic_output
+from core.scribbles import scribble_path_for
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class RecoveryCopy:
     mask: np.ndarray
     label_path: Path | None
     metadata: dict
+    #: "label" (``mask`` is bool) or "strokes" (``mask`` is uint8 stroke codes, ``label_path``
+    #: the stroke file).
+    kind: str = "label"
 
 
 def save_recovery(path: str | Path, mask: np.ndarray, label_path: str | Path | None = None,
@@ -44,14 +48,18 @@ def save_recovery(path: str | Path, mask: np.ndarray, label_path: str | Path | N
     """Write ``mask`` and the label path it belongs to into one ``.npz`` file, atomically.
 
     ``metadata`` (JSON-serialisable) is stored alongside and returned by :func:`load_recovery`.
+    A uint8 array is stroke codes (:mod:`core.scribbles`), ``label_path`` then its stroke file.
     """
-    _check_mask(mask)
+    strokes = isinstance(mask, np.ndarray) and mask.dtype == np.uint8 and mask.ndim == 2
+    if not strokes:
+        _check_mask(mask)
     path = Path(path)
     meta = {
         "format": _RECOVERY_FORMAT,
         "version": _RECOVERY_VERSION,
         "label_path": str(label_path) if label_path is not None else None,
         "shape": list(mask.shape),
+        "kind": "strokes" if strokes else "label",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "metadata": dict(metadata or {}),
     }
@@ -60,7 +68,10 @@ def save_recovery(path: str | Path, mask: np.ndarray, label_path: str | Path | N
     except (TypeError, ValueError) as exc:
         raise ValueError(f"recovery metadata must be JSON-serialisable: {exc}") from exc
     buffer = _io.BytesIO()
-    np.savez_compressed(buffer, mask=np.packbits(mask, axis=None), meta=np.array(meta_json))
+    if strokes:
+        np.savez_compressed(buffer, codes=mask, meta=np.array(meta_json))
+    else:
+        np.savez_compressed(buffer, mask=np.packbits(mask, axis=None), meta=np.array(meta_json))
     try:
         with atomic_output(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
@@ -79,19 +90,26 @@ def load_recovery(path: str | Path) -> RecoveryCopy:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"][()]))
-            bits = data["mask"]
+            kind = meta.get("kind", "label")
+            bits = data["codes"] if kind == "strokes" else data["mask"]
         if meta.get("format") != _RECOVERY_FORMAT:
             raise ValueError("not a Rooftop recovery file")
         if int(meta.get("version", 0)) > _RECOVERY_VERSION:
             raise ValueError(f"written by a newer version (format {meta.get('version')})")
         height, width = (int(v) for v in meta["shape"])
-        if height < 0 or width < 0 or bits.size * 8 < height * width:
-            raise ValueError("mask data is truncated")
-        mask = np.unpackbits(bits, count=height * width).astype(bool).reshape(height, width)
+        if kind == "strokes":
+            if bits.shape != (height, width) or bits.dtype != np.uint8:
+                raise ValueError("stroke data does not match its shape")
+            mask = np.array(bits)
+        else:
+            if height < 0 or width < 0 or bits.size * 8 < height * width:
+                raise ValueError("mask data is truncated")
+            mask = np.unpackbits(bits, count=height * width).astype(bool).reshape(height, width)
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise ImageReadError(f"not a readable recovery copy ({exc})", path) from exc
     label = meta.get("label_path")
-    return RecoveryCopy(mask, Path(label) if label else None, dict(meta.get("metadata") or {}))
+    return RecoveryCopy(mask, Path(label) if label else None, dict(meta.get("metadata") or {}),
+                        kind)
 
 
 # ------------------------------------------------------------------------- finding the copies
@@ -113,6 +131,15 @@ def label_path_of(root: str | Path | None, sample: Any) -> Path:
     return base / sample.split / "label" / f"{Path(sample.name).stem}.png"
 
 
+def stroke_path_of(root: str | Path | None, sample: Any) -> Path:
+    """Where ``sample``'s strokes live, or will be created (:func:`core.scribbles.scribble_path_for`)."""
+    existing = getattr(sample, "scribble_path", None)
+    if existing is not None:
+        return Path(existing)
+    base = Path(root) if root is not None else Path(sample.image_path).parent.parent.parent
+    return scribble_path_for(base, sample.split, sample.name)
+
+
 def label_key(path: str | Path) -> str:
     """The resolved path as a string: two spellings of one label file get the same key."""
     return str(Path(path).resolve())
@@ -132,10 +159,12 @@ class RecoveryEntry:
     label_path: Path
     sample: Any
     created: str = ""
+    kind: str = "label"  # or "strokes": label_path is then the stroke file
 
     def describe(self) -> str:
         when = f"   (last copy {self.created})" if self.created else ""
-        return f"{self.sample.split}/{self.sample.name}{when}"
+        what = "  (strokes)" if self.kind == "strokes" else ""
+        return f"{self.sample.split}/{self.sample.name}{what}{when}"
 
 
 def find_recovery(folder: str | Path, root: str | Path | None,
@@ -146,6 +175,7 @@ def find_recovery(folder: str | Path, root: str | Path | None,
     if not folder.is_dir():
         return []
     by_label = {label_key(label_path_of(root, s)): s for s in samples}
+    by_label.update((label_key(stroke_path_of(root, s)), s) for s in samples)
     found: list[RecoveryEntry] = []
     for file in sorted(folder.glob("*.npz")):
         try:
@@ -161,5 +191,5 @@ def find_recovery(folder: str | Path, root: str | Path | None,
                 created = _dt.datetime.fromtimestamp(file.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
             except OSError:
                 created = ""
-            found.append(RecoveryEntry(file, Path(copy.label_path), sample, created))
+            found.append(RecoveryEntry(file, Path(copy.label_path), sample, created, copy.kind))
     return found
