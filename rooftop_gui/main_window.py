@@ -185,8 +185,10 @@ class MainWindow(QMainWindow):
     def _make_actions(self) -> None:
         a = self._action
         self.open_action = a("&Open dataset folder…", self.choose_dataset, "Ctrl+O", "open", "File")
-        self.open_image_action = a("Open large &image…", self.choose_large_image, "Ctrl+Shift+O",
-                                   "image", "File")
+        self.open_images_action = a("Open &images…", self.choose_images, "Ctrl+I", "image",
+                                    "File")
+        self.open_image_action = a("Make a dataset from a large &image…", self.choose_large_image,
+                                   "Ctrl+Shift+O", "image", "File")
         self.quit_action = a("&Quit", self.close, "Ctrl+Q", "", "File")
         self.next_action = a("&Next image", self.browser.select_next,
                              ["PgDown", "Ctrl+Right"], "next", "Browse")
@@ -211,7 +213,7 @@ class MainWindow(QMainWindow):
     def _make_menus_and_toolbar(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.open_action, self.open_image_action])
+        file_menu.addActions([self.open_action, self.open_images_action, self.open_image_action])
         self.recent_menu = file_menu.addMenu("&Recent datasets")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
@@ -250,7 +252,7 @@ class MainWindow(QMainWindow):
         bar.setObjectName("toolbar_main")
         bar.setMovable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        bar.addActions([self.open_action, self.open_image_action])
+        bar.addActions([self.open_action, self.open_images_action])
         bar.addSeparator()
         bar.addActions([self.previous_action, self.next_action])
         bar.addSeparator()
@@ -270,29 +272,68 @@ class MainWindow(QMainWindow):
         if path:
             self.open_dataset(Path(path))
 
+    def choose_images(self) -> None:
+        """Open one or more image files (or a folder of images, from the folder button) to view,
+        predict, export and label without generating a dataset."""
+        start = str(self.dataset_path) if self.dataset_path else str(Path.home())
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open images", start,
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+        if paths:
+            self.open_images([Path(p) for p in paths])
+
+    def open_images(self, paths: list[Path]) -> bool:
+        """Show loose images (files or folders) as the "test" split of a dataset rooted at their
+        folder (``core.image_collection``): labels are saved beside them as ``X_label.png``."""
+        from core.image_collection import open_images
+
+        try:
+            dataset = open_images(paths)
+        except RooftopError as exc:
+            show_error(self, "Cannot open these images", exc)
+            self.statusBar().showMessage(describe(exc), 10000)
+            return False
+        if not self._show_dataset(dataset, dataset.root, remember=False):
+            return False
+        self.statusBar().showMessage(
+            f"Opened {len(dataset.test)} image(s) in {dataset.root}: predict them, export, or "
+            "paint labels (saved beside each image as NAME_label.png)", 10000)
+        return True
+
     def open_dataset(self, path: Path) -> bool:
-        """Open a dataset folder (``train/`` and ``test/`` with ``data/`` and ``label/``)."""
+        """Open a dataset folder (``train/`` and ``test/`` with ``data/`` and ``label/``); a folder
+        of plain images opens as loose images."""
         from core.dataset import open_dataset
+        from core.io import list_images
 
         try:
             dataset = open_dataset(path)
         except RooftopError as exc:
+            if Path(path).is_dir() and list_images(path):  # a folder of images, not a dataset
+                return self.open_images([Path(path)])
             show_error(self, "Cannot open dataset", exc)
             self.statusBar().showMessage(describe(exc), 10000)
             return False
+        if not self._show_dataset(dataset, Path(path), remember=True):
+            return False
+        self.statusBar().showMessage(
+            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000)
+        return True
+
+    def _show_dataset(self, dataset, path: Path, remember: bool) -> bool:
+        """Make ``dataset`` (rooted at ``path``) the one the window shows."""
         if not self.annotation.resolve_unsaved():  # Cancel: keep the edits, stay here
             return False
         self.dataset, self.dataset_path = dataset, Path(path)
         self.annotation.set_dataset(Path(path))
         self.prediction.set_dataset(Path(path))  # before the browser selects its first image
         self.browser.set_dataset(dataset)
-        cfg.add_recent_dataset(self.settings, Path(path))
+        if remember:
+            cfg.add_recent_dataset(self.settings, Path(path))
         if hasattr(self.training, "set_dataset"):
             self.training.set_dataset(Path(path))
         self._remove_stale_temp_files()
         self._update_title()
-        self.statusBar().showMessage(
-            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000)
         self.canvas.set_message("Pick an image in the Dataset panel (PgDown / PgUp to step).")
         self.prediction._update_enabled()
         if self.browser.proxy.rowCount():

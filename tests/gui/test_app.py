@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.progress import Stopped
 from rooftop_gui import app as app_module
-from rooftop_gui import errors
+from rooftop_gui import errors, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +50,8 @@ def test_main_opens_the_dataset_given(qtbot, tiny_dataset, monkeypatch):
     assert window.windowTitle().replace("[*]", "") == "tiny — Rooftop Studio"
     assert QApplication.applicationName() == "Rooftop Studio"
     window.close()
+    # closing asks the thumbnail thread to stop; it ends after the image it is decoding
+    qtbot.waitUntil(lambda: not workers.live_threads(), timeout=10_000)
 
 
 def test_main_py_is_a_thin_launcher():
