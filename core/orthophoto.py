@@ -32,13 +32,11 @@ from core.device import resolve_precision
 from core.errors import ConfigError, ImageReadError
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
-from core.raster import BLOCK_SIZE, RasterSource, RasterWriter
+from core.raster import BLOCK_SIZE, RASTER_SUFFIXES, RasterSource, RasterWriter
 from core.tiled_inference import TileEngine, stream_probabilities
 
 #: Longest side of the decimated composite of an orthophoto.
 COMPOSITE_MAX_SIDE = 4096
-#: File name suffixes read as rasters (through GDAL) rather than as plain images.
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 
 
 @dataclass(frozen=True)

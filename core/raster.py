@@ -99,6 +99,8 @@ MASK_BACKGROUND, MASK_ROOF = 0, 255
 #: Probability raster: ``value = round(p * PROBABILITY_SCALE)``, ``PROBABILITY_NODATA`` = no data.
 PROBABILITY_SCALE, PROBABILITY_NODATA = 254, 255
 KINDS = ("mask", "probability")
+#: File name suffixes read as rasters (through GDAL) rather than as plain images.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".vrt", ".img")
 
 
 def _one_line(text: str) -> str:

@@ -41,7 +41,7 @@ class VectorizedFile:
 
 
 def _raster_suffix(path: Path) -> bool:
-    from core.orthophoto import RASTER_SUFFIXES
+    from core.raster import RASTER_SUFFIXES
 
     return path.suffix.lower() in RASTER_SUFFIXES
 
