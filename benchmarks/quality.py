@@ -1,7 +1,7 @@
 """Model quality on real aerial tiles: the prescribed model trained the original way against our
 default recipe, for the same wall-clock budget, scored on unseen tiles.
 
-    python benchmarks/quality.py [--minutes 5] [--device cpu] [--devdata PATH]
+    python benchmarks/quality.py [--minutes 5] [--seeds 3] [--protocol fixed|loso|both]
     python benchmarks/quality.py --demo [--minutes 2]
 
 The data is ../shared/devdata (13 image/mask pairs from 3 sources; it is never copied into the
@@ -24,6 +24,14 @@ the default a user gets from ``rooftop train --max-minutes M`` (the budget alone
 (``core.synthetic.write_demo`` at 1024 px, cut by ``core.generate.generate_dataset`` into 256 px
 windows with stride 0.5, resized to 256) and reports its test IoU.
 
+``--protocol loso`` (or ``both``) adds leave-one-subset-out: for each subset of
+:data:`LOSO_SUBSETS` (all five sources: crowdai, potsdam, spacenet, shanghai, rio), ours is
+trained on every tile of the other four and tested on every tile of the one left out: how a model
+holds up on a city or a sensor it never saw.
+
+Every figure is reported for each of ``--seeds`` seeds (0, 1, 2, ...) with their mean and spread
+(max - min).
+
 Prints ONE JSON object on stdout; progress goes to stderr. When the devdata folder is absent it
 says so and exits 0.
 """
@@ -43,6 +51,8 @@ from _common import REPO, emit, machine, note, rnd
 
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
 SUBSETS = ("crowdai", "potsdam", "spacenet")
+#: Every source of the devdata, for the leave-one-subset-out protocol.
+LOSO_SUBSETS = ("crowdai", "potsdam", "spacenet", "shanghai", "rio")
 #: One tile of each source for testing; everything else trains.
 TEST_TILES = ("crowdai_6.png", "potsdam_7_9.png", "spacenet_shanghai_img945.png")
 
@@ -65,6 +75,29 @@ def build_devdata_split(devdata: Path, out: Path) -> dict[str, list[str]]:
     if missing:
         raise SystemExit(f"devdata: test tiles not found: {', '.join(sorted(missing))}")
     return split
+
+
+def build_loso_split(devdata: Path, out: Path, held_out: str) -> dict[str, list[str]]:
+    """``out/{train,test}/...``: the tiles of ``held_out`` to test, of every other subset to
+    train on."""
+    split: dict[str, list[str]] = {"train": [], "test": []}
+    for subset in LOSO_SUBSETS:
+        for image in sorted((devdata / subset / "images").glob("*.png")):
+            name = "test" if subset == held_out else "train"
+            for kind, source in (("data", image), ("label", devdata / subset / "masks" / image.name)):
+                target = out / name / kind / image.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            split[name].append(image.name)
+    return split
+
+
+def summary(runs: list[dict[str, Any]], key: str = "test_iou") -> dict[str, Any]:
+    """Mean and spread of ``key`` over the runs of several seeds, with the runs."""
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return {"mean": rnd(sum(values) / len(values), 4) if values else None,
+            "spread": rnd(max(values) - min(values), 4) if values else None,
+            "values": values, "runs": runs}
 
 
 def build_demo_split(out: Path) -> dict[str, list[str]]:
@@ -94,7 +127,8 @@ def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
             pass
 
     note(f"training {name} ({config.arch}) for {config.max_minutes} min on {config.device} ...")
-    result = train(dataset, work / f"models_{name}", config, on_progress=progress)
+    result = train(dataset, work / f"models_{name.replace(' ', '_')}", config,
+                   on_progress=progress)
     scores = evaluate(dataset, result.model_path, split="test", device=config.device)
     m = scores.metrics
     note(f"  {name}: test IoU {m['iou']:.4f} F1 {m['f1']:.4f} ({result.samples_seen} samples)")
@@ -142,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch-params", default="{}", help="JSON parameters for --arch (exploring)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                         help="override a TrainConfig field of our run (exploring), e.g. lr=1e-3")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1; mean and spread")
+    parser.add_argument("--protocol", choices=("fixed", "loso", "both"), default="fixed",
+                        help="the fixed split, leave-one-subset-out, or both")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None else (2.0 if args.demo else 5.0)
@@ -167,28 +203,50 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.set:
             key, _, value = item.partition("=")
             ours[key] = json.loads(value)
-        # what `rooftop train --max-minutes M [--device D] [--seed S]` runs: nothing else is set
-        common = {"max_minutes": minutes, "device": args.device, "seed": args.seed}
+        seeds = list(range(args.seeds))
+
+        def config(recipe: dict[str, Any], seed: int) -> Any:
+            # what `rooftop train --max-minutes M [--device D] [--seed S]` runs: nothing else set
+            return TrainConfig(**{**recipe, "max_minutes": minutes, "device": args.device,
+                                  "seed": seed})
+
         result: dict[str, Any] = {"benchmark": "quality", "budget_minutes": minutes,
                                   "device": args.device, "torch_threads": torch.get_num_threads(),
-                                  "machine": machine()}
+                                  "machine": machine(), "seeds": seeds}
         if args.demo:
             split = build_demo_split(work / "demo")
             dataset = work / "demo" / "dataset"
             result.update(data="synthetic demo scene 1024 px, patches 256:0.5, resize 256",
                           split=split)
-            result["ours"] = run("ours", dataset, work, TrainConfig(**{**ours, **common}))
-        else:
+            result["ours"] = summary([run("ours", dataset, work / f"s{seed}", config(ours, seed))
+                                      for seed in seeds])
+        if not args.demo and args.protocol in ("fixed", "both"):
             dataset = work / "devdata"
             split = build_devdata_split(args.devdata, dataset)
-            result.update(data=str(args.devdata), split=split)
+            fixed: dict[str, Any] = {"data": str(args.devdata), "split": split}
             if not args.skip_prescribed:
-                result["prescribed"] = run("prescribed", dataset, work,
-                                           TrainConfig(**{**ORIGINAL_RECIPE, **common}))
-            result["ours"] = run("ours", dataset, work, TrainConfig(**{**ours, **common}))
-            if "prescribed" in result:
-                base = result["prescribed"]["test_iou"]
-                result["iou_ratio"] = rnd(result["ours"]["test_iou"] / base, 2) if base else None
+                fixed["prescribed"] = summary([
+                    run("prescribed", dataset, work / f"s{seed}", config(ORIGINAL_RECIPE, seed))
+                    for seed in seeds])
+            fixed["ours"] = summary([run("ours", dataset, work / f"s{seed}", config(ours, seed))
+                                     for seed in seeds])
+            if "prescribed" in fixed and fixed["prescribed"]["mean"]:
+                fixed["iou_ratio"] = rnd(fixed["ours"]["mean"] / fixed["prescribed"]["mean"], 2)
+            result["fixed"] = fixed
+        if not args.demo and args.protocol in ("loso", "both"):
+            loso: dict[str, Any] = {}
+            for held_out in LOSO_SUBSETS:
+                dataset = work / f"loso_{held_out}"
+                split = build_loso_split(args.devdata, dataset, held_out)
+                note(f"leave-one-subset-out: testing on {held_out} ({len(split['test'])} tiles)")
+                loso[held_out] = summary([
+                    run(f"ours without {held_out}", dataset, work / f"loso_{held_out}_s{seed}",
+                        config(ours, seed)) for seed in seeds])
+                loso[held_out]["test_tiles"] = len(split["test"])
+            means = [v["mean"] for v in loso.values() if v["mean"] is not None]
+            result["loso"] = {"subsets": loso,
+                              "mean_test_iou": rnd(sum(means) / len(means), 4) if means else None,
+                              "worst_subset_iou": rnd(min(means), 4) if means else None}
         emit(result)
     finally:
         if args.keep is None:
