@@ -25,7 +25,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Rooftop Studio: browse a roof dataset, train a model, see and export its "
                     "predictions. With no DATASET it opens the last one, or the demo.")
     parser.add_argument("dataset", nargs="?", type=Path,
-                        help="dataset folder (train/ and test/, each with data/ and label/)")
+                        help="dataset folder (train/ and test/, each with data/ and label/), or "
+                             "an orthophoto (a GeoTIFF, COG, JPEG 2000 or VRT of any size: shown "
+                             "by tiles), or an image file")
     return parser.parse_known_args(argv)
 
 

@@ -26,6 +26,15 @@ Rendering is built for slider speed on 2048 x 2048 images:
 * the shown mask is exactly ``core.postprocess.to_mask(prob, threshold, dilation)``, the function
   export and ``rooftop predict --dilation`` use (computed as ``dilate(prob >= t)``, which is equal
   because max and threshold commute; tests check it): what you see is what you export.
+
+Orthophotos of any size are shown through :meth:`ImageCanvas.set_raster` instead of an array: a
+:class:`rooftop_gui.raster_view.RasterTileItem` draws an overview and full-resolution tiles read in
+the background (bounded cache), requested after every scroll and zoom. On a raster, the
+prediction layer is a *window* of it (:meth:`ImageCanvas.set_window_probability`: "Predict visible
+area", at an offset, with the same threshold/dilation/heat-map path), a whole-raster prediction is
+drawn as it arrives (:meth:`start_strip_preview`, decimated) and then from its mask file
+(:meth:`set_mask_raster`, tiled too). Building outlines (:meth:`set_buildings`) are drawn on both
+kinds of image.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ from PySide6.QtWidgets import (
 
 from core import postprocess
 from rooftop_gui import overlays
+from rooftop_gui.buildings_layer import BuildingOutlineItem
+from rooftop_gui.raster_view import RasterTileItem, RasterTileSource
 
 LAYERS = ("label", "prediction", "error")
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
@@ -248,8 +259,25 @@ class ImageCanvas(QGraphicsView):
                                             outline=overlays.OUTLINE_WIDTH)
         self._pred_item = IndexedLayerItem(overlays.mask_table(overlays.PREDICTION_COLOR), 20)
         self._error_item = IndexedLayerItem(overlays.error_table(), 30)
-        for item in (self._image_item, self._label_item, self._pred_item, self._error_item):
+        self._buildings_item = BuildingOutlineItem(z=45)
+        for item in (self._image_item, self._label_item, self._pred_item, self._error_item,
+                     self._buildings_item):
             self._scene.addItem(item)
+        # an orthophoto shown by tiles (set_raster), its whole-raster prediction (a decimated
+        # preview while it runs, then its mask file by tiles)
+        self._raster: RasterTileSource | None = None
+        self._raster_item: RasterTileItem | None = None
+        self._mask_source: RasterTileSource | None = None
+        self._mask_item: RasterTileItem | None = None
+        self._strip_item = IndexedLayerItem(overlays.mask_table(overlays.PREDICTION_COLOR), 19)
+        self._strip_codes: np.ndarray | None = None
+        self._strip_factor = 1
+        self._scene.addItem(self._strip_item)
+        self._prob_offset = (0, 0)  # where the probability window lies (a raster's window)
+        self._tile_timer = QTimer(self)
+        self._tile_timer.setSingleShot(True)
+        self._tile_timer.setInterval(0)
+        self._tile_timer.timeout.connect(self._request_tiles)
 
         self.state = LayerState()
         self._image: np.ndarray | None = None
@@ -277,9 +305,13 @@ class ImageCanvas(QGraphicsView):
     # ------------------------------------------------------------------ data
     def set_image(self, image: np.ndarray | None, *, keep_view: bool = False) -> None:
         """Show ``image`` (H, W, 3 uint8) and clear label and prediction (``None`` clears)."""
+        self._clear_raster()
+        self._buildings_item.set_rings(None)
         self._image = image
         self._label = None
         self._prob = None
+        self._prob_offset = (0, 0)
+        self._pred_item.setPos(0, 0)
         self._base = None
         self._heat = {}
         if image is None:
@@ -318,6 +350,165 @@ class ImageCanvas(QGraphicsView):
         """Text drawn over an empty canvas (e.g. why an image could not be shown)."""
         self._message = text
         self.viewport().update()
+
+    # ------------------------------------------------------------------ orthophotos
+    def set_raster(self, source: RasterTileSource | None) -> None:
+        """Show the raster ``source`` by tiles (it is opened here if it is not yet); clears the
+        image, label and prediction. The canvas owns ``source`` from now on (closes it)."""
+        self.set_image(None)
+        if source is None:
+            return
+        self._raster = source
+        self._raster_item = RasterTileItem(source, z=0)
+        self._scene.addItem(self._raster_item)
+        source.opened.connect(self._raster_opened)
+        source.overview_ready.connect(self._schedule_tiles)
+        if source.info is not None:
+            self._raster_opened(source.info)
+        elif not source.is_busy():
+            source.open()
+        self.viewport().update()
+
+    def _raster_opened(self, info) -> None:
+        if self._raster is None or self._raster.info is not info:
+            return
+        self._scene.setSceneRect(QRectF(0, 0, info.width, info.height))
+        self.fit()
+        self.layers_changed.emit()
+
+    def _clear_raster(self) -> None:
+        for source in (self._raster, self._mask_source):
+            if source is not None:
+                source.close()
+        for item in (self._raster_item, self._mask_item):
+            if item is not None:
+                self._scene.removeItem(item)
+        self._raster = self._raster_item = self._mask_source = self._mask_item = None
+        self.stop_strip_preview()
+
+    def raster(self) -> RasterTileSource | None:
+        """The orthophoto shown by tiles (None for a plain image)."""
+        return self._raster
+
+    def raster_item(self) -> RasterTileItem | None:
+        return self._raster_item
+
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of what is shown: the image, or the raster once opened."""
+        if self._image is not None:
+            return self._image.shape[1], self._image.shape[0]
+        if self._raster is not None and self._raster.info is not None:
+            return self._raster.info.width, self._raster.info.height
+        return None
+
+    def visible_rect(self) -> QRectF:
+        """The image-pixel rectangle the viewport shows (cut to the image)."""
+        size = self.image_size()
+        if size is None:
+            return QRectF()
+        rect = self.mapToScene(self.viewport().rect()).boundingRect()
+        return rect.intersected(QRectF(0, 0, size[0], size[1]))
+
+    def _schedule_tiles(self, *_args) -> None:
+        if self._raster_item is not None or self._mask_item is not None:
+            self._tile_timer.start()
+
+    def _request_tiles(self) -> None:
+        rect = self.mapToScene(self.viewport().rect()).boundingRect()
+        for item in (self._raster_item, self._mask_item):
+            if item is not None:
+                item.request_visible(rect, self.zoom())
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt API
+        super().scrollContentsBy(dx, dy)
+        self._schedule_tiles()
+
+    def set_window_probability(self, prob: np.ndarray | None, x0: int = 0, y0: int = 0) -> None:
+        """Show a probability map of the raster's window at column ``x0``, row ``y0`` as the
+        prediction layer (threshold, dilation and heat map apply as on an image)."""
+        if prob is not None:
+            size = self.image_size()
+            if self._raster is None or size is None:
+                raise ValueError("a window probability map needs a raster on the canvas")
+            h, w = prob.shape[:2]
+            if x0 < 0 or y0 < 0 or x0 + w > size[0] or y0 + h > size[1]:
+                raise ValueError(f"the window {w} x {h} at ({x0}, {y0}) is outside the "
+                                 f"{size[0]} x {size[1]} raster")
+            prob = np.ascontiguousarray(prob, dtype=np.float32)
+        self._prob = prob
+        self._prob_offset = (int(x0), int(y0)) if prob is not None else (0, 0)
+        self._pred_item.setPos(*self._prob_offset)
+        self._base = None
+        self._heat = {}
+        self._refresh_prediction()
+
+    def probability_offset(self) -> tuple[int, int]:
+        """``(x0, y0)`` of the probability map in the image (0, 0 on a plain image)."""
+        return self._prob_offset
+
+    def start_strip_preview(self, width: int, height: int, factor: int) -> None:
+        """Begin drawing a whole-raster prediction decimated by ``factor`` as its strips come."""
+        self._strip_factor = max(1, int(factor))
+        self._strip_codes = np.zeros((math.ceil(height / self._strip_factor),
+                                      math.ceil(width / self._strip_factor)), np.uint8)
+        self._strip_item.set_codes(self._strip_codes)
+        self._strip_item.setScale(self._strip_factor)
+        self._apply_layer_state()
+
+    def add_strip_preview(self, row: int, codes: np.ndarray) -> None:
+        """Rows ``row..`` (in decimated rows) of the preview: 1 = roof."""
+        if self._strip_codes is None:
+            return
+        codes = codes[:max(0, self._strip_codes.shape[0] - row)]
+        if not len(codes):
+            return
+        self._strip_codes[row:row + len(codes)] = codes
+        self._strip_item.update_region(self._strip_codes,
+                                       QRect(0, row, codes.shape[1], len(codes)))
+
+    def stop_strip_preview(self) -> None:
+        self._strip_codes = None
+        self._strip_item.set_codes(None)
+
+    def strip_preview(self) -> np.ndarray | None:
+        return self._strip_codes
+
+    def set_mask_raster(self, source: RasterTileSource | None) -> None:
+        """Show a written mask raster (``kind="mask"``) over the orthophoto, by tiles."""
+        if self._mask_source is not None:
+            self._mask_source.close()
+        if self._mask_item is not None:
+            self._scene.removeItem(self._mask_item)
+        self._mask_source, self._mask_item = source, None
+        if source is not None:
+            self._mask_item = RasterTileItem(source, z=18)
+            self._scene.addItem(self._mask_item)
+            source.overview_ready.connect(self._schedule_tiles)
+            if source.info is None and not source.is_busy():
+                source.open()
+            self.stop_strip_preview()
+        self._apply_layer_state()
+
+    def mask_raster(self) -> RasterTileSource | None:
+        return self._mask_source
+
+    # ------------------------------------------------------------------ buildings
+    def set_buildings(self, rings: list | None) -> None:
+        """Building outlines to draw: a list of (N, 2) arrays of image-pixel x, y (None clears)."""
+        self._buildings_item.set_rings(rings)
+        self.layers_changed.emit()
+
+    def add_buildings(self, rings: list) -> None:
+        self._buildings_item.add_rings(rings)
+
+    def buildings_count(self) -> int:
+        return self._buildings_item.count()
+
+    def set_buildings_visible(self, visible: bool) -> None:
+        self._buildings_item.setVisible(bool(visible))
+
+    def buildings_visible(self) -> bool:
+        return self._buildings_item.isVisible()
 
     def _check_shape(self, array: np.ndarray, what: str) -> None:
         if self._image is None:
@@ -437,6 +628,10 @@ class ImageCanvas(QGraphicsView):
         self._pred_item.setVisible(s.show_prediction)
         self._error_item.setVisible(s.show_error)
         self._pred_item.setOpacity(s.opacity)
+        for item in (self._strip_item, self._mask_item):
+            if item is not None:
+                item.setVisible(s.show_prediction)
+                item.setOpacity(s.opacity)
         # a thin outline needs more opacity than a fill to read: opaque from 50 % up
         self._label_item.setOpacity(min(1.0, 2 * s.opacity) if self.label_outline()
                                     else s.opacity)
@@ -492,6 +687,8 @@ class ImageCanvas(QGraphicsView):
     def pixel_info(self, x: int, y: int) -> dict:
         """What is at image pixel (x, y): rgb, label, probability, shown prediction."""
         info: dict = {}
+        if self._image is None and self._raster is not None:
+            return self._raster_pixel_info(x, y)
         if self._image is None or not (0 <= y < self._image.shape[0] and 0 <= x < self._image.shape[1]):
             return info
         info["rgb"] = tuple(int(v) for v in self._image[y, x])
@@ -501,6 +698,31 @@ class ImageCanvas(QGraphicsView):
             info["probability"] = float(self._prob[y, x])
             if self._shown_mask is not None:
                 info["prediction"] = bool(self._shown_mask[y, x])
+        return info
+
+    def _raster_pixel_info(self, x: int, y: int) -> dict:
+        """:meth:`pixel_info` on a raster: map coordinates and CRS, colour when its tile is read,
+        the probability of a predicted window."""
+        raster = self._raster
+        info: dict = {}
+        if raster is None or raster.info is None:
+            return info
+        meta = raster.info
+        if not (0 <= x < meta.width and 0 <= y < meta.height):
+            return info
+        if meta.georeferenced:
+            info["map"] = meta.map_xy(x + 0.5, y + 0.5)
+            info["crs"] = meta.crs_name
+        rgb = raster.pixel_rgb(x, y)
+        if rgb is not None:
+            info["rgb"] = rgb
+        if self._prob is not None:
+            x0, y0 = self._prob_offset
+            px, py = x - x0, y - y0
+            if 0 <= py < self._prob.shape[0] and 0 <= px < self._prob.shape[1]:
+                info["probability"] = float(self._prob[py, px])
+                if self._shown_mask is not None:
+                    info["prediction"] = bool(self._shown_mask[py, px])
         return info
 
     # ------------------------------------------------------------------ zoom and pan
@@ -548,11 +770,13 @@ class ImageCanvas(QGraphicsView):
     def _after_zoom(self) -> None:
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom() < 1.0)
         self.zoom_changed.emit(self.zoom())
+        self._schedule_tiles()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         if self._fit_on_resize:
             self.fit()
+        self._schedule_tiles()
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -634,7 +858,8 @@ class ImageCanvas(QGraphicsView):
         """Report the pixel under the pointer, at most every ``CURSOR_REPORT_MS`` (the latest
         position of a burst is reported when the interval is over)."""
         x, y = math.floor(pos.x()), math.floor(pos.y())
-        if self._image is None or not (0 <= x < self._image.shape[1] and 0 <= y < self._image.shape[0]):
+        size = self.image_size()
+        if size is None or not (0 <= x < size[0] and 0 <= y < size[1]):
             x, y = -1, -1
         wait_ms = CURSOR_REPORT_MS - (time.monotonic() - self._cursor_reported) * 1000.0
         if wait_ms <= 0 and not self._cursor_timer.isActive():
@@ -676,7 +901,7 @@ class ImageCanvas(QGraphicsView):
         self.viewport().setCursor(Qt.CursorShape.CrossCursor)
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
-        if self._image is not None or not self._message:
+        if self._image is not None or self._raster is not None or not self._message:
             return
         painter.save()
         painter.resetTransform()

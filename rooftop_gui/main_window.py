@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self.annotation.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.annotation.tool_changed.connect(self._tool_changed)
         self.canvas.cursor_moved.connect(self._cursor_moved)
+        self.canvas.layers_changed.connect(self._raster_info_changed)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.layers.state_changed.connect(self.prediction.display_changed)
         self.prediction.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
@@ -155,6 +156,13 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.pixel_label, self.size_label, self.zoom_label = QLabel(), QLabel(), QLabel()
         self.training_label = QLabel()
+        self.map_label = QLabel()  # an orthophoto's map coordinates and CRS under the pointer
+        self.map_label.setObjectName("statusField")
+        self.map_label.setVisible(False)
+        self.map_label.ensurePolished()
+        self.map_label.setMinimumWidth(self.map_label.fontMetrics().horizontalAdvance(
+            "5 000 000.00  5 000 000.00   WGS 84 / UTM zone 33N") + 16)
+        bar.addPermanentWidget(self.map_label)
         for label, width in ((self.training_label, 0), (self.pixel_label, 300),
                              (self.size_label, 110), (self.zoom_label, 60)):
             label.setObjectName("statusField")
@@ -189,6 +197,8 @@ class MainWindow(QMainWindow):
                                     "File")
         self.open_image_action = a("Make a dataset from a large &image…", self.choose_large_image,
                                    "Ctrl+Shift+O", "image", "File")
+        self.open_ortho_action = a("Open &orthophoto…", self.choose_orthophoto, "Ctrl+Alt+O",
+                                   "image", "File")
         self.quit_action = a("&Quit", self.close, "Ctrl+Q", "", "File")
         self.next_action = a("&Next image", self.browser.select_next,
                              ["PgDown", "Ctrl+Right"], "next", "Browse")
@@ -213,7 +223,8 @@ class MainWindow(QMainWindow):
     def _make_menus_and_toolbar(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.open_action, self.open_images_action, self.open_image_action])
+        file_menu.addActions([self.open_action, self.open_images_action, self.open_ortho_action,
+                              self.open_image_action])
         self.recent_menu = file_menu.addMenu("&Recent datasets")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
@@ -383,6 +394,58 @@ class MainWindow(QMainWindow):
         if dialog.exec() and dialog.result_dir is not None:
             self.open_dataset(dialog.result_dir)
 
+    # ----------------------------------------------------------------- orthophotos
+    def choose_orthophoto(self) -> None:
+        start = self.settings.value("ortho/last_open", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open orthophoto", start,
+            "Rasters (*.tif *.tiff *.jp2 *.j2k *.vrt *.img);;All files (*)")
+        if path:
+            self.settings.setValue("ortho/last_open", str(Path(path).parent))
+            self.open_orthophoto(Path(path))
+
+    def open_orthophoto(self, path: Path) -> bool:
+        """Show a (georeferenced) raster of any size by tiles, its overview first."""
+        from rooftop_gui.raster_view import RasterTileSource
+
+        path = Path(path)
+        if not path.is_file():
+            show_error(self, "Cannot open orthophoto", f"{path}: file not found")
+            return False
+        if not self.annotation.resolve_unsaved():
+            return False
+        if self.prediction.is_busy() or self.prediction.orthophoto.is_busy():
+            self.statusBar().showMessage("Wait for the running prediction to finish.", 8000)
+            return False
+        self.annotation.set_sample(None)
+        self.prediction.set_current(None)
+        source = RasterTileSource(path, self.runner)
+        source.failed.connect(lambda exc, p=path: self._orthophoto_failed(p, exc))
+        self.canvas.set_raster(source)
+        self.prediction.raster_changed()
+        self.size_label.setText("")
+        self.setWindowFilePath(str(path))
+        self.statusBar().showMessage(f"Opening {path.name}…", 8000)
+        return True
+
+    def _orthophoto_failed(self, path: Path, exc: BaseException) -> None:
+        if self.canvas.raster() is not None and self.canvas.raster().path == path:
+            self.canvas.set_raster(None)
+            self.canvas.set_message(f"Cannot show this orthophoto:\n{describe(exc)}")
+            self.prediction.raster_changed()
+        show_error(self, "Cannot open orthophoto", exc)
+
+    def _raster_info_changed(self) -> None:
+        raster = self.canvas.raster()
+        if raster is None or raster.info is None:
+            return
+        info = raster.info
+        if getattr(self, "_raster_described", None) is not info:
+            self._raster_described = info
+            self.size_label.setText(f"{info.width} × {info.height}")
+            self.prediction.orthophoto.raster_changed()
+            self.statusBar().showMessage(f"{info.path.name}: {info.describe()}", 8000)
+
     # ----------------------------------------------------------------- samples
     def _current_changed(self, sample: Any) -> None:
         """The browser selection moved: ask about unsaved edits first (Cancel moves it back)."""
@@ -432,6 +495,9 @@ class MainWindow(QMainWindow):
         from core.io import read_image, read_mask
 
         self.sample_shown.emit(sample)
+        if self.canvas.raster() is not None:  # back from an orthophoto to the dataset
+            self.canvas.set_image(None)  # (closes the orthophoto)
+            self.prediction.raster_changed()
         if sample is None:
             self.canvas.set_image(None)
             self.annotation.set_sample(None)
@@ -477,12 +543,28 @@ class MainWindow(QMainWindow):
         return self.browser.current_sample()
 
     # ----------------------------------------------------------------- status
+    def _show_map_position(self, info: dict) -> None:
+        """An orthophoto's map coordinates and CRS under the pointer (pixels without a CRS)."""
+        if self.canvas.raster() is None:
+            self.map_label.setVisible(False)
+            return
+        self.map_label.setVisible(True)
+        if "map" in info:
+            mx, my = info["map"]
+            self.map_label.setText(f"{mx:,.2f}  {my:,.2f}   {info.get('crs') or 'no CRS'}"
+                                   .replace(",", " "))
+        else:
+            self.map_label.setText("pixel coordinates (no CRS)")
+
     def _cursor_moved(self, x: int, y: int) -> None:
         if x < 0:
             self.pixel_label.setText("")
+            if self.canvas.raster() is not None:
+                self.map_label.setText("")
             return
         info = self.canvas.pixel_info(x, y)
         text = f"x {x}  y {y}"
+        self._show_map_position(info)
         if "rgb" in info:
             text += "   RGB {} {} {}".format(*info["rgb"])
         if "probability" in info:
@@ -591,6 +673,14 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- first start
     def open_initial(self, dataset: Path | None) -> None:
         """Open ``dataset``, else the last one, else the demo (made now if needed)."""
+        if dataset is not None and Path(dataset).is_file():
+            from core.raster import RASTER_SUFFIXES  # rasterio, not torch
+
+            if Path(dataset).suffix.lower() in RASTER_SUFFIXES:
+                self.open_orthophoto(Path(dataset))
+            else:
+                self.open_images([Path(dataset)])
+            return
         if dataset is not None:
             self.open_dataset(Path(dataset))
             return

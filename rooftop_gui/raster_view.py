@@ -1,0 +1,556 @@
+"""A tiled view of a raster of any size (an orthophoto of 30,000 px a side or more) for the canvas.
+
+Nothing here holds the whole image. A :class:`RasterTileSource` opens the raster in a background
+task (``core.raster.RasterSource``; rasterio is imported there, never on the window's start-up
+path) and reads:
+
+* an **overview** once (``RasterSource.read_overview``: the file's own overviews, else a decimated
+  read) of at most :data:`OVERVIEW_MAX_SIDE` pixels a side, kept for as long as the raster is shown
+  and drawn stretched under everything;
+* **tiles** of :data:`TILE` x :data:`TILE` output pixels at levels of detail ``L`` (decimation
+  ``2 ** L``; level 0 is full resolution), read on request in a background task, visible tiles
+  first, and kept in a bounded LRU (:class:`TileCache`, :data:`CACHE_BYTES`), so memory stays
+  bounded whatever the raster's size and however far the user pans.
+
+:class:`RasterTileItem` is the QGraphicsItem the canvas draws: the overview, then for the exposed
+rectangle the cached tiles of the level that suits the zoom (a coarser cached tile stands in for
+a missing one). :meth:`RasterTileItem.request_visible` asks for the tiles of the visible rectangle
+plus a margin of one tile (the canvas calls it after every scroll and zoom).
+
+``kind="mask"`` shows a single-band mask raster (``rooftop predict``'s GeoTIFF, 255 = roof) as a
+coloured overlay instead of an RGB image (roof opaque in ``color``, the rest transparent).
+
+Tiles are premultiplied ARGB32 QImages (made in the worker thread; QImage, unlike QPixmap, may be
+made there); pixels without data are transparent.
+
+GDAL keeps decompressed blocks in its own cache, by default 5 % of the machine's memory: after
+one overview read of a 30,000 px orthophoto that was 1.2 GB of the window's memory
+(benchmarks/orthophoto_gui.py). This module sets ``GDAL_CACHEMAX`` to :data:`GDAL_CACHE_MB`
+unless the user set it: GDAL reads it once, at its first block read, and the window imports this
+module before it reads any raster; the tile cache here is the view's cache.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from rooftop_gui.workers import Task, TaskRunner
+
+#: Side in output pixels of a tile (at every level of detail).
+TILE = 512
+#: Longest side of the overview read at open.
+OVERVIEW_MAX_SIDE = 2048
+#: Bytes of tiles the cache keeps (1 MiB per 512 px tile): the view's memory bound.
+CACHE_BYTES = 192 << 20
+#: Tiles read around the visible ones (in tiles), so that a pan finds its next tiles ready.
+MARGIN_TILES = 1
+
+TileKey = tuple[int, int, int]  # (level, tile row, tile column)
+#: GDAL's block cache in the window's process (MB), see the module docstring.
+GDAL_CACHE_MB = 128
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the window needs to know of an open raster (plain Python values, no rasterio)."""
+
+    path: Path
+    width: int
+    height: int
+    crs_name: str | None       # "WGS 84 / UTM zone 33N"; None without a CRS
+    crs_code: str | None       # "EPSG:32633" (or the CRS's text when it has no code)
+    transform: tuple[float, ...]  # the geotransform's a, b, c, d, e, f (identity without one)
+    overview_factors: tuple[int, ...]
+    georeferenced: bool
+    dtype: str
+    crs_wkt: str | None = None  # the CRS as WKT (for the core's vector functions)
+    units: str = ""  # the CRS's linear unit ("metre"), "" when unknown or geographic
+
+    def map_xy(self, col: float, row: float) -> tuple[float, float]:
+        """The CRS coordinates of pixel position ``(col, row)`` (pixel corners on integers)."""
+        a, b, c, d, e, f = self.transform[:6]
+        return a * col + b * row + c, d * col + e * row + f
+
+    @property
+    def pixel_size(self) -> float:
+        """The ground size of a pixel along x, in CRS units (1 without a geotransform)."""
+        a, b = self.transform[0], self.transform[1]
+        return math.hypot(a, b) or 1.0
+
+    def describe(self) -> str:
+        size = f"{self.width:,} × {self.height:,} px".replace(",", " ")
+        if self.crs_name:
+            unit = {"metre": "m", "meter": "m"}.get(self.units, self.units or "units")
+            return f"{size}, {self.crs_name} ({self.crs_code}), {self.pixel_size:g} {unit}/px"
+        return f"{size}, no CRS (pixel coordinates)"
+
+
+@dataclass(frozen=True)
+class _Opened:
+    info: RasterInfo
+
+
+@dataclass(frozen=True)
+class _Overview:
+    image: QImage
+    factor: int
+
+
+@dataclass(frozen=True)
+class _TileRead:
+    key: TileKey
+    image: QImage
+
+
+def crs_names(crs: Any) -> tuple[str | None, str | None]:
+    """``(name, code)`` of a rasterio CRS: the WKT's own name ("WGS 84 / UTM zone 33N") and
+    "EPSG:32633" (its text when it has no authority code); ``(None, None)`` without a CRS."""
+    if crs is None:
+        return None, None
+    try:
+        wkt = crs.to_wkt()
+    except Exception:  # noqa: BLE001 - an odd CRS still has a text
+        wkt = ""
+    found = re.match(r'^\s*\w+\["([^"]+)"', wkt)
+    try:
+        authority = crs.to_authority()
+    except Exception:  # noqa: BLE001
+        authority = None
+    code = f"{authority[0]}:{authority[1]}" if authority else crs.to_string()
+    return (found.group(1) if found else code), code
+
+
+def _linear_units(crs: Any) -> str:
+    try:
+        return "" if crs is None or crs.is_geographic else str(crs.linear_units or "")
+    except Exception:  # noqa: BLE001 - an odd CRS: no unit shown
+        return ""
+
+
+def argb_image(rgb: np.ndarray, valid: np.ndarray) -> QImage:
+    """A premultiplied ARGB32 QImage of ``rgb`` (H, W, 3 uint8), transparent where not ``valid``."""
+    height, width = valid.shape
+    pixels = np.empty((height, width, 4), np.uint8)
+    pixels[..., 0] = rgb[..., 2]  # little-endian ARGB32 is B, G, R, A in memory
+    pixels[..., 1] = rgb[..., 1]
+    pixels[..., 2] = rgb[..., 0]
+    pixels[..., 3] = np.where(valid, 255, 0)
+    pixels[~valid, :3] = 0  # premultiplied: a transparent pixel is all zeros
+    image = QImage(pixels.data, width, height, width * 4, QImage.Format.Format_ARGB32_Premultiplied)
+    return image.copy()  # owns its pixels (the array goes away)
+
+
+def mask_image(rgb: np.ndarray, valid: np.ndarray, color: tuple[int, int, int]) -> QImage:
+    """A mask raster's pixels (band 1 as ``rgb[..., 0]``, non-zero = roof) as ``color`` on
+    transparent."""
+    roof = (rgb[..., 0] > 0) & valid
+    coloured = np.zeros(rgb.shape, np.uint8)
+    coloured[roof] = color
+    return argb_image(coloured, roof)
+
+
+def read_decimated(source: Any, row: int, col: int, height: int, width: int,
+                   factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rgb, valid)`` of source rows ``row..row+height`` and columns ``col..col+width`` decimated
+    by ``factor`` (nearest samples; GDAL takes them from the file's overviews when it has them).
+
+    ``RasterSource`` reads a decimated *window* only through its private reader (its public
+    ``read_overview`` is the whole raster): used here, under its lock, until the core has a
+    public ``read_window(..., out_shape)``.
+    """
+    if factor <= 1:
+        return source.read_window(row, col, height, width, boundless=False)
+    from rasterio.windows import Window
+
+    shape = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
+    with source._lock:  # noqa: SLF001 - see the docstring
+        source._check_open()  # noqa: SLF001
+        data, valid = source._read_raw(Window(col, row, width, height), shape)  # noqa: SLF001
+        return source._to_rgb(data, valid)  # noqa: SLF001
+
+
+class TileCache:
+    """A least-recently-used cache of tile images bounded by their bytes."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[TileKey, QImage] = OrderedDict()
+        self.bytes = 0
+        self.peak_bytes = 0
+        self.evicted = 0
+
+    def get(self, key: TileKey) -> QImage | None:
+        image = self._items.get(key)
+        if image is not None:
+            self._items.move_to_end(key)
+        return image
+
+    def peek(self, key: TileKey) -> QImage | None:
+        """The tile without making it recently used (painting a stand-in)."""
+        return self._items.get(key)
+
+    def put(self, key: TileKey, image: QImage) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.sizeInBytes()
+        self._items[key] = image
+        self.bytes += image.sizeInBytes()
+        while self.bytes > self.max_bytes and len(self._items) > 1:
+            _key, dropped = self._items.popitem(last=False)
+            self.bytes -= dropped.sizeInBytes()
+            self.evicted += 1
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __contains__(self, key: TileKey) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[TileKey]:
+        return list(self._items)
+
+
+class RasterTileSource(QObject):
+    """An open raster read by a background task: its :class:`RasterInfo`, an overview and tiles
+    on request (see the module docstring). Signals are emitted in the GUI thread."""
+
+    opened = Signal(object)          # RasterInfo
+    overview_ready = Signal()
+    tile_ready = Signal(object)      # TileKey
+    failed = Signal(object)          # the exception that kept the raster from opening
+
+    def __init__(self, path: str | Path, runner: TaskRunner, *, kind: str = "rgb",
+                 color: tuple[int, int, int] = (0, 190, 255), cache_bytes: int | None = None,
+                 overview_max_side: int | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        if kind not in ("rgb", "mask"):
+            raise ValueError(f"kind must be 'rgb' or 'mask', got {kind!r}")
+        self.path = Path(path)
+        self.kind, self.color = kind, color
+        self.runner = runner
+        self.cache = TileCache(CACHE_BYTES if cache_bytes is None else cache_bytes)
+        self.info: RasterInfo | None = None
+        self.overview: QImage | None = None
+        self.overview_factor = 1
+        self.error: BaseException | None = None
+        self.tiles_read = 0
+        self._overview_max_side = overview_max_side or OVERVIEW_MAX_SIDE
+        self._reader: Any = None  # the core RasterSource (opened and used in worker threads)
+        self._lock = threading.Lock()
+        self._wanted: list[TileKey] = []
+        self._open_task: Task | None = None
+        self._tile_task: Task | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- life cycle
+    def open(self) -> Task:
+        """Open the raster and read its overview in the background."""
+        path, kind, max_side = self.path, self.kind, self._overview_max_side
+        color = self.color
+
+        def work(on_progress, should_stop):
+            from core.raster import open_raster
+
+            reader = open_raster(path, bands=(1,) if kind == "mask" else None)
+            try:
+                name, code = crs_names(reader.crs)
+                t = reader.transform
+                info = RasterInfo(path, reader.width, reader.height, name, code,
+                                  (t.a, t.b, t.c, t.d, t.e, t.f), tuple(reader.overview_factors()),
+                                  reader.crs is not None or not t.is_identity, reader.dtype,
+                                  reader.crs.to_wkt() if reader.crs is not None else None,
+                                  _linear_units(reader.crs))
+                self._reader = reader
+                on_progress(_Opened(info))
+                if should_stop():
+                    return None
+                # the overview through a second handle: tiles are read meanwhile (a file
+                # without overviews takes a whole decimated read, a minute at 30,000 px)
+                with open_raster(path, bands=(1,) if kind == "mask" else None) as other:
+                    rgb, valid, factor = other.read_overview(max_side)
+                image = mask_image(rgb, valid, color) if kind == "mask" else argb_image(rgb, valid)
+                return _Overview(image, factor)
+            except BaseException:
+                if self._reader is None:
+                    reader.close()
+                raise
+
+        self._open_task = self.runner.start(work, on_progress=self._on_event,
+                                            on_finished=self._on_overview,
+                                            on_failed=self._on_failed,
+                                            on_done=self._open_done, name="raster-open")
+        return self._open_task
+
+    def _open_done(self) -> None:
+        self._open_task = None
+        if self._closed and self._tile_task is None:
+            self._close_reader()
+        elif self._wanted and self._tile_task is None:
+            self._start_loader()
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self.error = exc
+        if not self._closed:
+            self.failed.emit(exc)
+
+    def _on_event(self, event: Any) -> None:
+        if self._closed:
+            return
+        if isinstance(event, _Opened):
+            self.info = event.info
+            self.opened.emit(event.info)
+        elif isinstance(event, _TileRead):
+            self.cache.put(event.key, event.image)
+            self.tiles_read += 1
+            self.tile_ready.emit(event.key)
+
+    def _on_overview(self, result: _Overview | None) -> None:
+        if result is None or self._closed:
+            return
+        self.overview, self.overview_factor = result.image, result.factor
+        self.overview_ready.emit()
+
+    def close(self) -> None:
+        """Stop reading and close the raster (once its tasks have ended)."""
+        self._closed = True
+        with self._lock:
+            self._wanted = []
+        for task in (self._open_task, self._tile_task):
+            if task is not None:
+                task.request_stop()
+        if self._open_task is None and self._tile_task is None:
+            self._close_reader()
+        self.cache.clear()
+        self.overview = None
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def is_busy(self) -> bool:
+        return self._open_task is not None or self._tile_task is not None
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Wait for the running reads (tests)."""
+        ok = True
+        for task in (self._open_task, self._tile_task):
+            if task is not None:
+                ok = task.wait(timeout_ms) and ok
+        return ok
+
+    # ----------------------------------------------------------------- geometry
+    def expected_factor(self) -> int:
+        """The overview's decimation (known from the raster's size before it is read)."""
+        if self.overview is not None:
+            return self.overview_factor
+        if self.info is None:
+            return 1
+        return max(1, math.ceil(max(self.info.width, self.info.height) / self._overview_max_side))
+
+    def max_level(self) -> int:
+        """The coarsest level of tiles: finer than the overview (coarser: the overview shows)."""
+        return max(0, math.ceil(math.log2(self.expected_factor())) - 1)
+
+    def level_for(self, zoom: float) -> int:
+        """The tile level for a zoom (screen px per image px): the coarsest not coarser than
+        the screen."""
+        if zoom <= 0:
+            return self.max_level()
+        return min(self.max_level(), max(0, math.floor(math.log2(1.0 / zoom))))
+
+    def needs_tiles(self, zoom: float) -> bool:
+        """False while the overview is as detailed as the screen at ``zoom``."""
+        factor = self.expected_factor()
+        return factor > 1 and zoom * factor > 1.0
+
+    def tile_rect(self, key: TileKey) -> QRectF:
+        """The tile's rectangle in image pixels (the last row and column are cut at the edge)."""
+        level, ty, tx = key
+        span = TILE << level
+        info = self.info
+        x0, y0 = tx * span, ty * span
+        return QRectF(x0, y0, min(span, info.width - x0), min(span, info.height - y0))
+
+    def tiles_in(self, rect: QRectF, level: int, margin: int = 0) -> list[TileKey]:
+        """Keys of the tiles of ``level`` over ``rect`` (image pixels) plus ``margin`` tiles,
+        nearest the rectangle's centre first."""
+        if self.info is None:
+            return []
+        span = TILE << level
+        cols = math.ceil(self.info.width / span)
+        rows = math.ceil(self.info.height / span)
+        tx0 = max(0, math.floor(rect.left() / span) - margin)
+        tx1 = min(cols - 1, math.floor(max(rect.left(), rect.right() - 1e-6) / span) + margin)
+        ty0 = max(0, math.floor(rect.top() / span) - margin)
+        ty1 = min(rows - 1, math.floor(max(rect.top(), rect.bottom() - 1e-6) / span) + margin)
+        if tx1 < tx0 or ty1 < ty0:
+            return []
+        cx, cy = rect.center().x() / span - 0.5, rect.center().y() / span - 0.5
+        keys = [(level, ty, tx) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
+        keys.sort(key=lambda k: (k[2] - cx) ** 2 + (k[1] - cy) ** 2)
+        return keys
+
+    # ----------------------------------------------------------------- reading tiles
+    def request(self, keys: list[TileKey]) -> None:
+        """Read these tiles (in this order) unless cached; replaces the previous request."""
+        if self._closed:
+            return
+        wanted = [k for k in keys if k not in self.cache]
+        with self._lock:
+            self._wanted = wanted
+        if wanted and self._tile_task is None:
+            self._start_loader()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._wanted)
+
+    def _start_loader(self) -> None:
+        if self._reader is None or self._closed:
+            return
+        reader, kind, color = self._reader, self.kind, self.color
+        info = self.info
+
+        def work(on_progress, should_stop):
+            while not should_stop():
+                with self._lock:
+                    if not self._wanted:
+                        return None
+                    key = self._wanted.pop(0)
+                level, ty, tx = key
+                span = TILE << level
+                x0, y0 = tx * span, ty * span
+                w, h = min(span, info.width - x0), min(span, info.height - y0)
+                if w <= 0 or h <= 0:
+                    continue
+                rgb, valid = read_decimated(reader, y0, x0, h, w, 1 << level)
+                image = mask_image(rgb, valid, color) if kind == "mask" else argb_image(rgb, valid)
+                on_progress(_TileRead(key, image))
+            return None
+
+        def done():
+            self._tile_task = None
+            if self._closed:
+                if self._open_task is None:
+                    self._close_reader()
+            elif self.pending():
+                self._start_loader()
+
+        self._tile_task = self.runner.start(work, on_progress=self._on_event,
+                                            on_failed=self._on_failed, on_done=done,
+                                            name="raster-tiles")
+
+    def pixel_rgb(self, x: int, y: int) -> tuple[int, int, int] | None:
+        """The colour of pixel (x, y) if its full-resolution tile is cached."""
+        image = self.cache.peek((0, y // TILE, x // TILE))
+        if image is None:
+            return None
+        value = image.pixel(x % TILE, y % TILE)
+        if (value >> 24) == 0:
+            return None
+        return (value >> 16) & 255, (value >> 8) & 255, value & 255
+
+
+class RasterTileItem(QGraphicsItem):
+    """Draws a :class:`RasterTileSource` in image-pixel scene coordinates (see module docstring)."""
+
+    def __init__(self, source: RasterTileSource, z: float = 0) -> None:
+        super().__init__()
+        self.source = source
+        self._bounds = QRectF()
+        self.setZValue(z)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.painted = 0  # paints that drew something (the benchmark waits for the first)
+        source.opened.connect(self._opened)
+        source.overview_ready.connect(self.update)
+        source.tile_ready.connect(self._tile_ready)
+        if source.info is not None:
+            self._opened(source.info)
+
+    def _opened(self, info: RasterInfo) -> None:
+        self.prepareGeometryChange()
+        self._bounds = QRectF(0, 0, info.width, info.height)
+        self.update()
+
+    def _tile_ready(self, key: TileKey) -> None:
+        if self.source.info is not None:
+            self.update(self.source.tile_rect(key))
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        return self._bounds
+
+    def request_visible(self, rect: QRectF, zoom: float) -> None:
+        """Ask for the tiles of ``rect`` (image pixels) at the level that suits ``zoom``."""
+        source = self.source
+        if source.info is None:
+            return
+        rect = rect.intersected(self._bounds)
+        if rect.isEmpty() or not source.needs_tiles(zoom):
+            source.request([])
+            return
+        level = source.level_for(zoom)
+        keys = source.tiles_in(rect, level)
+        margin = [k for k in source.tiles_in(rect, level, MARGIN_TILES) if k not in set(keys)]
+        source.request(keys + margin)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        source = self.source
+        if source.info is None:
+            return
+        exposed = option.exposedRect.intersected(self._bounds)
+        if exposed.isEmpty():
+            return
+        drew = False
+        overview = source.overview
+        if overview is not None:
+            f = source.overview_factor
+            painter.drawImage(exposed, overview, QRectF(exposed.left() / f, exposed.top() / f,
+                                                        exposed.width() / f, exposed.height() / f))
+            drew = True
+        zoom = painter.worldTransform().m11()
+        if source.needs_tiles(zoom):
+            level = source.level_for(zoom)
+            for key in source.tiles_in(exposed, level):
+                target = source.tile_rect(key)
+                image = source.cache.get(key)
+                if image is not None:
+                    painter.drawImage(target, image, QRectF(image.rect()))
+                    drew = True
+                    continue
+                for coarser in range(level + 1, source.max_level() + 1):  # a stand-in
+                    span = TILE << coarser
+                    parent = (coarser, int(target.top()) // span, int(target.left()) // span)
+                    image = source.cache.peek(parent)
+                    if image is not None:
+                        prect = source.tile_rect(parent)
+                        scale = image.width() / prect.width() if prect.width() else 1.0
+                        part = QRectF((target.left() - prect.left()) * scale,
+                                      (target.top() - prect.top()) * scale,
+                                      target.width() * scale, target.height() * scale)
+                        painter.drawImage(target, image, part)
+                        drew = True
+                        break
+        if drew:
+            self.painted += 1
