@@ -20,7 +20,7 @@ town would not fit in memory.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from core.tiled_inference import TileEngine, stream_probabilities
 
 #: Longest side of the decimated composite of an orthophoto.
 COMPOSITE_MAX_SIDE = 4096
+#: ``(row_off, probabilities (rows, width) float32, valid (rows, width) bool)``
+Strip = tuple[int, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,17 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
                    cog: bool = False, composite_output: bool = False,
                    on_progress: ProgressCallback | None = None,
                    should_stop: StopCheck | None = None,
-                   on_mask_rows=None, engine: TileEngine | None = None) -> PredictedRaster:
+                   on_mask_rows=None, engine: TileEngine | None = None,
+                   probability_strips: Iterable[Strip] | None = None) -> PredictedRaster:
     """Predict the raster at ``source_path`` and write its georeferenced mask (see the module
     docstring). ``on_mask_rows(row_off, mask_rows, prob_rows, valid_rows)``, when given, sees
     each finished strip (building polygons are made from them). Reports
     ``Progress(done_pixels, total_pixels, item=name, unit="pixels")``; raises
-    ``core.progress.Stopped`` when ``should_stop()`` says so, leaving nothing at the targets."""
+    ``core.progress.Stopped`` when ``should_stop()`` says so, leaving nothing at the targets.
+
+    ``probability_strips``: the raster's probabilities already predicted (``(row_off, prob,
+    valid)`` top to bottom, as :func:`probability_rows` yields them, e.g. by several processes,
+    :mod:`core.distributed_predict`): written as if predicted here."""
     from core.device import resolve_device
 
     source_path, out_dir = Path(source_path), Path(out_dir)
@@ -177,7 +184,6 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
         if not overview_valid.any():
             raise ImageReadError("has no valid pixels: every pixel is no data (or masked out)",
                                  source_path)
-        valid_rows = _ValidRows(source)
         masks = _StripMasks(height, threshold, dilation)
         pending_prob: dict[int, np.ndarray] = {}
         roof = valid_count = 0
@@ -187,13 +193,12 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
             try:
                 mask_out = _BlockBuffer(mask_writer, height)
                 prob_out = _BlockBuffer(prob_writer, height) if prob_writer else None
-                strips = stream_probabilities(model, valid_rows.read_rows, height, width,
-                                              torch_device, amp_dtype, tile=tile,
-                                              overlap=overlap, tta=tta, should_stop=should_stop,
-                                              engine=engine)
-                for row_off, prob in strips:
-                    valid = valid_rows.take(row_off, row_off + len(prob))
-                    prob[~valid] = 0.0  # no data is never roof, nor dilated into roof
+                strips = probability_strips
+                if strips is None:
+                    strips = _probability_strips(model, source, torch_device, amp_dtype,
+                                                 tile=tile, overlap=overlap, tta=tta,
+                                                 should_stop=should_stop, engine=engine)
+                for row_off, prob, valid in strips:
                     pending_prob[row_off] = (prob, valid)
                     for out_off, mask in masks.add(row_off, prob):
                         mask_valid, mask_prob = _rows_of(pending_prob, out_off, len(mask))
@@ -221,6 +226,50 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
     return PredictedRaster(source_path, mask_path, prob_path if probabilities else None,
                            written_composite, roof / valid_count if valid_count else 0.0,
                            georeferenced, width, height)
+
+
+def _probability_strips(model, source: RasterSource, device: torch.device, amp_dtype, *,
+                        tile: int, overlap: int, tta: bool, should_stop: StopCheck | None,
+                        engine: TileEngine | None, rows: tuple[int, int] | None = None,
+                        on_progress: ProgressCallback | None = None) -> Iterator[Strip]:
+    """``(row_off, prob, valid)`` strips of ``source`` (all rows, or ``rows=(a, b)``), the
+    probability 0 where there is no data."""
+    valid_rows = _ValidRows(source)
+    strips = stream_probabilities(model, valid_rows.read_rows, source.height, source.width,
+                                  device, amp_dtype, tile=tile, overlap=overlap, tta=tta,
+                                  should_stop=should_stop, engine=engine, rows=rows,
+                                  on_progress=on_progress)
+    for row_off, prob in strips:
+        valid = valid_rows.take(row_off, row_off + len(prob))
+        prob[~valid] = 0.0  # no data is never roof, nor dilated into roof
+        yield row_off, prob, valid
+
+
+def probability_rows(loaded: LoadedModel, source_path: str | Path, rows: tuple[int, int], *,
+                     tile: int = 512, overlap: int = 64, device: torch.device | str = "cpu",
+                     precision: str = "auto", tta: bool = False,
+                     bands: Sequence[int] | None = None,
+                     on_progress: ProgressCallback | None = None,
+                     should_stop: StopCheck | None = None,
+                     engine: TileEngine | None = None) -> Iterator[Strip]:
+    """The probabilities of rows ``rows=(a, b)`` of the raster at ``source_path``, bit for bit
+    those :func:`predict_raster` computes for them: ``(row_off, prob, valid)`` strips, top to
+    bottom (one process's share of a raster predicted by several). Reports
+    ``Progress(tiles done, tiles, unit="tiles")``."""
+    from core.device import resolve_device
+
+    source_path = Path(source_path)
+    torch_device = resolve_device(device) if not isinstance(device, torch.device) else device
+    model = loaded.model.to(torch_device).eval()
+    amp_dtype = resolve_precision(precision, torch_device, model)
+    with RasterSource(source_path, bands) as source:
+        _rgb, overview_valid, _factor = source.read_overview(1024)
+        if not overview_valid.any():
+            raise ImageReadError("has no valid pixels: every pixel is no data (or masked out)",
+                                 source_path)
+        yield from _probability_strips(model, source, torch_device, amp_dtype, tile=tile,
+                                       overlap=overlap, tta=tta, should_stop=should_stop,
+                                       engine=engine, rows=rows, on_progress=on_progress)
 
 
 def _rows_of(pending: dict[int, tuple[np.ndarray, np.ndarray]], row_off: int,

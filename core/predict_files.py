@@ -107,7 +107,28 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
 
     ``engine``: ``torch``, or ``onnxruntime`` (the model exported to ONNX with ``tile`` x
     ``tile`` inputs into a temporary file, then run by onnxruntime in float32; ``tta`` and
-    ``precision`` are torch's only)."""
+    ``precision`` are torch's only).
+
+    Under ``torchrun`` the processes share the work (:mod:`core.distributed_predict`: images
+    dealt out, each orthophoto split into row strips merged by rank 0); the outputs are a single
+    process's. Rank 0 returns every input's result, the other ranks those they wrote."""
+    from core.training import distributed
+
+    def run(on_device) -> list[PredictedFile]:
+        return _predict_files(model, inputs, out_dir, threshold, dilation, tile, overlap,
+                              composite_output, on_device, tta, on_progress, should_stop,
+                              precision, probabilities=probabilities, cog=cog, bands=bands,
+                              polygons=polygons, engine=engine)
+
+    if distributed.launch_env() is None:
+        return run(device)
+    with distributed.session(resolve_device(device), backend="gloo") as torch_device:
+        return run(torch_device)
+
+
+def _predict_files(model, inputs, out_dir, threshold, dilation, tile, overlap, composite_output,
+                   device, tta, on_progress, should_stop, precision, *, probabilities, cog,
+                   bands, polygons, engine) -> list[PredictedFile]:
     dilation = check_kernel(dilation)
     files = collect_inputs(inputs)
     torch_device = resolve_device(device)
@@ -137,16 +158,22 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
                               "latitude); use --polygons gpkg for pixel coordinates", source)
         targets[target] = source
         plans.append((source, target, is_ortho, has_crs))
+    options = dict(threshold=threshold, dilation=dilation, tile=tile, overlap=overlap,
+                   device=torch_device, tta=tta, precision=precision,
+                   composite_output=composite_output, probabilities=probabilities, cog=cog,
+                   bands=bands, polygons=polygons, on_progress=on_progress,
+                   should_stop=should_stop, engine=tile_engine)
+    from core.training import distributed
+
+    if distributed.is_active():
+        from core.distributed_predict import predict_shared
+
+        return predict_shared(loaded, plans, out_dir, options, on_progress, should_stop)
     results = []
     for index, (source, target, is_ortho, has_crs) in enumerate(plans):
         check_stop(should_stop, "prediction")
         run = _predict_raster_file if is_ortho else _predict_image_file
-        results.append(run(loaded, source, out_dir, target, threshold=threshold,
-                           dilation=dilation, tile=tile, overlap=overlap, device=torch_device,
-                           tta=tta, precision=precision, composite_output=composite_output,
-                           probabilities=probabilities, cog=cog, bands=bands,
-                           polygons=polygons, has_crs=has_crs, on_progress=on_progress,
-                           should_stop=should_stop, engine=tile_engine))
+        results.append(run(loaded, source, out_dir, target, has_crs=has_crs, **options))
         report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
     return results
 
@@ -215,7 +242,7 @@ def _with_buildings(result: PredictedFile, path: Path, buildings) -> PredictedFi
 def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
                          device, tta, precision, composite_output, probabilities, cog, bands,
                          polygons, has_crs, on_progress, should_stop,
-                         engine=None) -> PredictedFile:
+                         engine=None, probability_strips=None) -> PredictedFile:
     warnings = [] if has_crs else [f"{source}: has a geotransform but no CRS: the outputs are on "
                                    "its grid without a coordinate system"]
     strips = None
@@ -238,7 +265,8 @@ def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation
                           tta=tta, bands=bands, probabilities=probabilities, cog=cog,
                           composite_output=composite_output, on_progress=on_progress,
                           should_stop=should_stop,
-                          on_mask_rows=on_rows if strips is not None else None, engine=engine)
+                          on_mask_rows=on_rows if strips is not None else None, engine=engine,
+                          probability_strips=probability_strips)
     result = PredictedFile(source, done.mask_path, done.composite_path, done.roof_fraction,
                            probability_path=done.probability_path, georeferenced=True,
                            warnings=warnings)

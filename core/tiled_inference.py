@@ -152,9 +152,14 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
                          should_stop: StopCheck | None = None,
                          on_progress: ProgressCallback | None = None,
                          prefetch: bool = True,
-                         engine: TileEngine | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                         engine: TileEngine | None = None,
+                         rows: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row_offset, probabilities)`` strips, top to bottom, that together cover the
     ``height`` x ``width`` image exactly once; each strip is ``(rows, width) float32``.
+
+    ``rows=(a, b)``: only image rows ``a .. b``, from only the rows of tiles that reach them (on
+    the whole image's grid, added in the same order), so they are bit for bit the whole run's
+    rows (:func:`strip_rows` shares an image out between processes this way).
 
     ``read_rows(y0, y1)`` returns source rows ``y0 .. y1`` as ``(y1 - y0, width, 3) uint8``.
     ``engine`` (e.g. ``core.onnx_export.OnnxEngine``) runs the tiles instead of ``model``'s torch
@@ -172,20 +177,25 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
             return engine.forward(batch)
         return forward(model, batch, device, tta, amp_dtype)
 
+    first, end = (0, height) if rows is None else (max(0, rows[0]), min(height, rows[1]))
+    if end <= first:
+        return
     if height <= tile and width <= tile and engine is not None:
         image = pad_image(read_rows(0, height), tile, tile)
-        yield 0, run(image[None])[0, :height, :width]
+        yield first, run(image[None])[0, first:end, :width]
         report(on_progress, Progress(1, 1, unit="tiles"))
         return
     if height <= tile and width <= tile:  # one pass, padded to the model's multiple
         ph, pw = -(-height // multiple) * multiple, -(-width // multiple) * multiple
         image = pad_image(read_rows(0, height), ph, pw)
-        prob = forward(model, image[None], device, tta, amp_dtype)[0, :height, :width]
+        prob = forward(model, image[None], device, tta, amp_dtype)[0, first:end, :width]
         report(on_progress, Progress(1, 1, unit="tiles"))
-        yield 0, prob
+        yield first, prob
         return
     plan = plan_tiles(height, width, tile, tile_step(tile, overlap, multiple))
     ys, xs = plan.ys, plan.xs
+    # The rows of tiles to run: all of them, or those reaching rows first .. end.
+    run_ys = ys if rows is None else [y for y in ys if y < end and y + tile > first]
     wy = {y: ramp(tile, overlap, y == ys[0], y == ys[-1]) for y in ys}
     wx = {x: ramp(tile, overlap, x == xs[0], x == xs[-1]) for x in xs}
     # Each weight is an outer product wy x wx, so the summed weight is the outer product of the
@@ -200,18 +210,18 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
     inv_x = np.divide(1.0, sum_x, out=np.zeros_like(sum_x), where=sum_x > 0)[None, :width]
     source = _TileRowSource(read_rows, plan)
     band = np.zeros((tile, plan.padded_width), np.float32)  # accumulates rows band_y ..
-    band_y = 0
-    total, done = len(plan), 0
+    band_y = run_ys[0]
+    total, done = len(run_ys) * len(xs), 0
     pool = ThreadPoolExecutor(1, thread_name_prefix="rooftop-reader") if prefetch else None
     try:
-        upcoming = pool.submit(source.pixels, ys[0]) if pool else None
-        for index, y in enumerate(ys):
+        upcoming = pool.submit(source.pixels, run_ys[0]) if pool else None
+        for index, y in enumerate(run_ys):
             pixels = upcoming.result() if upcoming is not None else source.pixels(y)
             upcoming = None
-            if pool is not None and index + 1 < len(ys):
-                upcoming = pool.submit(source.pixels, ys[index + 1])
+            if pool is not None and index + 1 < len(run_ys):
+                upcoming = pool.submit(source.pixels, run_ys[index + 1])
             if y > band_y:  # rows band_y .. y are final: no later tile reaches them
-                yield from _finished(band, band_y, y, height, inv_y, inv_x)
+                yield from _finished(band, band_y, y, height, inv_y, inv_x, first, end)
                 shift = y - band_y
                 band[:tile - shift] = band[shift:]
                 band[tile - shift:] = 0.0
@@ -227,23 +237,38 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
                     band[:, x:x + tile] += prob
                 done += len(chunk)
                 report(on_progress, Progress(done, total, unit="tiles"))
-        yield from _finished(band, band_y, band_y + tile, height, inv_y, inv_x)
+        yield from _finished(band, band_y, band_y + tile, height, inv_y, inv_x, first, end)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finished(band: np.ndarray, band_y: int, end: int, height: int, inv_y: np.ndarray,
-              inv_x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+              inv_x: np.ndarray, first: int = 0,
+              last: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """The normalised image rows ``band_y .. min(end, height)`` of ``band`` (none past the
-    image's last row)."""
-    end = min(end, height)
-    if end <= band_y:
+    image's last row), only those within ``first .. last``."""
+    end = min(end, height, height if last is None else last)
+    start = max(band_y, first)
+    if end <= start:
         return
-    out = band[:end - band_y, :inv_x.shape[1]].copy()
-    out *= inv_y[band_y:end, None]
+    out = band[start - band_y:end - band_y, :inv_x.shape[1]].copy()
+    out *= inv_y[start:end, None]
     out *= inv_x
-    yield band_y, out
+    yield start, out
+
+
+def strip_rows(height: int, width: int, tile: int, overlap: int, multiple: int,
+               parts: int) -> list[tuple[int, int]]:
+    """``parts`` row ranges ``(a, b)`` that cover the image top to bottom, each starting at a row
+    of tiles of the grid and holding about as many rows of tiles (empty ranges ``(H, H)`` when
+    there are fewer rows of tiles than parts). A range's rows, by :func:`stream_probabilities`
+    with ``rows=``, need its rows of tiles and the one before (the overlap)."""
+    if height <= tile and width <= tile:
+        return [(0, height)] + [(height, height)] * (parts - 1)
+    ys = plan_tiles(height, width, tile, tile_step(tile, overlap, multiple)).ys
+    starts = [0] + [min(height, ys[r * len(ys) // parts]) for r in range(1, parts)]
+    return [(a, b) for a, b in zip(starts, starts[1:] + [height], strict=True)]
 
 
 def array_reader(image: np.ndarray) -> RowReader:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from core import __version__
 from core.cli import data_commands, geo_commands, predict_commands, train_command
-from core.cli.output import EXIT_INTERRUPTED, EXIT_USER_ERROR, Formatter, Reporter
+from core.cli.output import EXIT_INTERRUPTED, EXIT_USER_ERROR, Formatter, Reporter, launch_rank
 from core.errors import RooftopError
 from core.progress import Stopped
 
@@ -51,22 +51,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     want_json = getattr(args, "json", False)
-    out = Reporter(bars=not want_json)
+    # Under torchrun, rank 0 alone prints progress and --json; every rank prints its errors.
+    rank = launch_rank()
+    out = Reporter(bars=not want_json, quiet=bool(rank),
+                   prefix=f"[rank {rank}] " if rank else "")
     try:
         result = args.run(args, out)
     except RooftopError as exc:
-        out.line(f"rooftop {args.command}: error: {exc}")
+        out.problem(f"rooftop {args.command}: error: {exc}")
         return EXIT_USER_ERROR
     except Stopped as exc:
-        out.line(f"rooftop {args.command}: {exc}")
+        out.problem(f"rooftop {args.command}: {exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        out.line(f"rooftop {args.command}: interrupted")
+        out.problem(f"rooftop {args.command}: interrupted")
         return EXIT_INTERRUPTED
     except MemoryError:
-        out.line(f"rooftop {args.command}: error: not enough memory (try smaller --tile or --batch-size)")
+        out.problem(f"rooftop {args.command}: error: not enough memory (try smaller --tile or --batch-size)")
         return 1
-    if want_json:
+    except RuntimeError as exc:  # torch.distributed's errors: a rank died or stopped answering
+        if rank is None:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        out.problem(f"rooftop {args.command}: error: another process of the launch failed or "
+                    f"stopped answering ({first})")
+        return 1
+    if want_json and not rank:
         print(json.dumps(result, indent=None, default=str), flush=True)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,17 @@ from core.progress import Progress
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+def launch_rank() -> int | None:
+    """This process's rank under torchrun (``RANK`` with ``WORLD_SIZE`` > 1), else None
+    (``core.training.distributed.launch_env`` without importing torch)."""
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        pass
+    return None
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -28,9 +40,11 @@ def format_seconds(seconds: float | None) -> str:
 class Reporter:
     """Progress for people: a live line on a terminal, plain lines otherwise (e.g. in logs)."""
 
-    def __init__(self, stream=None, quiet: bool = False, bars: bool = True):
+    def __init__(self, stream=None, quiet: bool = False, bars: bool = True, prefix: str = ""):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        #: put before the lines of :meth:`problem` (``[rank 1] `` under torchrun)
+        self.prefix = prefix
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         #: progress bars (:class:`ProgressBar`): only on a terminal, and not with --json
         self.bars = bars and self.live and not quiet
@@ -42,6 +56,11 @@ class Reporter:
             return
         self._clear()
         print(text, file=self.stream, flush=True)
+
+    def problem(self, text: str) -> None:
+        """An error or why the command ended: printed even when quiet."""
+        self._clear()
+        print(self.prefix + text, file=self.stream, flush=True)
 
     def status(self, text: str) -> None:
         """A transient line (only on a terminal, at most ten times a second)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
                      f"({event.precision}): "
                      f"{event.train_images} train / {event.val_images} validation images, "
                      f"{event.crop_size} px crops; will save {event.model_path}")
+            world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+            if world > 1:
+                out.line(f"{world} processes (torchrun): {config.batch_size} crops a process a "
+                         f"batch, {config.batch_size * world} a step")
         elif isinstance(event, BatchProgress):
             out.status(f"epoch {_of(event.epoch, event.epochs)} {text_bar(event.batch, event.batches)} "
                        f"loss {event.loss:.4f}")

@@ -75,6 +75,7 @@ from core.errors import ConfigError, DatasetError, ImageReadError
 from core.io import ensure_folder, image_size
 from core.models import build_model
 from core.progress import ProgressCallback, StopCheck, Stopped
+from core.training import distributed
 from core.training.config import (
     MIN_SIDE,
     BatchProgress,
@@ -165,6 +166,19 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
 
 
+def _agreed_stop(user: bool, elapsed: float, budget: float | None,
+                 samples_seen: int) -> tuple[str | None, float]:
+    """The stop decision of every rank at the top of a batch: one all_reduce (MAX) of the stop
+    flags and clocks, so every rank stops on the same batch, and the schedule follows the same
+    (slowest) clock on every rank."""
+    flag, elapsed = distributed.agree(1.0 if user else 0.0, elapsed)
+    if flag:
+        return "user", elapsed
+    if budget and samples_seen and elapsed >= budget:
+        return "time", elapsed
+    return None, elapsed
+
+
 def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig | None = None,
           on_progress: ProgressCallback | None = None,
           should_stop: StopCheck | None = None,
@@ -176,16 +190,30 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     ``resume_from`` continues a run (its weights, optimizer state and history); ``init_from``
     starts a new run from an earlier model's weights (its architecture, a fresh optimizer and
     schedule), to fine-tune last year's model on a few new labels.
+
+    Under ``torchrun`` (:mod:`core.training.distributed`) every process trains one shared model
+    with DistributedDataParallel, ``batch_size`` crops a process a batch and an epoch's crops
+    shared out; rank 0 alone validates, reports ``on_progress`` and writes the checkpoint; all
+    ranks stop on the same batch (a stop asked on any rank, or the time budget).
     """
     if resume_from is not None and init_from is not None:
         raise ConfigError("--resume and --init exclude each other: --resume continues a run, "
                           "--init starts a new run from a model's weights")
     config = config or TrainConfig()
     config.validate()
+    with distributed.session(resolve_device(config.device)) as device:
+        return _train(dataset_dir, models_dir, config, device, on_progress, should_stop,
+                      resume_from, init_from, on_weights)
+
+
+def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
+           on_progress: ProgressCallback | None, should_stop: StopCheck | None,
+           resume_from, init_from, on_weights) -> TrainResult:
     started = _now()
-    emit = on_progress or (lambda event: None)
+    main, world = distributed.is_main(), distributed.world_size()
+    emit = (on_progress if main else None) or (lambda event: None)
+    on_weights = on_weights if main else None
     stop_requested = should_stop or (lambda: False)
-    device = resolve_device(config.device)
     if device.type == "cpu":
         tune_cpu_allocator()
     if device.type == "cuda":
@@ -200,7 +228,8 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         val_samples = val_samples[:config.val_max_images]
 
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    # Each rank draws its own crops (rank 0's are a single process's).
+    rng = np.random.default_rng(config.seed + distributed.rank())
     history: list[EpochResult] = []
     resumed = None
     if resume_from is not None:
@@ -219,6 +248,7 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         model = build_model(config.arch, **config.arch_params)
     model.to(device).train()
     model = model.to(memory_format=torch.channels_last)
+    model = distributed.sync_batch_norm(model, device)
     optimizer = _make_optimizer(config, model)
     if resumed is not None and resumed.optimizer_state is not None:
         try:
@@ -237,22 +267,27 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     if threads is None:
         threads = 2 if device.type == "cuda" else 0
     loader = BatchLoader(train_cache, crop, config, threads, pin=device.type == "cuda")
-    ensure_folder(models_dir)
-    remove_stale_model_temp_files(models_dir)  # leftovers of checkpoint writes killed midway
-    model_path = next_model_path(models_dir)
+    net = distributed.wrap(model, device)  # the model itself, or its DDP wrapper
+    model_path = None
+    if main:
+        ensure_folder(models_dir)
+        remove_stale_model_temp_files(models_dir)  # leftovers of checkpoint writes killed midway
+        model_path = next_model_path(models_dir)
+    model_path = distributed.from_main(model_path)
     amp_dtype = resolve_precision(config.precision, device, model)
     emit(TrainingStarted(len(train_samples), len(val_samples), str(device), crop,
                          sum(p.numel() for p in model.parameters()), model_path,
                          precision_name(amp_dtype)))
 
     per_epoch = config.epoch_samples(len(train_samples))
-    batches = max(1, math.ceil(per_epoch / config.batch_size))
+    per_rank = math.ceil(per_epoch / world)  # an epoch's crops are shared out between ranks
+    batches = max(1, math.ceil(per_rank / config.batch_size))
     budget = config.max_minutes * 60 if config.max_minutes else None
     deadline = started + budget if budget else None
     first_epoch = len(history) + 1
     limit = config.epoch_limit()
     last_epoch = None if limit is None else len(history) + limit  # None: the budget stops it
-    total_samples = None if limit is None else limit * per_epoch
+    total_samples = None if limit is None else limit * per_rank * world
     samples_seen = 0
     stopped: str | None = None
     # The saved model is the best epoch of this run by validation IoU (the last one without val).
@@ -260,10 +295,10 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     epoch_seconds: list[float] = []
     lr_now = config.lr
 
-    def progress_now() -> float:
+    def progress_now(elapsed: float | None = None) -> float:
         done = 0.0 if total_samples is None else samples_seen / total_samples
         if budget:
-            done = max(done, (_now() - started) / budget)
+            done = max(done, (_now() - started if elapsed is None else elapsed) / budget)
         return done
 
     try:
@@ -271,14 +306,18 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
             range(first_epoch, last_epoch + 1)
         for epoch in epochs:
             epoch_start = _now()
-            order = rng.permutation(np.resize(np.arange(len(train_samples)), per_epoch)).tolist()
+            order = rng.permutation(np.resize(np.arange(len(train_samples)), per_rank)).tolist()
             seeds = rng.integers(2**63, size=batches).tolist()
             plan = [(order[b * config.batch_size:(b + 1) * config.batch_size], seeds[b])
                     for b in range(batches)]
             prepared_batches = loader.epoch(plan)
             loss_sum, loss_count = 0.0, 0
             for batch in range(batches):
-                if stop_requested():
+                elapsed = None
+                if world > 1:  # every rank the same answer: stop on the same batch
+                    stopped, elapsed = _agreed_stop(stop_requested(), _now() - started, budget,
+                                                    samples_seen)
+                elif stop_requested():
                     stopped = "user"
                 elif deadline is not None and samples_seen and _now() >= deadline:
                     stopped = "time"  # (after at least one batch, so a time limit always saves)
@@ -292,11 +331,11 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                 target = prepared.masks[:, None].to(device, non_blocking=True).float()
                 known = None if prepared.known is None else \
                     prepared.known[:, None].to(device, non_blocking=True)
-                factor = lr_factor(progress_now(), config.schedule, config.warmup)
+                factor = lr_factor(progress_now(elapsed), config.schedule, config.warmup)
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = lr_now = base * factor
                 with autocast(device, amp_dtype):
-                    logits = model(x)
+                    logits = net(x)
                 loss = compute_loss(config.loss, logits, target, known)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -307,14 +346,17 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
                                       "lower the learning rate")
                 loss_sum += loss_value * len(indices)
                 loss_count += len(indices)
-                samples_seen += len(indices)
+                samples_seen += len(indices) * world
                 emit(BatchProgress(epoch, last_epoch, batch + 1, batches, loss_value, samples_seen,
                                    _now() - started))
             prepared_batches.close()  # drops batches prepared ahead when the epoch was cut short
             if loss_count == 0:
                 break  # stopped before this epoch trained anything
-            scores = validate(model, val_cache, device, config.loss, max_side=config.val_max_side,
-                              amp_dtype=amp_dtype)
+            if world > 1:  # the epoch's loss over every rank's crops
+                loss_sum, loss_count = distributed.total(loss_sum, loss_count)
+            scores = None if not main else validate(
+                model, val_cache, device, config.loss, max_side=config.val_max_side,
+                amp_dtype=amp_dtype)
             seconds = _now() - epoch_start
             epoch_seconds.append(seconds)
             eta = None
@@ -353,6 +395,10 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         model.load_state_dict(best_state)
     if best_epoch is None:
         best_epoch = history[-1].epoch
+    if not main:  # rank 0 writes the checkpoint
+        return TrainResult(model_path=model_path, history=history, stopped=stopped,
+                           best_epoch=best_epoch, val_iou=None, samples_seen=samples_seen,
+                           seconds=_now() - started, threshold=best_threshold)
     metadata = {
         "config": asdict(config),
         "dataset": str(Path(dataset_dir).resolve()),
@@ -368,6 +414,8 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
         "resumed_from": str(resume_from) if resume_from else None,
         "initialised_from": str(init_from) if init_from else None,
         "train_seconds": round(_now() - started, 3),
+        "world_size": world,
+        "global_batch_size": config.batch_size * world,
     }
     model.to("cpu")
     save_checkpoint(model_path, model, metadata, optimizer_state=optimizer.state_dict())
