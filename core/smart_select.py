@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
+_SQUARE = ndimage.generate_binary_structure(2, 2)
 
 #: Default colour tolerance (RGB units, after smoothing).
 TOLERANCE = 30.0
@@ -52,7 +53,7 @@ def smart_select(image: np.ndarray, x: float, y: float, prob: np.ndarray | None 
     labels, _ = ndimage.label(candidate, structure=_FOUR)
     region = labels == labels[r, c]
     grown = labels == labels[r, c]
-    region = ndimage.binary_opening(grown, structure=_FOUR)
+    region = ndimage.binary_opening(grown, structure=_SQUARE)
     if region[r, c]:  # the opening may cut thin bridges: keep the click's part
         parts, _ = ndimage.label(region, structure=_FOUR)
         region = parts == parts[r, c]
@@ -60,7 +61,7 @@ def smart_select(image: np.ndarray, x: float, y: float, prob: np.ndarray | None 
         region = grown
     # the smoothing blurs the edge: take back the ring whose own colour is the roof's
     raw = np.asarray(image[box][..., :3], dtype=np.float32)
-    ring = ndimage.binary_dilation(region, structure=_FOUR) & ~region
+    ring = ndimage.binary_dilation(region, structure=_SQUARE) & ~region
     region |= ring & (np.sqrt(((raw - seed) ** 2).sum(axis=2)) <= tolerance)
     region = ndimage.binary_fill_holes(region)
     if region.sum() > max_fraction * height * width:

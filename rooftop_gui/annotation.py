@@ -16,7 +16,10 @@ Tools (one checkable action each, in :class:`~rooftop_gui.annotation_toolbar.Ann
 * Polygon (O): click vertices; double click, Enter or a click on the first vertex closes and fills
   it, right click closes it as an eraser, Backspace drops the last vertex, Esc cancels.
 * Accept roof (A): click a predicted roof to add that connected roof to the label;
-  Shift+A accepts the whole shown prediction as the label.
+  Shift+A accepts the whole shown prediction as the label (on a partly labelled image the
+  strokes win where they disagree with it: :func:`core.scribbles.merge_into_label`).
+* Roof strokes (R), Background strokes (K), Unlabel (U) and Smart select (S): see
+  :mod:`rooftop_gui.annotation_strokes` (partial labels, issue 16).
 
 Undo/redo (Ctrl+Z, Ctrl+Shift+Z or Ctrl+Y) keep 200 steps. Ctrl+S saves atomically
 (``MaskEditor.save``). While edits are unsaved, a recovery copy is written every few seconds to
@@ -53,10 +56,12 @@ from core.errors import RooftopError
 from rooftop_gui import dialogs
 from rooftop_gui import settings as cfg
 from rooftop_gui.annotation_input import CanvasInput
+from rooftop_gui.annotation_strokes import StrokeSupport
 from rooftop_gui.annotation_toolbar import (
     DEFAULT_BRUSH,
     MAX_BRUSH,
     MIN_BRUSH,
+    STROKE_TOOLS,
     TOOL_HINTS,
     TOOLS,
     AnnotationActions,
@@ -84,7 +89,7 @@ class _Pending:
     file: Path
 
 
-class AnnotationController(CanvasInput, QObject):
+class AnnotationController(StrokeSupport, CanvasInput, QObject):
     """Edits the label of the image on the canvas. See the module docstring.
 
     The main window calls :meth:`set_dataset` and :meth:`set_sample` (after the image is shown),
@@ -94,6 +99,7 @@ class AnnotationController(CanvasInput, QObject):
 
     dirty_changed = Signal(bool)
     label_saved = Signal(object, object)   # sample, label path
+    strokes_saved = Signal(object, object)  # sample, stroke file
     status_message = Signal(str)
     tool_changed = Signal(str)
 
@@ -118,6 +124,7 @@ class AnnotationController(CanvasInput, QObject):
         self.brush_size = min(MAX_BRUSH, max(MIN_BRUSH, cfg.get_int(settings, "annotate/brush_size",
                                                                     DEFAULT_BRUSH)))
         self._init_input(canvas)
+        self._init_strokes()
         actions = AnnotationActions(self, window)
         self.tool_group = actions.tool_group
         self.tool_actions: dict[str, QAction] = actions.tools
@@ -149,6 +156,10 @@ class AnnotationController(CanvasInput, QObject):
             raise ValueError(f"unknown tool {name!r}; tools are {TOOLS}")
         self._finish_interaction()
         self.tool = name
+        if name in STROKE_TOOLS:
+            self.active_layer = "strokes"
+        elif name != "pan":
+            self.active_layer = "label"
         self.tool_actions[name].setChecked(True)
         self.canvas.left_button_pans = name == "pan"
         self._refresh_cursor()
@@ -215,6 +226,7 @@ class AnnotationController(CanvasInput, QObject):
                 editor = MaskEditor(mask, path=self.label_path)
         self.editor = editor
         self._show_label()
+        self._load_strokes(sample)
         self._update_actions()
 
     def _show_label(self) -> None:
@@ -246,7 +258,14 @@ class AnnotationController(CanvasInput, QObject):
 
     # ------------------------------------------------------------------ state
     def has_unsaved(self) -> bool:
-        return self.editor is not None and self.editor.dirty
+        return (self.editor is not None and self.editor.dirty) or \
+            (self.strokes is not None and self.strokes.dirty)
+
+    def _history_editor(self):
+        """The editor undo / redo step: the active layer's, else the other one."""
+        first, second = (self.strokes, self.editor) if self.active_layer == "strokes" \
+            else (self.editor, self.strokes)
+        return first if first is not None else second
 
     def _changed(self, region: Region | None) -> None:
         if region is None:
@@ -263,15 +282,19 @@ class AnnotationController(CanvasInput, QObject):
 
     def _update_actions(self) -> None:
         editor = self.editor
-        self.undo_action.setEnabled(editor is not None and editor.can_undo)
-        self.redo_action.setEnabled(editor is not None and editor.can_redo)
+        history = self._history_editor()
+        self.undo_action.setEnabled(history is not None and history.can_undo)
+        self.redo_action.setEnabled(history is not None and history.can_redo)
         dirty = self.has_unsaved()
         self.save_action.setEnabled(dirty)
         if dirty != self._last_dirty:
             self._last_dirty = dirty
             self.dirty_changed.emit(dirty)
-        if not dirty and self._recovery_file is not None and editor is not None:
+        if editor is not None and not editor.dirty and self._recovery_file is not None:
             self._delete_recovery()  # back at the saved state (undo): nothing to recover
+        if self.strokes is not None and not self.strokes.dirty \
+                and self._stroke_recovery_file is not None:
+            self._delete_stroke_recovery()
 
     # ------------------------------------------------------------------ fill
     def fill(self, x: float, y: float, value: bool = True) -> Region | None:
@@ -318,7 +341,8 @@ class AnnotationController(CanvasInput, QObject):
         return region
 
     def accept_all(self) -> Region | None:
-        """Replace the whole label by the prediction as shown."""
+        """Replace the whole label by the prediction as shown; where the image has strokes,
+        they win (:func:`core.scribbles.merge_into_label`)."""
         self._finish_interaction()
         prediction = self._shown_prediction()
         if prediction is None:
@@ -326,10 +350,19 @@ class AnnotationController(CanvasInput, QObject):
         editor = self._ensure_editor()
         if editor is None:
             return None
+        strokes = self.has_strokes()
+        if strokes:
+            from core.scribbles import merge_into_label
+
+            prediction = merge_into_label(self.strokes.codes, prediction)
         region = editor.accept_prediction(prediction)
+        self.active_layer = "label"
         self._changed(region)
         if region is not None:
-            self.status_message.emit("Accepted the prediction as the label (Ctrl+Z undoes).")
+            self.status_message.emit(
+                "Accepted the prediction as the label"
+                + (", the strokes winning where they disagree" if strokes else "")
+                + " (Ctrl+Z undoes; Ctrl+S saves the label).")
         return region
 
     # ------------------------------------------------------------------ history
@@ -341,13 +374,26 @@ class AnnotationController(CanvasInput, QObject):
 
     def _step_history(self, step) -> None:
         self.cancel_polygon()
-        if self.editor is not None:
-            self._changed(step(self.editor))
-            self._update_actions()
+        editor = self._history_editor()
+        if editor is None:
+            return
+        if editor is self.strokes:
+            self._strokes_changed(step(editor))
+        else:
+            self._changed(step(editor))
+        self._update_actions()
 
     # ------------------------------------------------------------------ saving
     def save(self) -> bool:
-        """Write the label atomically; False (error shown, edits kept) if it fails."""
+        """Write the label and the strokes atomically; False (error shown, edits kept) if one
+        fails."""
+        if not self._save_label():
+            return False
+        saved = self.save_strokes()
+        self._update_actions()
+        return saved
+
+    def _save_label(self) -> bool:
         editor, path = self.editor, self.label_path
         if editor is None or path is None or not editor.dirty:
             return True
@@ -377,7 +423,16 @@ class AnnotationController(CanvasInput, QObject):
         """Forget the unsaved edits (and their recovery copy); the file on disk is unchanged."""
         self._finish_interaction()
         self._drop_editor(keep_recovery=False)
+        if self.strokes is not None and self.strokes.dirty:
+            self._delete_stroke_recovery()
+            self._load_strokes_from_disk()
         self._update_actions()
+
+    def _load_strokes_from_disk(self) -> None:
+        """The strokes as saved (after a discard)."""
+        if self.stroke_path is not None:
+            self._stroke_pending.pop(label_key(self.stroke_path), None)
+        self._load_strokes(self.sample)
 
     def describe_current(self) -> str:
         if self.sample is None:
@@ -398,7 +453,12 @@ class AnnotationController(CanvasInput, QObject):
 
     # ------------------------------------------------------------------ recovery
     def write_recovery(self) -> Path | None:
-        """Write a recovery copy if there are unsaved edits new since the last copy."""
+        """Write recovery copies of unsaved label edits and strokes new since the last copy;
+        returns the label's copy (or the strokes' when only they changed)."""
+        strokes_copy = self.write_stroke_recovery()
+        return self._write_label_recovery() or strokes_copy
+
+    def _write_label_recovery(self) -> Path | None:
         editor = self.editor
         if editor is None or not editor.dirty or self.label_path is None:
             return None
@@ -437,10 +497,11 @@ class AnnotationController(CanvasInput, QObject):
         """Offer the recovery copies of this dataset back; returns the samples restored."""
         if self.root is None:
             return []
-        editing = label_key(self.label_path) if self.label_path is not None else None
+        editing = {label_key(p) for p in (self.label_path, self.stroke_path) if p is not None}
         entries = [e for e in find_recovery(recovery_dir(), self.root, samples)
                    if label_key(e.label_path) not in self._pending
-                   and not (label_key(e.label_path) == editing and self.has_unsaved())]
+                   and label_key(e.label_path) not in self._stroke_pending
+                   and not (label_key(e.label_path) in editing and self.has_unsaved())]
         if not entries:
             return []
         answer = dialogs.ask_restore_recovery(self.window, entries)
@@ -453,6 +514,10 @@ class AnnotationController(CanvasInput, QObject):
             return []
         restored = []
         for entry in entries:
+            if getattr(entry, "kind", "label") == "strokes":
+                if self._restore_stroke_entry(entry, _Pending):
+                    restored.append(entry.sample)
+                continue
             try:
                 editor = MaskEditor.from_recovery(entry.file)
             except (RooftopError, ValueError) as exc:
@@ -461,6 +526,9 @@ class AnnotationController(CanvasInput, QObject):
             self._pending[label_key(entry.label_path)] = _Pending(editor, entry.file)
             restored.append(entry.sample)
         current = self.sample
+        if current is not None and self.stroke_path is not None \
+                and label_key(self.stroke_path) in self._stroke_pending and self._shape is not None:
+            self._load_strokes(current)
         if current is not None and self.label_path is not None \
                 and label_key(self.label_path) in self._pending and self._shape is not None:
             # the label on the canvas (saved: entries with unsaved edits are not offered) stays

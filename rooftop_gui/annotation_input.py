@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QKeyEvent
 
 from rooftop_gui.annotation_items import BrushOutline, PolygonBand
-from rooftop_gui.annotation_toolbar import PAINT_TOOLS
+from rooftop_gui.annotation_toolbar import PAINT_TOOLS, STROKE_TOOLS
 from rooftop_gui.canvas import ImageCanvas
 
 #: A click closer than this (screen pixels) to the first polygon vertex closes the polygon.
@@ -54,10 +54,22 @@ class CanvasInput:
         buttons = Qt.MouseButton(buttons)
         left = bool(buttons & Qt.MouseButton.LeftButton)
         right = bool(buttons & Qt.MouseButton.RightButton)
-        if not (left or right) or (self.editor is not None and self.editor.in_stroke):
+        if not (left or right) or self._painting():
             return
         px, py = x - 0.5, y - 0.5
-        if self.tool in PAINT_TOOLS:
+        if self.tool in STROKE_TOOLS:
+            self._stroke_button = Qt.MouseButton.LeftButton if left else Qt.MouseButton.RightButton
+            self._begin_stroke(px, py, left, right)
+            self._refresh_cursor()
+        elif self.tool == "smart":
+            if left:
+                from PySide6.QtWidgets import QApplication
+
+                shift = bool(QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier)
+                self.smart_click(x, y, add=shift)
+            elif self.drop_proposal():
+                self.status_message.emit("Dropped the proposed roof.")
+        elif self.tool in PAINT_TOOLS:
             editor = self._ensure_editor()
             if editor is None:
                 return
@@ -79,10 +91,19 @@ class CanvasInput:
         editor = self.editor
         if editor is not None and editor.in_stroke:
             self._changed(editor.stroke_to(x - 0.5, y - 0.5))
+        elif self.strokes is not None and self.strokes.in_stroke:
+            self._strokes_changed(self.strokes.stroke_to(x - 0.5, y - 0.5))
         self._refresh_cursor()
+
+    def _painting(self) -> bool:
+        """Whether a stroke (of the label or of the strokes) is open."""
+        return (self.editor is not None and self.editor.in_stroke) or \
+            (self.strokes is not None and self.strokes.in_stroke)
 
     def _released(self, _x: float, _y: float, button: Any) -> None:
         editor = self.editor
+        if editor is None or not editor.in_stroke:
+            editor = self.strokes
         if editor is None or not editor.in_stroke:
             return
         if Qt.MouseButton(button) & self._stroke_button:
@@ -107,9 +128,11 @@ class CanvasInput:
 
     def _refresh_cursor(self) -> None:
         pointer = self._pointer
-        if self.tool in PAINT_TOOLS and pointer is not None and self.canvas.image() is not None:
+        painting = self.tool in PAINT_TOOLS or self.tool in STROKE_TOOLS
+        if painting and pointer is not None and self.canvas.image() is not None:
+            erase = self.tool in ("eraser", "unlabel")
             self._outline.show_at(pointer.x(), pointer.y(), max(self.radius, 0.5),
-                                  erase=(self.tool == "eraser") != self._erase_hint)
+                                  erase=erase != self._erase_hint)
         else:
             self._outline.hide()
         if self.tool == "polygon":
@@ -126,8 +149,18 @@ class CanvasInput:
                     self._changed(self.editor.cancel_stroke())
                     self._stroke_button = Qt.MouseButton.NoButton
                     return True
+                if self.strokes is not None and self.strokes.in_stroke:
+                    self._strokes_changed(self.strokes.cancel_stroke())
+                    self._stroke_button = Qt.MouseButton.NoButton
+                    return True
+                if self.drop_proposal():
+                    self.status_message.emit("Dropped the proposed roof.")
+                    return True
             elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._polygon:
                 self.close_polygon()
+                return True
+            elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.proposal() is not None:
+                self.accept_proposal()
                 return True
             elif key == Qt.Key.Key_Backspace and self._polygon:
                 self._polygon.pop()
@@ -171,6 +204,9 @@ class CanvasInput:
         """End an open stroke and drop an unfinished polygon (tool or image change)."""
         if self.editor is not None and self.editor.in_stroke:
             self.editor.end_stroke()
+        if self.strokes is not None and self.strokes.in_stroke:
+            self.strokes.end_stroke()
+        self.drop_proposal()
         self._stroke_button = Qt.MouseButton.NoButton
         self._erase_hint = False
         self.cancel_polygon()

@@ -31,9 +31,20 @@ TOOL_SPECS = (
                                             "fills it, right click erases it, Esc cancels"),
     ("accept", "&Accept predicted roof", "A", "accept-roof",
      "Accept roof: click a predicted roof to add it to the label"),
+    ("smart", "&Smart select", "S", "smart-select",
+     "Smart select: click a roof for a proposed outline; Enter adds it to the label, "
+     "Shift+click grows it, Esc drops it"),
+    ("roof_stroke", "&Roof strokes", "R", "stroke-roof",
+     "Roof strokes: paint a few strokes on roofs (a partial label training learns from)"),
+    ("background_stroke", "Bac&kground strokes", "K", "stroke-background",
+     "Background strokes: paint a few strokes on the ground (right button unlabels)"),
+    ("unlabel", "&Unlabel strokes", "U", "stroke-unlabel",
+     "Unlabel: erase strokes back to unlabelled"),
 )
 TOOLS = tuple(spec[0] for spec in TOOL_SPECS)
 PAINT_TOOLS = ("brush", "eraser")
+#: Tools painting strokes (partial labels, core.scribbles) instead of the label.
+STROKE_TOOLS = ("roof_stroke", "background_stroke", "unlabel")
 
 #: The status bar hint shown when a tool is chosen.
 TOOL_HINTS = {
@@ -43,6 +54,11 @@ TOOL_HINTS = {
     "fill": "Fill: click inside a closed outline; right click clears a roof.",
     "polygon": "Polygon: click the corners, double click or Enter to fill, Esc cancels.",
     "accept": "Accept roof: click a predicted roof to add it to the label.",
+    "smart": "Smart select: click a roof; Enter adds the outline, Shift+click grows it, "
+             "Esc drops it.",
+    "roof_stroke": "Roof strokes: drag on roofs; right-drag unlabels. Ctrl+S saves the strokes.",
+    "background_stroke": "Background strokes: drag on the ground; right-drag unlabels.",
+    "unlabel": "Unlabel: drag to erase strokes; [ and ] change the size.",
 }
 
 
@@ -84,12 +100,14 @@ class AnnotationActions:
                                  "Replace the label by the prediction as shown "
                                  "(threshold and dilation)")
         self.accept_all.triggered.connect(lambda _c=False: controller.accept_all())
-        self.undo = action("&Undo", ["Ctrl+Z"], "undo", "Undo the last label edit")
+        self.undo = action("&Undo", ["Ctrl+Z"], "undo",
+                           "Undo the last edit of the label (or of the strokes)")
         self.undo.triggered.connect(lambda _c=False: controller.undo())
         self.redo = action("&Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], "redo",
-                           "Redo the last undone label edit")
+                           "Redo the last undone edit")
         self.redo.triggered.connect(lambda _c=False: controller.redo())
-        self.save = action("&Save label", ["Ctrl+S"], "save", "Save the label mask of this image")
+        self.save = action("&Save label", ["Ctrl+S"], "save",
+                           "Save the label mask and the strokes of this image")
         self.save.triggered.connect(lambda _c=False: controller.save())
         self.smaller = action("Brush s&maller", ["["], "", "Make the brush smaller")
         self.smaller.triggered.connect(lambda _c=False: controller.step_brush(-1))

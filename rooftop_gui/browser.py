@@ -186,8 +186,10 @@ class ThumbnailLoader(QObject):
 class SampleTableModel(QAbstractTableModel):
     """Rows: the samples of both splits. Columns: image (thumbnail + name), split, label, IoU."""
 
-    COLUMNS = ("Image", "Split", "Label", "IoU")
-    NAME, SPLIT, LABEL, IOU = range(4)
+    COLUMNS = ("Image", "Split", "Label", "IoU", "Doubt")
+    NAME, SPLIT, LABEL, IOU, DOUBT = range(5)
+    #: The Label column: a full label, strokes only (partly labelled), nothing.
+    LABELLED, PARTLY, UNLABELLED_TEXT = "✓", "◐", "—"
 
     def __init__(self, thumbnails: ThumbnailLoader, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -196,6 +198,9 @@ class SampleTableModel(QAbstractTableModel):
         self._row_of_path: dict[Path, int] = {}
         self._iou: dict[Key, float] = {}
         self._label: dict[Key, bool] = {}
+        self._strokes: dict[Key, bool] = {}
+        self._doubt: dict[Key, float] = {}
+        self._doubt_rank: dict[Key, int] = {}
         self._thumbs = thumbnails
         self._placeholder = icon("image")
         self._broken = icon("broken")
@@ -208,7 +213,10 @@ class SampleTableModel(QAbstractTableModel):
         self._row_of_path = {Path(s.image_path): i for i, s in enumerate(self._samples)}
         self._label = {sample_key(s): s.label_path is not None and Path(s.label_path).exists()
                        for s in self._samples}
+        self._strokes = {sample_key(s): getattr(s, "scribble_path", None) is not None
+                         and Path(s.scribble_path).exists() for s in self._samples}
         self._iou = {}
+        self._doubt, self._doubt_rank = {}, {}
         self.endResetModel()
 
     def samples(self) -> list[Any]:
@@ -253,6 +261,37 @@ class SampleTableModel(QAbstractTableModel):
         if row is not None:
             self.dataChanged.emit(self.index(row, self.LABEL), self.index(row, self.LABEL))
 
+    def set_has_strokes(self, key: Key, present: bool) -> None:
+        self._strokes[key] = present
+        row = self._row_of.get(key)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, self.LABEL), self.index(row, self.LABEL))
+
+    def label_state(self, key: Key) -> str:
+        """"labelled", "partly labelled" (strokes only) or "unlabelled"."""
+        if self._label.get(key):
+            return "labelled"
+        return "partly labelled" if self._strokes.get(key) else "unlabelled"
+
+    def set_doubt(self, scores: dict[Key, float]) -> None:
+        """The "label next" scores (mean uncertainty over unlabelled pixels) of some images."""
+        from core.uncertainty import label_next_order
+
+        self._doubt.update(scores)
+        order = label_next_order(self._doubt, [k for k in map(sample_key, self._samples)
+                                               if k in self._doubt])
+        self._doubt_rank = {key: rank for rank, key in enumerate(order)}
+        if self._samples:
+            self.dataChanged.emit(self.index(0, self.DOUBT),
+                                  self.index(len(self._samples) - 1, self.DOUBT))
+
+    def clear_doubt(self) -> None:
+        self._doubt.clear()
+        self.set_doubt({})
+
+    def doubt(self, key: Key) -> float | None:
+        return self._doubt.get(key)
+
     def _thumbnail_ready(self, path: Path) -> None:
         row = self._row_of_path.get(path)
         if row is not None:
@@ -271,9 +310,12 @@ class SampleTableModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return ("Image file name", "Train or test split", "Whether a label mask exists",
+            return ("Image file name", "Train or test split",
+                    "✓ a label mask exists, ◐ strokes only (partly labelled), — none",
                     "Intersection over union of the prediction with the label "
-                    "(after Predict split); sort ascending for the worst first")[section]
+                    "(after Predict split); sort ascending for the worst first",
+                    "How much the model doubts the unlabelled pixels (mean uncertainty, after "
+                    "Predict split); Sort by label next (N) puts the most doubtful first")[section]
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -290,20 +332,27 @@ class SampleTableModel(QAbstractTableModel):
             if col == self.SPLIT:
                 return sample.split
             if col == self.LABEL:
-                return "✓" if self._label.get(key) else "—"
+                state = self.label_state(key)
+                return {"labelled": self.LABELLED, "partly labelled": self.PARTLY}.get(
+                    state, self.UNLABELLED_TEXT)
             if col == self.IOU:
                 value = self._iou.get(key)
                 return "" if value is None else f"{value:.3f}"
+            if col == self.DOUBT:
+                value = self._doubt.get(key)
+                return "" if value is None else f"{value:.2f}"
         elif role == SORT_ROLE:
             if col == self.NAME:
                 return sample.name
             if col == self.SPLIT:
                 return sample.split
             if col == self.LABEL:
-                return int(bool(self._label.get(key)))
+                return {"labelled": 2, "partly labelled": 1}.get(self.label_state(key), 0)
             if col == self.IOU:
                 value = self._iou.get(key)
                 return 2.0 if value is None else value  # unscored rows after scored ones
+            if col == self.DOUBT:  # the label-next rank (ascending), unscored rows last
+                return self._doubt_rank.get(key, len(self._samples) + index.row())
         elif role == Qt.ItemDataRole.DecorationRole and col == self.NAME:
             path = Path(sample.image_path)
             pix = self._thumbs.pixmap(path)
@@ -314,6 +363,8 @@ class SampleTableModel(QAbstractTableModel):
             self._thumbs.request(path)
             return self._placeholder
         elif role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.LABEL:
+                return self.label_state(key)
             error = self._thumbs.error(Path(sample.image_path))
             return error or str(sample.image_path)
         elif role == Qt.ItemDataRole.ForegroundRole:
@@ -323,7 +374,8 @@ class SampleTableModel(QAbstractTableModel):
                     QColor(240, 190, 70) if value < 0.75 else QColor(110, 200, 120))
             if col == self.LABEL and not self._label.get(key):
                 return QColor(140, 140, 140)
-        elif role == Qt.ItemDataRole.TextAlignmentRole and col in (self.LABEL, self.IOU, self.SPLIT):
+        elif role == Qt.ItemDataRole.TextAlignmentRole and col in (self.LABEL, self.IOU, self.SPLIT,
+                                                                   self.DOUBT):
             return int(Qt.AlignmentFlag.AlignCenter)
         return None
 
@@ -399,7 +451,7 @@ class DatasetBrowser(QWidget):
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(SampleTableModel.NAME, QHeaderView.ResizeMode.Stretch)
         for col, width in ((SampleTableModel.SPLIT, 52), (SampleTableModel.LABEL, 48),
-                           (SampleTableModel.IOU, 58)):
+                           (SampleTableModel.IOU, 58), (SampleTableModel.DOUBT, 54)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(col, width)
         header.setHighlightSections(False)
@@ -440,8 +492,12 @@ class DatasetBrowser(QWidget):
         if self.dataset is None:
             return
         labelled = sum(1 for s in self.model.samples() if self.model._label.get(sample_key(s)))
+        partly = sum(1 for s in self.model.samples()
+                     if self.model.label_state(sample_key(s)) == "partly labelled")
         text = (f"{len(self.dataset.train):,} train · {len(self.dataset.test):,} test · "
                 f"{labelled:,} labelled")
+        if partly:
+            text += f" · {partly:,} partly labelled"
         orphans = getattr(self.dataset, "orphan_labels", None) or []
         if orphans:
             text += f" · {len(orphans)} label(s) without image"
@@ -524,6 +580,36 @@ class DatasetBrowser(QWidget):
 
     def sort_worst_first(self) -> None:
         self.view.sortByColumn(SampleTableModel.IOU, Qt.SortOrder.AscendingOrder)
+
+    def sort_label_next(self) -> None:
+        """The most doubtful images first (the Doubt column's label-next rank)."""
+        self.view.sortByColumn(SampleTableModel.DOUBT, Qt.SortOrder.AscendingOrder)
+
+    def set_doubt(self, scores: dict[Key, float]) -> None:
+        self.model.set_doubt(scores)
+
+    def set_strokes_saved(self, sample: Any, stroke_path: Path) -> Any:
+        """``sample``'s strokes were written: it is partly labelled (unless labelled); returns
+        the sample now held (with its ``scribble_path``)."""
+        key = sample_key(sample)
+        row = self.model.row_of(key)
+        updated = sample
+        if row is not None and dataclasses.is_dataclass(sample) and \
+                getattr(sample, "scribble_path", None) != Path(stroke_path):
+            try:
+                updated = dataclasses.replace(sample, scribble_path=Path(stroke_path))
+            except (TypeError, ValueError):
+                updated = sample
+            if updated is not sample:
+                self.model.replace_sample(row, updated)
+                split_list = getattr(self.dataset, sample.split, None)
+                if isinstance(split_list, list):
+                    for i, item in enumerate(split_list):
+                        if sample_key(item) == key:
+                            split_list[i] = updated
+        self.model.set_has_strokes(key, True)
+        self.update_counts()
+        return updated
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.current_changed.emit(current.data(SAMPLE_ROLE) if current.isValid() else None)

@@ -43,7 +43,11 @@ EXTRA_SHORTCUTS = (
     ("Annotate", "Click, then double click or Enter", "Polygon: add corners, then fill it"),
     ("Annotate", "Right click", "Polygon: close it as an eraser"),
     ("Annotate", "Backspace", "Polygon: remove the last corner"),
-    ("Annotate", "Esc", "Cancel the polygon (or the stroke being painted)"),
+    ("Annotate", "Esc", "Cancel the polygon, the stroke being painted or the smart-select "
+                        "proposal"),
+    ("Annotate", "Left drag / right drag", "Roof or background strokes: paint / unlabel"),
+    ("Annotate", "Click / Shift+click", "Smart select: propose a roof's outline / grow it"),
+    ("Annotate", "Enter", "Smart select: add the proposed outline to the label"),
     ("Browser", "Up / Down", "Previous / next image in the list"),
     ("Browser", "Click a column header", "Sort (IoU ascending: worst first)"),
 )

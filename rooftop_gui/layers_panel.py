@@ -1,7 +1,8 @@
 """Display controls for the canvas: layer toggles, heat map, opacity, threshold, dilation.
 
-Every toggle is a checkable QAction with a shortcut (L, P, H, E, D) so the main window can put
-the same actions in its View menu and toolbar; the panel's check boxes mirror them.
+Every toggle is a checkable QAction with a shortcut (L, P, H, E, D; T for the strokes, Q for
+the uncertainty layer of :mod:`rooftop_gui.stroke_layers`) so the main window can put the same
+actions in its View menu and toolbar; the panel's check boxes mirror them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rooftop_gui import overlays
 from rooftop_gui.canvas import ImageCanvas, LayerState
 from rooftop_gui.resources import icon
 from rooftop_gui.settings import get_bool, get_float, get_int
+from rooftop_gui.stroke_layers import extra_layers
 
 
 def _swatch(rgb: tuple[int, int, int]) -> QLabel:
@@ -117,6 +119,11 @@ class LayersPanel(QWidget):
         self.dilation_action = action("&Dilation", "D",
                                       "Dilate the probability map (max-pool) before the threshold",
                                       "dilate")
+        self.strokes_action = action("&Strokes", "T", "Show the strokes (partial labels): roof "
+                                     "yellow, background violet", "stroke-roof")
+        self.uncertainty_action = action("&Uncertainty", "Q", "Show where the model doubts "
+                                         "(probability close to the threshold)", "uncertainty")
+        self.extra = extra_layers(canvas)
 
         # widgets
         self.label_box = QCheckBox("Label")
@@ -124,6 +131,8 @@ class LayersPanel(QWidget):
         self.heatmap_box = QCheckBox("as heat map")
         self.heat_legend = HeatLegend()
         self.error_box = QCheckBox("Error map")
+        self.strokes_box = QCheckBox("Strokes")
+        self.uncertainty_box = QCheckBox("Uncertainty")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity_value = QLabel()
@@ -142,7 +151,9 @@ class LayersPanel(QWidget):
                             (self.prediction_box, self.prediction_action),
                             (self.heatmap_box, self.heatmap_action),
                             (self.error_box, self.error_action),
-                            (self.dilation_box, self.dilation_action)):
+                            (self.dilation_box, self.dilation_action),
+                            (self.strokes_box, self.strokes_action),
+                            (self.uncertainty_box, self.uncertainty_action)):
             widget.setToolTip(act.toolTip())
             widget.toggled.connect(act.setChecked)
             act.toggled.connect(widget.setChecked)
@@ -172,6 +183,16 @@ class LayersPanel(QWidget):
             legend.addSpacing(6)
         legend.addStretch(1)
         layers.addLayout(legend, 5, 1, 1, 2)
+        strokes_swatch = QHBoxLayout()
+        strokes_swatch.setSpacing(1)
+        strokes_swatch.addWidget(_swatch(overlays.STROKE_ROOF_COLOR))
+        strokes_swatch.addWidget(_swatch(overlays.STROKE_BACKGROUND_COLOR))
+        layers.addLayout(strokes_swatch, 6, 0)
+        layers.addWidget(self.strokes_box, 6, 1)
+        layers.addWidget(_key("T"), 6, 2)
+        layers.addWidget(_swatch(overlays.UNCERTAINTY_COLOR), 7, 0)
+        layers.addWidget(self.uncertainty_box, 7, 1)
+        layers.addWidget(_key("Q"), 7, 2)
         layers.setColumnStretch(1, 1)
 
         form = QFormLayout()
@@ -211,10 +232,13 @@ class LayersPanel(QWidget):
         self.opacity.valueChanged.connect(self._opacity)
         self.threshold.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
         self.threshold_spin.valueChanged.connect(self.set_threshold)
+        self.strokes_action.toggled.connect(self._strokes)
+        self.uncertainty_action.toggled.connect(self._uncertainty)
 
     def actions_list(self) -> list[QAction]:
         return [self.label_action, self.prediction_action, self.heatmap_action,
-                self.error_action, self.dilation_action]
+                self.error_action, self.dilation_action, self.strokes_action,
+                self.uncertainty_action]
 
     # ----------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -230,6 +254,15 @@ class LayersPanel(QWidget):
             dilation_kernel=min(63, max(2, get_int(s, "display/dilation_kernel", d.dilation_kernel))),
         )
         self.canvas.set_state(state)
+        strokes = get_bool(s, "display/show_strokes", True)
+        doubt = get_bool(s, "display/show_uncertainty", False)
+        self.extra.set_strokes_visible(strokes)
+        self.extra.set_uncertainty_visible(doubt)
+        for widget, on in ((self.strokes_action, strokes), (self.strokes_box, strokes),
+                           (self.uncertainty_action, doubt), (self.uncertainty_box, doubt)):
+            widget.blockSignals(True)
+            widget.setChecked(on)
+            widget.blockSignals(False)
         self._sync_widgets()
 
     def _sync_widgets(self) -> None:
@@ -263,6 +296,14 @@ class LayersPanel(QWidget):
     def _layer(self, layer: str, on: bool) -> None:
         self.canvas.set_layer_visible(layer, on)
         self._save(f"show_{layer}", on)
+
+    def _strokes(self, on: bool) -> None:
+        self.extra.set_strokes_visible(on)
+        self._save("show_strokes", on)
+
+    def _uncertainty(self, on: bool) -> None:
+        self.extra.set_uncertainty_visible(on)
+        self._save("show_uncertainty", on)
 
     def _heatmap(self, on: bool) -> None:
         self.canvas.set_heatmap(on)

@@ -97,12 +97,19 @@ class MainWindow(QMainWindow):
         self._make_status_bar()
         self._make_actions()
         self.annotation = AnnotationController(self.canvas, self.settings, self)
+        from rooftop_gui.active_learning import ActiveLearning
+
+        self.active = ActiveLearning(self)  # live preview, label next, jump to doubt (issue 16)
+        self.annotation.toolbar.addSeparator()
+        self.annotation.toolbar.addActions(self.active.actions_list())
         self._make_menus_and_toolbar()
         self._reverting_selection = False
 
         self.browser.current_changed.connect(self._current_changed)
         self.annotation.dirty_changed.connect(self.setWindowModified)
         self.annotation.label_saved.connect(self._label_saved)
+        self.annotation.strokes_saved.connect(self._strokes_saved)
+        self.active.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.annotation.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.annotation.tool_changed.connect(self._tool_changed)
         self.canvas.cursor_moved.connect(self._cursor_moved)
@@ -240,6 +247,7 @@ class MainWindow(QMainWindow):
         view.addActions(self.layers.actions_list())
         view.addSeparator()
         view.addActions([self.next_action, self.previous_action, self.worst_action])
+        view.addActions(self.active.actions_list())
         view.addSeparator()
         panels = view.addMenu("&Panels")
         for dock in self.docks():
@@ -489,6 +497,11 @@ class MainWindow(QMainWindow):
         if updated is not sample and self.annotation.sample is sample:
             self.annotation.sample = updated
         self.prediction.label_saved(updated, Path(path))  # its IoU was against the old label
+
+    def _strokes_saved(self, sample: Any, path: Path) -> None:
+        updated = self.browser.set_strokes_saved(sample, Path(path))
+        if updated is not sample and self.annotation.sample is sample:
+            self.annotation.sample = updated
 
     def show_sample(self, sample: Any) -> None:
         """Read the sample's image and label and show them (errors: dialog, app goes on)."""

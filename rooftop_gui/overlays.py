@@ -27,6 +27,14 @@ PREDICTION_COLOR = (0, 190, 255)   # sky blue, filled
 TP_COLOR = (25, 70, 255)           # blue: roof found
 FP_COLOR = (240, 160, 0)           # orange: roof predicted where there is none
 FN_COLOR = (255, 100, 210)         # pink: roof missed
+#: Strokes (partial labels): roof in the label's yellow, filled; background in a violet that
+#: stays apart from yellow, sky blue and the error colours, also for colour-blind eyes.
+STROKE_ROOF_COLOR = LABEL_COLOR
+STROKE_BACKGROUND_COLOR = (150, 70, 255)
+#: Smart select's proposed outline (before Enter accepts it): white-green, filled lightly.
+PROPOSAL_COLOR = (80, 255, 140)
+#: The uncertainty layer: where the model doubts, a magenta fog (alpha rises with the doubt).
+UNCERTAINTY_COLOR = (255, 40, 200)
 #: Width in image pixels of the label's outline (the inner band of its boundary).
 OUTLINE_WIDTH = 2
 
@@ -48,6 +56,30 @@ def mask_table(color: tuple[int, int, int]) -> list[int]:
 
 def error_table() -> list[int]:
     return [argb(0, 0, 0, 0), argb(*FP_COLOR), argb(*FN_COLOR), argb(*TP_COLOR)]
+
+
+def stroke_table(alpha: int = 210) -> list[int]:
+    """Stroke codes 0 (transparent), 1 (background), 2 (roof)."""
+    return [argb(0, 0, 0, 0), argb(*STROKE_BACKGROUND_COLOR, alpha), argb(*STROKE_ROOF_COLOR, alpha)]
+
+
+def proposal_table() -> list[int]:
+    return [argb(0, 0, 0, 0), argb(*PROPOSAL_COLOR, 150)]
+
+
+def uncertainty_table() -> list[int]:
+    """256 colours for uncertainty 0..1 (codes 0..255): transparent when the model is sure,
+    rising to an opaque magenta on the threshold."""
+    x = np.linspace(0.0, 1.0, 256)
+    alpha = np.clip(x ** 1.5 * 240, 0, 240)
+    return [argb(*UNCERTAINTY_COLOR, int(a)) for a in alpha]
+
+
+def uncertainty_codes(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The uncertainty (:func:`core.uncertainty.uncertainty`) of a probability map as 0..255."""
+    from core.uncertainty import uncertainty
+
+    return heat_codes(uncertainty(prob, min(max(threshold, 0.01), 0.99)))
 
 
 def heat_table() -> list[int]:
