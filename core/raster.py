@@ -442,6 +442,31 @@ class RasterSource:
         valid[rows, cols] = inner_valid
         return rgb, valid
 
+    def read_decimated(self, row_off: int, col_off: int, height: int, width: int,
+                       factor: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rgb, valid)`` of the window inside the raster, decimated by ``factor`` (nearest
+        samples, ``ceil(height / factor) x ceil(width / factor)``); GDAL reads them from the
+        file's overviews when it has them. ``factor`` 1 is :meth:`read_window`."""
+        if factor <= 1:
+            return self.read_window(row_off, col_off, height, width, boundless=False)
+        row_off, col_off, height, width = int(row_off), int(col_off), int(height), int(width)
+        if (row_off < 0 or col_off < 0 or height < 1 or width < 1
+                or row_off + height > self.height or col_off + width > self.width):
+            raise ValueError(f"window rows {row_off}..{row_off + height}, columns {col_off}.."
+                             f"{col_off + width} is not inside the {self.height} x {self.width} "
+                             "raster")
+        shape = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
+        with self._lock:
+            self._check_open()
+            try:
+                return self._to_rgb(*self._read_raw(Window(col_off, row_off, width, height),
+                                                    shape))
+            except RooftopError:
+                raise
+            except _GDAL_ERRORS as exc:
+                raise self._read_failed(exc, f"rows {row_off}-{row_off + height - 1}, columns "
+                                             f"{col_off}-{col_off + width - 1} (1/{factor})") from exc
+
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole raster as ``(rgb, valid)`` (only for rasters that fit in memory)."""
         return self.read_window(0, 0, self.height, self.width)

@@ -165,21 +165,8 @@ def mask_image(rgb: np.ndarray, valid: np.ndarray, color: tuple[int, int, int]) 
 def read_decimated(source: Any, row: int, col: int, height: int, width: int,
                    factor: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rgb, valid)`` of source rows ``row..row+height`` and columns ``col..col+width`` decimated
-    by ``factor`` (nearest samples; GDAL takes them from the file's overviews when it has them).
-
-    ``RasterSource`` reads a decimated *window* only through its private reader (its public
-    ``read_overview`` is the whole raster): used here, under its lock, until the core has a
-    public ``read_window(..., out_shape)``.
-    """
-    if factor <= 1:
-        return source.read_window(row, col, height, width, boundless=False)
-    from rasterio.windows import Window
-
-    shape = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
-    with source._lock:  # noqa: SLF001 - see the docstring
-        source._check_open()  # noqa: SLF001
-        data, valid = source._read_raw(Window(col, row, width, height), shape)  # noqa: SLF001
-        return source._to_rgb(data, valid)  # noqa: SLF001
+    by ``factor`` (``core.raster.RasterSource.read_decimated``)."""
+    return source.read_decimated(row, col, height, width, factor)
 
 
 class TileCache:

@@ -522,3 +522,26 @@ def test_module_is_torch_and_qt_free():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[2], check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_decimated_window_equals_the_same_window_of_the_overview(tmp_path):
+    import rasterio
+    from affine import Affine
+
+    from core.raster import open_raster
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, (3, 256, 320), dtype=np.uint8)
+    path = tmp_path / "d.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=320, height=256, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(1, 0, 0, 0, -1, 0)) as ds:
+        ds.write(data)
+    with open_raster(path) as src:
+        rgb, valid = src.read_decimated(64, 0, 128, 320, 4)
+        assert rgb.shape == (32, 80, 3) and valid.all()
+        whole, _valid, factor = src.read_overview(80)
+        assert factor == 4 and np.array_equal(rgb, whole[16:48])
+        full, _ = src.read_decimated(10, 20, 30, 40, 1)
+        assert np.array_equal(full, np.moveaxis(data, 0, -1)[10:40, 20:60])
+        with pytest.raises(ValueError, match="not inside"):
+            src.read_decimated(250, 0, 20, 20, 2)

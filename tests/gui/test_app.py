@@ -43,9 +43,10 @@ def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
 
 def test_main_opens_the_dataset_given(qtbot, tiny_dataset, monkeypatch):
     monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+    before = set(QApplication.topLevelWidgets())  # windows of earlier tests may not be gone yet
     assert app_module.main([str(tiny_dataset)]) == 0
-    windows = [w for w in QApplication.topLevelWidgets() if w.objectName() == "mainWindow"]
-    window = windows[-1]
+    (window,) = [w for w in QApplication.topLevelWidgets()
+                 if w.objectName() == "mainWindow" and w not in before]
     qtbot.addWidget(window)
     assert window.windowTitle().replace("[*]", "") == "tiny — Rooftop Studio"
     assert QApplication.applicationName() == "Rooftop Studio"
