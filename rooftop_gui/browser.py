@@ -501,6 +501,9 @@ class DatasetBrowser(QWidget):
         orphans = getattr(self.dataset, "orphan_labels", None) or []
         if orphans:
             text += f" · {len(orphans)} label(s) without image"
+        stray = getattr(self.dataset, "orphan_scribbles", None) or []
+        if stray:
+            text += f" · {len(stray)} stroke file(s) without image"
         self.counts.setText(text)
 
     def samples(self, split: str | None = None) -> list[Any]:
