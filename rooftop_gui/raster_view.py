@@ -25,15 +25,13 @@ made there); pixels without data are transparent.
 
 GDAL keeps decompressed blocks in its own cache, by default 5 % of the machine's memory: after
 one overview read of a 30,000 px orthophoto that was 1.2 GB of the window's memory
-(benchmarks/orthophoto_gui.py). This module sets ``GDAL_CACHEMAX`` to :data:`GDAL_CACHE_MB`
-unless the user set it: GDAL reads it once, at its first block read, and the window imports this
-module before it reads any raster; the tile cache here is the view's cache.
+(benchmarks/orthophoto_gui.py). ``core.raster`` sets ``GDAL_CACHEMAX`` to its
+``GDAL_CACHE_MB`` unless the user set it; the tile cache here is the view's cache.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -58,9 +56,6 @@ CACHE_BYTES = 192 << 20
 MARGIN_TILES = 1
 
 TileKey = tuple[int, int, int]  # (level, tile row, tile column)
-#: GDAL's block cache in the window's process (MB), see the module docstring.
-GDAL_CACHE_MB = 128
-os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 
 
 @dataclass(frozen=True)
