@@ -256,3 +256,34 @@ def test_the_live_weights_hook_is_throttled_and_can_be_turned_off():
     now[0] = 100
     hook(7, {})
     assert len(sent) == 3
+
+
+def test_a_real_training_run_redraws_the_current_image_after_an_epoch(window, qtbot, dataset):
+    pytest.importorskip("torch")
+    from tests.gui.helpers import configure_quick_training
+
+    codes = np.zeros((64, 64), np.uint8)  # 00002 has no label: strokes make it trainable
+    codes[2:6, 2:30], codes[20:24, 20:28] = BACKGROUND, ROOF
+    target = scribble_path_for(dataset, "train", "00002.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(codes).save(target)
+    open_image(window, qtbot, dataset, "train", "00001.png")
+    panel = window.training
+    panel.set_dataset(dataset)
+    configure_quick_training(panel, epochs=2)
+    panel.live_box.setChecked(True)
+    assert window.canvas.probability() is None
+    shown: list[int] = []
+    shapes: list[tuple] = []
+    window.active.preview_shown.connect(shown.append)
+    window.active.preview_shown.connect(
+        lambda _e: shapes.append(window.canvas.probability().shape))
+    with qtbot.waitSignal(panel.training_running, timeout=60_000,
+                          check_params_cb=lambda running: not running):
+        assert panel.start_training()
+    assert panel.last_result() is not None, panel.log_view.toPlainText()[-400:]
+    qtbot.waitUntil(lambda: bool(shown) and not window.active.is_busy(), timeout=30_000)
+    assert shown[0] == 1  # the first epoch's weights (the next came within the interval)
+    assert shapes[0] == (64, 64)  # (the model made active at the end then shows its own)
+    panel.live_box.setChecked(False)
+    assert not panel.live_preview_on
