@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-CACHE_DIR = Path(os.environ.get("ROOFTOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "rooftop-bench"))
+CACHE_DIR = Path(
+    os.environ.get("ROOFTOP_BENCH_CACHE", Path(tempfile.gettempdir()) / "rooftop-bench")
+)
 
 
 def note(*parts: Any) -> None:
@@ -38,8 +40,11 @@ def cpu_name() -> str:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu": cpu_name(), "cpus": os.cpu_count(),
-                            "python": platform.python_version()}
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     try:
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -74,7 +79,9 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def demo_dataset(scene: int = 1024, patch: str = "512:0.25", resize: int = 512, seed: int = 0) -> Path:
+def demo_dataset(
+    scene: int = 1024, patch: str = "512:0.25", resize: int = 512, seed: int = 0
+) -> Path:
     """A dataset cut from the synthetic demo scene, generated once and cached on disk."""
     from core.generate import GenerateConfig, PatchSpec, generate_dataset
     from core.synthetic import write_demo

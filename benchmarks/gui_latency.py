@@ -34,8 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, demo_dataset, demo_image, emit, machine, median, note, rnd  # noqa: E402
 
-TARGETS = {"startup_s": 1.5, "lateness_p99_ms": 30.0, "lateness_max_ms": 100.0,
-           "redraw_ms": 50.0, "stroke_ms": 30.0}
+TARGETS = {
+    "startup_s": 1.5,
+    "lateness_p99_ms": 30.0,
+    "lateness_max_ms": 100.0,
+    "redraw_ms": 50.0,
+    "stroke_ms": 30.0,
+}
 
 STARTUP_CHILD = r"""
 import os, sys, time
@@ -68,14 +73,24 @@ def measure_startup(runs: int, env: dict) -> dict:
     times = []
     for _ in range(runs):
         spawned = time.time()
-        proc = subprocess.run([sys.executable, "-c", STARTUP_CHILD], capture_output=True,
-                              text=True, env=env, cwd=REPO, timeout=120, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", STARTUP_CHILD],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PAINT ")), None)
         if line is None:
             return {"error": proc.stderr.strip()[-1500:]}
         times.append(float(line.split()[1]) - spawned)
-    return {"median_s": rnd(median(times)), "all_s": [rnd(t) for t in times],
-            "target_met": median(times) < TARGETS["startup_s"]}
+    return {
+        "median_s": rnd(median(times)),
+        "all_s": [rnd(t) for t in times],
+        "target_met": median(times) < TARGETS["startup_s"],
+    }
 
 
 def write_big_dataset(root: Path, size: int) -> Path:
@@ -137,10 +152,15 @@ def measure_training_lateness(app, window, dataset: Path, args) -> dict:
     started = time.monotonic()
     assert panel.start_training()
     # wait for the first batch (torch import and image decoding happen before it, in the worker)
-    first_batch = wait_until(app, lambda: panel._run.get("batches") is not None or
-                             panel.progress.maximum() > 0, timeout=120)
-    note(f"training started ({time.monotonic() - started:.1f} s to first progress); timing "
-         f"the event loop for {args.train_seconds} s")
+    first_batch = wait_until(
+        app,
+        lambda: panel._run.get("batches") is not None or panel.progress.maximum() > 0,
+        timeout=120,
+    )
+    note(
+        f"training started ({time.monotonic() - started:.1f} s to first progress); timing "
+        f"the event loop for {args.train_seconds} s"
+    )
     clock.start()
     timer.start()
     loop = QEventLoop()
@@ -150,12 +170,17 @@ def measure_training_lateness(app, window, dataset: Path, args) -> dict:
     still_training = panel.is_training()
     panel.stop_training()
     wait_until(app, lambda: not panel.is_training(), timeout=120)
-    return {"ticks": len(late), "p50_ms": rnd(percentile(late, 50), 2),
-            "p99_ms": rnd(percentile(late, 99), 2), "max_ms": rnd(max(late) if late else None, 2),
-            "first_progress_seen": first_batch, "trained_throughout": still_training,
-            "seconds": args.train_seconds,
-            "target_met": percentile(late, 99) < TARGETS["lateness_p99_ms"]
-            and (max(late) if late else 1e9) < TARGETS["lateness_max_ms"]}
+    return {
+        "ticks": len(late),
+        "p50_ms": rnd(percentile(late, 50), 2),
+        "p99_ms": rnd(percentile(late, 99), 2),
+        "max_ms": rnd(max(late) if late else None, 2),
+        "first_progress_seen": first_batch,
+        "trained_throughout": still_training,
+        "seconds": args.train_seconds,
+        "target_met": percentile(late, 99) < TARGETS["lateness_p99_ms"]
+        and (max(late) if late else 1e9) < TARGETS["lateness_max_ms"],
+    }
 
 
 def measure_redraw(app, window, args) -> dict:
@@ -171,17 +196,22 @@ def measure_redraw(app, window, args) -> dict:
     results = {}
     thresholds = [0.3, 0.4, 0.5, 0.6, 0.7] * (args.redraw_repeats // 5 + 1)
     kernels = [(True, 3), (True, 5), (True, 7), (False, None)] * (args.redraw_repeats // 4 + 1)
-    for name, steps in (("threshold", [lambda t=t: canvas.set_threshold(t) for t in thresholds]),
-                        ("dilation", [lambda d=d: canvas.set_dilation(*d) for d in kernels])):
+    for name, steps in (
+        ("threshold", [lambda t=t: canvas.set_threshold(t) for t in thresholds]),
+        ("dilation", [lambda d=d: canvas.set_dilation(*d) for d in kernels]),
+    ):
         times = []
-        for step in steps[:args.redraw_repeats]:
+        for step in steps[: args.redraw_repeats]:
             t0 = time.perf_counter()
             step()
             canvas.viewport().repaint()
             times.append((time.perf_counter() - t0) * 1000)
             app.processEvents()
-        results[name] = {"median_ms": rnd(median(times), 2), "max_ms": rnd(max(times), 2),
-                         "target_met": median(times) < TARGETS["redraw_ms"]}
+        results[name] = {
+            "median_ms": rnd(median(times), 2),
+            "max_ms": rnd(max(times), 2),
+            "target_met": median(times) < TARGETS["redraw_ms"],
+        }
     # also the heat-map path (no target, for the record)
     canvas.set_heatmap(True)
     times = []
@@ -213,7 +243,9 @@ def one_stroke(app, viewport, at, path) -> dict:
     per_move = []
     cpu = time.thread_time()
     start = time.perf_counter()
-    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(*path[0]))
+    QTest.mousePress(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(*path[0])
+    )
     app.processEvents()
     press = (time.perf_counter() - start) * 1000
     for point in path[1:]:
@@ -222,11 +254,18 @@ def one_stroke(app, viewport, at, path) -> dict:
         app.processEvents()  # includes the repaint of the changed rectangle
         per_move.append((time.perf_counter() - t0) * 1000)
     t0 = time.perf_counter()
-    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(*path[-1]))
+    QTest.mouseRelease(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(*path[-1])
+    )
     app.processEvents()
     release = (time.perf_counter() - t0) * 1000
-    return {"total": (time.perf_counter() - start) * 1000, "press": press, "release": release,
-            "moves": per_move, "cpu": (time.thread_time() - cpu) * 1000}
+    return {
+        "total": (time.perf_counter() - start) * 1000,
+        "press": press,
+        "release": release,
+        "moves": per_move,
+        "cpu": (time.thread_time() - cpu) * 1000,
+    }
 
 
 def measure_stroke(app, window, points: int = 50, repeats: int = 5) -> dict:
@@ -256,30 +295,48 @@ def measure_stroke(app, window, points: int = 50, repeats: int = 5) -> dict:
     ctl.discard()
     totals = [s["total"] for s in strokes]
     per_move = [m for s in strokes for m in s["moves"]]
-    return {"points": points, "strokes": repeats, "total_ms": rnd(median(totals), 1),
-            "all_total_ms": [rnd(t, 1) for t in totals],
-            "cpu_ms": rnd(median([s["cpu"] for s in strokes]), 1),
-            "press_ms": rnd(median([s["press"] for s in strokes]), 2),
-            "release_ms": rnd(median([s["release"] for s in strokes]), 2),
-            "per_move_median_ms": rnd(median(per_move), 2),
-            "per_move_p90_ms": rnd(percentile(per_move, 90), 2), "per_move_max_ms": rnd(max(per_move), 2),
-            "painted": painted, "target_total_met": median(totals) < TARGETS["stroke_ms"],
-            "target_per_move_met": max(per_move) < TARGETS["stroke_ms"]}
+    return {
+        "points": points,
+        "strokes": repeats,
+        "total_ms": rnd(median(totals), 1),
+        "all_total_ms": [rnd(t, 1) for t in totals],
+        "cpu_ms": rnd(median([s["cpu"] for s in strokes]), 1),
+        "press_ms": rnd(median([s["press"] for s in strokes]), 2),
+        "release_ms": rnd(median([s["release"] for s in strokes]), 2),
+        "per_move_median_ms": rnd(median(per_move), 2),
+        "per_move_p90_ms": rnd(percentile(per_move, 90), 2),
+        "per_move_max_ms": rnd(max(per_move), 2),
+        "painted": painted,
+        "target_total_met": median(totals) < TARGETS["stroke_ms"],
+        "target_per_move_met": max(per_move) < TARGETS["stroke_ms"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--startup-runs", type=int, default=3)
-    parser.add_argument("--train-seconds", type=float, default=15.0,
-                        help="seconds of training during which lateness is recorded (15)")
+    parser.add_argument(
+        "--train-seconds",
+        type=float,
+        default=15.0,
+        help="seconds of training during which lateness is recorded (15)",
+    )
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=2048, help="redraw / stroke image side")
     parser.add_argument("--redraw-repeats", type=int, default=10)
-    parser.add_argument("--stroke-repeats", type=int, default=5,
-                        help="brush strokes timed (5); stroke figures are medians over them")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: startup,training,redraw,stroke")
+    parser.add_argument(
+        "--stroke-repeats",
+        type=int,
+        default=5,
+        help="brush strokes timed (5); stroke figures are medians over them",
+    )
+    parser.add_argument(
+        "--skip", default="", help="comma list of parts to skip: startup,training,redraw,stroke"
+    )
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
@@ -287,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ["ROOFTOP_CONFIG_DIR"] = str(tmp / "config")
     os.environ["ROOFTOP_DATA_DIR"] = str(tmp / "data")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
     result: dict = {"benchmark": "gui_latency", "platform": "offscreen", "targets": TARGETS}
     if "startup" not in skip:
         note("start-up ...")
@@ -308,12 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "training" not in skip:
             note("event-loop lateness while training ...")
-            result["lateness_while_training"] = measure_training_lateness(app, window, train_dataset, args)
+            result["lateness_while_training"] = measure_training_lateness(
+                app, window, train_dataset, args
+            )
         if not ({"redraw", "stroke"} <= skip):
             assert window.open_dataset(big)
             window.browser.select("train", "00000.png")
-            ok = wait_until(app, lambda: window.canvas.image() is not None
-                            and window.annotation.sample is not None, timeout=60)
+            ok = wait_until(
+                app,
+                lambda: window.canvas.image() is not None and window.annotation.sample is not None,
+                timeout=60,
+            )
             if not ok:
                 raise RuntimeError("the 2048 image did not show")
             if "redraw" not in skip:
@@ -321,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["redraw_2048"] = measure_redraw(app, window, args)
             if "stroke" not in skip:
                 note("brush stroke ...")
-                result["brush_stroke_2048"] = measure_stroke(app, window, repeats=args.stroke_repeats)
+                result["brush_stroke_2048"] = measure_stroke(
+                    app, window, repeats=args.stroke_repeats
+                )
     finally:
         if hasattr(window.training, "shutdown"):
             window.training.shutdown(60_000)

@@ -55,10 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     def run(use_engine: bool):
         out = np.empty((h, w), np.float32)
         start = time.perf_counter()
-        for row, strip in stream_probabilities(model, array_reader(image), h, w, device, amp,
-                                               engine=engine if use_engine else None,
-                                               prefetch=False):
-            out[row:row + len(strip)] = strip
+        for row, strip in stream_probabilities(
+            model,
+            array_reader(image),
+            h,
+            w,
+            device,
+            amp,
+            engine=engine if use_engine else None,
+            prefetch=False,
+        ):
+            out[row : row + len(strip)] = strip
         return time.perf_counter() - start, out
 
     times = {"torch": [], "onnxruntime": []}
@@ -70,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             outputs[name] = out
             note(f"  repeat {repeat + 1}: {name} {seconds:.1f} s")
     mpx = h * w / 1e6
-    result = {"benchmark": "onnx_engine", "machine": machine(), "arch": args.arch,
-              "image": f"{w} x {h} demo scene", "torch_precision": "bf16" if amp else "fp32",
-              "torch_mpx_s": rnd(mpx / min(times["torch"]), 2),
-              "onnxruntime_mpx_s": rnd(mpx / min(times["onnxruntime"]), 2),
-              "max_abs_difference": float(np.abs(outputs["torch"] - outputs["onnxruntime"]).max())}
+    result = {
+        "benchmark": "onnx_engine",
+        "machine": machine(),
+        "arch": args.arch,
+        "image": f"{w} x {h} demo scene",
+        "torch_precision": "bf16" if amp else "fp32",
+        "torch_mpx_s": rnd(mpx / min(times["torch"]), 2),
+        "onnxruntime_mpx_s": rnd(mpx / min(times["onnxruntime"]), 2),
+        "max_abs_difference": float(np.abs(outputs["torch"] - outputs["onnxruntime"]).max()),
+    }
     result["onnxruntime_over_torch"] = rnd(result["onnxruntime_mpx_s"] / result["torch_mpx_s"], 3)
     emit(result)
     return 0

@@ -48,10 +48,21 @@ def make_geotiff(path: Path, side: int) -> Path:
     tile = scene.shape[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial.tif")
-    profile = dict(driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs=CRS,
-                   transform=Affine(0.25, 0, 500_000, 0, -0.25, 5_000_000), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate", bigtiff="IF_SAFER",
-                   photometric="RGB")
+    profile = dict(
+        driver="GTiff",
+        width=side,
+        height=side,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=Affine(0.25, 0, 500_000, 0, -0.25, 5_000_000),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        bigtiff="IF_SAFER",
+        photometric="RGB",
+    )
     note(f"writing a {side} x {side} GeoTIFF to {path} ...")
     started = time.perf_counter()
     with rasterio.open(tmp, "w", **profile) as ds:
@@ -66,7 +77,7 @@ def make_geotiff(path: Path, side: int) -> Path:
                 for tx in range(0, side, tile):
                     part = src if (tx // tile + ty) % 2 == 0 else src[::-1]
                     n = min(tile, side - tx)
-                    line[tx:tx + n] = part[:n]
+                    line[tx : tx + n] = part[:n]
             ds.write(np.moveaxis(strip, -1, 0), window=rasterio.windows.Window(0, row, side, rows))
     tmp.rename(path)
     note(f"  written in {time.perf_counter() - started:.0f} s ({path.stat().st_size / 1e9:.2f} GB)")
@@ -110,10 +121,10 @@ print(json.dumps({{"seconds": seconds, "peak_gb": resource.getrusage(resource.RU
 
 def run_child(mode: str, source: Path, out: Path, precision: str = "auto") -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    code = CHILD.format(repo=str(REPO), mode=mode, source=str(source), out=str(out),
-                        precision=precision)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+    code = CHILD.format(
+        repo=str(REPO), mode=mode, source=str(source), out=str(out), precision=precision
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -128,8 +139,12 @@ def exact(source: Path, work: Path, precision: str) -> dict:
     with rasterio.open(work / f"w_{precision}" / f"{source.stem}.tif") as ds:
         a = ds.read(1) > 0
     b = np.load(work / f"m_{precision}" / "mask.npy")
-    return {"identical": bool(np.array_equal(a, b)), "differing_pixels": int((a != b).sum()),
-            "windowed_s": rnd(windowed["seconds"], 1), "in_memory_s": rnd(in_memory["seconds"], 1)}
+    return {
+        "identical": bool(np.array_equal(a, b)),
+        "differing_pixels": int((a != b).sum()),
+        "windowed_s": rnd(windowed["seconds"], 1),
+        "in_memory_s": rnd(in_memory["seconds"], 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=CACHE_DIR / "orthophoto")
     args = parser.parse_args(argv)
     work = args.work
-    result: dict = {"benchmark": "orthophoto", "machine": machine(), "targets": TARGETS,
-                    "model": "default architecture, untrained (cost does not depend on weights)"}
+    result: dict = {
+        "benchmark": "orthophoto",
+        "machine": machine(),
+        "targets": TARGETS,
+        "model": "default architecture, untrained (cost does not depend on weights)",
+    }
 
     exact_src = make_geotiff(work / f"scene_{args.exact_side}.tif", args.exact_side)
     note(f"exactness at {args.exact_side} px (fp32 and auto) ...")
@@ -151,14 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     note(f"windowed against in memory at {args.compare_side} px ...")
     windowed = run_child("windowed", compare_src, work / "compare_w")
     in_memory = run_child("in_memory", compare_src, work / "compare_m")
-    mpx = args.compare_side ** 2 / 1e6
+    mpx = args.compare_side**2 / 1e6
     result["compare"] = {
         "side": args.compare_side,
-        "windowed": {"seconds": rnd(windowed["seconds"], 1), "mpx_s": rnd(mpx / windowed["seconds"], 2),
-                     "peak_gb": rnd(windowed["peak_gb"], 2)},
-        "in_memory": {"seconds": rnd(in_memory["seconds"], 1),
-                      "mpx_s": rnd(mpx / in_memory["seconds"], 2),
-                      "peak_gb": rnd(in_memory["peak_gb"], 2)},
+        "windowed": {
+            "seconds": rnd(windowed["seconds"], 1),
+            "mpx_s": rnd(mpx / windowed["seconds"], 2),
+            "peak_gb": rnd(windowed["peak_gb"], 2),
+        },
+        "in_memory": {
+            "seconds": rnd(in_memory["seconds"], 1),
+            "mpx_s": rnd(mpx / in_memory["seconds"], 2),
+            "peak_gb": rnd(in_memory["peak_gb"], 2),
+        },
         "windowed_over_in_memory": rnd(in_memory["seconds"] / windowed["seconds"], 3),
     }
 
@@ -166,11 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         big_src = make_geotiff(work / f"scene_{args.side}.tif", args.side)
         note(f"predicting the {args.side} px orthophoto (windowed) ...")
         big = run_child("windowed", big_src, work / "big")
-        mpx = args.side ** 2 / 1e6
-        result["big"] = {"side": args.side, "seconds": rnd(big["seconds"], 1),
-                         "mpx_s": rnd(mpx / big["seconds"], 2), "peak_gb": rnd(big["peak_gb"], 2),
-                         "roof_fraction": rnd(big["roof_fraction"], 4),
-                         "output_gb": rnd(os.path.getsize(work / "big" / f"{big_src.stem}.tif") / 1e9, 3)}
+        mpx = args.side**2 / 1e6
+        result["big"] = {
+            "side": args.side,
+            "seconds": rnd(big["seconds"], 1),
+            "mpx_s": rnd(mpx / big["seconds"], 2),
+            "peak_gb": rnd(big["peak_gb"], 2),
+            "roof_fraction": rnd(big["roof_fraction"], 4),
+            "output_gb": rnd(os.path.getsize(work / "big" / f"{big_src.stem}.tif") / 1e9, 3),
+        }
     emit(result)
     return 0
 

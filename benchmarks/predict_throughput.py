@@ -60,7 +60,7 @@ def original_way(model, image, device, tile: int = 500):
     rows = []
     with torch.no_grad():
         for y in range(0, h - tile + 1, tile):
-            tiles = [image[y:y + tile, x:x + tile] for x in range(0, w - tile + 1, tile)]
+            tiles = [image[y : y + tile, x : x + tile] for x in range(0, w - tile + 1, tile)]
             x = torch.from_numpy(np.stack(tiles)).to(device).permute(0, 3, 1, 2).float().div(255.0)
             x = x.contiguous()  # NCHW, as ToTensor gave it
             if pad:
@@ -70,8 +70,9 @@ def original_way(model, image, device, tile: int = 500):
     return np.concatenate(rows, axis=0)
 
 
-def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device: str,
-               precision: str) -> None:
+def peak_child(
+    arch: str, size: int, tile: int, overlap: int, batch: int, device: str, precision: str
+) -> None:
     """Runs in a fresh process: peak RSS of predict_probabilities on a size x size image."""
     import resource
 
@@ -86,24 +87,52 @@ def peak_child(arch: str, size: int, tile: int, overlap: int, batch: int, device
     rng = np.random.default_rng(0)
     image = np.empty((size, size, 3), np.uint8)
     for y in range(0, size, 512):
-        image[y:y + 512] = rng.integers(0, 256, image[y:y + 512].shape, dtype=np.uint8)
+        image[y : y + 512] = rng.integers(0, 256, image[y : y + 512].shape, dtype=np.uint8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     with Timer() as t:
-        prob = predict_probabilities(model, image, tile=tile, overlap=overlap, device=dev,
-                                     batch_size=batch, precision=precision)
+        prob = predict_probabilities(
+            model,
+            image,
+            tile=tile,
+            overlap=overlap,
+            device=dev,
+            batch_size=batch,
+            precision=precision,
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    out = {"arch": arch, "size": size, "seconds": rnd(t.seconds, 2),
-           "rss_before_gb": rnd(before), "peak_rss_gb": rnd(peak),
-           "input_gb": rnd(image.nbytes / 2**30), "output_gb": rnd(prob.nbytes / 2**30)}
+    out = {
+        "arch": arch,
+        "size": size,
+        "seconds": rnd(t.seconds, 2),
+        "rss_before_gb": rnd(before),
+        "peak_rss_gb": rnd(peak),
+        "input_gb": rnd(image.nbytes / 2**30),
+        "output_gb": rnd(prob.nbytes / 2**30),
+    }
     if dev.type == "cuda":
         out["cuda_peak_gb"] = rnd(torch.cuda.max_memory_allocated() / 2**30)
     print(json.dumps(out))
 
 
 def measure_peak(args, arch: str) -> dict:
-    cmd = [sys.executable, __file__, "--_peak-child", arch, "--big-size", str(args.big_size),
-           "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size",
-           str(args.batch_size), "--device", args.device, "--precision", args.precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_peak-child",
+        arch,
+        "--big-size",
+        str(args.big_size),
+        "--tile",
+        str(args.tile),
+        "--overlap",
+        str(args.overlap),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+    ]
     note(f"[{arch}] peak memory on {args.big_size}^2 in a subprocess ...")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -126,9 +155,15 @@ def bench_arch(args, arch: str, image, device) -> dict:
         return original_way(model, image, device)
 
     def run_b():
-        return predict_probabilities(model, image, tile=args.tile, overlap=args.overlap,
-                                     device=device, batch_size=args.batch_size,
-                                     precision=args.precision)
+        return predict_probabilities(
+            model,
+            image,
+            tile=args.tile,
+            overlap=args.overlap,
+            device=device,
+            batch_size=args.batch_size,
+            precision=args.precision,
+        )
 
     def run_c():
         return predict_whole(model, image, device=device, precision=args.precision)
@@ -138,8 +173,9 @@ def bench_arch(args, arch: str, image, device) -> dict:
         runs["c"] = run_c
     note(f"[{arch}] warm-up ...")
     small = image[:1024, :1024]
-    predict_probabilities(model, small, tile=args.tile, overlap=args.overlap, device=device,
-                          precision=args.precision)
+    predict_probabilities(
+        model, small, tile=args.tile, overlap=args.overlap, device=device, precision=args.precision
+    )
     original_way(model, small, device)
     times: dict[str, list[float]] = {k: [] for k in runs}
     for rep in range(args.repeats):
@@ -154,20 +190,32 @@ def bench_arch(args, arch: str, image, device) -> dict:
             note(f"[{arch}] repeat {rep + 1}/{args.repeats} {key}: {t.seconds:.2f} s")
     sec = {k: median(v) for k, v in times.items()}
     out = {
-        "a_original": {"seconds": rnd(sec["a"]), "mp_per_s": rnd(covered_mp / sec["a"]),
-                       "covered_mp": rnd(covered_mp), "all_seconds": [rnd(s) for s in times["a"]],
-                       "note": "500 px tiles, no overlap, edges dropped; MP/s over covered pixels"},
-        "b_ours_tiled": {"seconds": rnd(sec["b"]), "mp_per_s": rnd(image_mp / sec["b"]),
-                         "tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size,
-                         "precision": precision_name(resolve_precision(args.precision, device, model)),
-                         "all_seconds": [rnd(s) for s in times["b"]]},
+        "a_original": {
+            "seconds": rnd(sec["a"]),
+            "mp_per_s": rnd(covered_mp / sec["a"]),
+            "covered_mp": rnd(covered_mp),
+            "all_seconds": [rnd(s) for s in times["a"]],
+            "note": "500 px tiles, no overlap, edges dropped; MP/s over covered pixels",
+        },
+        "b_ours_tiled": {
+            "seconds": rnd(sec["b"]),
+            "mp_per_s": rnd(image_mp / sec["b"]),
+            "tile": args.tile,
+            "overlap": args.overlap,
+            "batch_size": args.batch_size,
+            "precision": precision_name(resolve_precision(args.precision, device, model)),
+            "all_seconds": [rnd(s) for s in times["b"]],
+        },
     }
     b_over_a = (image_mp / sec["b"]) / (covered_mp / sec["a"])
     out["ratio_b_over_a"] = rnd(b_over_a)
     out["target_b_over_a_met"] = b_over_a >= TARGETS["b_over_a"]
     if "c" in sec:
-        out["c_whole_pass"] = {"seconds": rnd(sec["c"]), "mp_per_s": rnd(image_mp / sec["c"]),
-                               "all_seconds": [rnd(s) for s in times["c"]]}
+        out["c_whole_pass"] = {
+            "seconds": rnd(sec["c"]),
+            "mp_per_s": rnd(image_mp / sec["c"]),
+            "all_seconds": [rnd(s) for s in times["c"]],
+        }
         b_over_c = sec["c"] / sec["b"]
         out["ratio_b_over_c"] = rnd(b_over_c)
         out["target_b_over_c_met"] = b_over_c >= TARGETS["b_over_c"]
@@ -175,26 +223,47 @@ def bench_arch(args, arch: str, image, device) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--size", type=int, default=4096, help="image side in pixels (4096)")
-    parser.add_argument("--image", choices=("demo", "random"), default="demo",
-                        help="the synthetic demo scene (default) or uniform random pixels")
-    parser.add_argument("--archs", default="prescribed,liteunet",
-                        help="comma-separated architectures (prescribed,liteunet: the original's and our default)")
+    parser.add_argument(
+        "--image",
+        choices=("demo", "random"),
+        default="demo",
+        help="the synthetic demo scene (default) or uniform random pixels",
+    )
+    parser.add_argument(
+        "--archs",
+        default="prescribed,liteunet",
+        help="comma-separated architectures (prescribed,liteunet: the original's and our default)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (3)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass in (b)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="arithmetic of (b) and (c) and of the peak-memory run (auto)")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
-    parser.add_argument("--no-whole", action="store_true",
-                        help="skip (c), the single whole-image pass (needs several GB at 4096^2)")
-    parser.add_argument("--big", action="store_true",
-                        help="also measure peak memory of (b) on a --big-size image (subprocess)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="arithmetic of (b) and (c) and of the peak-memory run (auto)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: default)"
+    )
+    parser.add_argument(
+        "--no-whole",
+        action="store_true",
+        help="skip (c), the single whole-image pass (needs several GB at 4096^2)",
+    )
+    parser.add_argument(
+        "--big",
+        action="store_true",
+        help="also measure peak memory of (b) on a --big-size image (subprocess)",
+    )
     parser.add_argument("--big-size", type=int, default=10000)
     parser.add_argument("--_peak-child", dest="peak_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -204,8 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.peak_child:
-        peak_child(args.peak_child, args.big_size, args.tile, args.overlap, args.batch_size,
-                   args.device, args.precision)
+        peak_child(
+            args.peak_child,
+            args.big_size,
+            args.tile,
+            args.overlap,
+            args.batch_size,
+            args.device,
+            args.precision,
+        )
         return 0
 
     from core.predict import resolve_device
@@ -218,9 +294,15 @@ def main(argv: list[str] | None = None) -> int:
 
         image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), np.uint8)
     started = time.time()
-    result: dict = {"benchmark": "predict_throughput", "image": f"{args.image} {args.size}x{args.size}",
-                    "device": str(device), "repeats": args.repeats, "targets": TARGETS,
-                    "machine": machine(), "archs": {}}
+    result: dict = {
+        "benchmark": "predict_throughput",
+        "image": f"{args.image} {args.size}x{args.size}",
+        "device": str(device),
+        "repeats": args.repeats,
+        "targets": TARGETS,
+        "machine": machine(),
+        "archs": {},
+    }
     for arch in [a.strip() for a in args.archs.split(",") if a.strip()]:
         result["archs"][arch] = bench_arch(args, arch, image, device)
         if args.big:

@@ -84,7 +84,10 @@ def build_loso_split(devdata: Path, out: Path, held_out: str) -> dict[str, list[
     for subset in LOSO_SUBSETS:
         for image in sorted((devdata / subset / "images").glob("*.png")):
             name = "test" if subset == held_out else "train"
-            for kind, source in (("data", image), ("label", devdata / subset / "masks" / image.name)):
+            for kind, source in (
+                ("data", image),
+                ("label", devdata / subset / "masks" / image.name),
+            ):
                 target = out / name / kind / image.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
@@ -95,9 +98,12 @@ def build_loso_split(devdata: Path, out: Path, held_out: str) -> dict[str, list[
 def summary(runs: list[dict[str, Any]], key: str = "test_iou") -> dict[str, Any]:
     """Mean and spread of ``key`` over the runs of several seeds, with the runs."""
     values = [r[key] for r in runs if r.get(key) is not None]
-    return {"mean": rnd(sum(values) / len(values), 4) if values else None,
-            "spread": rnd(max(values) - min(values), 4) if values else None,
-            "values": values, "runs": runs}
+    return {
+        "mean": rnd(sum(values) / len(values), 4) if values else None,
+        "spread": rnd(max(values) - min(values), 4) if values else None,
+        "values": values,
+        "runs": runs,
+    }
 
 
 def build_demo_split(out: Path) -> dict[str, list[str]]:
@@ -121,28 +127,35 @@ def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
         if isinstance(event, EpochResult) and time.monotonic() - last[0] > 15:
             last[0] = time.monotonic()
             iou = "-" if event.val_iou is None else f"{event.val_iou:.3f}"
-            note(f"  {name}: epoch {event.epoch}, {event.samples_seen} samples, "
-                 f"train loss {event.train_loss:.4f}, val IoU {iou}")
+            note(
+                f"  {name}: epoch {event.epoch}, {event.samples_seen} samples, "
+                f"train loss {event.train_loss:.4f}, val IoU {iou}"
+            )
         elif isinstance(event, BatchProgress):
             pass
 
     note(f"training {name} ({config.arch}) for {config.max_minutes} min on {config.device} ...")
-    result = train(dataset, work / f"models_{name.replace(' ', '_')}", config,
-                   on_progress=progress)
+    result = train(dataset, work / f"models_{name.replace(' ', '_')}", config, on_progress=progress)
     scores = evaluate(dataset, result.model_path, split="test", device=config.device)
     m = scores.metrics
     note(f"  {name}: test IoU {m['iou']:.4f} F1 {m['f1']:.4f} ({result.samples_seen} samples)")
     tta = tta_iou(dataset, result.model_path, config.device)
     return {
         "test_iou_tta": rnd(tta, 4),
-        "arch": config.arch, "test_iou": rnd(m["iou"], 4), "test_f1": rnd(m["f1"], 4),
-        "test_precision": rnd(m["precision"], 4), "test_recall": rnd(m["recall"], 4),
+        "arch": config.arch,
+        "test_iou": rnd(m["iou"], 4),
+        "test_f1": rnd(m["f1"], 4),
+        "test_precision": rnd(m["precision"], 4),
+        "test_recall": rnd(m["recall"], 4),
         "per_image_iou": {s.name: rnd(s.iou, 4) for s in scores.per_image},
-        "threshold": scores.threshold, "samples_seen": result.samples_seen,
-        "epochs": len(result.history), "best_epoch": result.best_epoch,
-        "val_iou": rnd(result.val_iou, 4), "seconds": rnd(result.seconds, 1),
-        "stopped": result.stopped, "config": {k: v for k, v in vars(config).items()
-                                              if k not in ("device", "max_minutes")},
+        "threshold": scores.threshold,
+        "samples_seen": result.samples_seen,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "val_iou": rnd(result.val_iou, 4),
+        "seconds": rnd(result.seconds, 1),
+        "stopped": result.stopped,
+        "config": {k: v for k, v in vars(config).items() if k not in ("device", "max_minutes")},
     }
 
 
@@ -167,25 +180,46 @@ def tta_iou(dataset: Path, model_path: Path, device: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devdata", type=Path, default=DEFAULT_DEVDATA, help="devdata folder")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="training budget per model (default 5; 2 with --demo)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="training budget per model (default 5; 2 with --demo)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--demo", action="store_true", help="only ours, on the synthetic demo scene")
+    parser.add_argument(
+        "--demo", action="store_true", help="only ours, on the synthetic demo scene"
+    )
     parser.add_argument("--skip-prescribed", action="store_true", help="train only our default")
-    parser.add_argument("--arch", default=None, help="override our default architecture (exploring)")
-    parser.add_argument("--arch-params", default="{}", help="JSON parameters for --arch (exploring)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="override a TrainConfig field of our run (exploring), e.g. lr=1e-3")
+    parser.add_argument(
+        "--arch", default=None, help="override our default architecture (exploring)"
+    )
+    parser.add_argument(
+        "--arch-params", default="{}", help="JSON parameters for --arch (exploring)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a TrainConfig field of our run (exploring), e.g. lr=1e-3",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1; mean and spread")
-    parser.add_argument("--protocol", choices=("fixed", "loso", "both"), default="fixed",
-                        help="the fixed split, leave-one-subset-out, or both")
+    parser.add_argument(
+        "--protocol",
+        choices=("fixed", "loso", "both"),
+        default="fixed",
+        help="the fixed split, leave-one-subset-out, or both",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None else (2.0 if args.demo else 5.0)
 
     if not args.demo and not (args.devdata / SUBSETS[0] / "images").is_dir():
-        note(f"devdata not found at {args.devdata}: skipping the real-data quality benchmark "
-             "(pass --devdata PATH, or --demo for the synthetic scene)")
+        note(
+            f"devdata not found at {args.devdata}: skipping the real-data quality benchmark "
+            "(pass --devdata PATH, or --demo for the synthetic scene)"
+        )
         emit({"benchmark": "quality", "skipped": f"devdata not found at {args.devdata}"})
         return 0
 
@@ -207,29 +241,41 @@ def main(argv: list[str] | None = None) -> int:
 
         def config(recipe: dict[str, Any], seed: int) -> Any:
             # what `rooftop train --max-minutes M [--device D] [--seed S]` runs: nothing else set
-            return TrainConfig(**{**recipe, "max_minutes": minutes, "device": args.device,
-                                  "seed": seed})
+            return TrainConfig(
+                **{**recipe, "max_minutes": minutes, "device": args.device, "seed": seed}
+            )
 
-        result: dict[str, Any] = {"benchmark": "quality", "budget_minutes": minutes,
-                                  "device": args.device, "torch_threads": torch.get_num_threads(),
-                                  "machine": machine(), "seeds": seeds}
+        result: dict[str, Any] = {
+            "benchmark": "quality",
+            "budget_minutes": minutes,
+            "device": args.device,
+            "torch_threads": torch.get_num_threads(),
+            "machine": machine(),
+            "seeds": seeds,
+        }
         if args.demo:
             split = build_demo_split(work / "demo")
             dataset = work / "demo" / "dataset"
-            result.update(data="synthetic demo scene 1024 px, patches 256:0.5, resize 256",
-                          split=split)
-            result["ours"] = summary([run("ours", dataset, work / f"s{seed}", config(ours, seed))
-                                      for seed in seeds])
+            result.update(
+                data="synthetic demo scene 1024 px, patches 256:0.5, resize 256", split=split
+            )
+            result["ours"] = summary(
+                [run("ours", dataset, work / f"s{seed}", config(ours, seed)) for seed in seeds]
+            )
         if not args.demo and args.protocol in ("fixed", "both"):
             dataset = work / "devdata"
             split = build_devdata_split(args.devdata, dataset)
             fixed: dict[str, Any] = {"data": str(args.devdata), "split": split}
             if not args.skip_prescribed:
-                fixed["prescribed"] = summary([
-                    run("prescribed", dataset, work / f"s{seed}", config(ORIGINAL_RECIPE, seed))
-                    for seed in seeds])
-            fixed["ours"] = summary([run("ours", dataset, work / f"s{seed}", config(ours, seed))
-                                     for seed in seeds])
+                fixed["prescribed"] = summary(
+                    [
+                        run("prescribed", dataset, work / f"s{seed}", config(ORIGINAL_RECIPE, seed))
+                        for seed in seeds
+                    ]
+                )
+            fixed["ours"] = summary(
+                [run("ours", dataset, work / f"s{seed}", config(ours, seed)) for seed in seeds]
+            )
             if "prescribed" in fixed and fixed["prescribed"]["mean"]:
                 fixed["iou_ratio"] = rnd(fixed["ours"]["mean"] / fixed["prescribed"]["mean"], 2)
             result["fixed"] = fixed
@@ -239,14 +285,24 @@ def main(argv: list[str] | None = None) -> int:
                 dataset = work / f"loso_{held_out}"
                 split = build_loso_split(args.devdata, dataset, held_out)
                 note(f"leave-one-subset-out: testing on {held_out} ({len(split['test'])} tiles)")
-                loso[held_out] = summary([
-                    run(f"ours without {held_out}", dataset, work / f"loso_{held_out}_s{seed}",
-                        config(ours, seed)) for seed in seeds])
+                loso[held_out] = summary(
+                    [
+                        run(
+                            f"ours without {held_out}",
+                            dataset,
+                            work / f"loso_{held_out}_s{seed}",
+                            config(ours, seed),
+                        )
+                        for seed in seeds
+                    ]
+                )
                 loso[held_out]["test_tiles"] = len(split["test"])
             means = [v["mean"] for v in loso.values() if v["mean"] is not None]
-            result["loso"] = {"subsets": loso,
-                              "mean_test_iou": rnd(sum(means) / len(means), 4) if means else None,
-                              "worst_subset_iou": rnd(min(means), 4) if means else None}
+            result["loso"] = {
+                "subsets": loso,
+                "mean_test_iou": rnd(sum(means) / len(means), 4) if means else None,
+                "worst_subset_iou": rnd(min(means), 4) if means else None,
+            }
         emit(result)
     finally:
         if args.keep is None:

@@ -88,8 +88,9 @@ def write_strokes(root: Path, seed: int, max_fraction: float = 0.02) -> dict[str
     return shares
 
 
-def train_and_score(dataset: Path, work: Path, minutes: float, seed: int, name: str,
-                    on_weights=None) -> dict[str, Any]:
+def train_and_score(
+    dataset: Path, work: Path, minutes: float, seed: int, name: str, on_weights=None
+) -> dict[str, Any]:
     from core.evaluate import evaluate
     from core.training.config import TrainConfig
     from core.training.loop import train
@@ -99,12 +100,18 @@ def train_and_score(dataset: Path, work: Path, minutes: float, seed: int, name: 
     result = train(dataset, models, config, on_weights=on_weights)
     scores = evaluate(dataset, result.model_path, split="test", device="cpu")
     iou = scores.metrics["iou"]
-    note(f"  {name} seed {seed}: test IoU {iou:.4f} ({result.samples_seen} samples in "
-         f"{result.seconds:.0f} s)")
-    return {"seed": seed, "test_iou": rnd(iou, 4), "samples_seen": result.samples_seen,
-            "seconds": rnd(result.seconds, 1),
-            "samples_per_minute": rnd(result.samples_seen / max(result.seconds, 1e-9) * 60, 1),
-            "model": result.model_path}
+    note(
+        f"  {name} seed {seed}: test IoU {iou:.4f} ({result.samples_seen} samples in "
+        f"{result.seconds:.0f} s)"
+    )
+    return {
+        "seed": seed,
+        "test_iou": rnd(iou, 4),
+        "samples_seen": result.samples_seen,
+        "seconds": rnd(result.seconds, 1),
+        "samples_per_minute": rnd(result.samples_seen / max(result.seconds, 1e-9) * 60, 1),
+        "model": result.model_path,
+    }
 
 
 def mean(values: list[float]) -> float | None:
@@ -129,12 +136,18 @@ def strokes_vs_full(devdata: Path, work: Path, minutes: float, seeds: int) -> di
             r.pop("model", None)
     return {
         "split": split,
-        "labelled_share_of_pixels": {"max": rnd(max(shares.values()), 4),
-                                     "mean": rnd(sum(shares.values()) / len(shares), 4)},
-        "full_labels": {"mean_test_iou": mean([r["test_iou"] for r in runs["full"]]),
-                        "runs": runs["full"]},
-        "strokes": {"mean_test_iou": mean([r["test_iou"] for r in runs["strokes"]]),
-                    "runs": runs["strokes"]},
+        "labelled_share_of_pixels": {
+            "max": rnd(max(shares.values()), 4),
+            "mean": rnd(sum(shares.values()) / len(shares), 4),
+        },
+        "full_labels": {
+            "mean_test_iou": mean([r["test_iou"] for r in runs["full"]]),
+            "runs": runs["full"],
+        },
+        "strokes": {
+            "mean_test_iou": mean([r["test_iou"] for r in runs["strokes"]]),
+            "runs": runs["strokes"],
+        },
     }
 
 
@@ -147,14 +160,16 @@ def _doubts(model_path: Path, root: Path, names: list[str]) -> dict[str, float]:
     loaded = load_checkpoint(model_path)
     out = {}
     for name in names:
-        prob = predict_probabilities(loaded.model, read_image(root / "train" / "data" / name),
-                                     device="cpu")
+        prob = predict_probabilities(
+            loaded.model, read_image(root / "train" / "data" / name), device="cpu"
+        )
         out[name] = image_uncertainty(prob, None, min(max(loaded.threshold, 0.01), 0.99))
     return out
 
 
-def active_learning(devdata: Path, work: Path, minutes: float, seeds: int,
-                    start: int = 2, stop: int = 8) -> dict[str, Any]:
+def active_learning(
+    devdata: Path, work: Path, minutes: float, seeds: int, start: int = 2, stop: int = 8
+) -> dict[str, Any]:
     import numpy as np
 
     from core.uncertainty import label_next_order
@@ -192,20 +207,28 @@ def active_learning(devdata: Path, work: Path, minutes: float, seeds: int,
                 shutil.rmtree(root, ignore_errors=True)
             curves[strategy].append(curve)
     counts = list(range(start, stop + 1))
-    means = {k: [mean([c[i] for c in v if i < len(c)]) for i in range(len(counts))]
-             for k, v in curves.items()}
+    means = {
+        k: [mean([c[i] for c in v if i < len(c)]) for i in range(len(counts))]
+        for k, v in curves.items()
+    }
     draw_curves(counts, means, PLOT, minutes, seeds)
 
     def at(k: str, n: int) -> float | None:
         return means[k][counts.index(n)] if n in counts else None
 
-    return {"images": counts, "mean_test_iou": means, "curves_per_seed": curves,
-            "iou_at_4": {k: at(k, 4) for k in means}, "iou_at_8": {k: at(k, 8) for k in means},
-            "plot": str(PLOT.relative_to(REPO))}
+    return {
+        "images": counts,
+        "mean_test_iou": means,
+        "curves_per_seed": curves,
+        "iou_at_4": {k: at(k, 4) for k in means},
+        "iou_at_8": {k: at(k, 8) for k in means},
+        "plot": str(PLOT.relative_to(REPO)),
+    }
 
 
-def draw_curves(counts: list[int], means: dict[str, list[float | None]], path: Path,
-                minutes: float, seeds: int) -> None:
+def draw_curves(
+    counts: list[int], means: dict[str, list[float | None]], path: Path, minutes: float, seeds: int
+) -> None:
     """A small line plot of the mean test IoU against the number of labelled images."""
     from PIL import Image, ImageDraw
 
@@ -233,8 +256,11 @@ def draw_curves(counts: list[int], means: dict[str, list[float | None]], path: P
         draw.line([x, height - margin, x, height - margin + 4], fill=(80, 80, 80))
         draw.text((x - 3, height - margin + 8), str(n), fill=(40, 40, 40))
     draw.text((width // 2 - 80, height - 22), "labelled train images", fill=(40, 40, 40))
-    draw.text((margin, 14), f"test IoU (mean of {seeds} seed(s), {minutes:g} min per model)",
-              fill=(40, 40, 40))
+    draw.text(
+        (margin, 14),
+        f"test IoU (mean of {seeds} seed(s), {minutes:g} min per model)",
+        fill=(40, 40, 40),
+    )
     colours = {"label_next": (214, 40, 160), "random": (60, 110, 200)}
     for row, (name, vs) in enumerate(means.items()):
         points = [xy(i, v) for i, v in enumerate(vs) if v is not None]
@@ -243,10 +269,21 @@ def draw_curves(counts: list[int], means: dict[str, list[float | None]], path: P
             draw.line(points, fill=colour, width=3)
         for x, y in points:
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        draw.line([width - margin - 150, margin + 16 + 18 * row, width - margin - 126,
-                   margin + 16 + 18 * row], fill=colour, width=3)
-        draw.text((width - margin - 120, margin + 10 + 18 * row), name.replace("_", " "),
-                  fill=(40, 40, 40))
+        draw.line(
+            [
+                width - margin - 150,
+                margin + 16 + 18 * row,
+                width - margin - 126,
+                margin + 16 + 18 * row,
+            ],
+            fill=colour,
+            width=3,
+        )
+        draw.text(
+            (width - margin - 120, margin + 10 + 18 * row),
+            name.replace("_", " "),
+            fill=(40, 40, 40),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
 
@@ -291,21 +328,29 @@ def live_cost(devdata: Path, work: Path, minutes: float, repeats: int = 3) -> di
             time.sleep(0.1)
         for r in (plain, live):
             r.pop("model", None)
-        pairs.append({"plain_samples_per_minute": plain["samples_per_minute"],
-                      "live_samples_per_minute": live["samples_per_minute"],
-                      "loss": rnd(1 - live["samples_per_minute"] / plain["samples_per_minute"], 4),
-                      "previews": len(previews) - before,
-                      "preview_seconds": rnd(sum(previews[before:]), 2),
-                      "run_seconds": live["seconds"]})
+        pairs.append(
+            {
+                "plain_samples_per_minute": plain["samples_per_minute"],
+                "live_samples_per_minute": live["samples_per_minute"],
+                "loss": rnd(1 - live["samples_per_minute"] / plain["samples_per_minute"], 4),
+                "previews": len(previews) - before,
+                "preview_seconds": rnd(sum(previews[before:]), 2),
+                "run_seconds": live["seconds"],
+            }
+        )
     plain_rate = sum(p["plain_samples_per_minute"] for p in pairs) / len(pairs)
     live_rate = sum(p["live_samples_per_minute"] for p in pairs) / len(pairs)
     share = sum(p["preview_seconds"] for p in pairs) / sum(p["run_seconds"] for p in pairs)
-    return {"pairs": pairs, "plain_samples_per_minute": rnd(plain_rate, 1),
-            "live_samples_per_minute": rnd(live_rate, 1),
-            "samples_per_minute_loss": rnd(1 - live_rate / plain_rate, 4),
-            "median_pair_loss": rnd(sorted(p["loss"] for p in pairs)[len(pairs) // 2], 4),
-            "preview_seconds_mean": rnd(sum(previews) / len(previews), 3) if previews else None,
-            "preview_time_share_of_run": rnd(share, 4), "interval_s": LIVE_INTERVAL_S}
+    return {
+        "pairs": pairs,
+        "plain_samples_per_minute": rnd(plain_rate, 1),
+        "live_samples_per_minute": rnd(live_rate, 1),
+        "samples_per_minute_loss": rnd(1 - live_rate / plain_rate, 4),
+        "median_pair_loss": rnd(sorted(p["loss"] for p in pairs)[len(pairs) // 2], 4),
+        "preview_seconds_mean": rnd(sum(previews) / len(previews), 3) if previews else None,
+        "preview_time_share_of_run": rnd(share, 4),
+        "interval_s": LIVE_INTERVAL_S,
+    }
 
 
 def _iou(a, b) -> float:
@@ -321,8 +366,11 @@ def _polygon_corners(roof) -> int | None:
 
     from core.annotate import fill_polygon
 
-    shapes = [shapely.geometry.shape(g) for g, v in
-              rasterio.features.shapes(roof.astype(np.uint8), mask=roof) if v == 1]
+    shapes = [
+        shapely.geometry.shape(g)
+        for g, v in rasterio.features.shapes(roof.astype(np.uint8), mask=roof)
+        if v == 1
+    ]
     if not shapes:
         return None
     outline = max(shapes, key=lambda g: g.area).exterior
@@ -373,24 +421,38 @@ def clicks_per_roof(roofs: int = 40) -> dict[str, Any]:
             if iou > 0.8:
                 clicks = k
                 break
-        rows.append({"area_px": int(roof.sum()), "smart_clicks": clicks,
-                     "smart_iou": rnd(iou, 3), "polygon_corners": _polygon_corners(roof)})
+        rows.append(
+            {
+                "area_px": int(roof.sum()),
+                "smart_clicks": clicks,
+                "smart_iou": rnd(iou, 3),
+                "polygon_corners": _polygon_corners(roof),
+            }
+        )
     reached = [r["smart_clicks"] for r in rows if r["smart_clicks"] is not None]
     corners = [r["polygon_corners"] for r in rows if r["polygon_corners"] is not None]
     both = [r for r in rows if r["smart_clicks"] is not None and r["polygon_corners"]]
     return {
         "roofs": len(rows),
-        "smart_select": {"reached_iou_0.8": len(reached),
-                         "mean_clicks": rnd(np.mean(reached), 2) if reached else None,
-                         "median_clicks": rnd(np.median(reached), 1) if reached else None},
-        "polygon": {"reached_iou_0.8": len(corners),
-                    "mean_corners": rnd(np.mean(corners), 2) if corners else None,
-                    "median_corners": rnd(np.median(corners), 1) if corners else None},
+        "smart_select": {
+            "reached_iou_0.8": len(reached),
+            "mean_clicks": rnd(np.mean(reached), 2) if reached else None,
+            "median_clicks": rnd(np.median(reached), 1) if reached else None,
+        },
+        "polygon": {
+            "reached_iou_0.8": len(corners),
+            "mean_corners": rnd(np.mean(corners), 2) if corners else None,
+            "median_corners": rnd(np.median(corners), 1) if corners else None,
+        },
         "roofs_both_reached": len(both),
-        "on_those": {"smart_mean_clicks": rnd(np.mean([r["smart_clicks"] for r in both]), 2)
-                     if both else None,
-                     "polygon_mean_corners": rnd(np.mean([r["polygon_corners"] for r in both]), 2)
-                     if both else None},
+        "on_those": {
+            "smart_mean_clicks": rnd(np.mean([r["smart_clicks"] for r in both]), 2)
+            if both
+            else None,
+            "polygon_mean_corners": rnd(np.mean([r["polygon_corners"] for r in both]), 2)
+            if both
+            else None,
+        },
         "per_roof": rows,
     }
 
@@ -402,10 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--active", action="store_true", help="active-learning curves")
     parser.add_argument("--live-cost", action="store_true", help="cost of the live preview")
-    parser.add_argument("--clicks", action="store_true",
-                        help="smart-select clicks per roof against the polygon tool (demo scene)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="--live-cost: plain / live run pairs, alternating")
+    parser.add_argument(
+        "--clicks",
+        action="store_true",
+        help="smart-select clicks per roof against the polygon tool (demo scene)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="--live-cost: plain / live run pairs, alternating"
+    )
     parser.add_argument("--roofs", type=int, default=40, help="roofs measured by --clicks")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
     args = parser.parse_args(argv)
@@ -427,13 +493,20 @@ def main(argv: list[str] | None = None) -> int:
         elif args.active:
             result = {"active": active_learning(args.devdata, work, args.minutes, args.seeds)}
         else:
-            result = {"strokes_vs_full": strokes_vs_full(args.devdata, work, args.minutes,
-                                                         args.seeds)}
+            result = {
+                "strokes_vs_full": strokes_vs_full(args.devdata, work, args.minutes, args.seeds)
+            }
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    result.update({"minutes": args.minutes, "seeds": args.seeds, "machine": machine(),
-                   "wall_seconds": rnd(time.time() - started, 1)})
+    result.update(
+        {
+            "minutes": args.minutes,
+            "seeds": args.seeds,
+            "machine": machine(),
+            "wall_seconds": rnd(time.time() - started, 1),
+        }
+    )
     emit(result)
     return 0
 

@@ -62,8 +62,11 @@ class OriginalPatches:
 def _throughput(stamps: list[tuple[int, float, int]], start: float) -> dict:
     """stamps: (epoch, time, samples in batch). All epochs and epochs after the first."""
     total = sum(n for _, _, n in stamps)
-    out = {"samples": total, "seconds": rnd(stamps[-1][1] - start),
-           "samples_per_s": rnd(total / (stamps[-1][1] - start))}
+    out = {
+        "samples": total,
+        "seconds": rnd(stamps[-1][1] - start),
+        "samples_per_s": rnd(total / (stamps[-1][1] - start)),
+    }
     first_epoch = stamps[0][0]
     first_end = max(t for e, t, _ in stamps if e == first_epoch)
     later = [(t, n) for e, t, n in stamps if e != first_epoch]
@@ -117,8 +120,13 @@ def run_original(samples, args, device) -> dict:
     torch.manual_seed(0)
     model = build_model("prescribed").to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loader = DataLoader(OriginalPatches(samples), batch_size=args.batch_size, shuffle=True,
-                        num_workers=args.workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        OriginalPatches(samples),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+    )
     stamps: list[tuple[int, float, int]] = []
     gpu = GpuSampler() if device.type == "cuda" else None
     start = time.perf_counter()
@@ -134,7 +142,9 @@ def run_original(samples, args, device) -> dict:
                 optimizer.step()
                 total += loss.item()
                 stamps.append((epoch, time.perf_counter(), len(x)))
-            note(f"(a) original epoch {epoch}: {time.perf_counter() - start:.1f} s, loss {total:.4g}")
+            note(
+                f"(a) original epoch {epoch}: {time.perf_counter() - start:.1f} s, loss {total:.4g}"
+            )
     out = _throughput(stamps, start)
     if gpu is not None:
         out["gpu_utilisation"] = gpu.summary()
@@ -156,12 +166,25 @@ def run_ours(dataset, n_samples: int, args, device, precision: str) -> dict:
     from core.training.loop import train
 
     label = "(b)" if precision == "auto" else f"(b, {precision})"
-    wanted = dict(arch="prescribed", epochs=args.epochs, batch_size=args.batch_size,
-                  crop_size=512, samples_per_epoch=n_samples, val_fraction=0.0,
-                  device=str(device), seed=0,
-                  # like for like with (a): the original's optimiser, loss and no extra augmentation
-                  lr=1e-4, loss="bce", optimizer="adam", scale_jitter=0.0, photometric=False,
-                  balance=0.0, tune_threshold=False, precision=precision)
+    wanted = dict(
+        arch="prescribed",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        crop_size=512,
+        samples_per_epoch=n_samples,
+        val_fraction=0.0,
+        device=str(device),
+        seed=0,
+        # like for like with (a): the original's optimiser, loss and no extra augmentation
+        lr=1e-4,
+        loss="bce",
+        optimizer="adam",
+        scale_jitter=0.0,
+        photometric=False,
+        balance=0.0,
+        tune_threshold=False,
+        precision=precision,
+    )
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in wanted.items() if k in known})
     stamps: list[tuple[int, float, int]] = []
@@ -176,8 +199,10 @@ def run_ours(dataset, n_samples: int, args, device, precision: str) -> dict:
             stamps.append((event.epoch, time.perf_counter(), event.samples_seen - last_seen[0]))
             last_seen[0] = event.samples_seen
         elif isinstance(event, EpochResult):
-            note(f"{label} ours epoch {event.epoch}: {time.perf_counter() - start:.1f} s, "
-                 f"loss {event.train_loss:.4g}")
+            note(
+                f"{label} ours epoch {event.epoch}: {time.perf_counter() - start:.1f} s, "
+                f"loss {event.train_loss:.4g}"
+            )
 
     gpu = GpuSampler() if device.type == "cuda" else None
     with tempfile.TemporaryDirectory(prefix="rooftop-bench-models-") as models_dir:
@@ -193,19 +218,35 @@ def run_ours(dataset, n_samples: int, args, device, precision: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--batch-size", type=int, default=8, help="batch size of both loops (8; the original used 32)")
-    parser.add_argument("--samples", type=int, default=48,
-                        help="samples per epoch (patches used), capped at the train split (48)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="batch size of both loops (8; the original used 32)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=48,
+        help="samples per epoch (patches used), capped at the train split (48)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each loop (3)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of (a) (2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    parser.add_argument("--scene", type=int, default=1024, help="demo scene side the patches come from")
+    parser.add_argument(
+        "--scene", type=int, default=1024, help="demo scene side the patches come from"
+    )
     parser.add_argument("--order", choices=("ab", "ba"), default="ab", help="which loop runs first")
-    parser.add_argument("--no-fp32", action="store_true",
-                        help="skip the extra float32 run of ours when auto picks bfloat16")
+    parser.add_argument(
+        "--no-fp32",
+        action="store_true",
+        help="skip the extra float32 run of ours when auto picks bfloat16",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -227,40 +268,49 @@ def main(argv: list[str] | None = None) -> int:
     from core.device import resolve_precision
     from core.models import ARCHITECTURES
 
-    runs = {"a": lambda: run_original(subset, args, device),
-            "b": lambda: run_ours(dataset, n, args, device, "auto")}
+    runs = {
+        "a": lambda: run_original(subset, args, device),
+        "b": lambda: run_ours(dataset, n, args, device, "auto"),
+    }
     results = {}
     for key in args.order:
         results[key] = runs[key]()
     extra = {}
-    if not args.no_fp32 and resolve_precision("auto", device, ARCHITECTURES["prescribed"]) is not None:
+    if (
+        not args.no_fp32
+        and resolve_precision("auto", device, ARCHITECTURES["prescribed"]) is not None
+    ):
         fp32 = run_ours(dataset, n, args, device, "fp32")
         key = "steady_samples_per_s" if "steady_samples_per_s" in fp32 else "samples_per_s"
-        extra = {"b_ours_fp32": fp32,
-                 "ratio_b_fp32_over_a_steady": rnd(fp32[key] / results["a"][key])}
+        extra = {
+            "b_ours_fp32": fp32,
+            "ratio_b_fp32_over_a_steady": rnd(fp32[key] / results["a"][key]),
+        }
     a, b = results["a"], results["b"]
     ratio_all = b["samples_per_s"] / a["samples_per_s"]
     key = "steady_samples_per_s"
     ratio_steady = b[key] / a[key] if key in a and key in b else None
-    emit({
-        "benchmark": "train_throughput",
-        "device": str(device),
-        "model": "prescribed",
-        "batch_size": args.batch_size,
-        "samples_per_epoch": n,
-        "epochs": args.epochs,
-        "workers_original": args.workers,
-        "torch_threads": torch.get_num_threads(),
-        "a_original": a,
-        "b_ours": b,
-        "ratio_b_over_a_all_epochs": rnd(ratio_all),
-        "ratio_b_over_a_steady": rnd(ratio_steady),
-        **extra,
-        "target_ratio": TARGET_RATIO,
-        "target_met": (ratio_steady or ratio_all) >= TARGET_RATIO,
-        "machine": machine(),
-        "command": " ".join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]]),
-    })
+    emit(
+        {
+            "benchmark": "train_throughput",
+            "device": str(device),
+            "model": "prescribed",
+            "batch_size": args.batch_size,
+            "samples_per_epoch": n,
+            "epochs": args.epochs,
+            "workers_original": args.workers,
+            "torch_threads": torch.get_num_threads(),
+            "a_original": a,
+            "b_ours": b,
+            "ratio_b_over_a_all_epochs": rnd(ratio_all),
+            "ratio_b_over_a_steady": rnd(ratio_steady),
+            **extra,
+            "target_ratio": TARGET_RATIO,
+            "target_met": (ratio_steady or ratio_all) >= TARGET_RATIO,
+            "machine": machine(),
+            "command": " ".join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]]),
+        }
+    )
     return 0
 
 

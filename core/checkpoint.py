@@ -36,7 +36,8 @@ _MAX_HEADER = 100 * 1024 * 1024
 _PICKLE_HINT = (
     "is a pickled PyTorch file (like the original exercise's torch.save(model)); opening it would "
     "run arbitrary code, so Rooftop Studio refuses it. Train a new model with `rooftop train`, or "
-    "load it yourself in a trusted environment and re-save its weights as safetensors")
+    "load it yourself in a trusted environment and re-save its weights as safetensors"
+)
 
 
 def utc_now() -> str:
@@ -78,12 +79,19 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         raise CheckpointError("not a Rooftop Studio model (unreadable header)", path) from exc
     if not isinstance(header, dict):
         raise CheckpointError("not a Rooftop Studio model (unreadable header)", path)
-    data_end = max((int(v["data_offsets"][1]) for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    data_end = max(
+        (
+            int(v["data_offsets"][1])
+            for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
+        ),
+        default=0,
+    )
     if 8 + size + data_end > file_size:
         raise CheckpointError(
             f"model file is truncated ({file_size:,} bytes, its header needs {8 + size + data_end:,})",
-            path)
+            path,
+        )
     return header, 8 + size
 
 
@@ -93,8 +101,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     header, _ = _read_header(path)
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT or "rooftop" not in meta:
-        raise CheckpointError("is a safetensors file but not a Rooftop Studio model "
-                              "(no rooftop metadata)", path)
+        raise CheckpointError(
+            "is a safetensors file but not a Rooftop Studio model (no rooftop metadata)", path
+        )
     try:
         doc = json.loads(meta["rooftop"])
     except json.JSONDecodeError as exc:
@@ -134,7 +143,9 @@ def remove_stale_model_temp_files(models_dir: str | Path) -> list[Path]:
         names = os.listdir(models_dir)
     except OSError:  # not made yet, or unreadable
         return []
-    targets = {t for t in map(temp_file_target, names) if t is not None and model_version(t) is not None}
+    targets = {
+        t for t in map(temp_file_target, names) if t is not None and model_version(t) is not None
+    }
     if not targets:
         return []
     return remove_stale_temp_files(models_dir, names=names, targets=targets)
@@ -155,11 +166,17 @@ def list_models(models_dir: str | Path) -> list[ModelInfo]:
             meta = read_metadata(entry)
         except CheckpointError:
             continue
-        found.append(ModelInfo(
-            path=entry, version=version, created=str(meta.get("created", "")),
-            arch=str(meta.get("arch")), val_iou=meta.get("metrics", {}).get("val_iou"),
-            threshold=float(meta.get("threshold", 0.5)),
-            epochs_done=len(meta.get("history", []))))
+        found.append(
+            ModelInfo(
+                path=entry,
+                version=version,
+                created=str(meta.get("created", "")),
+                arch=str(meta.get("arch")),
+                val_iou=meta.get("metrics", {}).get("val_iou"),
+                threshold=float(meta.get("threshold", 0.5)),
+                epochs_done=len(meta.get("history", [])),
+            )
+        )
     return sorted(found, key=lambda info: info.version)
 
 
@@ -197,13 +214,20 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) 
     state: dict[int, dict[str, Any]] = {}
     for index, entries in doc["state"].items():
         state[int(index)] = {
-            key: tensors[value["tensor"]] if isinstance(value, dict) and "tensor" in value else value
-            for key, value in entries.items()}
+            key: tensors[value["tensor"]]
+            if isinstance(value, dict) and "tensor" in value
+            else value
+            for key, value in entries.items()
+        }
     return {"state": state, "param_groups": doc["param_groups"]}
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: dict[str, Any],
-                    optimizer_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    metadata: dict[str, Any],
+    optimizer_state: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically. ``metadata`` must be JSON-serialisable."""
     from safetensors.torch import save
 
@@ -214,8 +238,11 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: dict[str
         opt_tensors, opt_doc = _flatten_optimizer(optimizer_state)
         tensors.update(opt_tensors)
         doc["optimizer"] = opt_doc
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-              "rooftop": json.dumps(doc, default=str)}
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "rooftop": json.dumps(doc, default=str),
+    }
     write_bytes_atomic(path, save(tensors, metadata=header))
     return path
 
@@ -233,7 +260,9 @@ class LoadedModel:
     optimizer_state: dict[str, Any] | None = None
 
 
-def load_checkpoint(path: str | Path, device: Any = "cpu", with_optimizer: bool = False) -> LoadedModel:
+def load_checkpoint(
+    path: str | Path, device: Any = "cpu", with_optimizer: bool = False
+) -> LoadedModel:
     """Rebuild a model from a checkpoint without unpickling anything."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -251,7 +280,7 @@ def load_checkpoint(path: str | Path, device: Any = "cpu", with_optimizer: bool 
         model = build_model(arch, **params)
     except CheckpointError as exc:
         raise CheckpointError(exc.reason, path) from exc
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
@@ -262,5 +291,12 @@ def load_checkpoint(path: str | Path, device: Any = "cpu", with_optimizer: bool 
     optimizer_state = None
     if with_optimizer and "optimizer" in meta:
         optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])
-    return LoadedModel(model=model, arch=arch, arch_params=params, metadata=meta, path=path,
-                       threshold=float(meta.get("threshold", 0.5)), optimizer_state=optimizer_state)
+    return LoadedModel(
+        model=model,
+        arch=arch,
+        arch_params=params,
+        metadata=meta,
+        path=path,
+        threshold=float(meta.get("threshold", 0.5)),
+        optimizer_state=optimizer_state,
+    )

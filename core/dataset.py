@@ -85,9 +85,11 @@ def _scan(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-_LAYOUT = ("expected a dataset folder holding train/data and/or test/data (images) with "
-           "train/label and test/label (masks of the same names) beside them, as "
-           "`rooftop generate` writes")
+_LAYOUT = (
+    "expected a dataset folder holding train/data and/or test/data (images) with "
+    "train/label and test/label (masks of the same names) beside them, as "
+    "`rooftop generate` writes"
+)
 
 
 def open_dataset(root: str | Path) -> Dataset:
@@ -124,11 +126,13 @@ def open_dataset(root: str | Path) -> Dataset:
                 used.add(label)
             samples.append(Sample(image.name, split, image, label))
         dataset.orphan_labels.extend(p for p in labels if p not in used)
-        scribbles = {p.stem: p for p in _scan(root / split / SCRIBBLE_FOLDER)
-                     if p.suffix.lower() == ".png"}
+        scribbles = {
+            p.stem: p for p in _scan(root / split / SCRIBBLE_FOLDER) if p.suffix.lower() == ".png"
+        }
         if scribbles:
-            samples = [replace(s, scribble_path=scribbles.pop(Path(s.name).stem, None))
-                       for s in samples]
+            samples = [
+                replace(s, scribble_path=scribbles.pop(Path(s.name).stem, None)) for s in samples
+            ]
             dataset.orphan_scribbles.extend(sorted(scribbles.values()))
         setattr(dataset, split, samples)
     if not dataset.train and not dataset.test:
@@ -144,7 +148,9 @@ def require_labels(samples: Sequence[Sample], what: str) -> None:
         expected = first.image_path.parent.parent / "label" / (Path(first.name).stem + ".png")
         raise DatasetError(
             f"has no label (expected {expected}); {len(missing)} of the {len(samples)} images of "
-            f"the {what} have no label - paint them or remove the images", first.image_path)
+            f"the {what} have no label - paint them or remove the images",
+            first.image_path,
+        )
 
 
 def label_path_for(root: str | Path, split: str, image_name: str) -> Path:

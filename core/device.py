@@ -23,12 +23,15 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("CUDA was asked for (--device cuda) but no CUDA GPU is available "
-                              "to PyTorch on this machine; use --device cpu or auto")
+            raise ConfigError(
+                "CUDA was asked for (--device cuda) but no CUDA GPU is available "
+                "to PyTorch on this machine; use --device cpu or auto"
+            )
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"{name} asked for, but only {torch.cuda.device_count()} CUDA "
-                              "device(s) are present")
+            raise ConfigError(
+                f"{name} asked for, but only {torch.cuda.device_count()} CUDA device(s) are present"
+            )
         return device
     raise ConfigError(f"unknown device {name!r}; use one of: auto, cpu, cuda, cuda:N")
 
@@ -68,8 +71,9 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_precision(name: str | None, device: torch.device,
-                      model: torch.nn.Module | None = None) -> torch.dtype | None:
+def resolve_precision(
+    name: str | None, device: torch.device, model: torch.nn.Module | None = None
+) -> torch.dtype | None:
     """The autocast dtype for a precision choice on ``device``: ``torch.bfloat16`` for mixed
     precision, ``None`` for plain float32.
 

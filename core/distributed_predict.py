@@ -66,9 +66,14 @@ class StripFiles:
                 path.unlink(missing_ok=True)
 
 
-def predict_shared(loaded, plans: Sequence[tuple[Path, Path, bool, bool]], out_dir: Path,
-                   options: dict[str, Any], on_progress: ProgressCallback | None,
-                   should_stop: StopCheck | None) -> list:
+def predict_shared(
+    loaded,
+    plans: Sequence[tuple[Path, Path, bool, bool]],
+    out_dir: Path,
+    options: dict[str, Any],
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> list:
     """Predict ``plans`` (``(source, target, is_orthophoto, has_crs)`` each) with every rank of
     the process group (see the module docstring). Rank 0 returns every input's
     ``PredictedFile``, in order; another rank those of the images it predicted itself."""
@@ -82,13 +87,15 @@ def predict_shared(loaded, plans: Sequence[tuple[Path, Path, bool, bool]], out_d
         for index in distributed.shard(images):
             check_stop(should_stop, "prediction")
             source, target, _ortho, has_crs = plans[index]
-            mine[index] = _predict_image_file(loaded, source, out_dir, target, has_crs=has_crs,
-                                              **options)
+            mine[index] = _predict_image_file(
+                loaded, source, out_dir, target, has_crs=has_crs, **options
+            )
         for index, (source, target, is_ortho, _has_crs) in enumerate(plans):
             if is_ortho:
                 check_stop(should_stop, "prediction")
-                strips[index] = _predict_strip(loaded, source, target, options, rank, world,
-                                               on_progress if rank == 0 else None)
+                strips[index] = _predict_strip(
+                    loaded, source, target, options, rank, world, on_progress if rank == 0 else None
+                )
         everyone = distributed.gather((mine, strips))
     except BaseException:
         for part in strips.values():
@@ -104,8 +111,14 @@ def predict_shared(loaded, plans: Sequence[tuple[Path, Path, bool, bool]], out_d
             if is_ortho:
                 parts = [theirs[index] for _found, theirs in everyone]  # top to bottom
                 results[index] = _predict_raster_file(
-                    loaded, source, out_dir, target, has_crs=has_crs,
-                    probability_strips=read_strips(parts), **options)
+                    loaded,
+                    source,
+                    out_dir,
+                    target,
+                    has_crs=has_crs,
+                    probability_strips=read_strips(parts),
+                    **options,
+                )
             report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
     finally:
         for _found, theirs in everyone:
@@ -114,21 +127,30 @@ def predict_shared(loaded, plans: Sequence[tuple[Path, Path, bool, bool]], out_d
     return [results[i] for i in range(len(plans))]
 
 
-def _predict_strip(loaded, source: Path, target: Path, options: dict[str, Any], rank: int,
-                   world: int, on_progress: ProgressCallback | None) -> StripFiles:
+def _predict_strip(
+    loaded,
+    source: Path,
+    target: Path,
+    options: dict[str, Any],
+    rank: int,
+    world: int,
+    on_progress: ProgressCallback | None,
+) -> StripFiles:
     """This rank's strip of the orthophoto ``source``, written beside ``target``."""
     with open_raster(source, options.get("bands")) as grid:
         height, width = grid.height, grid.width
     multiple = getattr(loaded.model, "size_multiple", 1)
-    first, end = strip_rows(height, width, options["tile"], options["overlap"], multiple,
-                            world)[rank]
+    first, end = strip_rows(height, width, options["tile"], options["overlap"], multiple, world)[
+        rank
+    ]
     if end <= first:
         return StripFiles(rank, first, width, (), None, None)
     prefix, suffix = temp_name(target)
     paths = []
     for kind in ("prob", "valid"):
-        fd, name = tempfile.mkstemp(prefix=f"{prefix}{kind}{rank}.", suffix=suffix,
-                                    dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f"{prefix}{kind}{rank}.", suffix=suffix, dir=target.parent
+        )
         os.close(fd)
         paths.append(Path(name))
     lengths: list[int] = []
@@ -136,19 +158,32 @@ def _predict_strip(loaded, source: Path, target: Path, options: dict[str, Any], 
         with open(paths[0], "wb") as probs, open(paths[1], "wb") as valids:
             row = first
             for row_off, prob, valid in probability_rows(
-                    loaded, source, (first, end), tile=options["tile"],
-                    overlap=options["overlap"], device=options["device"],
-                    precision=options["precision"], tta=options["tta"],
-                    bands=options.get("bands"), should_stop=options.get("should_stop"),
-                    engine=options.get("engine")):
+                loaded,
+                source,
+                (first, end),
+                tile=options["tile"],
+                overlap=options["overlap"],
+                device=options["device"],
+                precision=options["precision"],
+                tta=options["tta"],
+                bands=options.get("bands"),
+                should_stop=options.get("should_stop"),
+                engine=options.get("engine"),
+            ):
                 if row_off != row or prob.shape != (len(prob), width):
-                    raise ValueError(f"strip rows {row_off}.. arrived out of order (expected {row})")
+                    raise ValueError(
+                        f"strip rows {row_off}.. arrived out of order (expected {row})"
+                    )
                 probs.write(np.ascontiguousarray(prob, np.float32).tobytes())
                 valids.write(np.ascontiguousarray(valid, np.bool_).tobytes())
                 lengths.append(len(prob))
                 row += len(prob)
-                report(on_progress, Progress((row - first) * width, (end - first) * width,
-                                             str(source), unit="pixels"))
+                report(
+                    on_progress,
+                    Progress(
+                        (row - first) * width, (end - first) * width, str(source), unit="pixels"
+                    ),
+                )
         if row != end:
             raise ValueError(f"strip rows {first}..{end} came out as {first}..{row}")
     except BaseException:
@@ -166,21 +201,28 @@ def read_strips(parts: Sequence[StripFiles]) -> Iterator[Strip]:
         if not part.lengths:
             continue
         if part.row_off != row:
-            raise ValueError(f"the strip of rank {part.rank} starts at row {part.row_off}, "
-                             f"expected {row}")
+            raise ValueError(
+                f"the strip of rank {part.rank} starts at row {part.row_off}, expected {row}"
+            )
         for path, size in ((part.prob_path, 4), (part.valid_path, 1)):
             if path is None or not path.is_file():
-                raise ConfigError(f"the strip of rank {part.rank} is missing: on several machines "
-                                  "--out must be a folder every machine sees (a shared file "
-                                  "system)", path)
+                raise ConfigError(
+                    f"the strip of rank {part.rank} is missing: on several machines "
+                    "--out must be a folder every machine sees (a shared file "
+                    "system)",
+                    path,
+                )
             if path.stat().st_size != part.rows * part.width * size:
                 raise ConfigError(f"the strip of rank {part.rank} is incomplete", path)
         probs = np.memmap(part.prob_path, np.float32, "r", shape=(part.rows, part.width))
         valids = np.memmap(part.valid_path, np.bool_, "r", shape=(part.rows, part.width))
         start = 0
         for length in part.lengths:
-            yield (part.row_off + start, np.array(probs[start:start + length]),
-                   np.array(valids[start:start + length]))
+            yield (
+                part.row_off + start,
+                np.array(probs[start : start + length]),
+                np.array(valids[start : start + length]),
+            )
             start += length
         del probs, valids
         row = part.row_off + part.rows

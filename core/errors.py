@@ -37,4 +37,3 @@ class CheckpointError(RooftopError):
 
 class ConfigError(RooftopError):
     """An option value is invalid (a patch larger than the image, CUDA asked for but absent...)."""
-

@@ -43,18 +43,33 @@ class EvaluationResult:
         return {**self.confusion.scores(), "loss": self.loss}
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.metrics, "split": self.split, "model": str(self.model), "images": self.images,
-                "threshold": self.threshold, "dilation": self.dilation,
-                "tp": self.confusion.tp, "fp": self.confusion.fp, "fn": self.confusion.fn,
-                "tn": self.confusion.tn}
+        return {
+            **self.metrics,
+            "split": self.split,
+            "model": str(self.model),
+            "images": self.images,
+            "threshold": self.threshold,
+            "dilation": self.dilation,
+            "tp": self.confusion.tp,
+            "fp": self.confusion.fp,
+            "fn": self.confusion.fn,
+            "tn": self.confusion.tn,
+        }
 
 
-def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: str = "test",
-             threshold: float | None = None, dilation: int = 0, device: str = "auto",
-             tile: int = 512, overlap: int = 64,
-             on_progress: ProgressCallback | None = None,
-             should_stop: StopCheck | None = None,
-             precision: str = "auto") -> EvaluationResult:
+def evaluate(
+    dataset_dir: str | Path,
+    model: str | Path | LoadedModel,
+    split: str = "test",
+    threshold: float | None = None,
+    dilation: int = 0,
+    device: str = "auto",
+    tile: int = 512,
+    overlap: int = 64,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    precision: str = "auto",
+) -> EvaluationResult:
     """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split.
 
     ``on_progress`` receives ``Progress(done, total, item=<image name>)`` after each image;
@@ -69,14 +84,24 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
         raise DatasetError(f"the {split} split has no images", Path(dataset_dir) / split / "data")
     require_labels(samples, f"{split} split")
     torch_device = resolve_device(device)
-    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    loaded = (
+        model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    )
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
     total, loss_sum, pixels, scores = Confusion(), 0.0, 0, []
-    for result in predict_samples(loaded.model, samples, tile=tile, overlap=overlap,
-                                  device=torch_device, precision=precision, with_labels=True,
-                                  should_stop=should_stop, on_progress=on_progress,
-                                  what="evaluation"):
+    for result in predict_samples(
+        loaded.model,
+        samples,
+        tile=tile,
+        overlap=overlap,
+        device=torch_device,
+        precision=precision,
+        with_labels=True,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        what="evaluation",
+    ):
         if result.error is not None:
             raise result.error
         prob, truth, sample = result.prob, result.label, result.sample
@@ -85,6 +110,13 @@ def evaluate(dataset_dir: str | Path, model: str | Path | LoadedModel, split: st
         loss_sum += bce_from_probabilities(prob, truth)
         pixels += truth.size
         scores.append(ImageScore(sample.name, confusion.iou, confusion))
-    return EvaluationResult(split=split, model=loaded.path, threshold=threshold, dilation=dilation,
-                            images=len(samples), confusion=total, loss=loss_sum / max(pixels, 1),
-                            per_image=scores)
+    return EvaluationResult(
+        split=split,
+        model=loaded.path,
+        threshold=threshold,
+        dilation=dilation,
+        images=len(samples),
+        confusion=total,
+        loss=loss_sum / max(pixels, 1),
+        per_image=scores,
+    )

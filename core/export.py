@@ -37,8 +37,9 @@ def _as_rgb(mask: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def composite(image: np.ndarray, label: np.ndarray | None, prediction: np.ndarray,
-              margin: int = MARGIN) -> np.ndarray:
+def composite(
+    image: np.ndarray, label: np.ndarray | None, prediction: np.ndarray, margin: int = MARGIN
+) -> np.ndarray:
     """The original's picture: input | label (when known) | prediction, on a white background."""
     panels = [image] + ([_as_rgb(label)] if label is not None else []) + [_as_rgb(prediction)]
     h = max(p.shape[0] for p in panels)
@@ -46,7 +47,7 @@ def composite(image: np.ndarray, label: np.ndarray | None, prediction: np.ndarra
     canvas = np.full((h + 2 * margin, w, 3), 255, np.uint8)
     x = margin
     for panel in panels:
-        canvas[margin:margin + panel.shape[0], x:x + panel.shape[1]] = panel
+        canvas[margin : margin + panel.shape[0], x : x + panel.shape[1]] = panel
         x += panel.shape[1] + margin
     return canvas
 
@@ -61,8 +62,9 @@ def composite_path(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / f"{Path(name).stem}_composite.png"
 
 
-def export_mask(out_dir: str | Path, name: str, prob: np.ndarray, threshold: float = 0.5,
-                dilation: int = 0) -> Path:
+def export_mask(
+    out_dir: str | Path, name: str, prob: np.ndarray, threshold: float = 0.5, dilation: int = 0
+) -> Path:
     """Write ``out_dir/<name>.png`` from a probability map, exactly as shown (threshold, dilation)."""
     folder = ensure_folder(out_dir)
     return write_mask(mask_path(folder, name), to_mask(prob, threshold, dilation))
@@ -101,10 +103,16 @@ class ExportResult:
 Predict = Callable[[ExportItem, np.ndarray], np.ndarray]
 
 
-def export_outputs(out_dir: str | Path, what: str, items: Sequence[ExportItem], threshold: float,
-                   dilation: int, predict: Predict | None = None,
-                   on_progress: ProgressCallback | None = None,
-                   should_stop: StopCheck | None = None) -> ExportResult:
+def export_outputs(
+    out_dir: str | Path,
+    what: str,
+    items: Sequence[ExportItem],
+    threshold: float,
+    dilation: int,
+    predict: Predict | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> ExportResult:
     """Write the ``what`` ("masks" or "composites") of ``items`` into ``out_dir`` at
     ``threshold`` and ``dilation``.
 
@@ -147,5 +155,13 @@ def export_outputs(out_dir: str | Path, what: str, items: Sequence[ExportItem], 
     return result
 
 
-__all__ = ["EXPORT_KINDS", "ExportItem", "ExportResult", "composite", "composite_path",
-           "export_mask", "export_outputs", "mask_path"]
+__all__ = [
+    "EXPORT_KINDS",
+    "ExportItem",
+    "ExportResult",
+    "composite",
+    "composite_path",
+    "export_mask",
+    "export_outputs",
+    "mask_path",
+]

@@ -92,8 +92,10 @@ class PatchSpec:
                 raise ValueError
             size, frac = int(size_text), float(frac_text)
         except ValueError:
-            raise ConfigError(f"--patch takes SIZE:STRIDE_FRACTION, like 512:0.25 (a 512 px window "
-                              f"moved by a quarter of its size); got {raw!r}") from None
+            raise ConfigError(
+                f"--patch takes SIZE:STRIDE_FRACTION, like 512:0.25 (a 512 px window "
+                f"moved by a quarter of its size); got {raw!r}"
+            ) from None
         spec = cls(size, frac)
         spec.validate(f"--patch {raw!r}")
         return spec
@@ -102,11 +104,15 @@ class PatchSpec:
         """ConfigError when the size or the stride fraction is out of range."""
         what = what or f"patch {self}"
         if not isinstance(self.size, (int, np.integer)) or self.size < MIN_PATCH:
-            raise ConfigError(f"{what}: the window size must be a whole number of pixels, at "
-                              f"least {MIN_PATCH} (like 512:0.25)")
+            raise ConfigError(
+                f"{what}: the window size must be a whole number of pixels, at "
+                f"least {MIN_PATCH} (like 512:0.25)"
+            )
         if not 0 < self.stride_fraction <= 1:  # also false for NaN
-            raise ConfigError(f"{what}: the stride fraction must be above 0 and at most 1 "
-                              "(0.25 moves the window by a quarter of its size)")
+            raise ConfigError(
+                f"{what}: the stride fraction must be above 0 and at most 1 "
+                "(0.25 moves the window by a quarter of its size)"
+            )
 
     def __str__(self) -> str:
         return f"{self.size}:{self.stride_fraction:g}"
@@ -133,15 +139,24 @@ class GenerateConfig:
         if not self.rotations:
             raise ConfigError("no rotation given: use 0 to keep the patches as they are")
         for rotation in self.rotations:
-            if isinstance(rotation, bool) or not isinstance(rotation, (int, np.integer)) or rotation % 90:
-                raise ConfigError(f"rotations must be multiples of 90 degrees (like 0,90,180), "
-                                  f"got {rotation!r}")
+            if (
+                isinstance(rotation, bool)
+                or not isinstance(rotation, (int, np.integer))
+                or rotation % 90
+            ):
+                raise ConfigError(
+                    f"rotations must be multiples of 90 degrees (like 0,90,180), got {rotation!r}"
+                )
         if not 0 <= self.test_fraction < 1:  # also false for NaN
-            raise ConfigError(f"the test fraction must be from 0 up to (not including) 1, "
-                              f"got {self.test_fraction}")
+            raise ConfigError(
+                f"the test fraction must be from 0 up to (not including) 1, "
+                f"got {self.test_fraction}"
+            )
         if self.resize is not None and self.resize < MIN_PATCH:
-            raise ConfigError(f"resize must be at least {MIN_PATCH} px (or None to keep the "
-                              f"window size), got {self.resize}")
+            raise ConfigError(
+                f"resize must be at least {MIN_PATCH} px (or None to keep the "
+                f"window size), got {self.resize}"
+            )
 
 
 @dataclass(frozen=True)
@@ -175,14 +190,16 @@ class Window:
 # Windows
 # --------------------------------------------------------------------------------------------
 
+
 def _starts(length: int, size: int, stride: int) -> np.ndarray:
     """Window starts along one axis (:func:`core.windows.axis_starts`: whole windows, the last
     flush with the far edge) as an int64 array."""
     return np.asarray(axis_starts(length, size, stride), np.int64)
 
 
-def _plan_arrays(width: int, height: int, patches: Iterable[PatchSpec],
-                 rotations: Iterable[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _plan_arrays(
+    width: int, height: int, patches: Iterable[PatchSpec], rotations: Iterable[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x, y, size, rotation)`` arrays of every window, in source coordinates, in plan order."""
     xs, ys, ss, rs = [], [], [], []
     for rotation in rotations:
@@ -192,8 +209,9 @@ def _plan_arrays(width: int, height: int, patches: Iterable[PatchSpec],
             s = int(spec.size)
             # the grid slides over the rotated image (rx, ry), mapped back to the source frame
             # (np.rot90 turns counter-clockwise k times)
-            ry, rx = np.meshgrid(_starts(rh, s, spec.stride), _starts(rw, s, spec.stride),
-                                 indexing="ij")
+            ry, rx = np.meshgrid(
+                _starts(rh, s, spec.stride), _starts(rw, s, spec.stride), indexing="ij"
+            )
             rx, ry = rx.ravel(), ry.ravel()
             if k == 0:
                 x, y = rx, ry
@@ -213,29 +231,35 @@ def _plan_arrays(width: int, height: int, patches: Iterable[PatchSpec],
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ss), np.concatenate(rs)
 
 
-def count_windows(width: int, height: int, patches: Iterable[PatchSpec],
-                  rotations: Iterable[int]) -> int:
+def count_windows(
+    width: int, height: int, patches: Iterable[PatchSpec], rotations: Iterable[int]
+) -> int:
     """How many windows :func:`plan_windows` makes (without making them)."""
     patches, total = tuple(patches), 0
     for rotation in rotations:
         rw, rh = (width, height) if (int(rotation) // 90) % 2 == 0 else (height, width)
         for spec in patches:
-            total += (len(axis_starts(rw, spec.size, spec.stride))
-                      * len(axis_starts(rh, spec.size, spec.stride)))
+            total += len(axis_starts(rw, spec.size, spec.stride)) * len(
+                axis_starts(rh, spec.size, spec.stride)
+            )
     return total
 
 
-def plan_windows(width: int, height: int, patches: Iterable[PatchSpec],
-                 rotations: Iterable[int]) -> list[Window]:
+def plan_windows(
+    width: int, height: int, patches: Iterable[PatchSpec], rotations: Iterable[int]
+) -> list[Window]:
     """Every window of the patch plan, in source coordinates (see the module docstring)."""
     xs, ys, ss, rs = _plan_arrays(width, height, patches, rotations)
-    return [Window(int(x), int(y), int(s), int(r))
-            for x, y, s, r in zip(xs.tolist(), ys.tolist(), ss.tolist(), rs.tolist(), strict=True)]
+    return [
+        Window(int(x), int(y), int(s), int(r))
+        for x, y, s, r in zip(xs.tolist(), ys.tolist(), ss.tolist(), rs.tolist(), strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # Patches
 # --------------------------------------------------------------------------------------------
+
 
 def _resize_image(patch: np.ndarray, size: int) -> Image.Image:
     im = Image.fromarray(patch)
@@ -257,12 +281,19 @@ def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(area) >= 0.5 - 1e-6
 
 
-def make_patch(image: np.ndarray, mask: np.ndarray, x: int, y: int, size: int, rotation: int,
-               resize: int | None) -> tuple[np.ndarray, np.ndarray]:
+def make_patch(
+    image: np.ndarray,
+    mask: np.ndarray,
+    x: int,
+    y: int,
+    size: int,
+    rotation: int,
+    resize: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``(image, mask)`` patch of one window: sliced, resized, rotated (module docstring)."""
     k = (rotation // 90) % 4
-    window = np.ascontiguousarray(image[y:y + size, x:x + size])
-    window_mask = mask[y:y + size, x:x + size]
+    window = np.ascontiguousarray(image[y : y + size, x : x + size])
+    window_mask = mask[y : y + size, x : x + size]
     if resize is not None and resize != size:
         # resizing before rotating is the same (square, symmetric filters) and cheaper
         window = np.asarray(_resize_image(window, resize))
@@ -270,12 +301,21 @@ def make_patch(image: np.ndarray, mask: np.ndarray, x: int, y: int, size: int, r
     return np.ascontiguousarray(np.rot90(window, k)), np.ascontiguousarray(np.rot90(window_mask, k))
 
 
-def _write_patch(image: np.ndarray, mask: np.ndarray | None, x: int, y: int, size: int,
-                 rotation: int, resize: int | None, data_path: Path, label_path: Path) -> None:
+def _write_patch(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    x: int,
+    y: int,
+    size: int,
+    rotation: int,
+    resize: int | None,
+    data_path: Path,
+    label_path: Path,
+) -> None:
     """One window's image patch and (when there is a mask) its label patch."""
     if mask is None:  # images only: the labels are painted later
         k = (rotation // 90) % 4
-        window = np.ascontiguousarray(image[y:y + size, x:x + size])
+        window = np.ascontiguousarray(image[y : y + size, x : x + size])
         if resize is not None and resize != size:
             window = np.asarray(_resize_image(window, resize))
         patch = np.ascontiguousarray(np.rot90(window, k))
@@ -287,8 +327,9 @@ def _write_patch(image: np.ndarray, mask: np.ndarray | None, x: int, y: int, siz
     Image.fromarray(label).save(label_path, format="PNG", compress_level=1)
 
 
-def fitting_patches(width: int, height: int,
-                    patches: Iterable[PatchSpec] = DEFAULT_PATCHES) -> tuple[PatchSpec, ...]:
+def fitting_patches(
+    width: int, height: int, patches: Iterable[PatchSpec] = DEFAULT_PATCHES
+) -> tuple[PatchSpec, ...]:
     """``patches`` without the sizes larger than the image's short side; when none is left, one
     size that fits (the short side rounded down to a multiple of 32, at least MIN_PATCH px)
     every half size. The default plan of a window that opens an image of any size."""
@@ -303,6 +344,7 @@ def fitting_patches(width: int, height: int,
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
+
 
 def patch_name(index: int, total: int) -> str:
     """``00042.png``: five digits, more when ``total`` patches need them."""
@@ -320,7 +362,9 @@ def _check_sizes(config: GenerateConfig, width: int, height: int, image_path: Pa
     if too_big:
         raise ConfigError(
             f"patch size {', '.join(map(str, too_big))} is larger than the image ({width} x "
-            f"{height}); use patch sizes of at most {min(width, height)}", image_path)
+            f"{height}); use patch sizes of at most {min(width, height)}",
+            image_path,
+        )
 
 
 def _install(staging: Path, out_dir: Path) -> None:
@@ -345,10 +389,14 @@ def _install(staging: Path, out_dir: Path) -> None:
         raise
 
 
-def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_dir: str | Path,
-                     config: GenerateConfig = GenerateConfig(),
-                     on_progress: ProgressCallback | None = None,
-                     should_stop: StopCheck | None = None) -> GenerateResult:
+def generate_dataset(
+    image_path: str | Path,
+    label_path: str | Path | None,
+    out_dir: str | Path,
+    config: GenerateConfig = GenerateConfig(),
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> GenerateResult:
     """Cut ``image_path`` and its mask into a train/test patch dataset in ``out_dir``.
 
     Without a mask (``label_path`` None) only the image patches are written, to be labelled in
@@ -364,10 +412,15 @@ def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_
     label_path = Path(label_path) if label_path is not None else None
     config.validate()
     if out_dir.exists() and not out_dir.is_dir():
-        raise ImageWriteError("exists and is not a folder; choose a folder for the dataset", out_dir)
+        raise ImageWriteError(
+            "exists and is not a folder; choose a folder for the dataset", out_dir
+        )
     if out_dir.is_dir() and _dataset_parts(out_dir) and not config.overwrite:
-        raise DatasetError(f"already holds a dataset ({', '.join(_dataset_parts(out_dir))}); choose "
-                           "an empty folder or pass --overwrite to replace it", out_dir)
+        raise DatasetError(
+            f"already holds a dataset ({', '.join(_dataset_parts(out_dir))}); choose "
+            "an empty folder or pass --overwrite to replace it",
+            out_dir,
+        )
     with contextlib.suppress(ImageReadError):  # fail fast, before decoding a huge image
         size = image_size(image_path)
         if label_path is None or image_size(label_path) == size:  # else reading says so
@@ -381,12 +434,16 @@ def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_
     _check_sizes(config, width, height, image_path)
     planned = count_windows(width, height, config.patches, config.rotations)
     if planned > MAX_WINDOWS:
-        raise ConfigError(f"this patch plan cuts {planned:,} windows from the {width} x {height} "
-                          f"image, more than the {MAX_WINDOWS:,} allowed; use larger stride "
-                          "fractions, fewer patch sizes or fewer rotations", image_path)
+        raise ConfigError(
+            f"this patch plan cuts {planned:,} windows from the {width} x {height} "
+            f"image, more than the {MAX_WINDOWS:,} allowed; use larger stride "
+            "fractions, fewer patch sizes or fewer rotations",
+            image_path,
+        )
     xs, ys, ss, rs = _plan_arrays(width, height, config.patches, config.rotations)
-    region, is_test, is_train = split_windows(xs, ys, ss, width, height, config.test_fraction,
-                                              config.seed, image_path)
+    region, is_test, is_train = split_windows(
+        xs, ys, ss, width, height, config.test_fraction, config.seed, image_path
+    )
     keep = is_test | is_train
     xs, ys, ss, rs, is_test = xs[keep], ys[keep], ss[keep], rs[keep], is_test[keep]
     total = int(xs.size)
@@ -401,14 +458,27 @@ def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_
         for split in SPLITS:
             for kind in ("data", "label"):
                 (staging / split / kind).mkdir(parents=True)
-        _write_patches(image, mask, xs, ys, ss, rs, splits, names, config.resize, staging,
-                       on_progress, should_stop)
+        _write_patches(
+            image,
+            mask,
+            xs,
+            ys,
+            ss,
+            rs,
+            splits,
+            names,
+            config.resize,
+            staging,
+            on_progress,
+            should_stop,
+        )
         source = os.path.abspath(image_path)
         text = _io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
-        for name, split, x, y, s, r in zip(names, splits.tolist(), xs.tolist(), ys.tolist(),
-                                           ss.tolist(), rs.tolist(), strict=True):
+        for name, split, x, y, s, r in zip(
+            names, splits.tolist(), xs.tolist(), ys.tolist(), ss.tolist(), rs.tolist(), strict=True
+        ):
             writer.writerow([name, split, source, x, y, s, r, config.resize or s])
         write_bytes_atomic(staging / MANIFEST_NAME, text.getvalue().encode("utf-8"))
         _install(staging, out_dir)
@@ -421,15 +491,30 @@ def generate_dataset(image_path: str | Path, label_path: str | Path | None, out_
             with contextlib.suppress(OSError):
                 out_dir.rmdir()  # only succeeds while empty: we leave nothing of a failed run
     n_test = int(is_test.sum())
-    return GenerateResult(out_dir, total - n_test, n_test, out_dir / MANIFEST_NAME,
-                          n_dropped=int(keep.size - total), test_region=region)
+    return GenerateResult(
+        out_dir,
+        total - n_test,
+        n_test,
+        out_dir / MANIFEST_NAME,
+        n_dropped=int(keep.size - total),
+        test_region=region,
+    )
 
 
-def _write_patches(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                   ss: np.ndarray, rs: np.ndarray, splits: np.ndarray, names: list[str],
-                   resize: int | None, staging: Path,
-                   on_progress: ProgressCallback | None,
-                   should_stop: StopCheck | None) -> None:
+def _write_patches(
+    image: np.ndarray,
+    mask: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ss: np.ndarray,
+    rs: np.ndarray,
+    splits: np.ndarray,
+    names: list[str],
+    resize: int | None,
+    staging: Path,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> None:
     """Write every patch with a small thread pool, a bounded number of patches in flight."""
     total = len(names)
     report(on_progress, Progress(0, total, unit="patches"))
@@ -454,9 +539,20 @@ def _write_patches(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ys: np.n
         for i in range(total):
             _check_stop(should_stop)
             split = splits[i]
-            pending.add(pool.submit(
-                _write_patch, image, mask, int(xs[i]), int(ys[i]), int(ss[i]), int(rs[i]), resize,
-                staging / split / "data" / names[i], staging / split / "label" / names[i]))
+            pending.add(
+                pool.submit(
+                    _write_patch,
+                    image,
+                    mask,
+                    int(xs[i]),
+                    int(ys[i]),
+                    int(ss[i]),
+                    int(rs[i]),
+                    resize,
+                    staging / split / "data" / names[i],
+                    staging / split / "label" / names[i],
+                )
+            )
             collect(limit)
         collect(1)
         _check_stop(should_stop)
@@ -467,7 +563,16 @@ def _write_patches(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ys: np.n
 
 
 __all__ = [
-    "DEFAULT_PATCHES", "MANIFEST_COLUMNS", "MANIFEST_NAME", "GenerateConfig", "GenerateResult",
-    "PatchSpec", "Window", "count_windows", "generate_dataset", "make_patch", "patch_name",
+    "DEFAULT_PATCHES",
+    "MANIFEST_COLUMNS",
+    "MANIFEST_NAME",
+    "GenerateConfig",
+    "GenerateResult",
+    "PatchSpec",
+    "Window",
+    "count_windows",
+    "generate_dataset",
+    "make_patch",
+    "patch_name",
     "plan_windows",
 ]

@@ -34,7 +34,9 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             files.extend(found)
         elif path.exists():
             if not is_image_file(path):
-                raise ImageReadError("not an image file name (expected one of .png .jpg .tif ...)", path)
+                raise ImageReadError(
+                    "not an image file name (expected one of .png .jpg .tif ...)", path
+                )
             files.append(path)
         else:
             raise ImageReadError("file not found", path)
@@ -50,12 +52,19 @@ def find_label_for(image_path: Path) -> Path | None:
     parent = image_path.parent
     for here, there in (("data", "label"), ("images", "masks"), ("image", "label")):
         if parent.name == here:
-            candidates += [parent.parent / there / image_path.name,
-                           parent.parent / there / (image_path.stem + ".png")]
-    candidates += [parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")]
+            candidates += [
+                parent.parent / there / image_path.name,
+                parent.parent / there / (image_path.stem + ".png"),
+            ]
+    candidates += [
+        parent / f"{image_path.stem}_{suffix}.png" for suffix in ("mask", "label", "labels")
+    ]
     if image_path.stem == "image":  # the original's image.tif + labels.tif, and `rooftop demo`
-        candidates += [parent / f"{name}{suffix}" for name in ("labels", "label", "mask")
-                       for suffix in (".png", ".tif", ".tiff")]
+        candidates += [
+            parent / f"{name}{suffix}"
+            for name in ("labels", "label", "mask")
+            for suffix in (".png", ".tif", ".tiff")
+        ]
     return next((c for c in candidates if c.is_file() and c != image_path), None)
 
 
@@ -65,8 +74,11 @@ def new_label_path(image_path: Path) -> Path:
 
 
 def _is_mask_name(path: Path) -> bool:
-    return path.stem.lower().endswith(MASK_SUFFIXES) or path.stem.lower() in ("labels", "label",
-                                                                            "mask")
+    return path.stem.lower().endswith(MASK_SUFFIXES) or path.stem.lower() in (
+        "labels",
+        "label",
+        "mask",
+    )
 
 
 def open_images(inputs: Iterable[str | Path]) -> Dataset:
@@ -84,10 +96,14 @@ def open_images(inputs: Iterable[str | Path]) -> Dataset:
     by_name: dict[str, Path] = {}
     for file in files:
         if file.name in by_name:
-            raise ConfigError(f"two images are called {file.name}: {by_name[file.name]} and "
-                              f"{file}; open them separately")
+            raise ConfigError(
+                f"two images are called {file.name}: {by_name[file.name]} and "
+                f"{file}; open them separately"
+            )
         by_name[file.name] = file
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
-    samples = [Sample(f.name, "test", f, find_label_for(f) or new_label_path(f))
-               for f in sorted(files, key=lambda p: p.name)]
+    samples = [
+        Sample(f.name, "test", f, find_label_for(f) or new_label_path(f))
+        for f in sorted(files, key=lambda p: p.name)
+    ]
     return Dataset(root=root, test=samples)

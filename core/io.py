@@ -56,8 +56,17 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError,
-                  Image.DecompressionBombError, TypeError, KeyError, IndexError)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    TypeError,
+    KeyError,
+    IndexError,
+)
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -70,8 +79,11 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageReadError("folder not found", folder)
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+    )
 
 
 def _check_readable(path: Path) -> None:
@@ -90,7 +102,9 @@ def _check_pixel_count(path: Path, width: int, height: int) -> None:
         raise ImageReadError(
             f"image is {width} x {height} = {width * height:,} pixels, more than the "
             f"{MAX_PIXELS:,} we decode (a decompression-bomb guard; set ROOFTOP_MAX_PIXELS "
-            "to raise it, or cut the image into pieces)", path)
+            "to raise it, or cut the image into pieces)",
+            path,
+        )
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -151,7 +165,9 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     if mode == "1":
         return np.asarray(im.convert("L"))
     if mode in ("P", "PA"):
-        return np.asarray(im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB"))
+        return np.asarray(
+            im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+        )
     if mode in ("RGBA", "RGBX", "RGBa"):
         return np.asarray(im)[..., :3]
     if mode in ("LA", "La"):
@@ -251,8 +267,11 @@ def read_mask_codes(path: str | Path) -> np.ndarray:
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     if data.ndim != 2:
-        raise ImageReadError(f"has {data.shape[2] if data.ndim == 3 else '?'} channels; a file "
-                             "of label codes has one", path)
+        raise ImageReadError(
+            f"has {data.shape[2] if data.ndim == 3 else '?'} channels; a file "
+            "of label codes has one",
+            path,
+        )
     if data.dtype != np.uint8:
         if data.min(initial=0) < 0 or data.max(initial=0) > 255:
             raise ImageReadError(f"label codes must be 0 to 255, got {data.dtype} values", path)
@@ -260,14 +279,18 @@ def read_mask_codes(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(data)
 
 
-def read_image_and_mask(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_image_and_mask(
+    image_path: str | Path, mask_path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an image and its mask, checking that they have the same size."""
     image = read_image(image_path)
     mask = read_mask(mask_path)
     if image.shape[:2] != mask.shape:
         raise ImageReadError(
             f"mask is {mask.shape[1]} x {mask.shape[0]} but its image {Path(image_path).name} is "
-            f"{image.shape[1]} x {image.shape[0]}; they must be the same size", mask_path)
+            f"{image.shape[1]} x {image.shape[0]}; they must be the same size",
+            mask_path,
+        )
     return image, mask
 
 
@@ -308,10 +331,12 @@ def temp_file_target(name: str) -> str | None:
     return match["target"] if match else None
 
 
-def remove_stale_temp_files(folder: str | Path,
-                            older_than_seconds: float = STALE_TEMP_SECONDS,
-                            names: Iterable[str] | None = None,
-                            targets: Iterable[str] | None = None) -> list[Path]:
+def remove_stale_temp_files(
+    folder: str | Path,
+    older_than_seconds: float = STALE_TEMP_SECONDS,
+    names: Iterable[str] | None = None,
+    targets: Iterable[str] | None = None,
+) -> list[Path]:
     """Delete the leftover temporary files of :func:`atomic_output` directly in ``folder``.
 
     Only regular files (not links, not folders) whose name has our temporary-file form and whose

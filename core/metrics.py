@@ -25,7 +25,9 @@ class Confusion:
         prediction = np.asarray(prediction, dtype=bool)
         truth = np.asarray(truth, dtype=bool)
         if prediction.shape != truth.shape:
-            raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape")
+            raise ValueError(
+                f"prediction {prediction.shape} and truth {truth.shape} differ in shape"
+            )
         tp = int(np.count_nonzero(prediction & truth))
         pred_pos = int(np.count_nonzero(prediction))
         true_pos = int(np.count_nonzero(truth))
@@ -35,7 +37,9 @@ class Confusion:
         return cls(tp, fp, fn, tn)
 
     def __add__(self, other: Confusion) -> Confusion:
-        return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+        return Confusion(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
+        )
 
     @property
     def total(self) -> int:
@@ -65,8 +69,13 @@ class Confusion:
 
     def scores(self) -> dict[str, float]:
         """The five ratio metrics, keyed as in ``rooftop evaluate --json``."""
-        return {"iou": self.iou, "f1": self.f1, "precision": self.precision,
-                "recall": self.recall, "accuracy": self.accuracy}
+        return {
+            "iou": self.iou,
+            "f1": self.f1,
+            "precision": self.precision,
+            "recall": self.recall,
+            "accuracy": self.accuracy,
+        }
 
     def as_dict(self) -> dict[str, float | int]:
         return {**self.scores(), **asdict(self)}

@@ -83,11 +83,17 @@ class _ResidualBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
         )
-        self.shortcut = (nn.Identity() if cin == cout else
-                         nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)))
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,14 +129,16 @@ class UNet(nn.Module):
         if not 1 <= depth <= 6 or not 4 <= width <= 128:
             raise CheckpointError(f"unsupported U-Net shape (width {width}, depth {depth})")
         self.width, self.depth, self.residual = width, depth, residual
-        self.size_multiple = 2 ** depth
+        self.size_multiple = 2**depth
         block = _ResidualBlock if residual else _DoubleConv
-        chans = [width * 2 ** i for i in range(depth + 1)]
+        chans = [width * 2**i for i in range(depth + 1)]
         self.stem = block(3, chans[0])
         self.down = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), block(chans[i], chans[i + 1])) for i in range(depth))
+            nn.Sequential(nn.MaxPool2d(2), block(chans[i], chans[i + 1])) for i in range(depth)
+        )
         self.up = nn.ModuleList(
-            _DoubleConv(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth)))
+            _DoubleConv(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))
+        )
         self.head = nn.Conv2d(chans[0], 1, 1)
 
     def params(self) -> dict[str, Any]:
@@ -157,14 +165,20 @@ class _SeparableBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
             nn.Conv2d(cout, cout, 3, padding=1, groups=cout, bias=False),
-            nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cout, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.shortcut: nn.Module | None = None
         if residual:
-            self.shortcut = (nn.Identity() if cin == cout else
-                             nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)))
+            self.shortcut = (
+                nn.Identity()
+                if cin == cout
+                else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,8 +208,9 @@ class LiteUNet(nn.Module):
     arch = "liteunet"
     bf16_on_cpu = True
 
-    def __init__(self, width: int = 16, depth: int = 4, residual: bool = False,
-                 separable: bool = False) -> None:
+    def __init__(
+        self, width: int = 16, depth: int = 4, residual: bool = False, separable: bool = False
+    ) -> None:
         super().__init__()
         if not 1 <= depth <= 5 or not 4 <= width <= 128:
             raise CheckpointError(f"unsupported LiteUNet shape (width {width}, depth {depth})")
@@ -206,24 +221,34 @@ class LiteUNet(nn.Module):
         def block(cin: int, cout: int, res: bool = residual) -> nn.Module:
             return _SeparableBlock(cin, cout, res) if separable else _plain_block(cin, cout, res)
 
-        chans = [width * 2 ** i for i in range(depth + 1)]
+        chans = [width * 2**i for i in range(depth + 1)]
         self.stem = nn.Sequential(
             nn.Conv2d(3, chans[0], 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(chans[0]), nn.ReLU(inplace=True),
-            block(chans[0], chans[0]))
+            nn.BatchNorm2d(chans[0]),
+            nn.ReLU(inplace=True),
+            block(chans[0], chans[0]),
+        )
         self.down = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), block(chans[i], chans[i + 1])) for i in range(depth))
+            nn.Sequential(nn.MaxPool2d(2), block(chans[i], chans[i + 1])) for i in range(depth)
+        )
         self.up = nn.ModuleList(
-            block(chans[i + 1] + chans[i], chans[i], False) for i in reversed(range(depth)))
+            block(chans[i + 1] + chans[i], chans[i], False) for i in reversed(range(depth))
+        )
         refine = max(8, width // 2)
         self.refine = nn.Sequential(
             nn.Conv2d(chans[0] + 3, refine, 3, padding=1, bias=False),
-            nn.BatchNorm2d(refine), nn.ReLU(inplace=True))
+            nn.BatchNorm2d(refine),
+            nn.ReLU(inplace=True),
+        )
         self.head = nn.Conv2d(refine, 1, 1)
 
     def params(self) -> dict[str, Any]:
-        return {"width": self.width, "depth": self.depth, "residual": self.residual,
-                "separable": self.separable}
+        return {
+            "width": self.width,
+            "depth": self.depth,
+            "residual": self.residual,
+            "separable": self.separable,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _encode_decode(self, x)

@@ -28,9 +28,17 @@ import numpy as np
 from core.errors import CheckpointError, ConfigError
 
 #: The keys every exported model carries (Deepness reads them; the rest are ours).
-DEEPNESS_KEYS = ("model_type", "class_names", "tile_size", "tiles_size", "tiles_overlap",
-                 "seg_thresh", "seg_small_segment", "standardization_mean",
-                 "standardization_std")
+DEEPNESS_KEYS = (
+    "model_type",
+    "class_names",
+    "tile_size",
+    "tiles_size",
+    "tiles_overlap",
+    "seg_thresh",
+    "seg_small_segment",
+    "standardization_mean",
+    "standardization_std",
+)
 INPUT_NAME, OUTPUT_NAME = "image", "roof_probability"
 OPSET = 18
 
@@ -58,8 +66,9 @@ def _require(package: str):
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ConfigError(f"the {package} package is needed for ONNX models: "
-                          'pip install "rooftop-studio[onnx]"') from None
+        raise ConfigError(
+            f'the {package} package is needed for ONNX models: pip install "rooftop-studio[onnx]"'
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,9 @@ class ExportedOnnx:
     tile: int
 
 
-def deepness_metadata(threshold: float, tile: int, overlap: int,
-                      resolution_cm: float | None, arch: str, source: str) -> dict[str, Any]:
+def deepness_metadata(
+    threshold: float, tile: int, overlap: int, resolution_cm: float | None, arch: str, source: str
+) -> dict[str, Any]:
     """The metadata (values before JSON encoding) written into an exported model."""
     meta: dict[str, Any] = {
         "model_type": "Segmentor",
@@ -91,8 +101,14 @@ def deepness_metadata(threshold: float, tile: int, overlap: int,
     return meta
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path, *, tile: int = 512,
-                overlap: int = 64, resolution_cm: float | None = None) -> ExportedOnnx:
+def export_onnx(
+    model_path: str | Path,
+    out_path: str | Path,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    resolution_cm: float | None = None,
+) -> ExportedOnnx:
     """Write the model of ``model_path`` (a checkpoint) as ONNX to ``out_path`` (atomically).
 
     ``resolution_cm``: the ground resolution of the training imagery in cm/px (default: the
@@ -110,8 +126,9 @@ def export_onnx(model_path: str | Path, out_path: str | Path, *, tile: int = 512
     if resolution_cm is None:
         resolution_cm = loaded.metadata.get("resolution_cm")
     if resolution_cm is not None and not resolution_cm > 0:
-        raise ConfigError(f"--resolution must be a positive number of cm per pixel, "
-                          f"got {resolution_cm}")
+        raise ConfigError(
+            f"--resolution must be a positive number of cm per pixel, got {resolution_cm}"
+        )
 
     class Probabilities(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
@@ -127,21 +144,32 @@ def export_onnx(model_path: str | Path, out_path: str | Path, *, tile: int = 512
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
         with _quiet_exporter():
-            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                        dynamic_shapes={"x": {0: batch}}, verbose=False)
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"x": {0: batch}},
+                verbose=False,
+            )
         proto = onnx.load_from_string(program.model_proto.SerializeToString())
     except Exception as exc:  # the exporter's own errors are many and untyped
-        raise CheckpointError(f"cannot be exported to ONNX ({type(exc).__name__}: {exc})",
-                              model_path) from exc
-    meta = deepness_metadata(loaded.threshold, tile, overlap, resolution_cm, loaded.arch,
-                             Path(model_path).name)
+        raise CheckpointError(
+            f"cannot be exported to ONNX ({type(exc).__name__}: {exc})", model_path
+        ) from exc
+    meta = deepness_metadata(
+        loaded.threshold, tile, overlap, resolution_cm, loaded.arch, Path(model_path).name
+    )
     del proto.metadata_props[:]
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
-    proto.doc_string = ("Rooftop Studio roof segmentation: input RGB / 255, NCHW; output the "
-                        "roof probability (sigmoid)")
+    proto.doc_string = (
+        "Rooftop Studio roof segmentation: input RGB / 255, NCHW; output the "
+        "roof probability (sigmoid)"
+    )
     onnx.checker.check_model(proto)
     path = write_bytes_atomic(out_path, proto.SerializeToString())
     return ExportedOnnx(path, meta, tile)
@@ -167,8 +195,9 @@ class OnnxEngine:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:
             raise CheckpointError(f"onnxruntime cannot load this model ({exc})", path) from exc
         shape = self.session.get_inputs()[0].shape

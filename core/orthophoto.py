@@ -100,12 +100,12 @@ class _StripMasks:
         if limit <= self._next:
             return
         lo = max(0, self._next - self.up)
-        part = self._prob[lo - self._start:]
-        mask = to_mask(part, self.threshold, self.dilation)[self._next - lo:limit - lo]
+        part = self._prob[lo - self._start :]
+        mask = to_mask(part, self.threshold, self.dilation)[self._next - lo : limit - lo]
         yield self._next, mask
         self._next = limit
         keep_from = max(0, limit - self.up)
-        self._prob = self._prob[keep_from - self._start:]
+        self._prob = self._prob[keep_from - self._start :]
         self._start = keep_from
 
 
@@ -132,8 +132,11 @@ class _BlockBuffer:
             return
         data = np.concatenate([a for a, _v in self._parts])
         valid = np.concatenate([v for _a, v in self._parts])
-        whole = len(data) if self._start + len(data) >= self.height else \
-            len(data) // BLOCK_SIZE * BLOCK_SIZE
+        whole = (
+            len(data)
+            if self._start + len(data) >= self.height
+            else len(data) // BLOCK_SIZE * BLOCK_SIZE
+        )
         self.writer.write_rows(self._start, data[:whole], valid[:whole])
         self._parts = [(data[whole:], valid[whole:])] if whole < len(data) else []
         self._start += whole
@@ -143,20 +146,35 @@ class _BlockBuffer:
 def output_paths(out_dir: Path, source: Path) -> tuple[Path, Path, Path]:
     """``OUT/NAME.tif``, ``OUT/NAME_probability.tif`` and ``OUT/NAME_composite.png``."""
     stem = source.stem
-    return (out_dir / f"{stem}.tif", out_dir / f"{stem}_probability.tif",
-            out_dir / f"{stem}_composite.png")
+    return (
+        out_dir / f"{stem}.tif",
+        out_dir / f"{stem}_probability.tif",
+        out_dir / f"{stem}_composite.png",
+    )
 
 
-def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | Path, *,
-                   threshold: float | None = None, dilation: int = 0, tile: int = 512,
-                   overlap: int = 64, device: torch.device | str = "cpu",
-                   precision: str = "auto", tta: bool = False,
-                   bands: Sequence[int] | None = None, probabilities: bool = False,
-                   cog: bool = False, composite_output: bool = False,
-                   on_progress: ProgressCallback | None = None,
-                   should_stop: StopCheck | None = None,
-                   on_mask_rows=None, engine: TileEngine | None = None,
-                   probability_strips: Iterable[Strip] | None = None) -> PredictedRaster:
+def predict_raster(
+    loaded: LoadedModel,
+    source_path: str | Path,
+    out_dir: str | Path,
+    *,
+    threshold: float | None = None,
+    dilation: int = 0,
+    tile: int = 512,
+    overlap: int = 64,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    tta: bool = False,
+    bands: Sequence[int] | None = None,
+    probabilities: bool = False,
+    cog: bool = False,
+    composite_output: bool = False,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_mask_rows=None,
+    engine: TileEngine | None = None,
+    probability_strips: Iterable[Strip] | None = None,
+) -> PredictedRaster:
     """Predict the raster at ``source_path`` and write its georeferenced mask (see the module
     docstring). ``on_mask_rows(row_off, mask_rows, prob_rows, valid_rows)``, when given, sees
     each finished strip (building polygons are made from them). Reports
@@ -182,22 +200,34 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
         height, width = source.height, source.width
         _rgb, overview_valid, _factor = source.read_overview(1024)
         if not overview_valid.any():
-            raise ImageReadError("has no valid pixels: every pixel is no data (or masked out)",
-                                 source_path)
+            raise ImageReadError(
+                "has no valid pixels: every pixel is no data (or masked out)", source_path
+            )
         masks = _StripMasks(height, threshold, dilation)
         pending_prob: dict[int, np.ndarray] = {}
         roof = valid_count = 0
         with RasterWriter(mask_path, source, kind="mask", cog=cog) as mask_writer:
-            prob_writer = RasterWriter(prob_path, source, kind="probability", cog=cog) \
-                if probabilities else None
+            prob_writer = (
+                RasterWriter(prob_path, source, kind="probability", cog=cog)
+                if probabilities
+                else None
+            )
             try:
                 mask_out = _BlockBuffer(mask_writer, height)
                 prob_out = _BlockBuffer(prob_writer, height) if prob_writer else None
                 strips = probability_strips
                 if strips is None:
-                    strips = _probability_strips(model, source, torch_device, amp_dtype,
-                                                 tile=tile, overlap=overlap, tta=tta,
-                                                 should_stop=should_stop, engine=engine)
+                    strips = _probability_strips(
+                        model,
+                        source,
+                        torch_device,
+                        amp_dtype,
+                        tile=tile,
+                        overlap=overlap,
+                        tta=tta,
+                        should_stop=should_stop,
+                        engine=engine,
+                    )
                 for row_off, prob, valid in strips:
                     pending_prob[row_off] = (prob, valid)
                     for out_off, mask in masks.add(row_off, prob):
@@ -211,8 +241,10 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
                         if on_mask_rows is not None:
                             on_mask_rows(out_off, mask, mask_prob, mask_valid)
                         done = (out_off + len(mask)) * width
-                        report(on_progress, Progress(done, height * width, source_path.name,
-                                                     unit="pixels"))
+                        report(
+                            on_progress,
+                            Progress(done, height * width, source_path.name, unit="pixels"),
+                        )
                 if prob_writer is not None:
                     prob_writer.close()
             except BaseException:
@@ -223,35 +255,71 @@ def predict_raster(loaded: LoadedModel, source_path: str | Path, out_dir: str | 
         written_composite = None
         if composite_output:
             written_composite = _write_composite(source, mask_path, composite_path)
-    return PredictedRaster(source_path, mask_path, prob_path if probabilities else None,
-                           written_composite, roof / valid_count if valid_count else 0.0,
-                           georeferenced, width, height)
+    return PredictedRaster(
+        source_path,
+        mask_path,
+        prob_path if probabilities else None,
+        written_composite,
+        roof / valid_count if valid_count else 0.0,
+        georeferenced,
+        width,
+        height,
+    )
 
 
-def _probability_strips(model, source: RasterSource, device: torch.device, amp_dtype, *,
-                        tile: int, overlap: int, tta: bool, should_stop: StopCheck | None,
-                        engine: TileEngine | None, rows: tuple[int, int] | None = None,
-                        on_progress: ProgressCallback | None = None) -> Iterator[Strip]:
+def _probability_strips(
+    model,
+    source: RasterSource,
+    device: torch.device,
+    amp_dtype,
+    *,
+    tile: int,
+    overlap: int,
+    tta: bool,
+    should_stop: StopCheck | None,
+    engine: TileEngine | None,
+    rows: tuple[int, int] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Strip]:
     """``(row_off, prob, valid)`` strips of ``source`` (all rows, or ``rows=(a, b)``), the
     probability 0 where there is no data."""
     valid_rows = _ValidRows(source)
-    strips = stream_probabilities(model, valid_rows.read_rows, source.height, source.width,
-                                  device, amp_dtype, tile=tile, overlap=overlap, tta=tta,
-                                  should_stop=should_stop, engine=engine, rows=rows,
-                                  on_progress=on_progress)
+    strips = stream_probabilities(
+        model,
+        valid_rows.read_rows,
+        source.height,
+        source.width,
+        device,
+        amp_dtype,
+        tile=tile,
+        overlap=overlap,
+        tta=tta,
+        should_stop=should_stop,
+        engine=engine,
+        rows=rows,
+        on_progress=on_progress,
+    )
     for row_off, prob in strips:
         valid = valid_rows.take(row_off, row_off + len(prob))
         prob[~valid] = 0.0  # no data is never roof, nor dilated into roof
         yield row_off, prob, valid
 
 
-def probability_rows(loaded: LoadedModel, source_path: str | Path, rows: tuple[int, int], *,
-                     tile: int = 512, overlap: int = 64, device: torch.device | str = "cpu",
-                     precision: str = "auto", tta: bool = False,
-                     bands: Sequence[int] | None = None,
-                     on_progress: ProgressCallback | None = None,
-                     should_stop: StopCheck | None = None,
-                     engine: TileEngine | None = None) -> Iterator[Strip]:
+def probability_rows(
+    loaded: LoadedModel,
+    source_path: str | Path,
+    rows: tuple[int, int],
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    tta: bool = False,
+    bands: Sequence[int] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    engine: TileEngine | None = None,
+) -> Iterator[Strip]:
     """The probabilities of rows ``rows=(a, b)`` of the raster at ``source_path``, bit for bit
     those :func:`predict_raster` computes for them: ``(row_off, prob, valid)`` strips, top to
     bottom (one process's share of a raster predicted by several). Reports
@@ -265,15 +333,27 @@ def probability_rows(loaded: LoadedModel, source_path: str | Path, rows: tuple[i
     with RasterSource(source_path, bands) as source:
         _rgb, overview_valid, _factor = source.read_overview(1024)
         if not overview_valid.any():
-            raise ImageReadError("has no valid pixels: every pixel is no data (or masked out)",
-                                 source_path)
-        yield from _probability_strips(model, source, torch_device, amp_dtype, tile=tile,
-                                       overlap=overlap, tta=tta, should_stop=should_stop,
-                                       engine=engine, rows=rows, on_progress=on_progress)
+            raise ImageReadError(
+                "has no valid pixels: every pixel is no data (or masked out)", source_path
+            )
+        yield from _probability_strips(
+            model,
+            source,
+            torch_device,
+            amp_dtype,
+            tile=tile,
+            overlap=overlap,
+            tta=tta,
+            should_stop=should_stop,
+            engine=engine,
+            rows=rows,
+            on_progress=on_progress,
+        )
 
 
-def _rows_of(pending: dict[int, tuple[np.ndarray, np.ndarray]], row_off: int,
-             count: int) -> tuple[np.ndarray, np.ndarray]:
+def _rows_of(
+    pending: dict[int, tuple[np.ndarray, np.ndarray]], row_off: int, count: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Valid masks and probabilities of rows ``row_off .. row_off + count`` from the strips
     kept in ``pending`` (strips wholly before them are dropped)."""
     valid_parts, prob_parts = [], []
@@ -285,8 +365,8 @@ def _rows_of(pending: dict[int, tuple[np.ndarray, np.ndarray]], row_off: int,
             continue
         lo, hi = max(start, row_off), min(end, row_off + count)
         if lo < hi:
-            valid_parts.append(valid[lo - start:hi - start])
-            prob_parts.append(prob[lo - start:hi - start])
+            valid_parts.append(valid[lo - start : hi - start])
+            prob_parts.append(prob[lo - start : hi - start])
     valid = np.concatenate(valid_parts)
     prob = np.concatenate(prob_parts)
     if len(valid) != count:
@@ -304,8 +384,9 @@ def _write_composite(source: RasterSource, mask_path: Path, target: Path) -> Pat
     with open_raster(mask_path) as written:
         mask_rgb, _mask_valid, _f = written.read_overview(COMPOSITE_MAX_SIDE)
     if mask_rgb.shape[:2] != rgb.shape[:2]:
-        raise ConfigError(f"the decimated mask is {mask_rgb.shape[:2]}, the image {rgb.shape[:2]}",
-                          mask_path)
+        raise ConfigError(
+            f"the decimated mask is {mask_rgb.shape[:2]}, the image {rgb.shape[:2]}", mask_path
+        )
     return write_image(target, composite(rgb, None, mask_rgb[..., 0] > 0))
 
 

@@ -68,7 +68,9 @@ def max_filter(array: np.ndarray, kernel: int) -> np.ndarray:
             m = cur.shape[axis]
             cur = np.maximum(_take(cur, axis, 0, m - width), _take(cur, axis, width, m))
             width *= 2
-        out = np.maximum(_take(cur, axis, 0, n), _take(cur, axis, kernel - width, kernel - width + n))
+        out = np.maximum(
+            _take(cur, axis, 0, n), _take(cur, axis, kernel - width, kernel - width + n)
+        )
     return np.ascontiguousarray(out)
 
 

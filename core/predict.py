@@ -44,11 +44,19 @@ from core.tiled_inference import (
 )
 
 
-def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
-                          device: torch.device | str | None = None, batch_size: int = 4,
-                          tta: bool = False, should_stop: StopCheck | None = None,
-                          on_progress: ProgressCallback | None = None,
-                          precision: str = "auto", engine: TileEngine | None = None) -> np.ndarray:
+def predict_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tile: int = 512,
+    overlap: int = 64,
+    device: torch.device | str | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    should_stop: StopCheck | None = None,
+    on_progress: ProgressCallback | None = None,
+    precision: str = "auto",
+    engine: TileEngine | None = None,
+) -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
 
     ``engine`` (``core.onnx_export.OnnxEngine``) runs the tiles instead of torch.
@@ -67,17 +75,32 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int =
     h, w = image.shape[:2]
     out = np.empty((h, w), np.float32)
     # the same row-of-tiles loop as a windowed orthophoto (core.orthophoto), over the array
-    for row, strip in stream_probabilities(model, array_reader(image), h, w, device, amp_dtype,
-                                           tile=tile, overlap=overlap, batch_size=batch_size,
-                                           tta=tta, should_stop=should_stop,
-                                           on_progress=on_progress, prefetch=False,
-                                           engine=engine):
-        out[row:row + len(strip)] = strip
+    for row, strip in stream_probabilities(
+        model,
+        array_reader(image),
+        h,
+        w,
+        device,
+        amp_dtype,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        tta=tta,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        prefetch=False,
+        engine=engine,
+    ):
+        out[row : row + len(strip)] = strip
     return out
 
 
-def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
-                  precision: str = "auto") -> np.ndarray:
+def predict_whole(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+) -> np.ndarray:
     """One forward pass over the whole image (no tiling): the ceiling for speed, and the reference
     that tiled prediction is checked against."""
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -92,6 +115,7 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
 # Files
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SamplePrediction:
     """The prediction of one image of :func:`predict_samples`: its probability map, or the error
@@ -103,12 +127,20 @@ class SamplePrediction:
     label: np.ndarray | None = None
 
 
-def predict_samples(model: torch.nn.Module, samples: Sequence[Any], tile: int = 512,
-                    overlap: int = 64, device: torch.device | str | None = None,
-                    batch_size: int = 4, tta: bool = False, precision: str = "auto",
-                    with_labels: bool = False, should_stop: StopCheck | None = None,
-                    on_progress: ProgressCallback | None = None,
-                    what: str = "prediction") -> Iterator[SamplePrediction]:
+def predict_samples(
+    model: torch.nn.Module,
+    samples: Sequence[Any],
+    tile: int = 512,
+    overlap: int = 64,
+    device: torch.device | str | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    precision: str = "auto",
+    with_labels: bool = False,
+    should_stop: StopCheck | None = None,
+    on_progress: ProgressCallback | None = None,
+    what: str = "prediction",
+) -> Iterator[SamplePrediction]:
     """Predict ``samples`` (``core.dataset.Sample``: anything with ``name`` and ``image_path``)
     one by one, yielding a :class:`SamplePrediction` for each, in order.
 
@@ -130,9 +162,17 @@ def predict_samples(model: torch.nn.Module, samples: Sequence[Any], tile: int = 
                 image, label = read_image_and_mask(sample.image_path, sample.label_path)
             else:
                 image = read_image(sample.image_path)
-            prob = predict_probabilities(model, image, tile=tile, overlap=overlap, device=device,
-                                         batch_size=batch_size, tta=tta, should_stop=should_stop,
-                                         precision=precision)
+            prob = predict_probabilities(
+                model,
+                image,
+                tile=tile,
+                overlap=overlap,
+                device=device,
+                batch_size=batch_size,
+                tta=tta,
+                should_stop=should_stop,
+                precision=precision,
+            )
             result = SamplePrediction(sample, prob, None, label)
         except RooftopError as exc:
             result = SamplePrediction(sample, None, exc)

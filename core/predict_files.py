@@ -54,8 +54,9 @@ class PolygonOutput:
 
     def path(self, out_dir: Path, name: str) -> Path:
         if self.format not in POLYGON_FORMATS:
-            raise ConfigError(f"unknown polygon format {self.format!r}: use "
-                              + " or ".join(POLYGON_FORMATS))
+            raise ConfigError(
+                f"unknown polygon format {self.format!r}: use " + " or ".join(POLYGON_FORMATS)
+            )
         return out_dir / f"{Path(name).stem}{POLYGON_FORMATS[self.format]}"
 
 
@@ -87,16 +88,27 @@ def raster_grid(path: Path) -> tuple[bool, bool]:
         return georeferenced, source.crs is not None
 
 
-def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
-                  out_dir: str | Path, threshold: float | None = None, dilation: int = 0,
-                  tile: int = 512, overlap: int = 64, composite_output: bool = False,
-                  device: str = "auto", tta: bool = False,
-                  on_progress: ProgressCallback | None = None,
-                  should_stop: StopCheck | None = None, precision: str = "auto", *,
-                  probabilities: bool = False, cog: bool = False,
-                  bands: Sequence[int] | None = None,
-                  polygons: PolygonOutput | None = None,
-                  engine: str = "torch") -> list[PredictedFile]:
+def predict_files(
+    model: str | Path | LoadedModel,
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    threshold: float | None = None,
+    dilation: int = 0,
+    tile: int = 512,
+    overlap: int = 64,
+    composite_output: bool = False,
+    device: str = "auto",
+    tta: bool = False,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    precision: str = "auto",
+    *,
+    probabilities: bool = False,
+    cog: bool = False,
+    bands: Sequence[int] | None = None,
+    polygons: PolygonOutput | None = None,
+    engine: str = "torch",
+) -> list[PredictedFile]:
     """Predict every input and write its outputs into ``out_dir`` (see the module docstring).
 
     ``on_progress`` receives ``Progress(done, total, item=<the input's path>, unit="files")``
@@ -115,10 +127,26 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
     from core.training import distributed
 
     def run(on_device) -> list[PredictedFile]:
-        return _predict_files(model, inputs, out_dir, threshold, dilation, tile, overlap,
-                              composite_output, on_device, tta, on_progress, should_stop,
-                              precision, probabilities=probabilities, cog=cog, bands=bands,
-                              polygons=polygons, engine=engine)
+        return _predict_files(
+            model,
+            inputs,
+            out_dir,
+            threshold,
+            dilation,
+            tile,
+            overlap,
+            composite_output,
+            on_device,
+            tta,
+            on_progress,
+            should_stop,
+            precision,
+            probabilities=probabilities,
+            cog=cog,
+            bands=bands,
+            polygons=polygons,
+            engine=engine,
+        )
 
     if distributed.launch_env() is None:
         return run(device)
@@ -126,13 +154,33 @@ def predict_files(model: str | Path | LoadedModel, inputs: Iterable[str | Path],
         return run(torch_device)
 
 
-def _predict_files(model, inputs, out_dir, threshold, dilation, tile, overlap, composite_output,
-                   device, tta, on_progress, should_stop, precision, *, probabilities, cog,
-                   bands, polygons, engine) -> list[PredictedFile]:
+def _predict_files(
+    model,
+    inputs,
+    out_dir,
+    threshold,
+    dilation,
+    tile,
+    overlap,
+    composite_output,
+    device,
+    tta,
+    on_progress,
+    should_stop,
+    precision,
+    *,
+    probabilities,
+    cog,
+    bands,
+    polygons,
+    engine,
+) -> list[PredictedFile]:
     dilation = check_kernel(dilation)
     files = collect_inputs(inputs)
     torch_device = resolve_device(device)
-    loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    loaded = (
+        model if isinstance(model, LoadedModel) else load_checkpoint(model, device=torch_device)
+    )
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
     resolve_precision(precision, torch_device)  # a bad choice fails before any output is written
@@ -148,21 +196,39 @@ def _predict_files(model, inputs, out_dir, threshold, dilation, tile, overlap, c
         is_ortho, has_crs = raster_grid(source)
         target = output_paths(out_dir, source)[0] if is_ortho else mask_path(out_dir, source.name)
         if target in targets:
-            raise ConfigError(f"two inputs would both be written to {target}: {targets[target]} "
-                              f"and {source}; predict them into separate folders")
+            raise ConfigError(
+                f"two inputs would both be written to {target}: {targets[target]} "
+                f"and {source}; predict them into separate folders"
+            )
         if target.resolve() in sources:
-            raise ConfigError(f"the output {target} would overwrite an input image; choose "
-                              "another --out")
+            raise ConfigError(
+                f"the output {target} would overwrite an input image; choose another --out"
+            )
         if polygons is not None and polygons.format == "geojson" and not has_crs:
-            raise ConfigError("GeoJSON polygons need a georeferenced image (RFC 7946 is longitude/"
-                              "latitude); use --polygons gpkg for pixel coordinates", source)
+            raise ConfigError(
+                "GeoJSON polygons need a georeferenced image (RFC 7946 is longitude/"
+                "latitude); use --polygons gpkg for pixel coordinates",
+                source,
+            )
         targets[target] = source
         plans.append((source, target, is_ortho, has_crs))
-    options = dict(threshold=threshold, dilation=dilation, tile=tile, overlap=overlap,
-                   device=torch_device, tta=tta, precision=precision,
-                   composite_output=composite_output, probabilities=probabilities, cog=cog,
-                   bands=bands, polygons=polygons, on_progress=on_progress,
-                   should_stop=should_stop, engine=tile_engine)
+    options = dict(
+        threshold=threshold,
+        dilation=dilation,
+        tile=tile,
+        overlap=overlap,
+        device=torch_device,
+        tta=tta,
+        precision=precision,
+        composite_output=composite_output,
+        probabilities=probabilities,
+        cog=cog,
+        bands=bands,
+        polygons=polygons,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        engine=tile_engine,
+    )
     from core.training import distributed
 
     if distributed.is_active():
@@ -202,13 +268,37 @@ def _tile_engine(engine: str, model, loaded: LoadedModel, tile: int, overlap: in
         return OnnxEngine(exported.path)  # the session holds the model: the file can go
 
 
-def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
-                        device, tta, precision, composite_output, polygons, should_stop,
-                        engine=None, **_unused) -> PredictedFile:
+def _predict_image_file(
+    loaded,
+    source,
+    out_dir,
+    target,
+    *,
+    threshold,
+    dilation,
+    tile,
+    overlap,
+    device,
+    tta,
+    precision,
+    composite_output,
+    polygons,
+    should_stop,
+    engine=None,
+    **_unused,
+) -> PredictedFile:
     image = read_image(source)
-    prob = predict_probabilities(loaded.model, image, tile=tile, overlap=overlap, device=device,
-                                 tta=tta, should_stop=should_stop, precision=precision,
-                                 engine=engine)
+    prob = predict_probabilities(
+        loaded.model,
+        image,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        tta=tta,
+        should_stop=should_stop,
+        precision=precision,
+        engine=engine,
+    )
     mask = to_mask(prob, threshold, dilation)
     write_mask(target, mask)
     picture_path = None
@@ -216,8 +306,11 @@ def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation,
         label_path = find_label_for(source)
         label = read_mask(label_path) if label_path is not None else None
         if label is not None and label.shape != mask.shape:
-            raise ImageReadError(f"label is {label.shape[1]} x {label.shape[0]} but the image is "
-                                 f"{mask.shape[1]} x {mask.shape[0]}", label_path)
+            raise ImageReadError(
+                f"label is {label.shape[1]} x {label.shape[0]} but the image is "
+                f"{mask.shape[1]} x {mask.shape[0]}",
+                label_path,
+            )
         picture_path = composite_path(out_dir, source.name)
         write_image(picture_path, composite(image, label, mask))
     result = PredictedFile(source, target, picture_path, float(mask.mean()))
@@ -225,9 +318,14 @@ def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation,
         return result
     from core.vector import vectorize, write_buildings
 
-    buildings = vectorize(mask, probability=prob, min_area=polygons.min_area,
-                          simplify=polygons.simplify, regularize=polygons.regularize,
-                          gsd=polygons.gsd)
+    buildings = vectorize(
+        mask,
+        probability=prob,
+        min_area=polygons.min_area,
+        simplify=polygons.simplify,
+        regularize=polygons.regularize,
+        gsd=polygons.gsd,
+    )
     path = write_buildings(polygons.path(out_dir, source.name), buildings)
     return _with_buildings(result, path, buildings)
 
@@ -235,41 +333,99 @@ def _predict_image_file(loaded, source, out_dir, target, *, threshold, dilation,
 def _with_buildings(result: PredictedFile, path: Path, buildings) -> PredictedFile:
     from dataclasses import replace
 
-    return replace(result, polygons_path=path, buildings=len(buildings),
-                   roof_area=float(buildings.total_area), area_unit=buildings.unit)
+    return replace(
+        result,
+        polygons_path=path,
+        buildings=len(buildings),
+        roof_area=float(buildings.total_area),
+        area_unit=buildings.unit,
+    )
 
 
-def _predict_raster_file(loaded, source, out_dir, target, *, threshold, dilation, tile, overlap,
-                         device, tta, precision, composite_output, probabilities, cog, bands,
-                         polygons, has_crs, on_progress, should_stop,
-                         engine=None, probability_strips=None) -> PredictedFile:
-    warnings = [] if has_crs else [f"{source}: has a geotransform but no CRS: the outputs are on "
-                                   "its grid without a coordinate system"]
+def _predict_raster_file(
+    loaded,
+    source,
+    out_dir,
+    target,
+    *,
+    threshold,
+    dilation,
+    tile,
+    overlap,
+    device,
+    tta,
+    precision,
+    composite_output,
+    probabilities,
+    cog,
+    bands,
+    polygons,
+    has_crs,
+    on_progress,
+    should_stop,
+    engine=None,
+    probability_strips=None,
+) -> PredictedFile:
+    warnings = (
+        []
+        if has_crs
+        else [
+            f"{source}: has a geotransform but no CRS: the outputs are on "
+            "its grid without a coordinate system"
+        ]
+    )
     strips = None
     if polygons is not None:
         from core.raster import open_raster
         from core.vector import StripVectorizer
 
         with open_raster(source, bands) as grid:
-            strips = StripVectorizer(grid.width, grid.transform, grid.crs, height=grid.height,
-                                     min_area=polygons.min_area, simplify=polygons.simplify,
-                                     regularize=polygons.regularize, gsd=polygons.gsd)
+            strips = StripVectorizer(
+                grid.width,
+                grid.transform,
+                grid.crs,
+                height=grid.height,
+                min_area=polygons.min_area,
+                simplify=polygons.simplify,
+                regularize=polygons.regularize,
+                gsd=polygons.gsd,
+            )
             crs = grid.crs
         found: list = []
 
         def on_rows(row_off, mask_rows, prob_rows, valid_rows):
             found.extend(strips.add_strip(row_off, mask_rows, prob_rows))
 
-    done = predict_raster(loaded, source, out_dir, threshold=threshold, dilation=dilation,
-                          tile=tile, overlap=overlap, device=device, precision=precision,
-                          tta=tta, bands=bands, probabilities=probabilities, cog=cog,
-                          composite_output=composite_output, on_progress=on_progress,
-                          should_stop=should_stop,
-                          on_mask_rows=on_rows if strips is not None else None, engine=engine,
-                          probability_strips=probability_strips)
-    result = PredictedFile(source, done.mask_path, done.composite_path, done.roof_fraction,
-                           probability_path=done.probability_path, georeferenced=True,
-                           warnings=warnings)
+    done = predict_raster(
+        loaded,
+        source,
+        out_dir,
+        threshold=threshold,
+        dilation=dilation,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        precision=precision,
+        tta=tta,
+        bands=bands,
+        probabilities=probabilities,
+        cog=cog,
+        composite_output=composite_output,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        on_mask_rows=on_rows if strips is not None else None,
+        engine=engine,
+        probability_strips=probability_strips,
+    )
+    result = PredictedFile(
+        source,
+        done.mask_path,
+        done.composite_path,
+        done.roof_fraction,
+        probability_path=done.probability_path,
+        georeferenced=True,
+        warnings=warnings,
+    )
     if strips is None:
         return result
     from core.vector import BuildingSet, write_buildings

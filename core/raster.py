@@ -122,7 +122,9 @@ def _gdal_message(exc: BaseException, path: Path, *others: Path | None) -> str:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        text = _one_line(getattr(current, "strerror", None) or str(current) or type(current).__name__)
+        text = _one_line(
+            getattr(current, "strerror", None) or str(current) or type(current).__name__
+        )
         if "see previous exception" not in text.lower():
             messages.append(text)
         current = current.__cause__ or current.__context__
@@ -172,8 +174,13 @@ def overview_factors_for(width: int, height: int, min_side: int = OVERVIEW_MIN_S
 class RasterSource:
     """An open raster read as RGB windows (see the module docstring); made by :func:`open_raster`."""
 
-    def __init__(self, path: str | Path, bands: Sequence[int] | None = None, *,
-                 stats_max_side: int | None = STATS_MAX_SIDE):
+    def __init__(
+        self,
+        path: str | Path,
+        bands: Sequence[int] | None = None,
+        *,
+        stats_max_side: int | None = STATS_MAX_SIDE,
+    ):
         self.path = Path(path)
         _check_readable(self.path)
         self._lock = threading.RLock()
@@ -200,8 +207,9 @@ class RasterSource:
     def _setup(self, bands: Sequence[int] | None) -> None:
         ds = self._ds
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
-            raise ImageReadError(f"raster has no pixels ({ds.width} x {ds.height}, {ds.count} bands)",
-                                 self.path)
+            raise ImageReadError(
+                f"raster has no pixels ({ds.width} x {ds.height}, {ds.count} bands)", self.path
+            )
         interp = ds.colorinterp
         if bands is None:
             if ds.count >= 3:
@@ -211,23 +219,33 @@ class RasterSource:
             else:
                 raise ImageReadError(
                     "has 2 bands that are not grey + alpha; say which to use as RGB (bands=(1,) "
-                    "for band 1 as grey, or three band numbers)", self.path)
+                    "for band 1 as grey, or three band numbers)",
+                    self.path,
+                )
         else:
             bands = tuple(bands)
             if len(bands) not in (1, 3):
-                raise ConfigError(f"bands must be one band number (grey) or three (RGB), got {bands}",
-                                  self.path)
+                raise ConfigError(
+                    f"bands must be one band number (grey) or three (RGB), got {bands}", self.path
+                )
             for band in bands:
-                if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 1 <= band <= ds.count:
-                    raise ConfigError(f"band {band!r} does not exist: the raster has bands 1 to {ds.count}",
-                                      self.path)
+                if (
+                    isinstance(band, bool)
+                    or not isinstance(band, (int, np.integer))
+                    or not 1 <= band <= ds.count
+                ):
+                    raise ConfigError(
+                        f"band {band!r} does not exist: the raster has bands 1 to {ds.count}",
+                        self.path,
+                    )
             bands = tuple(int(b) for b in bands)
         self.bands: tuple[int, ...] = bands
         self._unique = tuple(dict.fromkeys(bands))
         dtypes = {ds.dtypes[b - 1] for b in self._unique}
         if len(dtypes) > 1:
-            raise ImageReadError(f"the chosen bands {bands} have different data types {sorted(dtypes)}",
-                                 self.path)
+            raise ImageReadError(
+                f"the chosen bands {bands} have different data types {sorted(dtypes)}", self.path
+            )
         self.dtype: str = dtypes.pop()
         if np.dtype(self.dtype).kind == "c":
             raise ImageReadError(f"complex-valued data ({self.dtype}) is not an image", self.path)
@@ -296,8 +314,12 @@ class RasterSource:
     @property
     def profile(self) -> dict:
         """The grid of this raster, as ``like`` of :class:`RasterWriter` accepts it."""
-        return {"width": self.width, "height": self.height, "crs": self.crs,
-                "transform": self.transform}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "crs": self.crs,
+            "transform": self.transform,
+        }
 
     # ---------------------------------------------------------------- life cycle
     def close(self) -> None:
@@ -323,11 +345,13 @@ class RasterSource:
         text = _gdal_message(exc, self.path)
         if isinstance(exc, MemoryError):
             return ImageReadError(f"not enough memory to read {what}", self.path)
-        return ImageReadError(f"cannot read {what} (the file may be truncated or corrupt: {text})",
-                              self.path)
+        return ImageReadError(
+            f"cannot read {what} (the file may be truncated or corrupt: {text})", self.path
+        )
 
-    def _read_raw(self, window: Window | None, out_shape: tuple[int, int] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _read_raw(
+        self, window: Window | None, out_shape: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Native-dtype samples ``(h, w, len(bands))`` and validity ``(h, w)`` of a window."""
         kwargs: dict[str, Any] = {"window": window}
         if out_shape is not None:
@@ -369,7 +393,9 @@ class RasterSource:
             side = max(width, height)
             if self._stats_max_side is not None and side > self._stats_max_side:
                 factor = math.ceil(side / self._stats_max_side)
-                update(*self._read_raw(None, (math.ceil(height / factor), math.ceil(width / factor))))
+                update(
+                    *self._read_raw(None, (math.ceil(height / factor), math.ceil(width / factor)))
+                )
             else:
                 block_rows = self.block_shape[0]
                 rows = max(block_rows, (4_000_000 // width) // block_rows * block_rows)
@@ -413,8 +439,9 @@ class RasterSource:
         rgb[~valid] = 0
         return rgb, valid
 
-    def read_window(self, row_off: int, col_off: int, height: int, width: int,
-                    boundless: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def read_window(
+        self, row_off: int, col_off: int, height: int, width: int, boundless: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(rgb (height, width, 3) uint8, valid (height, width) bool)`` of a window.
 
         With ``boundless`` the window may reach outside the raster: those pixels are black and
@@ -425,10 +452,14 @@ class RasterSource:
             raise ValueError(f"window size must not be negative, got {height} x {width}")
         r0, c0 = max(row_off, 0), max(col_off, 0)
         r1, c1 = min(row_off + height, self.height), min(col_off + width, self.width)
-        inside = r0 == row_off and c0 == col_off and r1 == row_off + height and c1 == col_off + width
+        inside = (
+            r0 == row_off and c0 == col_off and r1 == row_off + height and c1 == col_off + width
+        )
         if not boundless and not inside:
-            raise ValueError(f"window rows {row_off}..{row_off + height}, columns {col_off}.."
-                             f"{col_off + width} is not inside the {self.height} x {self.width} raster")
+            raise ValueError(
+                f"window rows {row_off}..{row_off + height}, columns {col_off}.."
+                f"{col_off + width} is not inside the {self.height} x {self.width} raster"
+            )
         rgb = np.zeros((height, width, 3), np.uint8)
         valid = np.zeros((height, width), bool)
         if r1 <= r0 or c1 <= c0:
@@ -449,30 +480,41 @@ class RasterSource:
         valid[rows, cols] = inner_valid
         return rgb, valid
 
-    def read_decimated(self, row_off: int, col_off: int, height: int, width: int,
-                       factor: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_decimated(
+        self, row_off: int, col_off: int, height: int, width: int, factor: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(rgb, valid)`` of the window inside the raster, decimated by ``factor`` (nearest
         samples, ``ceil(height / factor) x ceil(width / factor)``); GDAL reads them from the
         file's overviews when it has them. ``factor`` 1 is :meth:`read_window`."""
         if factor <= 1:
             return self.read_window(row_off, col_off, height, width, boundless=False)
         row_off, col_off, height, width = int(row_off), int(col_off), int(height), int(width)
-        if (row_off < 0 or col_off < 0 or height < 1 or width < 1
-                or row_off + height > self.height or col_off + width > self.width):
-            raise ValueError(f"window rows {row_off}..{row_off + height}, columns {col_off}.."
-                             f"{col_off + width} is not inside the {self.height} x {self.width} "
-                             "raster")
+        if (
+            row_off < 0
+            or col_off < 0
+            or height < 1
+            or width < 1
+            or row_off + height > self.height
+            or col_off + width > self.width
+        ):
+            raise ValueError(
+                f"window rows {row_off}..{row_off + height}, columns {col_off}.."
+                f"{col_off + width} is not inside the {self.height} x {self.width} "
+                "raster"
+            )
         shape = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
         with self._lock:
             self._check_open()
             try:
-                return self._to_rgb(*self._read_raw(Window(col_off, row_off, width, height),
-                                                    shape))
+                return self._to_rgb(*self._read_raw(Window(col_off, row_off, width, height), shape))
             except RooftopError:
                 raise
             except _GDAL_ERRORS as exc:
-                raise self._read_failed(exc, f"rows {row_off}-{row_off + height - 1}, columns "
-                                             f"{col_off}-{col_off + width - 1} (1/{factor})") from exc
+                raise self._read_failed(
+                    exc,
+                    f"rows {row_off}-{row_off + height - 1}, columns "
+                    f"{col_off}-{col_off + width - 1} (1/{factor})",
+                ) from exc
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole raster as ``(rgb, valid)`` (only for rasters that fit in memory)."""
@@ -501,8 +543,12 @@ class RasterSource:
         return rgb, valid, factor
 
 
-def open_raster(path: str | Path, bands: Sequence[int] | None = None, *,
-                stats_max_side: int | None = STATS_MAX_SIDE) -> RasterSource:
+def open_raster(
+    path: str | Path,
+    bands: Sequence[int] | None = None,
+    *,
+    stats_max_side: int | None = STATS_MAX_SIDE,
+) -> RasterSource:
     """Open a raster for windowed RGB reading (see :class:`RasterSource`; close it when done)."""
     return RasterSource(path, bands, stats_max_side=stats_max_side)
 
@@ -517,12 +563,20 @@ def _grid_of(like: Any) -> tuple[int, int, Any, Affine]:
     if isinstance(like, Mapping):
         get = like.get
     else:
+
         def get(name, default=None):
             return getattr(like, name, default)
+
     width, height = get("width"), get("height")
-    if not isinstance(width, (int, np.integer)) or not isinstance(height, (int, np.integer)) \
-            or width < 1 or height < 1:
-        raise ValueError(f"like must give a positive integer width and height, got {width!r} x {height!r}")
+    if (
+        not isinstance(width, (int, np.integer))
+        or not isinstance(height, (int, np.integer))
+        or width < 1
+        or height < 1
+    ):
+        raise ValueError(
+            f"like must give a positive integer width and height, got {width!r} x {height!r}"
+        )
     transform = get("transform") or Affine.identity()
     if not isinstance(transform, Affine):
         transform = Affine(*transform[:6])
@@ -539,8 +593,16 @@ class RasterWriter:
     failure removes the temporary files and raises :class:`ImageWriteError` naming ``path``.
     """
 
-    def __init__(self, path: str | Path, like: Any, *, kind: str = "mask", cog: bool = False,
-                 overviews: bool = True, block_size: int = BLOCK_SIZE):
+    def __init__(
+        self,
+        path: str | Path,
+        like: Any,
+        *,
+        kind: str = "mask",
+        cog: bool = False,
+        overviews: bool = True,
+        block_size: int = BLOCK_SIZE,
+    ):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if block_size < 16 or block_size % 16:
@@ -571,10 +633,18 @@ class RasterWriter:
 
     def _open_dataset(self, target: Path):
         profile = {
-            "driver": "GTiff", "width": self.width, "height": self.height, "count": 1,
-            "dtype": "uint8", "crs": self.crs, "transform": self.transform, "tiled": True,
-            "blockxsize": self.block_size, "blockysize": self.block_size,
-            "compress": "deflate", "BIGTIFF": "IF_SAFER",
+            "driver": "GTiff",
+            "width": self.width,
+            "height": self.height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": self.crs,
+            "transform": self.transform,
+            "tiled": True,
+            "blockxsize": self.block_size,
+            "blockysize": self.block_size,
+            "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
         }
         if self.kind == "probability":
             profile["nodata"] = PROBABILITY_NODATA
@@ -585,10 +655,13 @@ class RasterWriter:
                     ds.scales = (1.0 / PROBABILITY_SCALE,)
                     ds.offsets = (0.0,)
                     ds.set_band_description(
-                        1, f"roof probability x {PROBABILITY_SCALE} ({PROBABILITY_NODATA} = no data)")
+                        1,
+                        f"roof probability x {PROBABILITY_SCALE} ({PROBABILITY_NODATA} = no data)",
+                    )
                 else:
-                    ds.set_band_description(1, "roof mask (255 = roof, 0 = background; "
-                                               "the internal mask marks no data)")
+                    ds.set_band_description(
+                        1, "roof mask (255 = roof, 0 = background; the internal mask marks no data)"
+                    )
             except BaseException:
                 ds.close()
                 raise
@@ -621,8 +694,11 @@ class RasterWriter:
         disk_full = isinstance(exc, _GDAL_ERRORS) and self._disk_full()
         work = self._work
         self._release()
-        if isinstance(exc, RooftopError) or not isinstance(exc, _GDAL_ERRORS) \
-                or (isinstance(exc, ValueError) and not isinstance(exc, RasterioError)):
+        if (
+            isinstance(exc, RooftopError)
+            or not isinstance(exc, _GDAL_ERRORS)
+            or (isinstance(exc, ValueError) and not isinstance(exc, RasterioError))
+        ):
             error = exc  # a programming error (or ours already): passed on as it is
         elif isinstance(exc, MemoryError):
             error = ImageWriteError("cannot write: not enough memory", self.path)
@@ -673,7 +749,9 @@ class RasterWriter:
         """Number of rows not written yet."""
         return int(self.height - self._rows.sum())
 
-    def _encode(self, array: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _encode(
+        self, array: np.ndarray, valid: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         if self.kind == "mask":
             data = np.where(array != 0, np.uint8(MASK_ROOF), np.uint8(MASK_BACKGROUND))
             if valid is None:
@@ -681,7 +759,9 @@ class RasterWriter:
             data[~valid] = MASK_BACKGROUND
             return data, np.where(valid, np.uint8(255), np.uint8(0))
         if array.dtype.kind != "f":
-            raise ValueError(f"a probability map must be floating point in [0, 1], got {array.dtype}")
+            raise ValueError(
+                f"a probability map must be floating point in [0, 1], got {array.dtype}"
+            )
         finite = np.isfinite(array)
         data = np.rint(np.clip(np.where(finite, array, 0.0), 0.0, 1.0) * PROBABILITY_SCALE)
         data = data.astype(np.uint8)
@@ -704,12 +784,16 @@ class RasterWriter:
         if array.ndim != 2 or array.shape[1] != self.width:
             raise ValueError(f"rows must have shape (n, {self.width}), got {array.shape}")
         if row_off < 0 or row_off + array.shape[0] > self.height:
-            raise ValueError(f"rows {row_off}..{row_off + array.shape[0] - 1} are outside the "
-                             f"{self.height} rows of the raster")
+            raise ValueError(
+                f"rows {row_off}..{row_off + array.shape[0] - 1} are outside the "
+                f"{self.height} rows of the raster"
+            )
         if valid is not None:
             valid = np.asarray(valid, bool)
             if valid.shape != array.shape:
-                raise ValueError(f"valid must have the shape of the rows {array.shape}, got {valid.shape}")
+                raise ValueError(
+                    f"valid must have the shape of the rows {array.shape}, got {valid.shape}"
+                )
         if array.shape[0] == 0:
             return
         data, mask = self._encode(array, valid)
@@ -721,7 +805,7 @@ class RasterWriter:
                     self._ds.write_mask(mask, window=window)
         except BaseException as exc:
             self._fail(exc)
-        self._rows[row_off:row_off + array.shape[0]] = True
+        self._rows[row_off : row_off + array.shape[0]] = True
 
     def close(self) -> Path:
         """Finish the raster (overviews, COG) and rename it onto ``path``; returns ``path``.
@@ -732,8 +816,10 @@ class RasterWriter:
             return self.path
         try:
             if self.rows_missing:
-                raise ValueError(f"{self.path}: {self.rows_missing} of {self.height} rows were "
-                                 "never written; abort() a write that is given up")
+                raise ValueError(
+                    f"{self.path}: {self.rows_missing} of {self.height} rows were "
+                    "never written; abort() a write that is given up"
+                )
             factors = overview_factors_for(self.width, self.height) if self._overviews else []
             resampling = Resampling.nearest if self.kind == "mask" else Resampling.average
             with self._env(), _Quiet():
@@ -744,9 +830,15 @@ class RasterWriter:
                 ds.close()
                 if self.cog:
                     rasterio.shutil.copy(
-                        self._work, self._tmp, driver="COG", compress="DEFLATE",
-                        blocksize=self.block_size, bigtiff="IF_SAFER",
-                        overviews="AUTO" if factors else "NONE", resampling=resampling.name.upper())
+                        self._work,
+                        self._tmp,
+                        driver="COG",
+                        compress="DEFLATE",
+                        blocksize=self.block_size,
+                        bigtiff="IF_SAFER",
+                        overviews="AUTO" if factors else "NONE",
+                        resampling=resampling.name.upper(),
+                    )
                     self._work.unlink()
                     self._work = None
         except BaseException as exc:
@@ -756,26 +848,41 @@ class RasterWriter:
         return self.path
 
 
-def _write_whole(path: str | Path, like: Any, array: np.ndarray, valid: np.ndarray | None,
-                 kind: str, cog: bool) -> Path:
+def _write_whole(
+    path: str | Path, like: Any, array: np.ndarray, valid: np.ndarray | None, kind: str, cog: bool
+) -> Path:
     array = np.asarray(array)
     with RasterWriter(path, like, kind=kind, cog=cog) as writer:
         if array.shape != (writer.height, writer.width):
-            raise ValueError(f"the array is {array.shape}, the grid is ({writer.height}, {writer.width})")
+            raise ValueError(
+                f"the array is {array.shape}, the grid is ({writer.height}, {writer.width})"
+            )
         for row in range(0, writer.height, BLOCK_SIZE):
             rows = slice(row, row + BLOCK_SIZE)
             writer.write_rows(row, array[rows], None if valid is None else np.asarray(valid)[rows])
     return Path(path)
 
 
-def write_mask_raster(path: str | Path, like: Any, mask: np.ndarray,
-                      valid: np.ndarray | None = None, *, cog: bool = False) -> Path:
+def write_mask_raster(
+    path: str | Path,
+    like: Any,
+    mask: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    cog: bool = False,
+) -> Path:
     """Write a whole ``(H, W)`` mask (non-zero = roof) on ``like``'s grid (see RasterWriter)."""
     return _write_whole(path, like, mask, valid, "mask", cog)
 
 
-def write_probability_raster(path: str | Path, like: Any, probability: np.ndarray,
-                             valid: np.ndarray | None = None, *, cog: bool = False) -> Path:
+def write_probability_raster(
+    path: str | Path,
+    like: Any,
+    probability: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    cog: bool = False,
+) -> Path:
     """Write a whole ``(H, W)`` probability map in [0, 1] on ``like``'s grid (see RasterWriter)."""
     return _write_whole(path, like, probability, valid, "probability", cog)
 
@@ -800,7 +907,18 @@ def is_cloud_optimized(path: str | Path) -> bool:
 
 
 __all__ = [
-    "BLOCK_SIZE", "KINDS", "MASK_BACKGROUND", "MASK_ROOF", "PROBABILITY_NODATA", "PROBABILITY_SCALE",
-    "RasterSource", "RasterWriter", "decode_probability", "is_cloud_optimized", "open_raster",
-    "overview_factors_for", "write_mask_raster", "write_probability_raster",
+    "BLOCK_SIZE",
+    "KINDS",
+    "MASK_BACKGROUND",
+    "MASK_ROOF",
+    "PROBABILITY_NODATA",
+    "PROBABILITY_SCALE",
+    "RasterSource",
+    "RasterWriter",
+    "decode_probability",
+    "is_cloud_optimized",
+    "open_raster",
+    "overview_factors_for",
+    "write_mask_raster",
+    "write_probability_raster",
 ]

@@ -55,8 +55,9 @@ class ResultKey:
         return (self.dataset, self.model.path, self.image.path)
 
 
-def result_key(dataset_root: str | Path | None, model_path: str | Path | None,
-               image_path: str | Path) -> ResultKey | None:
+def result_key(
+    dataset_root: str | Path | None, model_path: str | Path | None, image_path: str | Path
+) -> ResultKey | None:
     """The key of ``image_path``'s result by ``model_path`` in the dataset at ``dataset_root``,
     for the files as they are now; None without a model or when a file cannot be read."""
     if model_path is None:

@@ -24,8 +24,9 @@ from core.progress import StopCheck, check_stop
 K = TypeVar("K", bound=Hashable)
 
 
-def label_confusion(prob: np.ndarray, label_path: str | Path | None, threshold: float,
-                    dilation: int) -> Confusion | None:
+def label_confusion(
+    prob: np.ndarray, label_path: str | Path | None, threshold: float, dilation: int
+) -> Confusion | None:
     """The confusion of ``prob`` made a mask (``to_mask(prob, threshold, dilation)``) against the
     label at ``label_path``; None when there is no label there. A label that cannot be read or
     is not the size of ``prob`` is an ImageReadError naming it."""
@@ -33,13 +34,20 @@ def label_confusion(prob: np.ndarray, label_path: str | Path | None, threshold: 
         return None
     truth = read_mask(label_path)
     if truth.shape != prob.shape:
-        raise ImageReadError(f"label is {truth.shape[1]} x {truth.shape[0]} but the prediction is "
-                             f"{prob.shape[1]} x {prob.shape[0]}", label_path)
+        raise ImageReadError(
+            f"label is {truth.shape[1]} x {truth.shape[0]} but the prediction is "
+            f"{prob.shape[1]} x {prob.shape[0]}",
+            label_path,
+        )
     return Confusion.from_masks(to_mask(prob, threshold, dilation), truth)
 
 
-def score_all(jobs: Iterable[tuple[K, np.ndarray, str | Path | None]], threshold: float,
-              dilation: int, should_stop: StopCheck | None = None) -> dict[K, Confusion]:
+def score_all(
+    jobs: Iterable[tuple[K, np.ndarray, str | Path | None]],
+    threshold: float,
+    dilation: int,
+    should_stop: StopCheck | None = None,
+) -> dict[K, Confusion]:
     """:func:`label_confusion` of every ``(key, prob, label_path)``, by key; images without a
     label are left out. Raises Stopped ("scoring stopped") between images when asked to."""
     out: dict[K, Confusion] = {}

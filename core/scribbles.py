@@ -33,11 +33,17 @@ def read_scribble(path: str | Path, shape: tuple[int, int] | None = None) -> np.
     bad = codes > ROOF
     if bad.any():
         values = ", ".join(str(v) for v in np.unique(codes[bad])[:5])
-        raise ImageReadError(f"a stroke file holds 0 (unlabelled), 1 (background) and 2 (roof), "
-                             f"but this one has the value(s) {values}", path)
+        raise ImageReadError(
+            f"a stroke file holds 0 (unlabelled), 1 (background) and 2 (roof), "
+            f"but this one has the value(s) {values}",
+            path,
+        )
     if shape is not None and codes.shape != tuple(shape):
-        raise ImageReadError(f"strokes are {codes.shape[1]} x {codes.shape[0]} but the image is "
-                             f"{shape[1]} x {shape[0]}", path)
+        raise ImageReadError(
+            f"strokes are {codes.shape[1]} x {codes.shape[0]} but the image is "
+            f"{shape[1]} x {shape[0]}",
+            path,
+        )
     return codes
 
 
@@ -47,8 +53,9 @@ def write_scribble(path: str | Path, codes: np.ndarray) -> Path:
 
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.dtype != np.uint8 or (codes > ROOF).any():
-        raise ValueError(f"stroke codes must be a 2-D uint8 array of 0, 1 and 2, got "
-                         f"{codes.dtype} {codes.shape}")
+        raise ValueError(
+            f"stroke codes must be a 2-D uint8 array of 0, 1 and 2, got {codes.dtype} {codes.shape}"
+        )
     buffer = io.BytesIO()
     Image.fromarray(codes, mode="L").save(buffer, format="PNG", compress_level=6)
     return write_bytes_atomic(path, buffer.getvalue())
@@ -59,10 +66,16 @@ def target_and_known(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes == ROOF, codes != UNLABELLED
 
 
-def simulate_strokes(mask: np.ndarray, rng: np.random.Generator | int = 0,
-                     max_fraction: float = 0.02, roof_strokes: int = 12,
-                     background_strokes: int = 12, radius: float = 2.0,
-                     length: float = 24.0, margin: float = 3.0) -> np.ndarray:
+def simulate_strokes(
+    mask: np.ndarray,
+    rng: np.random.Generator | int = 0,
+    max_fraction: float = 0.02,
+    roof_strokes: int = 12,
+    background_strokes: int = 12,
+    radius: float = 2.0,
+    length: float = 24.0,
+    margin: float = 3.0,
+) -> np.ndarray:
     """Strokes a user might paint on an image whose true roof is ``mask`` (benchmarks, tests).
 
     Up to ``roof_strokes`` straight strokes of ``radius`` inside roofs (one per roof, largest
@@ -86,8 +99,10 @@ def simulate_strokes(mask: np.ndarray, rng: np.random.Generator | int = 0,
         half = length / 2
         dy, dx = np.sin(angle) * half, np.cos(angle) * half
         y0, x0 = start
-        box = (slice(max(0, int(y0 - half - radius - 1)), int(y0 + half + radius + 2)),
-               slice(max(0, int(x0 - half - radius - 1)), int(x0 + half + radius + 2)))
+        box = (
+            slice(max(0, int(y0 - half - radius - 1)), int(y0 + half + radius + 2)),
+            slice(max(0, int(x0 - half - radius - 1)), int(x0 + half + radius + 2)),
+        )
         py, px = yy[box] - y0, xx[box] - x0
         t = np.clip((py * dy + px * dx) / max(dy * dy + dx * dx, 1e-9), -1, 1)
         near = (py - t * dy) ** 2 + (px - t * dx) ** 2 <= radius * radius

@@ -25,9 +25,16 @@ def _smoothed(image: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
     return ndimage.uniform_filter(patch, size=(3, 3, 1), mode="nearest")
 
 
-def smart_select(image: np.ndarray, x: float, y: float, prob: np.ndarray | None = None,
-                 tolerance: float = TOLERANCE, prob_weight: float = 0.8,
-                 max_fraction: float = 0.25, reach: int = 160) -> np.ndarray | None:
+def smart_select(
+    image: np.ndarray,
+    x: float,
+    y: float,
+    prob: np.ndarray | None = None,
+    tolerance: float = TOLERANCE,
+    prob_weight: float = 0.8,
+    max_fraction: float = 0.25,
+    reach: int = 160,
+) -> np.ndarray | None:
     """The proposed roof ``(H, W) bool`` under the click ``(x, y)`` (column, row; pixel centres
     at integers), or None (outside the image, or the region leaked past ``max_fraction`` of the
     image). Only a ``2 * reach`` px window around the click is looked at, so a click costs the
@@ -39,11 +46,13 @@ def smart_select(image: np.ndarray, x: float, y: float, prob: np.ndarray | None 
     col, row = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
     if not (0 <= row < height and 0 <= col < width):
         return None
-    box = (slice(max(0, row - reach), min(height, row + reach + 1)),
-           slice(max(0, col - reach), min(width, col + reach + 1)))
+    box = (
+        slice(max(0, row - reach), min(height, row + reach + 1)),
+        slice(max(0, col - reach), min(width, col + reach + 1)),
+    )
     r, c = row - box[0].start, col - box[1].start
     colours = _smoothed(image[..., :3], box)
-    seed = np.median(colours[max(0, r - 2):r + 3, max(0, c - 2):c + 3].reshape(-1, 3), axis=0)
+    seed = np.median(colours[max(0, r - 2) : r + 3, max(0, c - 2) : c + 3].reshape(-1, 3), axis=0)
     distance = np.sqrt(((colours - seed) ** 2).sum(axis=2)) / float(tolerance)
     if prob is not None:
         p = np.asarray(prob, dtype=np.float32)[box]
@@ -67,8 +76,12 @@ def smart_select(image: np.ndarray, x: float, y: float, prob: np.ndarray | None 
     if region.sum() > max_fraction * height * width:
         return None
     touches = region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any()
-    edge = (box[0].start > 0 and region[0].any()) or (box[0].stop < height and region[-1].any()) \
-        or (box[1].start > 0 and region[:, 0].any()) or (box[1].stop < width and region[:, -1].any())
+    edge = (
+        (box[0].start > 0 and region[0].any())
+        or (box[0].stop < height and region[-1].any())
+        or (box[1].start > 0 and region[:, 0].any())
+        or (box[1].stop < width and region[:, -1].any())
+    )
     if touches and edge:  # it ran out of the window: it leaked into the ground
         return None
     out = np.zeros((height, width), bool)

@@ -57,8 +57,9 @@ _DROP_WEIGHT = 0.1
 _COST_TIES = 0.002
 
 
-def _band_scores(start: np.ndarray, size: np.ndarray, length: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _band_scores(
+    start: np.ndarray, size: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Score every band ``[a, b)`` along one axis whose borders are window edges.
 
     Returns ``(a, b, n_inside, n_outside)`` arrays, one entry per candidate band.
@@ -76,7 +77,9 @@ def _band_scores(start: np.ndarray, size: np.ndarray, length: int
     # before[i]: windows ending at or before edges[i]; after[j]: windows starting at or after edges[j]
     # (end <= edges[i] iff i >= searchsorted left; start >= edges[j] iff j <= searchsorted right - 1)
     before = np.cumsum(np.bincount(np.searchsorted(edges, end, side="left"), minlength=g))
-    after = np.cumsum(np.bincount(np.searchsorted(edges, start, side="right") - 1, minlength=g)[::-1])[::-1]
+    after = np.cumsum(
+        np.bincount(np.searchsorted(edges, start, side="right") - 1, minlength=g)[::-1]
+    )[::-1]
     i, j = np.triu_indices(g, k=1)
     return edges[i], edges[j], inside[i, j], before[i] + after[j]
 
@@ -89,8 +92,9 @@ def _edges(start: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
     return edges
 
 
-def _corner_scores(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _corner_scores(
+    xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score every rectangle ``[0, X) x [0, Y)`` whose far corner lies on window edges.
 
     Returns ``(regions (n, 4), n_inside, n_outside)``.
@@ -112,14 +116,18 @@ def _corner_scores(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, h
     return regions, inside.ravel(), outside.ravel()
 
 
-def _candidates(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidates(
+    xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every candidate test region: ``(regions (n, 4) as x0, y0, x1, y1, n_test, n_train)``."""
     regions, tests, trains = [], [], []
     for vertical in (True, False):  # strips across the whole image
         a, b, n_in, n_out = _band_scores(xs if vertical else ys, ss, width if vertical else height)
-        regions.append(np.stack([a, np.zeros_like(a), b, np.full_like(a, height)], 1) if vertical
-                       else np.stack([np.zeros_like(a), a, np.full_like(a, width), b], 1))
+        regions.append(
+            np.stack([a, np.zeros_like(a), b, np.full_like(a, height)], 1)
+            if vertical
+            else np.stack([np.zeros_like(a), a, np.full_like(a, width), b], 1)
+        )
         tests.append(n_in)
         trains.append(n_out)
     for flip_x in (False, True):  # rectangles in each corner (mirror the windows, then back)
@@ -138,8 +146,15 @@ def _candidates(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, heig
     return np.concatenate(regions), np.concatenate(tests), np.concatenate(trains)
 
 
-def _choose_region(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int,
-                   fraction: float, seed: int) -> tuple[int, int, int, int] | None:
+def _choose_region(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ss: np.ndarray,
+    width: int,
+    height: int,
+    fraction: float,
+    seed: int,
+) -> tuple[int, int, int, int] | None:
     """The test region (module docstring) as ``(x0, y0, x1, y1)``, or None if none is possible."""
     region, n_test, n_train = _candidates(xs, ys, ss, width, height)
     valid = (n_test > 0) & (n_train > 0)
@@ -157,8 +172,9 @@ def _choose_region(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, h
     return tuple(int(v) for v in region[pick])  # type: ignore[return-value]
 
 
-def _assign(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray,
-            region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _assign(
+    xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, region: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean arrays (wholly inside ``region``, wholly outside it) for the windows."""
     x0, y0, x1, y1 = region
     inside = (xs >= x0) & (ys >= y0) & (xs + ss <= x1) & (ys + ss <= y1)
@@ -166,17 +182,26 @@ def _assign(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray,
     return inside, outside
 
 
-def _too_small(width: int, height: int, sizes: Iterable[int], path: str | Path | None) -> ConfigError:
+def _too_small(
+    width: int, height: int, sizes: Iterable[int], path: str | Path | None
+) -> ConfigError:
     return ConfigError(
         f"the image ({width} x {height}) is too small to split spatially with windows of "
         f"{', '.join(str(s) for s in sorted(set(sizes)))} px: no strip of it holds whole test "
         "windows while leaving whole train windows beside it (a window may not cross the split); "
-        "use smaller --patch sizes, a larger image, or --test-fraction 0", path)
+        "use smaller --patch sizes, a larger image, or --test-fraction 0",
+        path,
+    )
 
 
-def choose_test_region(windows: Sequence[SquareWindow], width: int, height: int, fraction: float,
-                       seed: int, path: str | Path | None = None
-                       ) -> tuple[tuple[int, int, int, int] | None, np.ndarray, np.ndarray]:
+def choose_test_region(
+    windows: Sequence[SquareWindow],
+    width: int,
+    height: int,
+    fraction: float,
+    seed: int,
+    path: str | Path | None = None,
+) -> tuple[tuple[int, int, int, int] | None, np.ndarray, np.ndarray]:
     """The test band whose test share is closest to ``fraction`` (see the module docstring).
 
     Returns ``(region, is_test, is_train)`` (boolean arrays over ``windows``; windows in neither are
@@ -188,9 +213,16 @@ def choose_test_region(windows: Sequence[SquareWindow], width: int, height: int,
     return split_windows(xs, ys, ss, width, height, fraction, seed, path)
 
 
-def split_windows(xs: np.ndarray, ys: np.ndarray, ss: np.ndarray, width: int, height: int,
-                  fraction: float, seed: int, path: str | Path | None = None
-                  ) -> tuple[tuple[int, int, int, int] | None, np.ndarray, np.ndarray]:
+def split_windows(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ss: np.ndarray,
+    width: int,
+    height: int,
+    fraction: float,
+    seed: int,
+    path: str | Path | None = None,
+) -> tuple[tuple[int, int, int, int] | None, np.ndarray, np.ndarray]:
     """:func:`choose_test_region` of windows given as arrays: top-left corners ``xs``, ``ys``
     and sizes ``ss`` (int64, source pixels)."""
     if fraction <= 0:

@@ -43,40 +43,75 @@ _BIG_SHADOW = 24.0
 _TREE_SHADOW = 9.0
 
 # ground materials (indices into _MATERIALS); drawn into one uint8 "material" image
-GRASS, CONCRETE, SIDEWALK, ASPHALT, PAVERS, DECK, RIM, WATER, MARKING, SOIL, HEDGE, GRAVEL = range(12)
-_MATERIALS = np.array([
-    (96, 124, 64),    # grass
-    (178, 175, 166),  # concrete (driveways, patios)
-    (188, 185, 176),  # sidewalk
-    (82, 84, 88),     # asphalt
-    (160, 100, 80),   # brick pavers
-    (140, 106, 76),   # wooden deck
-    (224, 222, 214),  # pool rim
-    (62, 170, 204),   # pool water
-    (226, 222, 204),  # lane marking
-    (138, 124, 88),   # bare soil
-    (50, 78, 40),     # hedge
-    (150, 146, 136),  # gravel
-], np.float32)
+GRASS, CONCRETE, SIDEWALK, ASPHALT, PAVERS, DECK, RIM, WATER, MARKING, SOIL, HEDGE, GRAVEL = range(
+    12
+)
+_MATERIALS = np.array(
+    [
+        (96, 124, 64),  # grass
+        (178, 175, 166),  # concrete (driveways, patios)
+        (188, 185, 176),  # sidewalk
+        (82, 84, 88),  # asphalt
+        (160, 100, 80),  # brick pavers
+        (140, 106, 76),  # wooden deck
+        (224, 222, 214),  # pool rim
+        (62, 170, 204),  # pool water
+        (226, 222, 204),  # lane marking
+        (138, 124, 88),  # bare soil
+        (50, 78, 40),  # hedge
+        (150, 146, 136),  # gravel
+    ],
+    np.float32,
+)
 # per-pixel noise (grey levels) and low-frequency variation (fraction) of each material
 _FINE = np.array([7, 4, 3, 4, 6, 5, 2, 3, 3, 8, 10, 9], np.float32)
-_LOW = np.array([0.10, 0.05, 0.03, 0.06, 0.05, 0.05, 0.02, 0.06, 0.02, 0.10, 0.10, 0.06], np.float32)
+_LOW = np.array(
+    [0.10, 0.05, 0.03, 0.06, 0.05, 0.05, 0.02, 0.06, 0.02, 0.10, 0.10, 0.06], np.float32
+)
 
-_ROOF_COLOURS = np.array([
-    (168, 88, 64), (152, 78, 56), (184, 112, 84), (146, 86, 68),     # terracotta
-    (72, 74, 80), (90, 92, 100), (58, 60, 66), (104, 110, 118),      # slate / dark grey
-    (114, 86, 64), (130, 102, 80), (98, 76, 60),                     # brown
-    (172, 170, 162), (184, 180, 172), (158, 156, 150),               # concrete-like greys
-], np.float32)
+_ROOF_COLOURS = np.array(
+    [
+        (168, 88, 64),
+        (152, 78, 56),
+        (184, 112, 84),
+        (146, 86, 68),  # terracotta
+        (72, 74, 80),
+        (90, 92, 100),
+        (58, 60, 66),
+        (104, 110, 118),  # slate / dark grey
+        (114, 86, 64),
+        (130, 102, 80),
+        (98, 76, 60),  # brown
+        (172, 170, 162),
+        (184, 180, 172),
+        (158, 156, 150),  # concrete-like greys
+    ],
+    np.float32,
+)
 _ROOF_WEIGHTS = np.array([3, 2, 2, 1.5, 2, 2, 1.5, 1, 1.5, 1.5, 1, 1.5, 1.5, 1.5])
 _ROOF_WEIGHTS = _ROOF_WEIGHTS / _ROOF_WEIGHTS.sum()
-_FLAT_COLOURS = np.array([(190, 188, 182), (212, 211, 205), (112, 110, 106), (176, 166, 146),
-                          (150, 150, 146)], np.float32)
-_CAR_COLOURS = np.array([(225, 225, 228), (28, 28, 32), (160, 162, 168), (150, 28, 30),
-                         (38, 58, 128), (200, 192, 172), (86, 104, 88), (110, 112, 118)], np.float32)
+_FLAT_COLOURS = np.array(
+    [(190, 188, 182), (212, 211, 205), (112, 110, 106), (176, 166, 146), (150, 150, 146)],
+    np.float32,
+)
+_CAR_COLOURS = np.array(
+    [
+        (225, 225, 228),
+        (28, 28, 32),
+        (160, 162, 168),
+        (150, 28, 30),
+        (38, 58, 128),
+        (200, 192, 172),
+        (86, 104, 88),
+        (110, 112, 118),
+    ],
+    np.float32,
+)
 _LENS = ImageFilter.Kernel((3, 3), [1, 4, 1, 4, 16, 4, 1, 4, 1], 36)
-_TREE_TINTS = np.array([(60, 90, 44), (48, 76, 40), (74, 98, 50), (54, 70, 46), (86, 100, 52),
-                        (40, 62, 44)], np.float32)
+_TREE_TINTS = np.array(
+    [(60, 90, 44), (48, 76, 40), (74, 98, 50), (54, 70, 46), (86, 100, 52), (40, 62, 44)],
+    np.float32,
+)
 
 
 _SIGNS = np.array([(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)])
@@ -120,10 +155,14 @@ class _Scene:
     hedges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def visible(self, point: np.ndarray, margin: float) -> bool:
-        return -margin <= point[0] <= self.width + margin and -margin <= point[1] <= self.height + margin
+        return (
+            -margin <= point[0] <= self.width + margin
+            and -margin <= point[1] <= self.height + margin
+        )
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: int) -> np.ndarray:
     """Low-frequency noise, roughly in [-1, 1] (a random grid upsampled bicubically)."""
@@ -132,7 +171,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: int) 
     grid = rng.standard_normal((gh, gw)).astype(np.float32)
     up = Image.fromarray(grid).resize((gw * scale, gh * scale), Image.Resampling.BICUBIC)
     oy, ox = int(rng.integers(scale)), int(rng.integers(scale))
-    return np.asarray(up)[oy:oy + h, ox:ox + w] * 0.7
+    return np.asarray(up)[oy : oy + h, ox : ox + w] * 0.7
 
 
 def _box(shape: tuple[int, int], points: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -145,7 +184,9 @@ def _box(shape: tuple[int, int], points: np.ndarray) -> tuple[int, int, int, int
     return x0, y0, x1, y1
 
 
-def _raster(shape: tuple[int, int], points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+def _raster(
+    shape: tuple[int, int], points: np.ndarray
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """A convex polygon rasterised in its bounding box: (slices, bool mask of the box).
 
     A pixel is inside when its centre is (half-plane tests against every edge).
@@ -157,15 +198,18 @@ def _raster(shape: tuple[int, int], points: np.ndarray) -> tuple[tuple[slice, sl
     px = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5
     py = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
     nxt = np.roll(points, -1, axis=0)
-    orient = 1.0 if float(np.sum(points[:, 0] * nxt[:, 1] - nxt[:, 0] * points[:, 1])) >= 0 else -1.0
+    orient = (
+        1.0 if float(np.sum(points[:, 0] * nxt[:, 1] - nxt[:, 0] * points[:, 1])) >= 0 else -1.0
+    )
     inside = np.ones((y1 - y0, x1 - x0), bool)
     for (ax, ay), (bx, by) in zip(points, nxt, strict=True):
         inside &= ((bx - ax) * (py - ay) - (by - ay) * (px - ax)) * orient >= 0
     return (slice(y0, y1), slice(x0, x1)), inside
 
 
-def _quad(centre: np.ndarray, eu: np.ndarray, ev: np.ndarray, u0: float, u1: float,
-          v0: float, v1: float) -> np.ndarray:
+def _quad(
+    centre: np.ndarray, eu: np.ndarray, ev: np.ndarray, u0: float, u1: float, v0: float, v1: float
+) -> np.ndarray:
     """The rectangle u0..u1 x v0..v1 in the frame (centre, eu, ev)."""
     uv = np.array([(u0, v0), (u1, v0), (u1, v1), (u0, v1)])
     return centre + uv[:, :1] * eu + uv[:, 1:] * ev
@@ -202,6 +246,7 @@ def _draw(scene: _Scene, polygon: np.ndarray, material: int, brightness: float =
 
 
 # ---------------------------------------------------------------------------------------- layout
+
 
 @dataclass
 class _Street:
@@ -242,7 +287,9 @@ def _streets(rng: np.random.Generator, width: int, height: int) -> list[_Street]
     half = rng.uniform(10, 12)
     s = np.arange(-reach, reach + 10, 10.0)
     offsets = np.arange(rng.uniform(-spacing, 0) - reach, reach + spacing, spacing)
-    streets = [_Street(centre + s[:, None] * d + (o + bend(s))[:, None] * n, half, True) for o in offsets]
+    streets = [
+        _Street(centre + s[:, None] * d + (o + bend(s))[:, None] * n, half, True) for o in offsets
+    ]
     # cross streets between neighbouring main streets, staggered (T-junctions)
     block = rng.uniform(430, 650)
     stations = np.arange(rng.uniform(-block, 0) - reach, reach + block, block)
@@ -313,9 +360,21 @@ def _house(scene: _Scene, street: _Street, s: float, side: int) -> float | None:
     back_v = front + 2 * hv
     if rng.random() < 0.55:  # patio or deck behind the house
         pu = rng.uniform(-hu * 0.5, hu * 0.5)
-        patio = _quad(p, eu, ev, pu - rng.uniform(6, 13), pu + rng.uniform(6, 13), back_v - 1,
-                      back_v + rng.uniform(7, 12))
-        _draw(scene, patio, int(rng.choice([CONCRETE, CONCRETE, DECK, PAVERS])), rng.uniform(0.88, 1.05))
+        patio = _quad(
+            p,
+            eu,
+            ev,
+            pu - rng.uniform(6, 13),
+            pu + rng.uniform(6, 13),
+            back_v - 1,
+            back_v + rng.uniform(7, 12),
+        )
+        _draw(
+            scene,
+            patio,
+            int(rng.choice([CONCRETE, CONCRETE, DECK, PAVERS])),
+            rng.uniform(0.88, 1.05),
+        )
     if rng.random() < 0.14:  # pool
         pv = back_v + rng.uniform(16, 22)
         pu = rng.uniform(-hu * 0.4, hu * 0.4)
@@ -323,7 +382,12 @@ def _house(scene: _Scene, street: _Street, s: float, side: int) -> float | None:
         rim = _quad(p, eu, ev, pu - pl - 2, pu + pl + 2, pv - pw - 2, pv + pw + 2)
         if _free(scene, rim):
             _draw(scene, rim, RIM)
-            _draw(scene, _quad(p, eu, ev, pu - pl, pu + pl, pv - pw, pv + pw), WATER, rng.uniform(0.9, 1.1))
+            _draw(
+                scene,
+                _quad(p, eu, ev, pu - pl, pu + pl, pv - pw, pv + pw),
+                WATER,
+                rng.uniform(0.9, 1.1),
+            )
             _reserve(scene, rim)
     if rng.random() < 0.12:  # shed in a back corner
         sc = p + eu * rng.choice([-1, 1]) * (plot_w / 2 - 8) + ev * (back_v + rng.uniform(20, 30))
@@ -334,12 +398,18 @@ def _house(scene: _Scene, street: _Street, s: float, side: int) -> float | None:
             scene.buildings.append(_Building([shed], colour * rng.uniform(0.9, 1.1), 5.0, "smooth"))
     if rng.random() < 0.35:  # a hedge along one side of the plot
         hs = rng.choice([-1, 1]) * plot_w / 2
-        scene.hedges.append((p + eu * hs + ev * (edge + rng.uniform(2, 10)),
-                             p + eu * hs + ev * (edge + depth * rng.uniform(0.6, 1.0))))
+        scene.hedges.append(
+            (
+                p + eu * hs + ev * (edge + rng.uniform(2, 10)),
+                p + eu * hs + ev * (edge + depth * rng.uniform(0.6, 1.0)),
+            )
+        )
 
     # the roof
     kind = str(rng.choice(["gable", "hip", "flat"], p=[0.5, 0.42, 0.08]))
-    colour = _ROOF_COLOURS[rng.choice(len(_ROOF_COLOURS), p=_ROOF_WEIGHTS)] * rng.uniform(0.92, 1.08)
+    colour = _ROOF_COLOURS[rng.choice(len(_ROOF_COLOURS), p=_ROOF_WEIGHTS)] * rng.uniform(
+        0.92, 1.08
+    )
     for part in parts:
         part.kind = kind if kind != "hip" or part is parts[0] else "gable"
     extras = {}
@@ -348,11 +418,15 @@ def _house(scene: _Scene, street: _Street, s: float, side: int) -> float | None:
     if kind != "flat" and rng.random() < 0.3:
         extras["chimney"] = (rng.uniform(-0.7, 0.7), rng.uniform(-0.6, 0.6))
     texture = "flat" if kind == "flat" else str(rng.choice(["tile", "shingle", "smooth"]))
-    scene.buildings.append(_Building(parts, colour, _HOUSE_SHADOW * rng.uniform(0.85, 1.2), texture, extras))
+    scene.buildings.append(
+        _Building(parts, colour, _HOUSE_SHADOW * rng.uniform(0.85, 1.2), texture, extras)
+    )
 
     # trees: in the back yard, some leaning over the roof; a street tree in the verge
     for _ in range(int(rng.integers(0, 4))):
-        tc = p + eu * rng.uniform(-0.5, 0.5) * plot_w + ev * (front + rng.uniform(0.3, 2.6) * 2 * hv)
+        tc = (
+            p + eu * rng.uniform(-0.5, 0.5) * plot_w + ev * (front + rng.uniform(0.3, 2.6) * 2 * hv)
+        )
         scene.trees.append((float(tc[0]), float(tc[1]), rng.uniform(6, 14)))
     if rng.random() < 0.45:
         tc = p + eu * rng.uniform(-hu, hu) + ev * (street.half + _VERGE / 2)
@@ -372,13 +446,20 @@ def _big_building(scene: _Scene, street: _Street, s: float, side: int) -> bool:
     if not _free(scene, lot):
         return False
     _reserve(scene, lot)
-    _draw(scene, _quad(p, eu, ev, -hu - 12, hu + 12, street.half * 0.6, edge + lot_depth + 2 * hv + 8),
-          ASPHALT, rng.uniform(1.0, 1.15))
+    _draw(
+        scene,
+        _quad(p, eu, ev, -hu - 12, hu + 12, street.half * 0.6, edge + lot_depth + 2 * hv + 8),
+        ASPHALT,
+        rng.uniform(1.0, 1.15),
+    )
     # parking bays along the lot, cars in some of them
     row_v = edge + lot_depth * 0.5
     for u in np.arange(-hu - 6, hu + 6, 10.0):
-        scene.mat.line(_pts(np.array([p + eu * u + ev * (row_v - 9), p + eu * u + ev * (row_v + 9)])),
-                       fill=MARKING, width=1)
+        scene.mat.line(
+            _pts(np.array([p + eu * u + ev * (row_v - 9), p + eu * u + ev * (row_v + 9)])),
+            fill=MARKING,
+            width=1,
+        )
         if rng.random() < 0.55:
             scene.cars.append((p + eu * (u + 5) + ev * row_v, ev))
     centre = p + ev * (edge + lot_depth + hv)
@@ -386,14 +467,19 @@ def _big_building(scene: _Scene, street: _Street, s: float, side: int) -> bool:
     parts = [_RoofPart(centre, eu, hu, hv, "flat")]
     if rng.random() < 0.4:  # a lower wing
         wu, wv = rng.uniform(18, 30), rng.uniform(hv * 0.5, hv * 0.9)
-        parts.append(_RoofPart(centre + eu * rng.choice([-1, 1]) * (hu + wu - 1), eu, wu, wv, "flat"))
+        parts.append(
+            _RoofPart(centre + eu * rng.choice([-1, 1]) * (hu + wu - 1), eu, wu, wv, "flat")
+        )
         if not _free(scene, parts[-1].corners(2)):
             parts.pop()
         else:
             _reserve(scene, parts[-1].corners(2))
-    units = [(rng.uniform(-0.8, 0.8), rng.uniform(-0.7, 0.7)) for _ in range(int(rng.integers(2, 7)))]
-    scene.buildings.append(_Building(parts, colour, _BIG_SHADOW * rng.uniform(0.8, 1.3), "flat",
-                                     {"units": units}))
+    units = [
+        (rng.uniform(-0.8, 0.8), rng.uniform(-0.7, 0.7)) for _ in range(int(rng.integers(2, 7)))
+    ]
+    scene.buildings.append(
+        _Building(parts, colour, _BIG_SHADOW * rng.uniform(0.8, 1.3), "flat", {"units": units})
+    )
     return True
 
 
@@ -406,12 +492,20 @@ def _fill_extra_houses(scene: _Scene, target: float) -> None:
         c = rng.uniform(0, 1, 2) * (scene.width, scene.height)
         a = rng.uniform(0, math.pi)
         eu = np.array([math.cos(a), math.sin(a)])
-        part = _RoofPart(c, eu, rng.uniform(16, 26), rng.uniform(12, 17), str(rng.choice(["gable", "hip"])))
+        part = _RoofPart(
+            c, eu, rng.uniform(16, 26), rng.uniform(12, 17), str(rng.choice(["gable", "hip"]))
+        )
         if _free(scene, part.corners(3)):
             _reserve(scene, part.corners(3))
             colour = _ROOF_COLOURS[rng.choice(len(_ROOF_COLOURS), p=_ROOF_WEIGHTS)]
-            scene.buildings.append(_Building([part], colour * rng.uniform(0.92, 1.08), _HOUSE_SHADOW,
-                                             str(rng.choice(["tile", "shingle", "smooth"]))))
+            scene.buildings.append(
+                _Building(
+                    [part],
+                    colour * rng.uniform(0.92, 1.08),
+                    _HOUSE_SHADOW,
+                    str(rng.choice(["tile", "shingle", "smooth"])),
+                )
+            )
 
 
 def _roof_share(scene: _Scene) -> float:
@@ -421,13 +515,14 @@ def _roof_share(scene: _Scene) -> float:
             box = _box(scene.reserved.shape, part.corners())
             if box is not None:  # area of the part clipped to the image, roughly
                 x0, y0, x1, y1 = box
-                full = _box((10 ** 9, 10 ** 9), part.corners() + 10 ** 6)
+                full = _box((10**9, 10**9), part.corners() + 10**6)
                 fa = (full[2] - full[0]) * (full[3] - full[1])
                 total += 4 * part.hu * part.hv * (x1 - x0) * (y1 - y0) / max(fa, 1)
     return total / (scene.width * scene.height)
 
 
 # ---------------------------------------------------------------------------------------- render
+
 
 def _uniform_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Zero-mean noise with unit standard deviation (uniform, much faster than normal)."""
@@ -462,8 +557,12 @@ def _hedges(scene: _Scene) -> None:
 
 def _visible_points(scene: _Scene, street: _Street, margin: float) -> list[tuple[float, float]]:
     p = street.points
-    keep = ((p[:, 0] >= -margin) & (p[:, 0] <= scene.width + margin)
-            & (p[:, 1] >= -margin) & (p[:, 1] <= scene.height + margin))
+    keep = (
+        (p[:, 0] >= -margin)
+        & (p[:, 0] <= scene.width + margin)
+        & (p[:, 1] >= -margin)
+        & (p[:, 1] <= scene.height + margin)
+    )
     keep[:-1] |= keep[1:]  # keep the neighbours of visible points so segments reach the edge
     keep[1:] |= keep[:-1].copy()
     return _pts(p[keep])
@@ -504,8 +603,9 @@ def _prism_shadow(draw: ImageDraw.ImageDraw, corners: np.ndarray, offset: np.nda
         draw.polygon(_pts(np.array([corners[i], corners[j], shifted[j], shifted[i]])), fill=255)
 
 
-def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b: _Building,
-                part: _RoofPart) -> None:
+def _paint_roof(
+    image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b: _Building, part: _RoofPart
+) -> None:
     h, w = roof.shape
     box = _box((h, w), part.corners(1.0))
     if box is None:
@@ -535,10 +635,16 @@ def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b
         ridge = av < 0.9
     elif part.kind == "hip":
         end = (part.hu - au) < (part.hv - av)
-        shade = np.where(end, np.where(u < 0, light(-eu), light(eu)),
-                         np.where(v < 0, light(-ev), light(ev))) / flat_light
+        shade = (
+            np.where(
+                end, np.where(u < 0, light(-eu), light(eu)), np.where(v < 0, light(-ev), light(ev))
+            )
+            / flat_light
+        )
         slope = to_eave
-        ridge = (np.abs((part.hu - au) - (part.hv - av)) < 0.8) | ((av < 0.9) & (au < part.hu - part.hv))
+        ridge = (np.abs((part.hu - au) - (part.hv - av)) < 0.8) | (
+            (av < 0.9) & (au < part.hu - part.hv)
+        )
     else:
         shade = np.full(u.shape, 1.0, np.float32)
         slope = to_eave
@@ -552,9 +658,13 @@ def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b
     elif b.texture == "shingle":
         tex += 0.05 * np.sin(2 * math.pi * slope / 2.0)
     noise = rng.standard_normal(u.shape).astype(np.float32)
-    blotch = np.asarray(Image.fromarray(rng.standard_normal((max(2, (y1 - y0) // 8 + 2),
-                                                             max(2, (x1 - x0) // 8 + 2))).astype(np.float32))
-                        .resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR))
+    blotch = np.asarray(
+        Image.fromarray(
+            rng.standard_normal((max(2, (y1 - y0) // 8 + 2), max(2, (x1 - x0) // 8 + 2))).astype(
+                np.float32
+            )
+        ).resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR)
+    )
     values = colour[None, None, :] * (shade * tex * (1 + 0.04 * blotch))[..., None]
     values += (noise * (6.0 if b.texture == "flat" else 4.0))[..., None]
     if part.kind == "flat":
@@ -563,14 +673,19 @@ def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b
         values[rim] *= 1.15
         # the parapet's shadow on the inside, on the sun-away sides
         sun_u, sun_v = float(-_SHADOW_DIR @ eu), float(-_SHADOW_DIR @ ev)
-        away = inner & (((part.hu - au < 3.4) & (u * sun_u > 0)) | ((part.hv - av < 3.4) & (v * sun_v > 0)))
+        away = inner & (
+            ((part.hu - au < 3.4) & (u * sun_u > 0)) | ((part.hv - av < 3.4) & (v * sun_v > 0))
+        )
         values[away] *= 0.8
         for cu, cv in b.extras.get("units", []):  # roof-top units
             uc, vc = cu * (part.hu - 8), cv * (part.hv - 8)
             unit = (np.abs(u - uc) < 3.5) & (np.abs(v - vc) < 2.5)
             values[unit] = (205, 205, 200)
-            sh = ~unit & (np.abs(u - uc - 2.0 * (_SHADOW_DIR @ eu)) < 3.5) & \
-                (np.abs(v - vc - 2.0 * (_SHADOW_DIR @ ev)) < 2.5)
+            sh = (
+                ~unit
+                & (np.abs(u - uc - 2.0 * (_SHADOW_DIR @ eu)) < 3.5)
+                & (np.abs(v - vc - 2.0 * (_SHADOW_DIR @ ev)) < 2.5)
+            )
             values[sh & inside] *= 0.7
     else:
         values[ridge] *= 1.1
@@ -579,13 +694,18 @@ def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b
             side = 1 if b.extras["solar"] else -1
             pu = (au < part.hu * 0.62) & (v * side > part.hv * 0.18) & (v * side < part.hv * 0.85)
             grid = (np.mod(u, 5.0) < 0.8) | (np.mod(v, 3.4) < 0.7)
-            values[pu] = np.where(grid[pu][:, None], (70, 78, 96), (34, 42, 66)) * shade[pu][:, None]
+            values[pu] = (
+                np.where(grid[pu][:, None], (70, 78, 96), (34, 42, 66)) * shade[pu][:, None]
+            )
         if "chimney" in b.extras:
             cu, cv = b.extras["chimney"]
             uc, vc = cu * part.hu, cv * part.hv
             ch = (np.abs(u - uc) < 1.8) & (np.abs(v - vc) < 1.8)
-            sh = ~ch & (np.abs(u - uc - 2.5 * (_SHADOW_DIR @ eu)) < 1.8) & \
-                (np.abs(v - vc - 2.5 * (_SHADOW_DIR @ ev)) < 1.8)
+            sh = (
+                ~ch
+                & (np.abs(u - uc - 2.5 * (_SHADOW_DIR @ eu)) < 1.8)
+                & (np.abs(v - vc - 2.5 * (_SHADOW_DIR @ ev)) < 1.8)
+            )
             values[sh] *= 0.6
             values[ch] = (120, 100, 90)
     region = image[y0:y1, x0:x1]
@@ -593,8 +713,13 @@ def _paint_roof(image: np.ndarray, roof: np.ndarray, rng: np.random.Generator, b
     roof[y0:y1, x0:x1] |= inside
 
 
-def _paint_car(image: np.ndarray, rng: np.random.Generator, centre: np.ndarray, direction: np.ndarray,
-               shade: np.ndarray) -> None:
+def _paint_car(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    centre: np.ndarray,
+    direction: np.ndarray,
+    shade: np.ndarray,
+) -> None:
     colour = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.9, 1.05)
     ev = np.array([-direction[1], direction[0]])
     shape = image.shape[:2]
@@ -616,8 +741,14 @@ def _paint_car(image: np.ndarray, rng: np.random.Generator, centre: np.ndarray, 
             region[m] = fill * shade[sl][m][:, None]
 
 
-def _paint_tree(image: np.ndarray, layer: np.ndarray, rng: np.random.Generator, x: float, y: float,
-                radius: float) -> None:
+def _paint_tree(
+    image: np.ndarray,
+    layer: np.ndarray,
+    rng: np.random.Generator,
+    x: float,
+    y: float,
+    radius: float,
+) -> None:
     h, w = layer.shape
     r = int(radius * 1.6) + 2
     x0, x1, y0, y1 = max(int(x) - r, 0), min(int(x) + r, w), max(int(y) - r, 0), min(int(y) + r, h)
@@ -634,7 +765,7 @@ def _paint_tree(image: np.ndarray, layer: np.ndarray, rng: np.random.Generator, 
         bx, by = x + rng.normal(0, spread), y + rng.normal(0, spread)
         br = radius * (0.8 if conifer else rng.uniform(0.5, 0.8))
         d2 = (xx - bx) ** 2 + (yy - by) ** 2
-        d2 *= 1.0 / br ** 2
+        d2 *= 1.0 / br**2
         crown |= d2 <= 1
         np.maximum(height, np.sqrt(np.maximum(1 - d2, 0)) * br, out=height)
     if not crown.any():
@@ -645,7 +776,7 @@ def _paint_tree(image: np.ndarray, layer: np.ndarray, rng: np.random.Generator, 
     else:
         lit = np.full(height.shape, 0.8, np.float32)
     leaves = rng.standard_normal(((y1 - y0 + 1) // 2, (x1 - x0 + 1) // 2)).astype(np.float32)
-    leaves = np.repeat(np.repeat(leaves, 2, 0), 2, 1)[:y1 - y0, :x1 - x0]
+    leaves = np.repeat(np.repeat(leaves, 2, 0), 2, 1)[: y1 - y0, : x1 - x0]
     tint = _TREE_TINTS[rng.integers(len(_TREE_TINTS))] * (0.8 if conifer else rng.uniform(0.9, 1.1))
     shade = lit * (1 + 0.16 * leaves) * (0.75 + 0.25 * np.clip(height / max(radius * 0.5, 1), 0, 1))
     region = image[y0:y1, x0:x1]
@@ -656,12 +787,14 @@ def _paint_tree(image: np.ndarray, layer: np.ndarray, rng: np.random.Generator, 
 def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     h, w = mask.shape
     out = np.zeros_like(mask)
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        mask[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[
+        max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 
 # ---------------------------------------------------------------------------------------- API
+
 
 def _check_size(value: int, what: str) -> int:
     try:
@@ -673,7 +806,9 @@ def _check_size(value: int, what: str) -> int:
     return number
 
 
-def make_scene(size: int = 2048, seed: int = 0, height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_scene(
+    size: int = 2048, seed: int = 0, height: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(image (H, W, 3) uint8 RGB, roof mask (H, W) bool)`` of a procedural suburb.
 
     ``size`` is the width (and the height unless ``height`` is given), in pixels, from 64 to
@@ -686,8 +821,15 @@ def make_scene(size: int = 2048, seed: int = 0, height: int | None = None) -> tu
     var_img = Image.new("L", (width, height), 128)
     lawn_img = Image.new("L", (width, height), 128)
     corridor = Image.new("L", (width, height), 0)
-    scene = _Scene(rng, width, height, ImageDraw.Draw(mat_img), ImageDraw.Draw(var_img),
-                   ImageDraw.Draw(lawn_img), np.zeros((height, width), bool))
+    scene = _Scene(
+        rng,
+        width,
+        height,
+        ImageDraw.Draw(mat_img),
+        ImageDraw.Draw(var_img),
+        ImageDraw.Draw(lawn_img),
+        np.zeros((height, width), bool),
+    )
 
     streets = _streets(rng, width, height)
     cdraw = ImageDraw.Draw(corridor)
@@ -707,7 +849,9 @@ def make_scene(size: int = 2048, seed: int = 0, height: int | None = None) -> tu
             break
         st = streets[int(rng.integers(len(streets)))]
         s = rng.uniform(0, st.length)
-        if scene.visible(st.at(s)[0], -40) and _big_building(scene, st, s, int(rng.choice([-1, 1]))):
+        if scene.visible(st.at(s)[0], -40) and _big_building(
+            scene, st, s, int(rng.choice([-1, 1]))
+        ):
             n_big -= 1
     for st in streets:
         for side in (1, -1):
@@ -726,7 +870,9 @@ def make_scene(size: int = 2048, seed: int = 0, height: int | None = None) -> tu
     for x, y in free_xy:
         if not scene.reserved[int(y), int(x)]:
             for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.3 else 1):
-                scene.trees.append((x + rng.normal(0, 10), y + rng.normal(0, 10), rng.uniform(6, 15)))
+                scene.trees.append(
+                    (x + rng.normal(0, 10), y + rng.normal(0, 10), rng.uniform(6, 15))
+                )
 
     _hedges(scene)
     _roads(scene, streets, "asphalt")
@@ -764,8 +910,10 @@ def make_scene(size: int = 2048, seed: int = 0, height: int | None = None) -> tu
             _paint_tree(image, trees, rng, x, y, r)
     off = _SHADOW_DIR * _TREE_SHADOW
     tree_shadow = _shift(trees, int(round(off[0])), int(round(off[1]))) & ~trees
-    soft = np.asarray(Image.fromarray(tree_shadow.astype(np.uint8) * 255).filter(ImageFilter.BoxBlur(1)),
-                      dtype=np.float32)
+    soft = np.asarray(
+        Image.fromarray(tree_shadow.astype(np.uint8) * 255).filter(ImageFilter.BoxBlur(1)),
+        dtype=np.float32,
+    )
     image *= (1.0 - 0.42 * soft / 255.0)[..., None]
     mask = roof & ~trees
 

@@ -50,11 +50,13 @@ def check_tiling(tile: int, overlap: int, multiple: int) -> None:
     """ConfigError unless ``tile`` and ``overlap`` suit a model whose sides must be multiples of
     ``multiple``."""
     if tile < 32 or tile % multiple:
-        raise ConfigError(f"--tile must be at least 32 and a multiple of {multiple} for this "
-                          f"model, got {tile}")
+        raise ConfigError(
+            f"--tile must be at least 32 and a multiple of {multiple} for this model, got {tile}"
+        )
     if overlap < 0 or overlap > tile // 2 or overlap % 2:
-        raise ConfigError(f"--overlap must be even, from 0 to half the tile ({tile // 2}), "
-                          f"got {overlap}")
+        raise ConfigError(
+            f"--overlap must be even, from 0 to half the tile ({tile // 2}), got {overlap}"
+        )
 
 
 def tile_step(tile: int, overlap: int, multiple: int) -> int:
@@ -81,8 +83,7 @@ def ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
 def pad_mode(height: int, width: int, padded_height: int, padded_width: int) -> str:
     """``np.pad``'s mode for padding an image to the grid: reflect, or edge when a padding is not
     shorter than its side (reflection would run out of pixels)."""
-    return "reflect" if padded_height - height < height and padded_width - width < width \
-        else "edge"
+    return "reflect" if padded_height - height < height and padded_width - width < width else "edge"
 
 
 def pad_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -99,8 +100,13 @@ def padded_index(length: int, padded: int, mode: str) -> np.ndarray:
     return np.pad(np.arange(length), (0, padded - length), mode=mode)
 
 
-def forward(model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool,
-            amp_dtype: torch.dtype | None) -> np.ndarray:
+def forward(
+    model: torch.nn.Module,
+    batch: np.ndarray,
+    device: torch.device,
+    tta: bool,
+    amp_dtype: torch.dtype | None,
+) -> np.ndarray:
     """Probabilities ``(N, H, W)`` for a uint8 batch ``(N, H, W, 3)``; optional flip TTA."""
     x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
@@ -132,28 +138,41 @@ class _TileRowSource:
 
     def pixels(self, y: int) -> np.ndarray:
         """Padded rows ``y .. y + tile`` at the padded width, ``(tile, padded_width, 3)``."""
-        wanted = self.rows[y:y + self.plan.tile]
+        wanted = self.rows[y : y + self.plan.tile]
         lo, hi = int(wanted.min()), int(wanted.max()) + 1
         band = self.read_rows(lo, hi)
         expected = (hi - lo, self.plan.width)
         if band.shape[:2] != expected or band.ndim != 3 or band.shape[2] != 3:
-            raise ValueError(f"row reader returned {band.shape} for rows {lo}..{hi}, expected "
-                             f"{expected + (3,)}")
+            raise ValueError(
+                f"row reader returned {band.shape} for rows {lo}..{hi}, expected {expected + (3,)}"
+            )
         band = band[wanted - lo]
         if self.plan.padded_width != self.plan.width:
-            band = np.pad(band, ((0, 0), (0, self.plan.padded_width - self.plan.width), (0, 0)),
-                          mode=self.mode)
+            band = np.pad(
+                band,
+                ((0, 0), (0, self.plan.padded_width - self.plan.width), (0, 0)),
+                mode=self.mode,
+            )
         return band
 
 
-def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: int, width: int,
-                         device: torch.device, amp_dtype: torch.dtype | None, tile: int = 512,
-                         overlap: int = 64, batch_size: int = 4, tta: bool = False,
-                         should_stop: StopCheck | None = None,
-                         on_progress: ProgressCallback | None = None,
-                         prefetch: bool = True,
-                         engine: TileEngine | None = None,
-                         rows: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def stream_probabilities(
+    model: torch.nn.Module,
+    read_rows: RowReader,
+    height: int,
+    width: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    tta: bool = False,
+    should_stop: StopCheck | None = None,
+    on_progress: ProgressCallback | None = None,
+    prefetch: bool = True,
+    engine: TileEngine | None = None,
+    rows: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row_offset, probabilities)`` strips, top to bottom, that together cover the
     ``height`` x ``width`` image exactly once; each strip is ``(rows, width) float32``.
 
@@ -203,9 +222,9 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
     sum_y = np.zeros(plan.padded_height, np.float32)
     sum_x = np.zeros(plan.padded_width, np.float32)
     for y in ys:
-        sum_y[y:y + tile] += wy[y]
+        sum_y[y : y + tile] += wy[y]
     for x in xs:
-        sum_x[x:x + tile] += wx[x]
+        sum_x[x : x + tile] += wx[x]
     inv_y = np.divide(1.0, sum_y, out=np.zeros_like(sum_y), where=sum_y > 0)
     inv_x = np.divide(1.0, sum_x, out=np.zeros_like(sum_x), where=sum_x > 0)[None, :width]
     source = _TileRowSource(read_rows, plan)
@@ -223,18 +242,18 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
             if y > band_y:  # rows band_y .. y are final: no later tile reaches them
                 yield from _finished(band, band_y, y, height, inv_y, inv_x, first, end)
                 shift = y - band_y
-                band[:tile - shift] = band[shift:]
-                band[tile - shift:] = 0.0
+                band[: tile - shift] = band[shift:]
+                band[tile - shift :] = 0.0
                 band_y = y
             for start in range(0, len(xs), batch_size):
                 check_stop(should_stop, "prediction")
-                chunk = xs[start:start + batch_size]
-                batch = np.stack([pixels[:, x:x + tile] for x in chunk])
+                chunk = xs[start : start + batch_size]
+                batch = np.stack([pixels[:, x : x + tile] for x in chunk])
                 probs = run(batch)
                 for x, prob in zip(chunk, probs, strict=True):
                     prob *= wy[y][:, None]
                     prob *= wx[x][None, :]
-                    band[:, x:x + tile] += prob
+                    band[:, x : x + tile] += prob
                 done += len(chunk)
                 report(on_progress, Progress(done, total, unit="tiles"))
         yield from _finished(band, band_y, band_y + tile, height, inv_y, inv_x, first, end)
@@ -243,23 +262,31 @@ def stream_probabilities(model: torch.nn.Module, read_rows: RowReader, height: i
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _finished(band: np.ndarray, band_y: int, end: int, height: int, inv_y: np.ndarray,
-              inv_x: np.ndarray, first: int = 0,
-              last: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def _finished(
+    band: np.ndarray,
+    band_y: int,
+    end: int,
+    height: int,
+    inv_y: np.ndarray,
+    inv_x: np.ndarray,
+    first: int = 0,
+    last: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """The normalised image rows ``band_y .. min(end, height)`` of ``band`` (none past the
     image's last row), only those within ``first .. last``."""
     end = min(end, height, height if last is None else last)
     start = max(band_y, first)
     if end <= start:
         return
-    out = band[start - band_y:end - band_y, :inv_x.shape[1]].copy()
+    out = band[start - band_y : end - band_y, : inv_x.shape[1]].copy()
     out *= inv_y[start:end, None]
     out *= inv_x
     yield start, out
 
 
-def strip_rows(height: int, width: int, tile: int, overlap: int, multiple: int,
-               parts: int) -> list[tuple[int, int]]:
+def strip_rows(
+    height: int, width: int, tile: int, overlap: int, multiple: int, parts: int
+) -> list[tuple[int, int]]:
     """``parts`` row ranges ``(a, b)`` that cover the image top to bottom, each starting at a row
     of tiles of the grid and holding about as many rows of tiles (empty ranges ``(H, H)`` when
     there are fewer rows of tiles than parts). A range's rows, by :func:`stream_probabilities`

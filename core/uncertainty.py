@@ -24,8 +24,9 @@ def uncertainty(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def image_uncertainty(prob: np.ndarray, labelled: np.ndarray | None = None,
-                      threshold: float = 0.5) -> float:
+def image_uncertainty(
+    prob: np.ndarray, labelled: np.ndarray | None = None, threshold: float = 0.5
+) -> float:
     """The mean uncertainty over the pixels not labelled yet (``labelled``: bool map of the
     painted pixels, None: none). 0.0 when every pixel is labelled."""
     u = uncertainty(prob, threshold)
@@ -39,8 +40,9 @@ def image_uncertainty(prob: np.ndarray, labelled: np.ndarray | None = None,
     return float(u[free].sum(dtype=np.float64) / count) if count else 0.0
 
 
-def label_next_order(scores: Mapping[Hashable, float], keys: Iterable[Hashable] | None = None
-                     ) -> list[Hashable]:
+def label_next_order(
+    scores: Mapping[Hashable, float], keys: Iterable[Hashable] | None = None
+) -> list[Hashable]:
     """Keys by "label next": the highest uncertainty first; ties and keys without a score (at
     the end) keep the order of ``keys`` (default: the mapping's), so the order is stable."""
     keys = list(scores) if keys is None else list(keys)
@@ -70,8 +72,9 @@ class Window:
         return self.x + self.width / 2, self.y + self.height / 2
 
 
-def most_uncertain_window(values: np.ndarray, size: int | tuple[int, int],
-                          labelled: np.ndarray | None = None) -> Window:
+def most_uncertain_window(
+    values: np.ndarray, size: int | tuple[int, int], labelled: np.ndarray | None = None
+) -> Window:
     """The window of ``size`` (a side, or ``(height, width)``; clipped to the map) with the
     highest mean of ``values`` (an uncertainty map), pixels in ``labelled`` counting 0; the
     first such window in row-major order on ties. One integral image: O(H W)."""
@@ -85,12 +88,16 @@ def most_uncertain_window(values: np.ndarray, size: int | tuple[int, int],
     wh, ww = max(1, min(int(wh), h)), max(1, min(int(ww), w))
     integral = np.zeros((h + 1, w + 1), np.float64)
     np.cumsum(np.cumsum(values, axis=0), axis=1, out=integral[1:, 1:])
-    sums = (integral[wh:, ww:] - integral[:-wh, ww:] - integral[wh:, :-ww]
-            + integral[:-wh, :-ww])
+    sums = integral[wh:, ww:] - integral[:-wh, ww:] - integral[wh:, :-ww] + integral[:-wh, :-ww]
     best = int(np.argmax(sums))
     y, x = divmod(best, sums.shape[1])
     return Window(int(x), int(y), ww, wh, float(sums[y, x] / (wh * ww)))
 
 
-__all__ = ["Window", "image_uncertainty", "label_next_order", "most_uncertain_window",
-           "uncertainty"]
+__all__ = [
+    "Window",
+    "image_uncertainty",
+    "label_next_order",
+    "most_uncertain_window",
+    "uncertainty",
+]

@@ -47,9 +47,13 @@ class LiveWeights:
     arch_params: dict = field(default_factory=dict)
 
 
-def live_weights_hook(config: Any, emit: Callable[[Any], None], enabled: Callable[[], bool],
-                      interval: float = LIVE_INTERVAL_S,
-                      clock: Callable[[], float] = time.monotonic):
+def live_weights_hook(
+    config: Any,
+    emit: Callable[[Any], None],
+    enabled: Callable[[], bool],
+    interval: float = LIVE_INTERVAL_S,
+    clock: Callable[[], float] = time.monotonic,
+):
     """An ``on_weights(epoch, state)`` for ``train()`` that passes :class:`LiveWeights` to
     ``emit`` (the worker's progress channel) when ``enabled()`` and at least ``interval`` s
     after the previous one (the first epoch always passes)."""
@@ -100,14 +104,24 @@ class ActiveLearning(QObject):
         self.previews = 0
 
         self.label_next_action = make_action(
-            self, window, "Sort by &label next", ["N"], "label-next",
+            self,
+            window,
+            "Sort by &label next",
+            ["N"],
+            "label-next",
             "Sort the images by how much the model doubts their unlabelled pixels (after "
-            "Predict split): label the first ones next")
+            "Predict split): label the first ones next",
+        )
         self.label_next_action.setProperty("shortcutGroup", "Browse")
         self.label_next_action.triggered.connect(lambda _c=False: self.sort_label_next())
         self.jump_action = make_action(
-            self, window, "&Jump to doubt", ["J"], "jump-doubt",
-            "Zoom to the region of this image where the model doubts most: paint strokes there")
+            self,
+            window,
+            "&Jump to doubt",
+            ["J"],
+            "jump-doubt",
+            "Zoom to the region of this image where the model doubts most: paint strokes there",
+        )
         self.jump_action.setProperty("shortcutGroup", "View")
         self.jump_action.triggered.connect(lambda _c=False: self.jump_to_doubt())
         training = getattr(window, "training", None)
@@ -123,8 +137,11 @@ class ActiveLearning(QObject):
         from core.scribbles import read_scribble
 
         current = self.annotation.sample
-        if current is not None and sample_key(current) == sample_key(sample) \
-                and self.annotation.strokes is not None:
+        if (
+            current is not None
+            and sample_key(current) == sample_key(sample)
+            and self.annotation.strokes is not None
+        ):
             return self.annotation.strokes.labelled
         path = getattr(sample, "scribble_path", None)
         if path is None or not Path(path).is_file():
@@ -149,21 +166,25 @@ class ActiveLearning(QObject):
             if self.browser.model.label_state(key) == "labelled":
                 scores[key] = 0.0
                 continue
-            scores[key] = image_uncertainty(prob, self._labelled_pixels(sample, prob.shape),
-                                            min(max(threshold, 0.01), 0.99))
+            scores[key] = image_uncertainty(
+                prob, self._labelled_pixels(sample, prob.shape), min(max(threshold, 0.01), 0.99)
+            )
         return scores
 
     def sort_label_next(self) -> dict:
         scores = self.doubt_scores()
         if not scores:
-            self.status_message.emit("No predictions yet: predict the split first "
-                                     "(Prediction > Predict split), then sort by label next.")
+            self.status_message.emit(
+                "No predictions yet: predict the split first "
+                "(Prediction > Predict split), then sort by label next."
+            )
             return scores
         self.browser.model.clear_doubt()
         self.browser.set_doubt(scores)
         self.browser.sort_label_next()
-        self.status_message.emit(f"Sorted {len(scores)} predicted image(s) by label next: the "
-                                 "most doubtful first.")
+        self.status_message.emit(
+            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first."
+        )
         return scores
 
     # ------------------------------------------------------------------ jump
@@ -173,8 +194,10 @@ class ActiveLearning(QObject):
 
         image, prob = self.canvas.image(), self.canvas.probability()
         if image is None or prob is None or prob.shape != image.shape[:2]:
-            self.status_message.emit("No prediction on this image: predict it first "
-                                     "(Ctrl+Return) or train with Live preview on.")
+            self.status_message.emit(
+                "No prediction on this image: predict it first "
+                "(Ctrl+Return) or train with Live preview on."
+            )
             return None
         threshold = min(max(self.canvas.state.threshold, 0.01), 0.99)
         short = min(image.shape[:2])
@@ -186,8 +209,10 @@ class ActiveLearning(QObject):
         factor = 0.9 * min(view.width() / window.width, view.height() / window.height)
         self.canvas.set_zoom(max(factor, 0.05))
         self.canvas.centerOn(QPointF(*window.centre))
-        self.status_message.emit(f"The model doubts most here (mean uncertainty "
-                                 f"{window.mean:.2f}): paint roof or background strokes.")
+        self.status_message.emit(
+            f"The model doubts most here (mean uncertainty "
+            f"{window.mean:.2f}): paint roof or background strokes."
+        )
         return window
 
     # ------------------------------------------------------------------ live preview
@@ -212,14 +237,19 @@ class ActiveLearning(QObject):
 
         def finished(prob):
             current = self.annotation.sample
-            if current is None or sample_key(current) != key or self.canvas.image() is None \
-                    or self.canvas.image().shape[:2] != prob.shape:
+            if (
+                current is None
+                or sample_key(current) != key
+                or self.canvas.image() is None
+                or self.canvas.image().shape[:2] != prob.shape
+            ):
                 return
             self.canvas.set_probability(prob)
             self.previews += 1
             self.preview_shown.emit(weights.epoch)
-            self.status_message.emit(f"Live preview: {current.name} predicted with the weights "
-                                     f"of epoch {weights.epoch}")
+            self.status_message.emit(
+                f"Live preview: {current.name} predicted with the weights of epoch {weights.epoch}"
+            )
 
         def failed(exc):
             log.warning("live preview failed: %s", exc)
@@ -230,8 +260,9 @@ class ActiveLearning(QObject):
             if self._pending is not None:
                 self._start_preview()
 
-        self._task = self.runner.start(work, on_finished=finished, on_failed=failed,
-                                       on_done=done, name="live-preview")
+        self._task = self.runner.start(
+            work, on_finished=finished, on_failed=failed, on_done=done, name="live-preview"
+        )
 
     def is_busy(self) -> bool:
         return self._task is not None

@@ -98,7 +98,7 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
     """
 
     dirty_changed = Signal(bool)
-    label_saved = Signal(object, object)   # sample, label path
+    label_saved = Signal(object, object)  # sample, label path
     strokes_saved = Signal(object, object)  # sample, stroke file
     status_message = Signal(str)
     tool_changed = Signal(str)
@@ -121,8 +121,9 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         self._recovered_revision: int | None = None
         self._last_dirty = False
 
-        self.brush_size = min(MAX_BRUSH, max(MIN_BRUSH, cfg.get_int(settings, "annotate/brush_size",
-                                                                    DEFAULT_BRUSH)))
+        self.brush_size = min(
+            MAX_BRUSH, max(MIN_BRUSH, cfg.get_int(settings, "annotate/brush_size", DEFAULT_BRUSH))
+        )
         self._init_input(canvas)
         self._init_strokes()
         actions = AnnotationActions(self, window)
@@ -147,8 +148,14 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         return [*self.tool_actions.values()]
 
     def edit_actions(self) -> list[QAction]:
-        return [self.undo_action, self.redo_action, self.save_action, self.accept_all_action,
-                self.smaller_action, self.bigger_action]
+        return [
+            self.undo_action,
+            self.redo_action,
+            self.save_action,
+            self.accept_all_action,
+            self.smaller_action,
+            self.bigger_action,
+        ]
 
     # ------------------------------------------------------------------ tool state
     def set_tool(self, name: str) -> None:
@@ -191,8 +198,13 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
     def label_path_of(self, sample: Any) -> Path:
         return label_path_of(self.root, sample)
 
-    def set_sample(self, sample: Any, shape: tuple[int, int] | None = None,
-                   mask: np.ndarray | None = None, label_error: str | None = None) -> None:
+    def set_sample(
+        self,
+        sample: Any,
+        shape: tuple[int, int] | None = None,
+        mask: np.ndarray | None = None,
+        label_error: str | None = None,
+    ) -> None:
         """The canvas now shows ``sample`` (image of ``shape``) with its label ``mask``.
 
         ``mask`` is ``None`` when the image has no label yet (the first edit creates it) or when
@@ -206,8 +218,12 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         self._shape = tuple(shape) if shape is not None else None
         self._label_error = label_error
         # only a label that does not exist yet may create its folder when saved
-        self._label_is_new = (mask is None and label_error is None and self.label_path is not None
-                              and not self.label_path.exists())
+        self._label_is_new = (
+            mask is None
+            and label_error is None
+            and self.label_path is not None
+            and not self.label_path.exists()
+        )
         editor = None
         if sample is not None and self._shape is not None:
             pending = self._pending.pop(label_key(self.label_path), None)
@@ -219,7 +235,8 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
                 self.status_message.emit(f"Restored unsaved edits of {sample.split}/{sample.name}")
             elif pending is not None:
                 self.status_message.emit(
-                    f"Recovered edits of {sample.name} do not match its size; kept on disk")
+                    f"Recovered edits of {sample.name} do not match its size; kept on disk"
+                )
             if editor is None and mask is not None:
                 # (also when a recovered copy did not fit: edit the label on disk, never an
                 # empty mask that a save would write over it)
@@ -249,8 +266,10 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
             self.status_message.emit("Open an image first.")
             return None
         if self._label_error is not None:
-            self.status_message.emit(f"Cannot edit: the label could not be read "
-                                     f"({self._label_error}). Fix or remove the file first.")
+            self.status_message.emit(
+                f"Cannot edit: the label could not be read "
+                f"({self._label_error}). Fix or remove the file first."
+            )
             return None
         self.editor = MaskEditor(None, self._shape, path=self.label_path)
         self._show_label()
@@ -258,13 +277,17 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
 
     # ------------------------------------------------------------------ state
     def has_unsaved(self) -> bool:
-        return (self.editor is not None and self.editor.dirty) or \
-            (self.strokes is not None and self.strokes.dirty)
+        return (self.editor is not None and self.editor.dirty) or (
+            self.strokes is not None and self.strokes.dirty
+        )
 
     def _history_editor(self):
         """The editor undo / redo step: the active layer's, else the other one."""
-        first, second = (self.strokes, self.editor) if self.active_layer == "strokes" \
+        first, second = (
+            (self.strokes, self.editor)
+            if self.active_layer == "strokes"
             else (self.editor, self.strokes)
+        )
         return first if first is not None else second
 
     def _changed(self, region: Region | None) -> None:
@@ -292,8 +315,11 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
             self.dirty_changed.emit(dirty)
         if editor is not None and not editor.dirty and self._recovery_file is not None:
             self._delete_recovery()  # back at the saved state (undo): nothing to recover
-        if self.strokes is not None and not self.strokes.dirty \
-                and self._stroke_recovery_file is not None:
+        if (
+            self.strokes is not None
+            and not self.strokes.dirty
+            and self._stroke_recovery_file is not None
+        ):
             self._delete_stroke_recovery()
 
     # ------------------------------------------------------------------ fill
@@ -322,8 +348,10 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
     def _shown_prediction(self) -> np.ndarray | None:
         prediction = self.canvas.displayed_mask()
         if prediction is None:
-            self.status_message.emit("No prediction for this image yet: predict it first "
-                                     "(Prediction > Predict current image).")
+            self.status_message.emit(
+                "No prediction for this image yet: predict it first "
+                "(Prediction > Predict current image)."
+            )
         return prediction
 
     def accept_roof(self, x: float, y: float) -> Region | None:
@@ -362,7 +390,8 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
             self.status_message.emit(
                 "Accepted the prediction as the label"
                 + (", the strokes winning where they disagree" if strokes else "")
-                + " (Ctrl+Z undoes; Ctrl+S saves the label).")
+                + " (Ctrl+Z undoes; Ctrl+S saves the label)."
+            )
         return region
 
     # ------------------------------------------------------------------ history
@@ -462,14 +491,19 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         editor = self.editor
         if editor is None or not editor.dirty or self.label_path is None:
             return None
-        if editor.revision == self._recovered_revision and self._recovery_file is not None \
-                and self._recovery_file.exists():
+        if (
+            editor.revision == self._recovered_revision
+            and self._recovery_file is not None
+            and self._recovery_file.exists()
+        ):
             return None
         target = recovery_path_for(recovery_dir(), self.label_path)
-        meta = {"dataset": str(self.root) if self.root else None,
-                "split": getattr(self.sample, "split", None),
-                "name": getattr(self.sample, "name", None),
-                "image_path": str(getattr(self.sample, "image_path", ""))}
+        meta = {
+            "dataset": str(self.root) if self.root else None,
+            "split": getattr(self.sample, "split", None),
+            "name": getattr(self.sample, "name", None),
+            "image_path": str(getattr(self.sample, "image_path", "")),
+        }
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             editor.save_recovery(target, meta)
@@ -484,8 +518,12 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         return target
 
     def _delete_recovery(self) -> None:
-        for file in {self._recovery_file, recovery_path_for(recovery_dir(), self.label_path)
-                     if self.label_path is not None else None} - {None}:
+        for file in {
+            self._recovery_file,
+            recovery_path_for(recovery_dir(), self.label_path)
+            if self.label_path is not None
+            else None,
+        } - {None}:
             try:
                 file.unlink(missing_ok=True)
             except OSError as exc:
@@ -498,10 +536,13 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
         if self.root is None:
             return []
         editing = {label_key(p) for p in (self.label_path, self.stroke_path) if p is not None}
-        entries = [e for e in find_recovery(recovery_dir(), self.root, samples)
-                   if label_key(e.label_path) not in self._pending
-                   and label_key(e.label_path) not in self._stroke_pending
-                   and not (label_key(e.label_path) in editing and self.has_unsaved())]
+        entries = [
+            e
+            for e in find_recovery(recovery_dir(), self.root, samples)
+            if label_key(e.label_path) not in self._pending
+            and label_key(e.label_path) not in self._stroke_pending
+            and not (label_key(e.label_path) in editing and self.has_unsaved())
+        ]
         if not entries:
             return []
         answer = dialogs.ask_restore_recovery(self.window, entries)
@@ -526,11 +567,19 @@ class AnnotationController(StrokeSupport, CanvasInput, QObject):
             self._pending[label_key(entry.label_path)] = _Pending(editor, entry.file)
             restored.append(entry.sample)
         current = self.sample
-        if current is not None and self.stroke_path is not None \
-                and label_key(self.stroke_path) in self._stroke_pending and self._shape is not None:
+        if (
+            current is not None
+            and self.stroke_path is not None
+            and label_key(self.stroke_path) in self._stroke_pending
+            and self._shape is not None
+        ):
             self._load_strokes(current)
-        if current is not None and self.label_path is not None \
-                and label_key(self.label_path) in self._pending and self._shape is not None:
+        if (
+            current is not None
+            and self.label_path is not None
+            and label_key(self.label_path) in self._pending
+            and self._shape is not None
+        ):
             # the label on the canvas (saved: entries with unsaved edits are not offered) stays
             # what is edited if the recovered copy does not fit the image
             on_disk = self.editor.mask.copy() if self.editor is not None else None

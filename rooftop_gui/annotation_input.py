@@ -97,8 +97,9 @@ class CanvasInput:
 
     def _painting(self) -> bool:
         """Whether a stroke (of the label or of the strokes) is open."""
-        return (self.editor is not None and self.editor.in_stroke) or \
-            (self.strokes is not None and self.strokes.in_stroke)
+        return (self.editor is not None and self.editor.in_stroke) or (
+            self.strokes is not None and self.strokes.in_stroke
+        )
 
     def _released(self, _x: float, _y: float, button: Any) -> None:
         editor = self.editor
@@ -131,8 +132,9 @@ class CanvasInput:
         painting = self.tool in PAINT_TOOLS or self.tool in STROKE_TOOLS
         if painting and pointer is not None and self.canvas.image() is not None:
             erase = self.tool in ("eraser", "unlabel")
-            self._outline.show_at(pointer.x(), pointer.y(), max(self.radius, 0.5),
-                                  erase=erase != self._erase_hint)
+            self._outline.show_at(
+                pointer.x(), pointer.y(), max(self.radius, 0.5), erase=erase != self._erase_hint
+            )
         else:
             self._outline.hide()
         if self.tool == "polygon":

@@ -45,8 +45,10 @@ class BrushOutline:
     def __init__(self, canvas: ImageCanvas) -> None:
         self.dark = Circle()
         self.light = Circle()
-        for item, color, width, z in ((self.dark, QColor(0, 0, 0, 170), 3.0, 100),
-                                      (self.light, QColor(255, 255, 255), 1.2, 101)):
+        for item, color, width, z in (
+            (self.dark, QColor(0, 0, 0, 170), 3.0, 100),
+            (self.light, QColor(255, 255, 255), 1.2, 101),
+        ):
             pen = QPen(color, width)
             pen.setCosmetic(True)
             item.setPen(pen)

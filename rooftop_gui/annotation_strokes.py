@@ -88,8 +88,10 @@ class StrokeSupport:
             self.status_message.emit("Open an image first.")
             return None
         if self._strokes_error is not None:
-            self.status_message.emit(f"Cannot paint strokes: the stroke file could not be read "
-                                     f"({self._strokes_error}). Fix or remove it first.")
+            self.status_message.emit(
+                f"Cannot paint strokes: the stroke file could not be read "
+                f"({self._strokes_error}). Fix or remove it first."
+            )
             return None
         self.strokes = StrokeEditor(None, self._shape, path=self.stroke_path)
         self.layers.set_strokes(self.strokes.codes)
@@ -153,15 +155,21 @@ class StrokeSupport:
         strokes = self.strokes
         if strokes is None or not strokes.dirty or self.stroke_path is None:
             return None
-        if strokes.revision == self._stroke_recovered_revision \
-                and self._stroke_recovery_file is not None and self._stroke_recovery_file.exists():
+        if (
+            strokes.revision == self._stroke_recovered_revision
+            and self._stroke_recovery_file is not None
+            and self._stroke_recovery_file.exists()
+        ):
             return None
         from rooftop_gui.annotation import recovery_dir
 
         target = recovery_path_for(recovery_dir(), self.stroke_path)
-        meta = {"dataset": str(self.root) if self.root else None, "kind": "strokes",
-                "split": getattr(self.sample, "split", None),
-                "name": getattr(self.sample, "name", None)}
+        meta = {
+            "dataset": str(self.root) if self.root else None,
+            "kind": "strokes",
+            "split": getattr(self.sample, "split", None),
+            "name": getattr(self.sample, "name", None),
+        }
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             strokes.save_recovery(target, meta)
@@ -211,15 +219,19 @@ class StrokeSupport:
             prob = None
         region = smart_select(image, x - 0.5, y - 0.5, prob)
         if region is None:
-            self.status_message.emit("No roof outline found there (the region ran into the "
-                                     "ground): click inside a roof, or use the polygon tool.")
+            self.status_message.emit(
+                "No roof outline found there (the region ran into the "
+                "ground): click inside a roof, or use the polygon tool."
+            )
             return self._proposal
         if add and self._proposal is not None:
             region = region | self._proposal
         self._proposal = region
         self.layers.set_proposal(region)
-        self.status_message.emit(f"Proposed roof of {int(region.sum()):,} px: Enter adds it to "
-                                 "the label, Shift+click grows it, Esc drops it.")
+        self.status_message.emit(
+            f"Proposed roof of {int(region.sum()):,} px: Enter adds it to "
+            "the label, Shift+click grows it, Esc drops it."
+        )
         return region
 
     def proposal(self) -> np.ndarray | None:

@@ -23,11 +23,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="rooftop-studio",
         description="Rooftop Studio: browse a roof dataset, train a model, see and export its "
-                    "predictions. With no DATASET it opens the last one, or the demo.")
-    parser.add_argument("dataset", nargs="?", type=Path,
-                        help="dataset folder (train/ and test/, each with data/ and label/), or "
-                             "an orthophoto (a GeoTIFF, COG, JPEG 2000 or VRT of any size: shown "
-                             "by tiles), or an image file")
+        "predictions. With no DATASET it opens the last one, or the demo.",
+    )
+    parser.add_argument(
+        "dataset",
+        nargs="?",
+        type=Path,
+        help="dataset folder (train/ and test/, each with data/ and label/), or "
+        "an orthophoto (a GeoTIFF, COG, JPEG 2000 or VRT of any size: shown "
+        "by tiles), or an image file",
+    )
     return parser.parse_known_args(argv)
 
 
@@ -53,8 +58,9 @@ def collect_garbage_in_gui_thread() -> None:
 
 
 def create_app(qt_args: list[str] | None = None) -> QApplication:
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "rooftop-studio",
-                                                   *(qt_args or [])])
+    app = QApplication.instance() or QApplication(
+        [sys.argv[0] if sys.argv else "rooftop-studio", *(qt_args or [])]
+    )
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORG_NAME)
     app.setApplicationDisplayName(APP_NAME)
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
             return 2
     QApplication.setHighDpiScaleFactorRoundingPolicy(
-        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+    )
     app = create_app(qt_args)
     from rooftop_gui.main_window import MainWindow
 

@@ -52,8 +52,9 @@ def sample_key(sample: Any) -> Key:
 
 
 #: Pillow modes of 8-bit samples, thumbnailed by Pillow directly (fast: JPEG draft mode).
-_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
-                              "LAB", "HSV"})
+_EIGHT_BIT_MODES = frozenset(
+    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+)
 
 
 def _make_thumbnail(path: Path, size: int):
@@ -74,8 +75,10 @@ def _make_thumbnail(path: Path, size: int):
         with Image.open(path) as im:
             width, height = im.size  # from the header: refuse a bomb before decoding
             if width * height > MAX_PIXELS:
-                raise ValueError(f"image is {width} x {height} pixels, more than the "
-                                 f"{MAX_PIXELS:,} we decode (a decompression-bomb guard)")
+                raise ValueError(
+                    f"image is {width} x {height} pixels, more than the "
+                    f"{MAX_PIXELS:,} we decode (a decompression-bomb guard)"
+                )
             if im.mode in _EIGHT_BIT_MODES:
                 im.draft("RGB", (size * 2, size * 2))
                 im.thumbnail((size, size))
@@ -94,8 +97,13 @@ class ThumbnailLoader(QObject):
 
     ready = Signal(object)  # the path whose thumbnail (or error) is now available
 
-    def __init__(self, runner: TaskRunner, size: int = THUMB, cache_size: int = 6000,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        runner: TaskRunner,
+        size: int = THUMB,
+        cache_size: int = 6000,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._runner = runner
         self._size = size
@@ -129,8 +137,9 @@ class ThumbnailLoader(QObject):
             self._queue.append(path)
             self._queued = set(self._queue)
         if self._task is None:
-            self._task = self._runner.start(self._work, on_progress=self._on_result,
-                                            on_done=self._on_done, name="thumbnails")
+            self._task = self._runner.start(
+                self._work, on_progress=self._on_result, on_done=self._on_done, name="thumbnails"
+            )
 
     def clear(self) -> None:
         with self._lock:
@@ -179,8 +188,9 @@ class ThumbnailLoader(QObject):
         with self._lock:
             more = bool(self._queue)
         if more and not self._closed:
-            self._task = self._runner.start(self._work, on_progress=self._on_result,
-                                            on_done=self._on_done, name="thumbnails")
+            self._task = self._runner.start(
+                self._work, on_progress=self._on_result, on_done=self._on_done, name="thumbnails"
+            )
 
 
 class SampleTableModel(QAbstractTableModel):
@@ -211,10 +221,15 @@ class SampleTableModel(QAbstractTableModel):
         self._samples = list(samples)
         self._row_of = {sample_key(s): i for i, s in enumerate(self._samples)}
         self._row_of_path = {Path(s.image_path): i for i, s in enumerate(self._samples)}
-        self._label = {sample_key(s): s.label_path is not None and Path(s.label_path).exists()
-                       for s in self._samples}
-        self._strokes = {sample_key(s): getattr(s, "scribble_path", None) is not None
-                         and Path(s.scribble_path).exists() for s in self._samples}
+        self._label = {
+            sample_key(s): s.label_path is not None and Path(s.label_path).exists()
+            for s in self._samples
+        }
+        self._strokes = {
+            sample_key(s): getattr(s, "scribble_path", None) is not None
+            and Path(s.scribble_path).exists()
+            for s in self._samples
+        }
         self._iou = {}
         self._doubt, self._doubt_rank = {}, {}
         self.endResetModel()
@@ -237,15 +252,21 @@ class SampleTableModel(QAbstractTableModel):
     def clear_iou(self, keys: Iterable[Key] | None = None) -> None:
         """Forget the IoU of every image, or of ``keys`` only (their scores went stale)."""
         if keys is not None:
-            rows = [self._row_of[k] for k in keys
-                    if self._iou.pop(k, None) is not None and k in self._row_of]
+            rows = [
+                self._row_of[k]
+                for k in keys
+                if self._iou.pop(k, None) is not None and k in self._row_of
+            ]
             if rows:
-                self.dataChanged.emit(self.index(min(rows), self.IOU),
-                                      self.index(max(rows), self.IOU))
+                self.dataChanged.emit(
+                    self.index(min(rows), self.IOU), self.index(max(rows), self.IOU)
+                )
             return
         self._iou.clear()
         if self._samples:
-            self.dataChanged.emit(self.index(0, self.IOU), self.index(len(self._samples) - 1, self.IOU))
+            self.dataChanged.emit(
+                self.index(0, self.IOU), self.index(len(self._samples) - 1, self.IOU)
+            )
 
     def iou(self, key: Key) -> float | None:
         return self._iou.get(key)
@@ -268,7 +289,7 @@ class SampleTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(row, self.LABEL), self.index(row, self.LABEL))
 
     def label_state(self, key: Key) -> str:
-        """"labelled", "partly labelled" (strokes only) or "unlabelled"."""
+        """ "labelled", "partly labelled" (strokes only) or "unlabelled"."""
         if self._label.get(key):
             return "labelled"
         return "partly labelled" if self._strokes.get(key) else "unlabelled"
@@ -278,12 +299,14 @@ class SampleTableModel(QAbstractTableModel):
         from core.uncertainty import label_next_order
 
         self._doubt.update(scores)
-        order = label_next_order(self._doubt, [k for k in map(sample_key, self._samples)
-                                               if k in self._doubt])
+        order = label_next_order(
+            self._doubt, [k for k in map(sample_key, self._samples) if k in self._doubt]
+        )
         self._doubt_rank = {key: rank for rank, key in enumerate(order)}
         if self._samples:
-            self.dataChanged.emit(self.index(0, self.DOUBT),
-                                  self.index(len(self._samples) - 1, self.DOUBT))
+            self.dataChanged.emit(
+                self.index(0, self.DOUBT), self.index(len(self._samples) - 1, self.DOUBT)
+            )
 
     def clear_doubt(self) -> None:
         self._doubt.clear()
@@ -305,17 +328,24 @@ class SampleTableModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(self.COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self,
+        section: int,
+        orientation: Qt.Orientation,  # noqa: N802
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return ("Image file name", "Train or test split",
-                    "✓ a label mask exists, ◐ strokes only (partly labelled), — none",
-                    "Intersection over union of the prediction with the label "
-                    "(after Predict split); sort ascending for the worst first",
-                    "How much the model doubts the unlabelled pixels (mean uncertainty, after "
-                    "Predict split); Sort by label next (N) puts the most doubtful first")[section]
+            return (
+                "Image file name",
+                "Train or test split",
+                "✓ a label mask exists, ◐ strokes only (partly labelled), — none",
+                "Intersection over union of the prediction with the label "
+                "(after Predict split); sort ascending for the worst first",
+                "How much the model doubts the unlabelled pixels (mean uncertainty, after "
+                "Predict split); Sort by label next (N) puts the most doubtful first",
+            )[section]
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -334,7 +364,8 @@ class SampleTableModel(QAbstractTableModel):
             if col == self.LABEL:
                 state = self.label_state(key)
                 return {"labelled": self.LABELLED, "partly labelled": self.PARTLY}.get(
-                    state, self.UNLABELLED_TEXT)
+                    state, self.UNLABELLED_TEXT
+                )
             if col == self.IOU:
                 value = self._iou.get(key)
                 return "" if value is None else f"{value:.3f}"
@@ -370,12 +401,19 @@ class SampleTableModel(QAbstractTableModel):
         elif role == Qt.ItemDataRole.ForegroundRole:
             if col == self.IOU and key in self._iou:
                 value = self._iou[key]
-                return QColor(235, 95, 85) if value < 0.5 else (
-                    QColor(240, 190, 70) if value < 0.75 else QColor(110, 200, 120))
+                return (
+                    QColor(235, 95, 85)
+                    if value < 0.5
+                    else (QColor(240, 190, 70) if value < 0.75 else QColor(110, 200, 120))
+                )
             if col == self.LABEL and not self._label.get(key):
                 return QColor(140, 140, 140)
-        elif role == Qt.ItemDataRole.TextAlignmentRole and col in (self.LABEL, self.IOU, self.SPLIT,
-                                                                   self.DOUBT):
+        elif role == Qt.ItemDataRole.TextAlignmentRole and col in (
+            self.LABEL,
+            self.IOU,
+            self.SPLIT,
+            self.DOUBT,
+        ):
             return int(Qt.AlignmentFlag.AlignCenter)
         return None
 
@@ -450,8 +488,12 @@ class DatasetBrowser(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(SampleTableModel.NAME, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((SampleTableModel.SPLIT, 52), (SampleTableModel.LABEL, 48),
-                           (SampleTableModel.IOU, 58), (SampleTableModel.DOUBT, 54)):
+        for col, width in (
+            (SampleTableModel.SPLIT, 52),
+            (SampleTableModel.LABEL, 48),
+            (SampleTableModel.IOU, 58),
+            (SampleTableModel.DOUBT, 54),
+        ):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(col, width)
         header.setHighlightSections(False)
@@ -468,7 +510,8 @@ class DatasetBrowser(QWidget):
         layout.addWidget(self.view, 1)
 
         self.split_box.currentIndexChanged.connect(
-            lambda _i: self.proxy.set_split(self.split_box.currentData()))
+            lambda _i: self.proxy.set_split(self.split_box.currentData())
+        )
         self.filter_edit.textChanged.connect(self.proxy.set_text)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)
 
@@ -492,10 +535,15 @@ class DatasetBrowser(QWidget):
         if self.dataset is None:
             return
         labelled = sum(1 for s in self.model.samples() if self.model._label.get(sample_key(s)))
-        partly = sum(1 for s in self.model.samples()
-                     if self.model.label_state(sample_key(s)) == "partly labelled")
-        text = (f"{len(self.dataset.train):,} train · {len(self.dataset.test):,} test · "
-                f"{labelled:,} labelled")
+        partly = sum(
+            1
+            for s in self.model.samples()
+            if self.model.label_state(sample_key(s)) == "partly labelled"
+        )
+        text = (
+            f"{len(self.dataset.train):,} train · {len(self.dataset.test):,} test · "
+            f"{labelled:,} labelled"
+        )
         if partly:
             text += f" · {partly:,} partly labelled"
         orphans = getattr(self.dataset, "orphan_labels", None) or []
@@ -516,8 +564,11 @@ class DatasetBrowser(QWidget):
         key = sample_key(sample)
         row = self.model.row_of(key)
         updated = sample
-        if row is not None and getattr(sample, "label_path", None) != Path(label_path) \
-                and dataclasses.is_dataclass(sample):
+        if (
+            row is not None
+            and getattr(sample, "label_path", None) != Path(label_path)
+            and dataclasses.is_dataclass(sample)
+        ):
             try:
                 updated = dataclasses.replace(sample, label_path=Path(label_path))
             except (TypeError, ValueError):
@@ -577,8 +628,10 @@ class DatasetBrowser(QWidget):
     def _select_proxy_row(self, row: int) -> None:
         index = self.proxy.index(row, 0)
         self.view.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows)
+            index,
+            QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows,
+        )
         self.view.scrollTo(index)
 
     def sort_worst_first(self) -> None:
@@ -597,8 +650,11 @@ class DatasetBrowser(QWidget):
         key = sample_key(sample)
         row = self.model.row_of(key)
         updated = sample
-        if row is not None and dataclasses.is_dataclass(sample) and \
-                getattr(sample, "scribble_path", None) != Path(stroke_path):
+        if (
+            row is not None
+            and dataclasses.is_dataclass(sample)
+            and getattr(sample, "scribble_path", None) != Path(stroke_path)
+        ):
             try:
                 updated = dataclasses.replace(sample, scribble_path=Path(stroke_path))
             except (TypeError, ValueError):

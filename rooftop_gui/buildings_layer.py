@@ -45,8 +45,9 @@ def building_rings(buildings: Any, transform: Any = None) -> list[np.ndarray]:
                 xy = np.asarray(shapely.get_coordinates(ring), np.float64)
                 if inverse is not None and len(xy):
                     a, b, c, d, e, f = inverse[:6]
-                    xy = np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,
-                                          d * xy[:, 0] + e * xy[:, 1] + f])
+                    xy = np.column_stack(
+                        [a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f]
+                    )
                 rings.append(xy)
     return rings
 
@@ -103,14 +104,19 @@ class BuildingOutlineItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
         return self._bounds
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         if not self._polygons:
             return
         r = option.exposedRect
         boxes = self._boxes
-        hits = np.flatnonzero((boxes[:, 2] >= r.left()) & (boxes[:, 0] <= r.right())
-                              & (boxes[:, 3] >= r.top()) & (boxes[:, 1] <= r.bottom()))
+        hits = np.flatnonzero(
+            (boxes[:, 2] >= r.left())
+            & (boxes[:, 0] <= r.right())
+            & (boxes[:, 3] >= r.top())
+            & (boxes[:, 1] <= r.bottom())
+        )
         if not len(hits):
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, len(hits) < 5000)

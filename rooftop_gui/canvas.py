@@ -98,8 +98,8 @@ class IndexedLayerItem(QGraphicsItem):
         super().__init__()
         self._table = table
         self._outline = int(outline)
-        self._lut: np.ndarray | None = None    # code -> ARGB32 premultiplied pixel (uint32)
-        self._image = QImage()                 # what paint() draws
+        self._lut: np.ndarray | None = None  # code -> ARGB32 premultiplied pixel (uint32)
+        self._image = QImage()  # what paint() draws
         self._pixels: np.ndarray | None = None  # writable (H, W) uint32 view of _image
         self._bounds = QRectF()  # the image's rectangle (Qt asks for it many times per repaint)
         self._codes: np.ndarray | None = None
@@ -168,12 +168,14 @@ class IndexedLayerItem(QGraphicsItem):
         if self._pixels is None:  # (bits() detaches the image: the view is ours alone)
             image = self._image
             self._pixels = np.frombuffer(image.bits(), np.uint32).reshape(
-                image.height(), image.bytesPerLine() // 4)[:, :image.width()]
+                image.height(), image.bytesPerLine() // 4
+            )[:, : image.width()]
         rows = slice(rect.top(), rect.bottom() + 1)
         cols = slice(rect.left(), rect.right() + 1)
         if self._outline > 0:
-            drawn = overlays.outline_region(codes, rect.left(), rect.top(), rect.right() + 1,
-                                            rect.bottom() + 1, self._outline)
+            drawn = overlays.outline_region(
+                codes, rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1, self._outline
+            )
         else:
             drawn = codes[rows, cols]
         self._pixels[rows, cols] = self._lut[drawn]
@@ -190,8 +192,9 @@ class IndexedLayerItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
         return self._bounds
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         if self._image.isNull():
             return
         exposed = option.exposedRect.intersected(self._bounds)
@@ -223,15 +226,17 @@ class ImageCanvas(QGraphicsView):
     """Zoomable, pannable view of one image and its overlays. See the module docstring."""
 
     # Intent signals, all in image pixel coordinates (floats; pixel (i, j) spans [i, i + 1)).
-    mouse_pressed_image = Signal(float, float, object)   # x, y, Qt.MouseButtons
+    mouse_pressed_image = Signal(float, float, object)  # x, y, Qt.MouseButtons
     mouse_moved_image = Signal(float, float, object)
     mouse_released_image = Signal(float, float, object)
     mouse_double_clicked_image = Signal(float, float, object)
-    mouse_left = Signal()                                # the pointer left the canvas
-    cursor_moved = Signal(int, int)  # pixel under the cursor, (-1, -1) outside; see CURSOR_REPORT_MS
-    zoom_changed = Signal(float)                         # 1.0 = 100 %
-    layers_changed = Signal()                            # state or data of an overlay changed
-    rendered = Signal(float)                             # milliseconds of the last overlay redraw
+    mouse_left = Signal()  # the pointer left the canvas
+    cursor_moved = Signal(
+        int, int
+    )  # pixel under the cursor, (-1, -1) outside; see CURSOR_REPORT_MS
+    zoom_changed = Signal(float)  # 1.0 = 100 %
+    layers_changed = Signal()  # state or data of an overlay changed
+    rendered = Signal(float)  # milliseconds of the last overlay redraw
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -255,13 +260,19 @@ class ImageCanvas(QGraphicsView):
         self._image_item.setZValue(0)
         self._image_item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
         # the label's outline is drawn above the prediction fill and the error map
-        self._label_item = IndexedLayerItem(overlays.mask_table(overlays.LABEL_COLOR), 40,
-                                            outline=overlays.OUTLINE_WIDTH)
+        self._label_item = IndexedLayerItem(
+            overlays.mask_table(overlays.LABEL_COLOR), 40, outline=overlays.OUTLINE_WIDTH
+        )
         self._pred_item = IndexedLayerItem(overlays.mask_table(overlays.PREDICTION_COLOR), 20)
         self._error_item = IndexedLayerItem(overlays.error_table(), 30)
         self._buildings_item = BuildingOutlineItem(z=45)
-        for item in (self._image_item, self._label_item, self._pred_item, self._error_item,
-                     self._buildings_item):
+        for item in (
+            self._image_item,
+            self._label_item,
+            self._pred_item,
+            self._error_item,
+            self._buildings_item,
+        ):
             self._scene.addItem(item)
         # an orthophoto shown by tiles (set_raster), its whole-raster prediction (a decimated
         # preview while it runs, then its mask file by tiles)
@@ -432,8 +443,10 @@ class ImageCanvas(QGraphicsView):
                 raise ValueError("a window probability map needs a raster on the canvas")
             h, w = prob.shape[:2]
             if x0 < 0 or y0 < 0 or x0 + w > size[0] or y0 + h > size[1]:
-                raise ValueError(f"the window {w} x {h} at ({x0}, {y0}) is outside the "
-                                 f"{size[0]} x {size[1]} raster")
+                raise ValueError(
+                    f"the window {w} x {h} at ({x0}, {y0}) is outside the "
+                    f"{size[0]} x {size[1]} raster"
+                )
             prob = np.ascontiguousarray(prob, dtype=np.float32)
         self._prob = prob
         self._prob_offset = (int(x0), int(y0)) if prob is not None else (0, 0)
@@ -449,8 +462,10 @@ class ImageCanvas(QGraphicsView):
     def start_strip_preview(self, width: int, height: int, factor: int) -> None:
         """Begin drawing a whole-raster prediction decimated by ``factor`` as its strips come."""
         self._strip_factor = max(1, int(factor))
-        self._strip_codes = np.zeros((math.ceil(height / self._strip_factor),
-                                      math.ceil(width / self._strip_factor)), np.uint8)
+        self._strip_codes = np.zeros(
+            (math.ceil(height / self._strip_factor), math.ceil(width / self._strip_factor)),
+            np.uint8,
+        )
         self._strip_item.set_codes(self._strip_codes)
         self._strip_item.setScale(self._strip_factor)
         self._apply_layer_state()
@@ -459,12 +474,11 @@ class ImageCanvas(QGraphicsView):
         """Rows ``row..`` (in decimated rows) of the preview: 1 = roof."""
         if self._strip_codes is None:
             return
-        codes = codes[:max(0, self._strip_codes.shape[0] - row)]
+        codes = codes[: max(0, self._strip_codes.shape[0] - row)]
         if not len(codes):
             return
-        self._strip_codes[row:row + len(codes)] = codes
-        self._strip_item.update_region(self._strip_codes,
-                                       QRect(0, row, codes.shape[1], len(codes)))
+        self._strip_codes[row : row + len(codes)] = codes
+        self._strip_item.update_region(self._strip_codes, QRect(0, row, codes.shape[1], len(codes)))
 
     def stop_strip_preview(self) -> None:
         self._strip_codes = None
@@ -514,8 +528,10 @@ class ImageCanvas(QGraphicsView):
         if self._image is None:
             raise ValueError(f"cannot show a {what} without an image")
         if array.shape[:2] != self._image.shape[:2]:
-            raise ValueError(f"{what} is {array.shape[1]} x {array.shape[0]} but the image is "
-                             f"{self._image.shape[1]} x {self._image.shape[0]}")
+            raise ValueError(
+                f"{what} is {array.shape[1]} x {array.shape[0]} but the image is "
+                f"{self._image.shape[1]} x {self._image.shape[0]}"
+            )
 
     def image(self) -> np.ndarray | None:
         return self._image
@@ -533,8 +549,11 @@ class ImageCanvas(QGraphicsView):
 
     def shown_overlay_codes(self, layer: str) -> np.ndarray | None:
         """The codes currently uploaded for ``layer`` (``None`` when the layer is empty)."""
-        item = {"label": self._label_item, "prediction": self._pred_item,
-                "error": self._error_item}[layer]
+        item = {
+            "label": self._label_item,
+            "prediction": self._pred_item,
+            "error": self._error_item,
+        }[layer]
         return item.codes()
 
     def update_label_region(self, region) -> None:
@@ -549,8 +568,12 @@ class ImageCanvas(QGraphicsView):
         if isinstance(region, QRect):
             rect = region
         elif hasattr(region, "x0"):
-            rect = QRect(int(region.x0), int(region.y0), int(region.x1 - region.x0),
-                         int(region.y1 - region.y0))
+            rect = QRect(
+                int(region.x0),
+                int(region.y0),
+                int(region.x1 - region.x0),
+                int(region.y1 - region.y0),
+            )
         else:
             x0, y0, x1, y1 = (int(v) for v in region)
             rect = QRect(x0, y0, x1 - x0, y1 - y0)
@@ -566,8 +589,9 @@ class ImageCanvas(QGraphicsView):
             else:
                 rows = slice(rect.top(), rect.bottom() + 1)
                 cols = slice(rect.left(), rect.right() + 1)
-                codes[rows, cols] = overlays.error_codes(self._shown_mask[rows, cols],
-                                                         self._label[rows, cols])
+                codes[rows, cols] = overlays.error_codes(
+                    self._shown_mask[rows, cols], self._label[rows, cols]
+                )
                 self._error_item.update_region(codes, rect)
         self.layers_changed.emit()
 
@@ -623,8 +647,10 @@ class ImageCanvas(QGraphicsView):
         # While the error map shows something, it shows the label too (true positives + false
         # negatives); an outline on top would hide the narrow error bands along the roof edges
         # and, yellow beside the orange false positives, read as one thick border.
-        self._label_item.setVisible(s.show_label and not (
-            self.label_outline() and s.show_error and self._error_item.codes() is not None))
+        self._label_item.setVisible(
+            s.show_label
+            and not (self.label_outline() and s.show_error and self._error_item.codes() is not None)
+        )
         self._pred_item.setVisible(s.show_prediction)
         self._error_item.setVisible(s.show_error)
         self._pred_item.setOpacity(s.opacity)
@@ -633,8 +659,7 @@ class ImageCanvas(QGraphicsView):
                 item.setVisible(s.show_prediction)
                 item.setOpacity(s.opacity)
         # a thin outline needs more opacity than a fill to read: opaque from 50 % up
-        self._label_item.setOpacity(min(1.0, 2 * s.opacity) if self.label_outline()
-                                    else s.opacity)
+        self._label_item.setOpacity(min(1.0, 2 * s.opacity) if self.label_outline() else s.opacity)
         self._error_item.setOpacity(min(1.0, s.opacity + 0.25))
         self.layers_changed.emit()
 
@@ -689,7 +714,9 @@ class ImageCanvas(QGraphicsView):
         info: dict = {}
         if self._image is None and self._raster is not None:
             return self._raster_pixel_info(x, y)
-        if self._image is None or not (0 <= y < self._image.shape[0] and 0 <= x < self._image.shape[1]):
+        if self._image is None or not (
+            0 <= y < self._image.shape[0] and 0 <= x < self._image.shape[1]
+        ):
             return info
         info["rgb"] = tuple(int(v) for v in self._image[y, x])
         if self._label is not None:
@@ -791,9 +818,9 @@ class ImageCanvas(QGraphicsView):
 
     def _starts_pan(self, event: QMouseEvent) -> bool:
         button = event.button()
-        return (button == Qt.MouseButton.MiddleButton
-                or (button == Qt.MouseButton.LeftButton
-                    and (self._space_down or self.left_button_pans)))
+        return button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and (self._space_down or self.left_button_pans)
+        )
 
     def space_held(self) -> bool:
         """Whether Space is held (Space + left drag pans whatever tool is active)."""
@@ -831,11 +858,13 @@ class ImageCanvas(QGraphicsView):
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = self.image_pos(event.position())
-        if self._panning and not (event.buttons() & (Qt.MouseButton.MiddleButton
-                                                     | Qt.MouseButton.LeftButton)):
+        if self._panning and not (
+            event.buttons() & (Qt.MouseButton.MiddleButton | Qt.MouseButton.LeftButton)
+        ):
             self._panning = False
-            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_down
-                                      else Qt.CursorShape.CrossCursor)
+            self.viewport().setCursor(
+                Qt.CursorShape.OpenHandCursor if self._space_down else Qt.CursorShape.CrossCursor
+            )
         self.mouse_released_image.emit(pos.x(), pos.y(), event.button())
         super().mouseReleaseEvent(event)
         if not self.left_button_pans:
@@ -909,6 +938,9 @@ class ImageCanvas(QGraphicsView):
         font = painter.font()
         font.setPointSizeF(font.pointSizeF() * 1.15)
         painter.setFont(font)
-        painter.drawText(self.viewport().rect().adjusted(40, 40, -40, -40),
-                         Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+        painter.drawText(
+            self.viewport().rect().adjusted(40, 40, -40, -40),
+            Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+            self._message,
+        )
         painter.restore()

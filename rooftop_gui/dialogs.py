@@ -39,12 +39,19 @@ EXTRA_SHORTCUTS = (
     ("Canvas", "Middle drag / Space + drag", "Pan"),
     ("Canvas", "Left drag", "Pan (with the Pan tool, V)"),
     ("Annotate", "Left drag / right drag", "Brush: paint / erase (Eraser: erase / paint)"),
-    ("Annotate", "Click / right click", "Fill: fill the outline / clear the roof under the pointer"),
+    (
+        "Annotate",
+        "Click / right click",
+        "Fill: fill the outline / clear the roof under the pointer",
+    ),
     ("Annotate", "Click, then double click or Enter", "Polygon: add corners, then fill it"),
     ("Annotate", "Right click", "Polygon: close it as an eraser"),
     ("Annotate", "Backspace", "Polygon: remove the last corner"),
-    ("Annotate", "Esc", "Cancel the polygon, the stroke being painted or the smart-select "
-                        "proposal"),
+    (
+        "Annotate",
+        "Esc",
+        "Cancel the polygon, the stroke being painted or the smart-select proposal",
+    ),
     ("Annotate", "Left drag / right drag", "Roof or background strokes: paint / unlabel"),
     ("Annotate", "Click / Shift+click", "Smart select: propose a roof's outline / grow it"),
     ("Annotate", "Enter", "Smart select: add the proposed outline to the label"),
@@ -98,13 +105,15 @@ class ShortcutsDialog(QDialog):
 
 def show_about(parent: QWidget) -> None:
     QMessageBox.about(
-        parent, "About Rooftop Studio",
+        parent,
+        "About Rooftop Studio",
         "<h3>Rooftop Studio</h3>"
         "<p>Find building roofs in aerial images: browse a patch dataset, paint and fix roof "
         "masks, train a pixel-classification CNN in the background, see its predictions over the "
         "image and export masks.</p>"
         "<p>The command line <code>rooftop</code> does everything the window does, with the same "
-        "core functions.</p><p>MIT licence.</p>")
+        "core functions.</p><p>MIT licence.</p>",
+    )
 
 
 # ----------------------------------------------------------------------------- annotation
@@ -112,10 +121,15 @@ def show_about(parent: QWidget) -> None:
 
 def ask_unsaved_changes(parent: QWidget | None, what: str) -> str:
     """Ask what to do with unsaved edits of ``what``: SAVE, DISCARD or CANCEL."""
-    box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved label edits",
-                      f"The label of {what} has unsaved edits.",
-                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                      | QMessageBox.StandardButton.Cancel, parent)
+    box = QMessageBox(
+        QMessageBox.Icon.Warning,
+        "Unsaved label edits",
+        f"The label of {what} has unsaved edits.",
+        QMessageBox.StandardButton.Save
+        | QMessageBox.StandardButton.Discard
+        | QMessageBox.StandardButton.Cancel,
+        parent,
+    )
     box.setInformativeText("Save them before going on?")
     box.setDefaultButton(QMessageBox.StandardButton.Save)
     answer = box.exec()
@@ -133,8 +147,10 @@ class RecoveryDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Recover unsaved label edits")
         self.choice = LATER
-        text = QLabel(f"Rooftop Studio found {len(entries)} label(s) with edits that were not "
-                      "saved (the app closed unexpectedly). Restore them as unsaved edits?")
+        text = QLabel(
+            f"Rooftop Studio found {len(entries)} label(s) with edits that were not "
+            "saved (the app closed unexpectedly). Restore them as unsaved edits?"
+        )
         text.setWordWrap(True)
         self.list = QListWidget()
         self.list.addItems([e.describe() for e in entries])
@@ -172,18 +188,23 @@ def show_save_error(parent: QWidget | None, path: Path, exc: BaseException) -> N
     text = describe(exc)
     if str(path) not in text:
         text = f"{path}: {text}"
-    show_error(parent, "Cannot save the label",
-               f"{text}\n\nYour edits are still in memory and unsaved: fix the problem and "
-               "save again (Ctrl+S).")
+    show_error(
+        parent,
+        "Cannot save the label",
+        f"{text}\n\nYour edits are still in memory and unsaved: fix the problem and "
+        "save again (Ctrl+S).",
+    )
 
 
 def ask_large_fill(parent: QWidget | None, fraction: float) -> bool:
     """A fill would cover ``fraction`` (more than a quarter) of the image with roof: go on?
     True fills, False does nothing (the default: an open background is the usual cause)."""
     answer = QMessageBox.question(
-        parent, "Fill a large area?",
+        parent,
+        "Fill a large area?",
         f"This fill would cover {fraction:.0%} of the image with roof: the area under the pointer "
         "is probably not closed by an outline.\n\nFill it anyway?",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No)
+        QMessageBox.StandardButton.No,
+    )
     return answer == QMessageBox.StandardButton.Yes

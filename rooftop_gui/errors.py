@@ -58,10 +58,13 @@ def _show_crash(message: str, details: str) -> None:
         return
     _showing = True
     try:
-        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error",
-                          "Something went wrong, but Rooftop Studio is still running.\n\n"
-                          f"{message}", QMessageBox.StandardButton.Ok,
-                          QApplication.activeWindow())
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
+            "Unexpected error",
+            f"Something went wrong, but Rooftop Studio is still running.\n\n{message}",
+            QMessageBox.StandardButton.Ok,
+            QApplication.activeWindow(),
+        )
         box.setDetailedText(details)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.exec()
@@ -69,8 +72,9 @@ def _show_crash(message: str, details: str) -> None:
         _showing = False
 
 
-def handle_exception(exc_type: type[BaseException], exc: BaseException,
-                     tb: TracebackType | None) -> None:
+def handle_exception(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
     """sys.excepthook: log, then show a dialog (unless ROOFTOP_NO_CRASH_DIALOG=1)."""
     if issubclass(exc_type, KeyboardInterrupt):
         QApplication.quit()

@@ -47,8 +47,9 @@ def parse_plan(text: str) -> list:
         try:
             specs.append(PatchSpec.parse(line))
         except (ValueError, ConfigError) as exc:
-            raise ConfigError(f"patch plan line {number} {line!r}: {exc}; write size:stride, "
-                              "e.g. 512:0.25") from exc
+            raise ConfigError(
+                f"patch plan line {number} {line!r}: {exc}; write size:stride, e.g. 512:0.25"
+            ) from exc
     if not specs:
         raise ConfigError("the patch plan is empty; write at least one line like 512:0.25")
     return specs
@@ -77,8 +78,14 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
 class GenerateDialog(QDialog):
     """Choose image, mask, patch plan, resize, rotations, test share and output folder; run."""
 
-    def __init__(self, runner: TaskRunner, settings: QSettings, image: Path | None = None,
-                 mask: Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        runner: TaskRunner,
+        settings: QSettings,
+        image: Path | None = None,
+        mask: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Generate dataset from a large image")
         self.setMinimumWidth(560)
@@ -90,8 +97,10 @@ class GenerateDialog(QDialog):
 
         self.image_edit = QLineEdit(str(image) if image else "")
         self.mask_edit = QLineEdit(str(mask) if mask else "")
-        self.mask_edit.setPlaceholderText("optional: roof mask of the same size (0 / 255); "
-                                          "without one, paint the labels afterwards")
+        self.mask_edit.setPlaceholderText(
+            "optional: roof mask of the same size (0 / 255); "
+            "without one, paint the labels afterwards"
+        )
         self.out_edit = QLineEdit()
         self.out_note = QLabel("")
         self.out_note.setObjectName("muted")
@@ -100,8 +109,10 @@ class GenerateDialog(QDialog):
         browse_mask = QPushButton("Browse…")
         browse_out = QPushButton("Browse…")
         self.plan_edit = QPlainTextEdit(settings.value("generate/plan", DEFAULT_PLAN))
-        self.plan_edit.setToolTip("One patch size per line as size:stride, the stride a fraction "
-                                  "of the size (512:0.25 = 512 px patches every 128 px)")
+        self.plan_edit.setToolTip(
+            "One patch size per line as size:stride, the stride a fraction "
+            "of the size (512:0.25 = 512 px patches every 128 px)"
+        )
         self.plan_edit.setFixedHeight(80)
         self.resize_box = QCheckBox("Resize patches to")
         self.resize_spin = QSpinBox()
@@ -186,21 +197,27 @@ class GenerateDialog(QDialog):
         fitting = fitting_patches(width, height, wanted)
         if fitting != tuple(wanted):
             self.plan_edit.blockSignals(True)
-            self.plan_edit.setPlainText("\n".join(f"{s.size}:{s.stride_fraction:g}"
-                                                  for s in fitting))
+            self.plan_edit.setPlainText(
+                "\n".join(f"{s.size}:{s.stride_fraction:g}" for s in fitting)
+            )
             self.plan_edit.blockSignals(False)
-            self.message.setText(f"The image is {width} x {height} px: the patch plan keeps the "
-                                 "sizes that fit it.")
+            self.message.setText(
+                f"The image is {width} x {height} px: the patch plan keeps the sizes that fit it."
+            )
 
     def _describe_out(self, text: str) -> None:
         text = text.strip()
-        self.out_note.setText(f"The dataset will be written to {Path(text).resolve()}"
-                              if text else "")
+        self.out_note.setText(
+            f"The dataset will be written to {Path(text).resolve()}" if text else ""
+        )
 
     def _browse_file(self, edit: QLineEdit, title: str) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, title, edit.text() or str(Path.home()),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+            self,
+            title,
+            edit.text() or str(Path.home()),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)",
+        )
         if path:
             if edit is self.image_edit:
                 self.image_chosen(Path(path))
@@ -208,8 +225,9 @@ class GenerateDialog(QDialog):
                 edit.setText(path)
 
     def _browse_out(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Output folder",
-                                                self.out_edit.text() or str(Path.home()))
+        path = QFileDialog.getExistingDirectory(
+            self, "Output folder", self.out_edit.text() or str(Path.home())
+        )
         if path:
             self.out_edit.setText(path)
 
@@ -220,10 +238,13 @@ class GenerateDialog(QDialog):
         rotations = tuple(a for a, box in self.rotation_boxes.items() if box.isChecked())
         if not rotations:
             raise ConfigError("choose at least one rotation (0° keeps the patches as they are)")
-        return GenerateConfig(patches=tuple(parse_plan(self.plan_edit.toPlainText())),
-                              resize=self.resize_spin.value() if self.resize_box.isChecked() else None,
-                              rotations=rotations, test_fraction=self.test_spin.value() / 100.0,
-                              seed=self.seed_spin.value())
+        return GenerateConfig(
+            patches=tuple(parse_plan(self.plan_edit.toPlainText())),
+            resize=self.resize_spin.value() if self.resize_box.isChecked() else None,
+            rotations=rotations,
+            test_fraction=self.test_spin.value() / 100.0,
+            seed=self.seed_spin.value(),
+        )
 
     def start(self) -> None:
         if self._task is not None:
@@ -248,16 +269,22 @@ class GenerateDialog(QDialog):
         def work(on_progress, should_stop):
             from core.generate import generate_dataset
 
-            return generate_dataset(image, mask, out, config, on_progress=on_progress,
-                                    should_stop=should_stop)
+            return generate_dataset(
+                image, mask, out, config, on_progress=on_progress, should_stop=should_stop
+            )
 
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.message.setText("Generating…")
         self.run_button.setEnabled(False)
-        self._task = self.runner.start(work, on_progress=self._on_progress,
-                                       on_finished=self._on_finished, on_failed=self._on_failed,
-                                       on_done=self._on_done, name="generate")
+        self._task = self.runner.start(
+            work,
+            on_progress=self._on_progress,
+            on_finished=self._on_finished,
+            on_failed=self._on_failed,
+            on_done=self._on_done,
+            name="generate",
+        )
 
     def _on_progress(self, event: Progress) -> None:
         if isinstance(event, Progress) and event.total:
@@ -299,4 +326,3 @@ class GenerateDialog(QDialog):
             self._task.request_stop()
             self._task.wait(30_000)
         super().reject()
-

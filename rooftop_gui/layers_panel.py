@@ -41,8 +41,9 @@ def _outline_swatch(rgb: tuple[int, int, int]) -> QLabel:
     """The label layer's swatch: a square outline, as the layer is drawn."""
     label = QLabel()
     label.setFixedSize(12, 12)
-    label.setStyleSheet(f"background: transparent; border: 2px solid rgb{tuple(rgb)}; "
-                        "border-radius: 2px;")
+    label.setStyleSheet(
+        f"background: transparent; border: 2px solid rgb{tuple(rgb)}; border-radius: 2px;"
+    )
     return label
 
 
@@ -93,8 +94,9 @@ class LayersPanel(QWidget):
 
     state_changed = Signal()  # threshold / dilation changed: what export would write changed
 
-    def __init__(self, canvas: ImageCanvas, settings: QSettings,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, canvas: ImageCanvas, settings: QSettings, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("layersPanel")
         self.canvas = canvas
@@ -111,18 +113,27 @@ class LayersPanel(QWidget):
 
         self.label_action = action("&Label", "L", "Show the label mask", "label")
         self.prediction_action = action("&Prediction", "P", "Show the prediction", "prediction")
-        self.heatmap_action = action("&Heat map", "H",
-                                     "Show the prediction as a probability heat map", "heatmap")
-        self.error_action = action("&Error map", "E",
-                                   "Show true positives, false positives and false negatives",
-                                   "errors")
-        self.dilation_action = action("&Dilation", "D",
-                                      "Dilate the probability map (max-pool) before the threshold",
-                                      "dilate")
-        self.strokes_action = action("&Strokes", "T", "Show the strokes (partial labels): roof "
-                                     "yellow, background violet", "stroke-roof")
-        self.uncertainty_action = action("&Uncertainty", "Q", "Show where the model doubts "
-                                         "(probability close to the threshold)", "uncertainty")
+        self.heatmap_action = action(
+            "&Heat map", "H", "Show the prediction as a probability heat map", "heatmap"
+        )
+        self.error_action = action(
+            "&Error map", "E", "Show true positives, false positives and false negatives", "errors"
+        )
+        self.dilation_action = action(
+            "&Dilation", "D", "Dilate the probability map (max-pool) before the threshold", "dilate"
+        )
+        self.strokes_action = action(
+            "&Strokes",
+            "T",
+            "Show the strokes (partial labels): roof yellow, background violet",
+            "stroke-roof",
+        )
+        self.uncertainty_action = action(
+            "&Uncertainty",
+            "Q",
+            "Show where the model doubts (probability close to the threshold)",
+            "uncertainty",
+        )
         self.extra = extra_layers(canvas)
 
         # widgets
@@ -147,13 +158,15 @@ class LayersPanel(QWidget):
         self.kernel.setRange(2, 63)
         self.kernel.setSuffix(" px")
         self.kernel.setToolTip("Kernel size of the max-pool dilation (the original used 5)")
-        for widget, act in ((self.label_box, self.label_action),
-                            (self.prediction_box, self.prediction_action),
-                            (self.heatmap_box, self.heatmap_action),
-                            (self.error_box, self.error_action),
-                            (self.dilation_box, self.dilation_action),
-                            (self.strokes_box, self.strokes_action),
-                            (self.uncertainty_box, self.uncertainty_action)):
+        for widget, act in (
+            (self.label_box, self.label_action),
+            (self.prediction_box, self.prediction_action),
+            (self.heatmap_box, self.heatmap_action),
+            (self.error_box, self.error_action),
+            (self.dilation_box, self.dilation_action),
+            (self.strokes_box, self.strokes_action),
+            (self.uncertainty_box, self.uncertainty_action),
+        ):
             widget.setToolTip(act.toolTip())
             widget.toggled.connect(act.setChecked)
             act.toggled.connect(widget.setChecked)
@@ -174,8 +187,11 @@ class LayersPanel(QWidget):
         layers.addWidget(_key("E"), 4, 2)
         legend = QHBoxLayout()
         legend.setSpacing(4)
-        for rgb, text in ((overlays.TP_COLOR, "true pos."), (overlays.FP_COLOR, "false pos."),
-                          (overlays.FN_COLOR, "false neg.")):
+        for rgb, text in (
+            (overlays.TP_COLOR, "true pos."),
+            (overlays.FP_COLOR, "false pos."),
+            (overlays.FN_COLOR, "false neg."),
+        ):
             legend.addWidget(_swatch(rgb))
             caption = QLabel(text)
             caption.setObjectName("muted")
@@ -236,9 +252,15 @@ class LayersPanel(QWidget):
         self.uncertainty_action.toggled.connect(self._uncertainty)
 
     def actions_list(self) -> list[QAction]:
-        return [self.label_action, self.prediction_action, self.heatmap_action,
-                self.error_action, self.dilation_action, self.strokes_action,
-                self.uncertainty_action]
+        return [
+            self.label_action,
+            self.prediction_action,
+            self.heatmap_action,
+            self.error_action,
+            self.dilation_action,
+            self.strokes_action,
+            self.uncertainty_action,
+        ]
 
     # ----------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -251,15 +273,21 @@ class LayersPanel(QWidget):
             opacity=min(1.0, max(0.0, get_float(s, "display/opacity", d.opacity))),
             threshold=min(0.99, max(0.01, get_float(s, "display/threshold", d.threshold))),
             dilation_on=get_bool(s, "display/dilation_on", d.dilation_on),
-            dilation_kernel=min(63, max(2, get_int(s, "display/dilation_kernel", d.dilation_kernel))),
+            dilation_kernel=min(
+                63, max(2, get_int(s, "display/dilation_kernel", d.dilation_kernel))
+            ),
         )
         self.canvas.set_state(state)
         strokes = get_bool(s, "display/show_strokes", True)
         doubt = get_bool(s, "display/show_uncertainty", False)
         self.extra.set_strokes_visible(strokes)
         self.extra.set_uncertainty_visible(doubt)
-        for widget, on in ((self.strokes_action, strokes), (self.strokes_box, strokes),
-                           (self.uncertainty_action, doubt), (self.uncertainty_box, doubt)):
+        for widget, on in (
+            (self.strokes_action, strokes),
+            (self.strokes_box, strokes),
+            (self.uncertainty_action, doubt),
+            (self.uncertainty_box, doubt),
+        ):
             widget.blockSignals(True)
             widget.setChecked(on)
             widget.blockSignals(False)
@@ -267,17 +295,31 @@ class LayersPanel(QWidget):
 
     def _sync_widgets(self) -> None:
         st = self.canvas.state
-        widgets = (self.label_action, self.prediction_action, self.heatmap_action,
-                   self.error_action, self.dilation_action, self.kernel, self.opacity,
-                   self.threshold, self.threshold_spin, self.label_box, self.prediction_box,
-                   self.heatmap_box, self.error_box, self.dilation_box)
+        widgets = (
+            self.label_action,
+            self.prediction_action,
+            self.heatmap_action,
+            self.error_action,
+            self.dilation_action,
+            self.kernel,
+            self.opacity,
+            self.threshold,
+            self.threshold_spin,
+            self.label_box,
+            self.prediction_box,
+            self.heatmap_box,
+            self.error_box,
+            self.dilation_box,
+        )
         for w in widgets:
             w.blockSignals(True)
-        for act, box, value in ((self.label_action, self.label_box, st.show_label),
-                                (self.prediction_action, self.prediction_box, st.show_prediction),
-                                (self.heatmap_action, self.heatmap_box, st.heatmap),
-                                (self.error_action, self.error_box, st.show_error),
-                                (self.dilation_action, self.dilation_box, st.dilation_on)):
+        for act, box, value in (
+            (self.label_action, self.label_box, st.show_label),
+            (self.prediction_action, self.prediction_box, st.show_prediction),
+            (self.heatmap_action, self.heatmap_box, st.heatmap),
+            (self.error_action, self.error_box, st.show_error),
+            (self.dilation_action, self.dilation_box, st.dilation_on),
+        ):
             act.setChecked(value)
             box.setChecked(value)
         self.kernel.setValue(st.dilation_kernel)

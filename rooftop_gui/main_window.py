@@ -55,8 +55,8 @@ SHORT_WINDOW = 900
 
 
 class MainWindow(QMainWindow):
-    dataset_opened = Signal(object)   # Path
-    sample_shown = Signal(object)     # Sample | None
+    dataset_opened = Signal(object)  # Path
+    sample_shown = Signal(object)  # Sample | None
 
     def __init__(self, settings: QSettings | None = None, runner: TaskRunner | None = None) -> None:
         super().__init__()
@@ -73,18 +73,23 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.browser = DatasetBrowser(self.runner, self)
         self.layers = LayersPanel(self.canvas, self.settings, self)
-        self.prediction = PredictionPanel(self.canvas, self.browser, self.runner, self.settings, self)
+        self.prediction = PredictionPanel(
+            self.canvas, self.browser, self.runner, self.settings, self
+        )
         self.training = TrainingPanel(self.settings, self, runner=self.runner)
         self.training.model_activated.connect(lambda p: self.prediction.set_model(Path(p)))
         self.training.training_running.connect(self._training_running)
-        self.browser_dock = self._dock("Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea,
-                                       scroll=False)  # its list scrolls by itself
+        self.browser_dock = self._dock(
+            "Dataset", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=False
+        )  # its list scrolls by itself
         self.layers_dock = self._dock("Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.splitDockWidget(self.browser_dock, self.layers_dock, Qt.Orientation.Vertical)
-        self.prediction_dock = self._dock("Prediction", self.prediction,
-                                          Qt.DockWidgetArea.RightDockWidgetArea)
-        self.training_dock = self._dock("Training", self.training,
-                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.prediction_dock = self._dock(
+            "Prediction", self.prediction, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.training_dock = self._dock(
+            "Training", self.training, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.tabifyDockWidget(self.prediction_dock, self.training_dock)
         for area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
             self.setTabPosition(area, QTabWidget.TabPosition.North)
@@ -122,8 +127,9 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
     # ----------------------------------------------------------------- construction
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea,
-              scroll: bool = True) -> QDockWidget:
+    def _dock(
+        self, title: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = True
+    ) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
         if scroll:
@@ -140,9 +146,11 @@ class MainWindow(QMainWindow):
             dock.setWidget(area_widget)
         else:
             dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
         self.addDockWidget(area, dock)
         return dock
 
@@ -167,11 +175,19 @@ class MainWindow(QMainWindow):
         self.map_label.setObjectName("statusField")
         self.map_label.setVisible(False)
         self.map_label.ensurePolished()
-        self.map_label.setMinimumWidth(self.map_label.fontMetrics().horizontalAdvance(
-            "5 000 000.00  5 000 000.00   WGS 84 / UTM zone 33N") + 16)
+        self.map_label.setMinimumWidth(
+            self.map_label.fontMetrics().horizontalAdvance(
+                "5 000 000.00  5 000 000.00   WGS 84 / UTM zone 33N"
+            )
+            + 16
+        )
         bar.addPermanentWidget(self.map_label)
-        for label, width in ((self.training_label, 0), (self.pixel_label, 300),
-                             (self.size_label, 110), (self.zoom_label, 60)):
+        for label, width in (
+            (self.training_label, 0),
+            (self.pixel_label, 300),
+            (self.size_label, 110),
+            (self.zoom_label, 60),
+        ):
             label.setObjectName("statusField")
             if width:
                 label.setMinimumWidth(width)
@@ -182,16 +198,26 @@ class MainWindow(QMainWindow):
         widest = "x 00000  y 00000   RGB 000 000 000   p 0.00   roof"
         self.pixel_label.setFixedSize(
             max(300, self.pixel_label.fontMetrics().horizontalAdvance(widest) + 16),
-            self.pixel_label.sizeHint().height())
+            self.pixel_label.sizeHint().height(),
+        )
         bar.showMessage("Ready", 3000)
 
-    def _action(self, text: str, slot, keys: str | list[str] = "", icon_name: str = "",
-                group: str = "General") -> QAction:
+    def _action(
+        self,
+        text: str,
+        slot,
+        keys: str | list[str] = "",
+        icon_name: str = "",
+        group: str = "General",
+    ) -> QAction:
         action = QAction(icon(icon_name) if icon_name else icon("blank"), text, self)
         if keys:
-            action.setShortcuts([QKeySequence(k) for k in ([keys] if isinstance(keys, str) else keys)])
-            action.setToolTip(f"{text.replace('&', '').rstrip('…')} "
-                              f"({action.shortcut().toString()})")
+            action.setShortcuts(
+                [QKeySequence(k) for k in ([keys] if isinstance(keys, str) else keys)]
+            )
+            action.setToolTip(
+                f"{text.replace('&', '').rstrip('…')} ({action.shortcut().toString()})"
+            )
         action.setProperty("shortcutGroup", group)
         action.triggered.connect(lambda _checked=False: slot())
         self.addAction(action)
@@ -200,20 +226,36 @@ class MainWindow(QMainWindow):
     def _make_actions(self) -> None:
         a = self._action
         self.open_action = a("&Open dataset folder…", self.choose_dataset, "Ctrl+O", "open", "File")
-        self.open_images_action = a("Open &images…", self.choose_images, "Ctrl+I", "image",
-                                    "File")
-        self.open_image_action = a("Make a dataset from a large &image…", self.choose_large_image,
-                                   "Ctrl+Shift+O", "image", "File")
-        self.open_ortho_action = a("Open &orthophoto…", self.choose_orthophoto, "Ctrl+Alt+O",
-                                   "image", "File")
+        self.open_images_action = a("Open &images…", self.choose_images, "Ctrl+I", "image", "File")
+        self.open_image_action = a(
+            "Make a dataset from a large &image…",
+            self.choose_large_image,
+            "Ctrl+Shift+O",
+            "image",
+            "File",
+        )
+        self.open_ortho_action = a(
+            "Open &orthophoto…", self.choose_orthophoto, "Ctrl+Alt+O", "image", "File"
+        )
         self.quit_action = a("&Quit", self.close, "Ctrl+Q", "", "File")
-        self.next_action = a("&Next image", self.browser.select_next,
-                             ["PgDown", "Ctrl+Right"], "next", "Browse")
-        self.previous_action = a("&Previous image", self.browser.select_previous,
-                                 ["PgUp", "Ctrl+Left"], "previous", "Browse")
+        self.next_action = a(
+            "&Next image", self.browser.select_next, ["PgDown", "Ctrl+Right"], "next", "Browse"
+        )
+        self.previous_action = a(
+            "&Previous image",
+            self.browser.select_previous,
+            ["PgUp", "Ctrl+Left"],
+            "previous",
+            "Browse",
+        )
         # W, not Ctrl+W: that is "close" elsewhere, so it stays unbound here
-        self.worst_action = a("Sort by IoU, &worst first", self.browser.sort_worst_first,
-                              WORST_FIRST_KEY, "sort", "Browse")
+        self.worst_action = a(
+            "Sort by IoU, &worst first",
+            self.browser.sort_worst_first,
+            WORST_FIRST_KEY,
+            "sort",
+            "Browse",
+        )
         self.fit_action = a("&Fit to window", self.canvas.fit, "F", "fit", "View")
         self.zoom100_action = a("Zoom &100 %", self.canvas.zoom_100, "1", "zoom-100", "View")
         self.zoom_in_action = a("Zoom &in", self.canvas.zoom_in, ["+", "="], "zoom-in", "View")
@@ -230,19 +272,27 @@ class MainWindow(QMainWindow):
     def _make_menus_and_toolbar(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.open_action, self.open_images_action, self.open_ortho_action,
-                              self.open_image_action])
+        file_menu.addActions(
+            [
+                self.open_action,
+                self.open_images_action,
+                self.open_ortho_action,
+                self.open_image_action,
+            ]
+        )
         self.recent_menu = file_menu.addMenu("&Recent datasets")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
         file_menu.addAction(self.prediction.load_model_action)
-        file_menu.addActions([self.prediction.export_masks_action,
-                              self.prediction.export_composites_action])
+        file_menu.addActions(
+            [self.prediction.export_masks_action, self.prediction.export_composites_action]
+        )
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         view = menu.addMenu("&View")
-        view.addActions([self.fit_action, self.zoom100_action, self.zoom_in_action,
-                         self.zoom_out_action])
+        view.addActions(
+            [self.fit_action, self.zoom100_action, self.zoom_in_action, self.zoom_out_action]
+        )
         view.addSeparator()
         view.addActions(self.layers.actions_list())
         view.addSeparator()
@@ -275,13 +325,19 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addActions([self.previous_action, self.next_action])
         bar.addSeparator()
-        bar.addActions([self.fit_action, self.zoom100_action, self.zoom_in_action,
-                        self.zoom_out_action])
+        bar.addActions(
+            [self.fit_action, self.zoom100_action, self.zoom_in_action, self.zoom_out_action]
+        )
         bar.addSeparator()
         bar.addActions(self.layers.actions_list())
         bar.addSeparator()
-        bar.addActions([self.prediction.predict_image_action,
-                        self.prediction.predict_split_action, self.prediction.export_masks_action])
+        bar.addActions(
+            [
+                self.prediction.predict_image_action,
+                self.prediction.predict_split_action,
+                self.prediction.export_masks_action,
+            ]
+        )
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation.toolbar)
 
     # ----------------------------------------------------------------- datasets
@@ -296,8 +352,11 @@ class MainWindow(QMainWindow):
         predict, export and label without generating a dataset."""
         start = str(self.dataset_path) if self.dataset_path else str(Path.home())
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Open images", start,
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+            self,
+            "Open images",
+            start,
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)",
+        )
         if paths:
             self.open_images([Path(p) for p in paths])
 
@@ -316,7 +375,9 @@ class MainWindow(QMainWindow):
             return False
         self.statusBar().showMessage(
             f"Opened {len(dataset.test)} image(s) in {dataset.root}: predict them, export, or "
-            "paint labels (saved beside each image as NAME_label.png)", 10000)
+            "paint labels (saved beside each image as NAME_label.png)",
+            10000,
+        )
         return True
 
     def open_dataset(self, path: Path) -> bool:
@@ -336,7 +397,8 @@ class MainWindow(QMainWindow):
         if not self._show_dataset(dataset, Path(path), remember=True):
             return False
         self.statusBar().showMessage(
-            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000)
+            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000
+        )
         return True
 
     def _show_dataset(self, dataset, path: Path, remember: bool) -> bool:
@@ -360,8 +422,10 @@ class MainWindow(QMainWindow):
         self.dataset_opened.emit(Path(path))
         restored = self.annotation.offer_recovery(self.browser.samples())
         current = self.current_sample()
-        if restored and (current is None or all(
-                (s.split, s.name) != (current.split, current.name) for s in restored)):
+        if restored and (
+            current is None
+            or all((s.split, s.name) != (current.split, current.name) for s in restored)
+        ):
             self.browser.select(restored[0].split, restored[0].name)
         return True
 
@@ -390,15 +454,22 @@ class MainWindow(QMainWindow):
         from rooftop_gui.generate_dialog import GenerateDialog
 
         image, _ = QFileDialog.getOpenFileName(
-            self, "Open large image", str(Path.home()),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
+            self,
+            "Open large image",
+            str(Path.home()),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)",
+        )
         if not image:
             return
         mask, _ = QFileDialog.getOpenFileName(
-            self, "Its roof mask (Cancel if there is none)", str(Path(image).parent),
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)")
-        dialog = GenerateDialog(self.runner, self.settings, Path(image),
-                                Path(mask) if mask else None, self)
+            self,
+            "Its roof mask (Cancel if there is none)",
+            str(Path(image).parent),
+            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)",
+        )
+        dialog = GenerateDialog(
+            self.runner, self.settings, Path(image), Path(mask) if mask else None, self
+        )
         if dialog.exec() and dialog.result_dir is not None:
             self.open_dataset(dialog.result_dir)
 
@@ -406,8 +477,11 @@ class MainWindow(QMainWindow):
     def choose_orthophoto(self) -> None:
         start = self.settings.value("ortho/last_open", str(Path.home()))
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open orthophoto", start,
-            "Rasters (*.tif *.tiff *.jp2 *.j2k *.vrt *.img);;All files (*)")
+            self,
+            "Open orthophoto",
+            start,
+            "Rasters (*.tif *.tiff *.jp2 *.j2k *.vrt *.img);;All files (*)",
+        )
         if path:
             self.settings.setValue("ortho/last_open", str(Path(path).parent))
             self.open_orthophoto(Path(path))
@@ -460,9 +534,12 @@ class MainWindow(QMainWindow):
         if self._reverting_selection:
             return
         editing = self.annotation.sample
-        same = (sample is not None and editing is not None
-                and (sample.split, sample.name) == (editing.split, editing.name)
-                and self.annotation.label_path_of(sample) == self.annotation.label_path)
+        same = (
+            sample is not None
+            and editing is not None
+            and (sample.split, sample.name) == (editing.split, editing.name)
+            and self.annotation.label_path_of(sample) == self.annotation.label_path
+        )
         if self.annotation.has_unsaved():
             if same or sample is None:
                 # the same image again (the list was re-sorted), or the filter hid it: keep the
@@ -479,8 +556,9 @@ class MainWindow(QMainWindow):
         """Select the image being edited again, without undoing what the user typed in the
         filter: when it hides that image, the list keeps no current row."""
         current = self.browser.current_sample()
-        if editing is None or (current is not None and (current.split, current.name)
-                               == (editing.split, editing.name)):
+        if editing is None or (
+            current is not None and (current.split, current.name) == (editing.split, editing.name)
+        ):
             return
         self._reverting_selection = True
         try:
@@ -536,9 +614,11 @@ class MainWindow(QMainWindow):
             try:
                 mask = read_mask(label_path)
                 if mask.shape != image.shape[:2]:
-                    raise ValueError(f"{label_path}: the label is {mask.shape[1]} x "
-                                     f"{mask.shape[0]} but the image is {image.shape[1]} x "
-                                     f"{image.shape[0]}")
+                    raise ValueError(
+                        f"{label_path}: the label is {mask.shape[1]} x "
+                        f"{mask.shape[0]} but the image is {image.shape[1]} x "
+                        f"{image.shape[0]}"
+                    )
             except (RooftopError, ValueError) as exc:
                 mask, label_error = None, describe(exc)
         # the name first: what the annotation says next (restored edits, a recovered copy that
@@ -564,8 +644,9 @@ class MainWindow(QMainWindow):
         self.map_label.setVisible(True)
         if "map" in info:
             mx, my = info["map"]
-            self.map_label.setText(f"{mx:,.2f}  {my:,.2f}   {info.get('crs') or 'no CRS'}"
-                                   .replace(",", " "))
+            self.map_label.setText(
+                f"{mx:,.2f}  {my:,.2f}   {info.get('crs') or 'no CRS'}".replace(",", " ")
+            )
         else:
             self.map_label.setText("pixel coordinates (no CRS)")
 
@@ -611,8 +692,9 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(*self.first_size())
-        if not isinstance(state, QByteArray | bytes) or not self.restoreState(state,
-                                                                              LAYOUT_VERSION):
+        if not isinstance(state, QByteArray | bytes) or not self.restoreState(
+            state, LAYOUT_VERSION
+        ):
             self.default_layout()
         self._update_dock_titles()
 
@@ -622,20 +704,29 @@ class MainWindow(QMainWindow):
         if screen is None:
             return FIRST_SIZE
         free = screen.availableGeometry()
-        return (min(FIRST_SIZE[0], int(free.width() * 0.92)),
-                min(FIRST_SIZE[1], int(free.height() * 0.92)))
+        return (
+            min(FIRST_SIZE[0], int(free.width() * 0.92)),
+            min(FIRST_SIZE[1], int(free.height() * 0.92)),
+        )
 
     def default_layout(self) -> None:
         """Dock sizes for the window's width: side columns of about a quarter each."""
         width, height = self.width(), self.height()
         left = max(300, min(420, width // 4))
-        right = max(self.training_dock.minimumSizeHint().width(),
-                    self.prediction_dock.minimumSizeHint().width(), min(520, width // 3))
-        self.resizeDocks([self.browser_dock, self.prediction_dock], [left, right],
-                         Qt.Orientation.Horizontal)
+        right = max(
+            self.training_dock.minimumSizeHint().width(),
+            self.prediction_dock.minimumSizeHint().width(),
+            min(520, width // 3),
+        )
+        self.resizeDocks(
+            [self.browser_dock, self.prediction_dock], [left, right], Qt.Orientation.Horizontal
+        )
         layers = self.layers.sizeHint().height() + 30
-        self.resizeDocks([self.browser_dock, self.layers_dock],
-                         [max(200, height - layers), layers], Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.browser_dock, self.layers_dock],
+            [max(200, height - layers), layers],
+            Qt.Orientation.Vertical,
+        )
         if height < SHORT_WINDOW and not self.settings.contains("training/folded"):
             # a short screen (1366 x 768): the training settings fold to one line at first, so
             # the curves, the log and the models fit under the Train button without scrolling
@@ -668,8 +759,10 @@ class MainWindow(QMainWindow):
             return
         if self.training_is_running():
             answer = QMessageBox.question(
-                self, "Training is running",
-                "A model is training. Stop it (the model so far is saved) and quit?")
+                self,
+                "Training is running",
+                "A model is training. Stop it (the model so far is saved) and quit?",
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
@@ -709,8 +802,9 @@ class MainWindow(QMainWindow):
     def make_demo(self, size: int = 2048) -> None:
         """Write the synthetic demo scene and cut it into a dataset, in the background."""
         folder = cfg.demo_dir()
-        dialog = QProgressDialog("Making the demo dataset (a synthetic aerial scene)…", "Cancel",
-                                 0, 0, self)
+        dialog = QProgressDialog(
+            "Making the demo dataset (a synthetic aerial scene)…", "Cancel", 0, 0, self
+        )
         dialog.setWindowTitle("First start")
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         dialog.setMinimumDuration(0)
@@ -721,8 +815,9 @@ class MainWindow(QMainWindow):
             from core.synthetic import write_demo
 
             image, labels = write_demo(folder, size=size, seed=0)
-            return generate_dataset(image, labels, folder / "dataset", on_progress=on_progress,
-                                    should_stop=should_stop)
+            return generate_dataset(
+                image, labels, folder / "dataset", on_progress=on_progress, should_stop=should_stop
+            )
 
         def progress(event: Progress):
             if isinstance(event, Progress) and event.total:
@@ -740,8 +835,9 @@ class MainWindow(QMainWindow):
             if not isinstance(exc, Stopped) and not dialog.wasCanceled():
                 show_error(self, "Cannot make the demo dataset", exc)
 
-        task = self.runner.start(work, on_progress=progress, on_finished=finished,
-                                 on_failed=failed, name="demo")
+        task = self.runner.start(
+            work, on_progress=progress, on_finished=finished, on_failed=failed, name="demo"
+        )
         dialog.canceled.connect(task.request_stop)
         dialog.show()
         self._demo_task = task

@@ -41,9 +41,13 @@ def show_error(parent: QWidget | None, title: str, text: str) -> None:
 
 
 def confirm(parent: QWidget | None, title: str, text: str) -> bool:
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
+    answer = QMessageBox.question(
+        parent,
+        title,
+        text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
     return answer == QMessageBox.StandardButton.Yes
 
 
@@ -75,10 +79,10 @@ def format_created_full(created: str) -> str:
 class ModelList(QWidget):
     """The models of one folder (:meth:`set_folder`), the active one marked."""
 
-    activated = Signal(object)   # Path: use this model for prediction
-    selected = Signal(object)    # Path | None: the current row changed
-    deleted = Signal(object)     # Path: a model file was deleted
-    message = Signal(str)        # something for the log
+    activated = Signal(object)  # Path: use this model for prediction
+    selected = Signal(object)  # Path | None: the current row changed
+    deleted = Signal(object)  # Path: a model file was deleted
+    message = Signal(str)  # something for the log
     folder_requested = Signal()  # the "…" button: choose another folder
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -159,8 +163,10 @@ class ModelList(QWidget):
 
     def models(self) -> list[ModelInfo]:
         """The models listed (newest first)."""
-        return [self.tree.topLevelItem(i).data(0, INFO_ROLE)
-                for i in range(self.tree.topLevelItemCount())]
+        return [
+            self.tree.topLevelItem(i).data(0, INFO_ROLE)
+            for i in range(self.tree.topLevelItemCount())
+        ]
 
     def refresh(self) -> None:
         """Read the folder again (headers only, no torch); the selection stays where it was."""
@@ -175,16 +181,23 @@ class ModelList(QWidget):
                 except OSError as exc:
                     self.message.emit(f"Cannot list {self._folder}: {exc.strerror or exc}")
             for info in reversed(infos):
-                item = QTreeWidgetItem([info.name, format_created(info.created), info.arch,
-                                        "–" if info.val_iou is None else f"{info.val_iou:.3f}",
-                                        str(info.epochs_done)])
+                item = QTreeWidgetItem(
+                    [
+                        info.name,
+                        format_created(info.created),
+                        info.arch,
+                        "–" if info.val_iou is None else f"{info.val_iou:.3f}",
+                        str(info.epochs_done),
+                    ]
+                )
                 item.setData(0, PATH_ROLE, str(info.path))
                 item.setData(0, INFO_ROLE, info)
                 item.setToolTip(0, str(info.path))
                 item.setToolTip(1, format_created_full(info.created))
                 for column in (3, 4):
-                    item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
+                    item.setTextAlignment(
+                        column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
                 self.tree.addTopLevelItem(item)
                 if keep is not None and Path(info.path) == Path(keep):
                     self.tree.setCurrentItem(item)

@@ -66,8 +66,8 @@ class WindowPrediction:
 
 @dataclass(frozen=True)
 class StripPreview:
-    row: int            # first decimated row
-    codes: np.ndarray   # (rows, decimated width) uint8 0/1
+    row: int  # first decimated row
+    codes: np.ndarray  # (rows, decimated width) uint8 0/1
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,28 @@ def whole_targets(mask_path: Path) -> tuple[Path, Path, Path]:
     mask_path = Path(mask_path)
     if mask_path.suffix.lower() not in (".tif", ".tiff"):
         mask_path = mask_path.with_suffix(".tif")
-    return (mask_path, mask_path.with_name(f"{mask_path.stem}_probability.tif"),
-            mask_path.with_suffix(".gpkg"))
+    return (
+        mask_path,
+        mask_path.with_name(f"{mask_path.stem}_probability.tif"),
+        mask_path.with_suffix(".gpkg"),
+    )
 
 
-def predict_whole(loaded: Any, source: Path, target: Path, *, threshold: float, dilation: int,
-                  probabilities: bool, cog: bool, polygons: bool, preview_factor: int,
-                  on_progress, should_stop, device: str = "auto") -> WholeResult:
+def predict_whole(
+    loaded: Any,
+    source: Path,
+    target: Path,
+    *,
+    threshold: float,
+    dilation: int,
+    probabilities: bool,
+    cog: bool,
+    polygons: bool,
+    preview_factor: int,
+    on_progress,
+    should_stop,
+    device: str = "auto",
+) -> WholeResult:
     """Predict ``source`` into ``target`` (see the module docstring); reports ``Progress`` in
     pixels, :class:`StripPreview` and :class:`BuildingsFound` events."""
     from core.orthophoto import predict_raster
@@ -113,48 +128,73 @@ def predict_whole(loaded: Any, source: Path, target: Path, *, threshold: float, 
     if polygons:
         from core.vector import StripVectorizer
 
-        vectorizer = StripVectorizer(width, transform, crs, height=height,
-                                     simplify=SIMPLIFY_M if crs is not None else 0.0)
+        vectorizer = StripVectorizer(
+            width, transform, crs, height=height, simplify=SIMPLIFY_M if crs is not None else 0.0
+        )
         kept = []
     f = max(1, int(preview_factor))
 
     def found(buildings) -> None:
         kept.extend(buildings)
         if buildings:
-            on_progress(BuildingsFound(building_rings(buildings, transform), len(buildings),
-                                       float(sum(b.area_m2 for b in buildings)), vectorizer.unit))
+            on_progress(
+                BuildingsFound(
+                    building_rings(buildings, transform),
+                    len(buildings),
+                    float(sum(b.area_m2 for b in buildings)),
+                    vectorizer.unit,
+                )
+            )
 
     def on_rows(row_off, mask_rows, prob_rows, valid_rows):
         first = -(-row_off // f) * f  # the first row on the preview's grid
         if first < row_off + len(mask_rows):
-            codes = np.ascontiguousarray(mask_rows[first - row_off::f, ::f]).view(np.uint8)
+            codes = np.ascontiguousarray(mask_rows[first - row_off :: f, ::f]).view(np.uint8)
             on_progress(StripPreview(first // f, codes.copy()))
         if vectorizer is not None:
             found(vectorizer.add_strip(row_off, mask_rows, prob_rows))
 
-    work = Path(tempfile.mkdtemp(prefix=f".{mask_target.stem}.", suffix=".rooftop-tmp",
-                                 dir=mask_target.parent))
+    work = Path(
+        tempfile.mkdtemp(
+            prefix=f".{mask_target.stem}.", suffix=".rooftop-tmp", dir=mask_target.parent
+        )
+    )
     try:
-        result = predict_raster(loaded, source, work, threshold=threshold, dilation=dilation,
-                                device=device, probabilities=probabilities, cog=cog,
-                                on_progress=on_progress, should_stop=should_stop,
-                                on_mask_rows=on_rows)
+        result = predict_raster(
+            loaded,
+            source,
+            work,
+            threshold=threshold,
+            dilation=dilation,
+            device=device,
+            probabilities=probabilities,
+            cog=cog,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            on_mask_rows=on_rows,
+        )
         written_polygons = None
         if vectorizer is not None:
             found(vectorizer.finish())
             from core.vector import BuildingSet, write_buildings
 
-            written_polygons = write_buildings(polygons_target,
-                                               BuildingSet(kept, vectorizer.crs, vectorizer.unit))
+            written_polygons = write_buildings(
+                polygons_target, BuildingSet(kept, vectorizer.crs, vectorizer.unit)
+            )
         os.replace(result.mask_path, mask_target)
         if result.probability_path is not None:
             os.replace(result.probability_path, prob_target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return WholeResult(mask_target, prob_target if probabilities else None, written_polygons,
-                       result.roof_fraction, None if kept is None else len(kept),
-                       float(sum(b.area_m2 for b in kept or [])),
-                       vectorizer.unit if vectorizer is not None else "m")
+    return WholeResult(
+        mask_target,
+        prob_target if probabilities else None,
+        written_polygons,
+        result.roof_fraction,
+        None if kept is None else len(kept),
+        float(sum(b.area_m2 for b in kept or [])),
+        vectorizer.unit if vectorizer is not None else "m",
+    )
 
 
 def rate_text(done: int, total: int, seconds: float) -> str:
@@ -173,14 +213,25 @@ class OrthophotoPanel(QWidget):
 
     status_message = Signal(str)
     busy_changed = Signal(bool)
-    window_predicted = Signal()     # a visible-area prediction is on the canvas
-    whole_done = Signal(object)     # WholeResult
+    window_predicted = Signal()  # a visible-area prediction is on the canvas
+    whole_done = Signal(object)  # WholeResult
 
-    def __init__(self, canvas: ImageCanvas, prediction: Any, runner: TaskRunner,
-                 settings: QSettings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        canvas: ImageCanvas,
+        prediction: Any,
+        runner: TaskRunner,
+        settings: QSettings,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("orthophotoPanel")
-        self.canvas, self.prediction, self.runner, self.settings = canvas, prediction, runner, settings
+        self.canvas, self.prediction, self.runner, self.settings = (
+            canvas,
+            prediction,
+            runner,
+            settings,
+        )
         self._task: Task | None = None
         self._started = 0.0
         self.last_result: WholeResult | None = None
@@ -190,17 +241,21 @@ class OrthophotoPanel(QWidget):
         self.info_label.setWordWrap(True)
         self.info_label.setObjectName("muted")
         self.visible_button = QPushButton(icon("predict"), "Predict visible area")
-        self.visible_button.setToolTip("Predict what the canvas shows, at full resolution "
-                                       "(zoom in for a larger scale)")
+        self.visible_button.setToolTip(
+            "Predict what the canvas shows, at full resolution (zoom in for a larger scale)"
+        )
         self.whole_button = QPushButton(icon("predict-split"), "Predict whole orthophoto…")
-        self.whole_button.setToolTip("Predict every pixel, in strips, into a georeferenced "
-                                     "GeoTIFF mask you choose")
+        self.whole_button.setToolTip(
+            "Predict every pixel, in strips, into a georeferenced GeoTIFF mask you choose"
+        )
         self.probability_box = QCheckBox("Probability raster too")
         self.cog_box = QCheckBox("Cloud-optimised GeoTIFF (COG)")
         self.polygons_box = QCheckBox("Buildings (.gpkg) too")
-        for box, key, default in ((self.probability_box, "ortho/probability", False),
-                                  (self.cog_box, "ortho/cog", False),
-                                  (self.polygons_box, "ortho/polygons", True)):
+        for box, key, default in (
+            (self.probability_box, "ortho/probability", False),
+            (self.cog_box, "ortho/cog", False),
+            (self.polygons_box, "ortho/polygons", True),
+        ):
             box.setChecked(get_bool(settings, key, default))
             box.toggled.connect(lambda on, k=key: settings.setValue(k, on))
         self.progress = QProgressBar()
@@ -240,17 +295,22 @@ class OrthophotoPanel(QWidget):
         self.setVisible(raster is not None)
         if raster is not None:
             info = raster.info
-            self.info_label.setText(f"<b>{raster.path.name}</b><br>"
-                                    + (info.describe() if info else "opening…"))
+            self.info_label.setText(
+                f"<b>{raster.path.name}</b><br>" + (info.describe() if info else "opening…")
+            )
         self.update_enabled()
 
     def is_busy(self) -> bool:
         return self._task is not None
 
     def update_enabled(self) -> None:
-        ready = (self.raster() is not None and self.raster().info is not None
-                 and self.prediction.model_path is not None and self._task is None
-                 and not self.prediction.is_busy())
+        ready = (
+            self.raster() is not None
+            and self.raster().info is not None
+            and self.prediction.model_path is not None
+            and self._task is None
+            and not self.prediction.is_busy()
+        )
         self.visible_button.setEnabled(ready)
         self.whole_button.setEnabled(ready)
         self.stop_button.setEnabled(self._task is not None)
@@ -302,8 +362,14 @@ class OrthophotoPanel(QWidget):
             self.prediction._update_enabled()
             self.busy_changed.emit(False)
 
-        self._task = self.runner.start(work, on_progress=on_progress, on_finished=done,
-                                       on_failed=failed, on_done=finished, name="orthophoto")
+        self._task = self.runner.start(
+            work,
+            on_progress=on_progress,
+            on_finished=done,
+            on_failed=failed,
+            on_done=finished,
+            name="orthophoto",
+        )
         self.update_enabled()
         self.prediction._update_enabled()
         self.busy_changed.emit(True)
@@ -331,12 +397,18 @@ class OrthophotoPanel(QWidget):
             return None
         x0, y0, w, h = window
         if w * h > MAX_VISIBLE_PIXELS:
-            show_error(self, "Visible area too large",
-                       f"The visible area is {w} x {h} px ({w * h / 1e6:.0f} Mpx); zoom in to at "
-                       f"most {MAX_VISIBLE_PIXELS / 1e6:.0f} Mpx, or predict the whole orthophoto.")
+            show_error(
+                self,
+                "Visible area too large",
+                f"The visible area is {w} x {h} px ({w * h / 1e6:.0f} Mpx); zoom in to at "
+                f"most {MAX_VISIBLE_PIXELS / 1e6:.0f} Mpx, or predict the whole orthophoto.",
+            )
             return None
-        path, holder, model_path = self.raster().path, self.prediction.models, \
-            self.prediction.model_path
+        path, holder, model_path = (
+            self.raster().path,
+            self.prediction.models,
+            self.prediction.model_path,
+        )
         raster = self.raster()
 
         def work(on_progress, should_stop):
@@ -346,8 +418,9 @@ class OrthophotoPanel(QWidget):
             with open_raster(path) as source:
                 rgb, valid = source.read_window(y0, x0, h, w)
             loaded = holder.get(model_path)
-            prob = predict_probabilities(loaded.model, rgb, should_stop=should_stop,
-                                         on_progress=on_progress)
+            prob = predict_probabilities(
+                loaded.model, rgb, should_stop=should_stop, on_progress=on_progress
+            )
             prob[~valid] = 0.0  # no data is never roof
             return WindowPrediction(x0, y0, prob)
 
@@ -373,14 +446,21 @@ class OrthophotoPanel(QWidget):
             return
         start = self.settings.value("ortho/last_folder", str(raster.path.parent))
         name = str(Path(start) / f"{raster.path.stem}_mask.tif")
-        path, _ = QFileDialog.getSaveFileName(self, "Write the georeferenced mask to", name,
-                                              "GeoTIFF (*.tif *.tiff)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Write the georeferenced mask to", name, "GeoTIFF (*.tif *.tiff)"
+        )
         if path:
             self.settings.setValue("ortho/last_folder", str(Path(path).parent))
             self.predict_whole(Path(path))
 
-    def predict_whole(self, target: Path, *, probabilities: bool | None = None,
-                      cog: bool | None = None, polygons: bool | None = None) -> Task | None:
+    def predict_whole(
+        self,
+        target: Path,
+        *,
+        probabilities: bool | None = None,
+        cog: bool | None = None,
+        polygons: bool | None = None,
+    ) -> Task | None:
         """Predict the whole orthophoto into ``target`` (a GeoTIFF; see the module docstring)."""
         if not self._ready():
             return None
@@ -394,8 +474,12 @@ class OrthophotoPanel(QWidget):
         source, holder, model_path = raster.path, self.prediction.models, self.prediction.model_path
         threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
         info = raster.info
-        factor = max(1, raster.overview_factor if raster.overview is not None else
-                     math.ceil(max(info.width, info.height) / 2048))
+        factor = max(
+            1,
+            raster.overview_factor
+            if raster.overview is not None
+            else math.ceil(max(info.width, info.height) / 2048),
+        )
         self.canvas.set_mask_raster(None)
         self.canvas.start_strip_preview(info.width, info.height, factor)
         if polygons:
@@ -404,10 +488,19 @@ class OrthophotoPanel(QWidget):
 
         def work(on_progress, should_stop):
             loaded = holder.get(model_path)
-            return predict_whole(loaded, source, Path(target), threshold=threshold,
-                                 dilation=dilation, probabilities=probabilities, cog=cog,
-                                 polygons=polygons, preview_factor=factor,
-                                 on_progress=on_progress, should_stop=should_stop)
+            return predict_whole(
+                loaded,
+                source,
+                Path(target),
+                threshold=threshold,
+                dilation=dilation,
+                probabilities=probabilities,
+                cog=cog,
+                polygons=polygons,
+                preview_factor=factor,
+                on_progress=on_progress,
+                should_stop=should_stop,
+            )
 
         def progress(event):
             if self.raster() is not raster:
@@ -419,14 +512,16 @@ class OrthophotoPanel(QWidget):
                 count, area, _unit = self.whole_buildings
                 self.whole_buildings = (count + event.count, area + event.area, event.unit)
                 self.prediction.show_buildings_summary(
-                    "Whole orthophoto so far: " + summary_text(*self.whole_buildings))
+                    "Whole orthophoto so far: " + summary_text(*self.whole_buildings)
+                )
             elif isinstance(event, Progress) and event.total:
                 scale = max(1, event.total // 1_000_000)
                 self.progress.setRange(0, event.total // scale)
                 self.progress.setValue(event.done // scale)
                 self.progress.setFormat(f"{100 * event.done / event.total:.0f} %")
-                self.rate_label.setText(rate_text(event.done, event.total,
-                                                  time.monotonic() - self._started))
+                self.rate_label.setText(
+                    rate_text(event.done, event.total, time.monotonic() - self._started)
+                )
 
         def done(result: WholeResult):
             self.last_result = result
@@ -434,14 +529,17 @@ class OrthophotoPanel(QWidget):
             text = f"Wrote {result.mask_path.name} ({100 * result.roof_fraction:.1f} % roof)"
             if result.buildings is not None:
                 text += f" and {result.polygons_path.name}: " + summary_text(
-                    result.buildings, result.area, result.unit)
-                self.prediction.show_buildings_summary("Whole orthophoto: " + summary_text(
-                    result.buildings, result.area, result.unit))
+                    result.buildings, result.area, result.unit
+                )
+                self.prediction.show_buildings_summary(
+                    "Whole orthophoto: " + summary_text(result.buildings, result.area, result.unit)
+                )
             self.rate_label.setText(f"{text} in {seconds:.0f} s")
             self.status_message.emit(text)
             if self.raster() is raster:
-                self.canvas.set_mask_raster(RasterTileSource(result.mask_path, self.runner,
-                                                             kind="mask"))
+                self.canvas.set_mask_raster(
+                    RasterTileSource(result.mask_path, self.runner, kind="mask")
+                )
             self.whole_done.emit(result)
 
         def failed_cleanup(_exc):

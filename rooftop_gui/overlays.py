@@ -22,11 +22,11 @@ import numpy as np
 
 from core.postprocess import max_filter  # noqa: F401  (the canvas's dilation is core's)
 
-LABEL_COLOR = (255, 235, 0)        # yellow, drawn as an outline
-PREDICTION_COLOR = (0, 190, 255)   # sky blue, filled
-TP_COLOR = (25, 70, 255)           # blue: roof found
-FP_COLOR = (240, 160, 0)           # orange: roof predicted where there is none
-FN_COLOR = (255, 100, 210)         # pink: roof missed
+LABEL_COLOR = (255, 235, 0)  # yellow, drawn as an outline
+PREDICTION_COLOR = (0, 190, 255)  # sky blue, filled
+TP_COLOR = (25, 70, 255)  # blue: roof found
+FP_COLOR = (240, 160, 0)  # orange: roof predicted where there is none
+FN_COLOR = (255, 100, 210)  # pink: roof missed
 #: Strokes (partial labels): roof in the label's yellow, filled; background in a violet that
 #: stays apart from yellow, sky blue and the error colours, also for colour-blind eyes.
 STROKE_ROOF_COLOR = LABEL_COLOR
@@ -41,9 +41,18 @@ OUTLINE_WIDTH = 2
 ERROR_NAMES = {1: "false positive", 2: "false negative", 3: "true positive"}
 
 # Control points of an "inferno"-like ramp (dark purple -> red -> yellow).
-_HEAT_POINTS = np.array([
-    (0.00, 0, 0, 4), (0.15, 40, 11, 84), (0.35, 120, 28, 109), (0.50, 188, 55, 84),
-    (0.65, 237, 105, 37), (0.80, 251, 180, 26), (1.00, 252, 255, 164)], dtype=np.float64)
+_HEAT_POINTS = np.array(
+    [
+        (0.00, 0, 0, 4),
+        (0.15, 40, 11, 84),
+        (0.35, 120, 28, 109),
+        (0.50, 188, 55, 84),
+        (0.65, 237, 105, 37),
+        (0.80, 251, 180, 26),
+        (1.00, 252, 255, 164),
+    ],
+    dtype=np.float64,
+)
 
 
 def argb(r: int, g: int, b: int, a: int = 255) -> int:
@@ -60,7 +69,11 @@ def error_table() -> list[int]:
 
 def stroke_table(alpha: int = 210) -> list[int]:
     """Stroke codes 0 (transparent), 1 (background), 2 (roof)."""
-    return [argb(0, 0, 0, 0), argb(*STROKE_BACKGROUND_COLOR, alpha), argb(*STROKE_ROOF_COLOR, alpha)]
+    return [
+        argb(0, 0, 0, 0),
+        argb(*STROKE_BACKGROUND_COLOR, alpha),
+        argb(*STROKE_ROOF_COLOR, alpha),
+    ]
 
 
 def proposal_table() -> list[int]:
@@ -71,7 +84,7 @@ def uncertainty_table() -> list[int]:
     """256 colours for uncertainty 0..1 (codes 0..255): transparent when the model is sure,
     rising to an opaque magenta on the threshold."""
     x = np.linspace(0.0, 1.0, 256)
-    alpha = np.clip(x ** 1.5 * 240, 0, 240)
+    alpha = np.clip(x**1.5 * 240, 0, 240)
     return [argb(*UNCERTAINTY_COLOR, int(a)) for a in alpha]
 
 
@@ -87,8 +100,10 @@ def heat_table() -> list[int]:
     x = np.linspace(0.0, 1.0, 256)
     channels = [np.interp(x, _HEAT_POINTS[:, 0], _HEAT_POINTS[:, i]) for i in (1, 2, 3)]
     alpha = np.clip(x * 1.6, 0.0, 1.0) * 235 + 20 * (x > 0.02)
-    return [argb(int(r), int(g), int(b), int(min(a, 255)))
-            for r, g, b, a in zip(*channels, alpha, strict=True)]
+    return [
+        argb(int(r), int(g), int(b), int(min(a, 255)))
+        for r, g, b, a in zip(*channels, alpha, strict=True)
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -126,8 +141,9 @@ def error_codes(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
     return codes
 
 
-def outline_region(codes: np.ndarray, x0: int, y0: int, x1: int, y1: int,
-                   width: int = OUTLINE_WIDTH) -> np.ndarray:
+def outline_region(
+    codes: np.ndarray, x0: int, y0: int, x1: int, y1: int, width: int = OUTLINE_WIDTH
+) -> np.ndarray:
     """The outline codes (1 on the boundary, else 0) of the mask ``codes`` in ``[y0:y1, x0:x1]``.
 
     A pixel is on the boundary when it is in the mask and a pixel within ``width`` (Chebyshev
@@ -147,14 +163,16 @@ def outline_region(codes: np.ndarray, x0: int, y0: int, x1: int, y1: int,
     window = np.zeros((y1 - y0 + 2 * w, x1 - x0 + 2 * w), bool)  # zero outside the image
     sy0, sx0 = max(0, y0 - w), max(0, x0 - w)
     sy1, sx1 = min(height, y1 + w), min(full_width, x1 + w)
-    window[sy0 - (y0 - w):sy1 - (y0 - w), sx0 - (x0 - w):sx1 - (x0 - w)] = codes[sy0:sy1, sx0:sx1]
+    window[sy0 - (y0 - w) : sy1 - (y0 - w), sx0 - (x0 - w) : sx1 - (x0 - w)] = codes[
+        sy0:sy1, sx0:sx1
+    ]
     k = 2 * w + 1
-    rows = window[:, 0:window.shape[1] - k + 1].copy()  # erosion by a k x k square, separably
+    rows = window[:, 0 : window.shape[1] - k + 1].copy()  # erosion by a k x k square, separably
     for i in range(1, k):
-        rows &= window[:, i:window.shape[1] - k + 1 + i]
-    eroded = rows[0:rows.shape[0] - k + 1].copy()
+        rows &= window[:, i : window.shape[1] - k + 1 + i]
+    eroded = rows[0 : rows.shape[0] - k + 1].copy()
     for i in range(1, k):
-        eroded &= rows[i:rows.shape[0] - k + 1 + i]
+        eroded &= rows[i : rows.shape[0] - k + 1 + i]
     np.logical_not(eroded, out=eroded)
     eroded &= inside
     return eroded.view(np.uint8)

@@ -33,11 +33,28 @@ from pathlib import Path
 
 #: What the xcb platform plugin of Qt 6 loads besides Qt itself (the fallback check's list).
 XCB_LIBRARIES = (
-    "libxcb.so.1", "libX11.so.6", "libX11-xcb.so.1", "libxcb-cursor.so.0", "libxcb-icccm.so.4",
-    "libxcb-keysyms.so.1", "libxcb-image.so.0", "libxcb-render-util.so.0", "libxcb-xkb.so.1",
-    "libxkbcommon.so.0", "libxkbcommon-x11.so.0", "libxcb-shape.so.0", "libxcb-randr.so.0",
-    "libxcb-util.so.1", "libxcb-shm.so.0", "libxcb-sync.so.1", "libxcb-xfixes.so.0",
-    "libxcb-render.so.0", "libfontconfig.so.1", "libfreetype.so.6", "libEGL.so.1", "libGL.so.1",
+    "libxcb.so.1",
+    "libX11.so.6",
+    "libX11-xcb.so.1",
+    "libxcb-cursor.so.0",
+    "libxcb-icccm.so.4",
+    "libxcb-keysyms.so.1",
+    "libxcb-image.so.0",
+    "libxcb-render-util.so.0",
+    "libxcb-xkb.so.1",
+    "libxkbcommon.so.0",
+    "libxkbcommon-x11.so.0",
+    "libxcb-shape.so.0",
+    "libxcb-randr.so.0",
+    "libxcb-util.so.1",
+    "libxcb-shm.so.0",
+    "libxcb-sync.so.1",
+    "libxcb-xfixes.so.0",
+    "libxcb-render.so.0",
+    "libfontconfig.so.1",
+    "libfreetype.so.6",
+    "libEGL.so.1",
+    "libGL.so.1",
 )
 
 #: Debian/Ubuntu packages whose name does not follow from the soname (see :func:`package_for`).
@@ -100,8 +117,9 @@ def run_ldd(plugin: Path) -> str | None:
     if ldd is None:
         return None
     try:
-        done = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=20,
-                              check=False)
+        done = subprocess.run(
+            [ldd, str(plugin)], capture_output=True, text=True, timeout=20, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     # ldd exits non-zero for some problems but still lists what it found; "not found" lines count
@@ -116,9 +134,12 @@ def _loadable(soname: str) -> bool:
     return True
 
 
-def missing_libraries(plugin: Path | None = None, *,
-                      ldd: Callable[[Path], str | None] | None = None,
-                      loadable: Callable[[str], bool] | None = None) -> list[str]:
+def missing_libraries(
+    plugin: Path | None = None,
+    *,
+    ldd: Callable[[Path], str | None] | None = None,
+    loadable: Callable[[str], bool] | None = None,
+) -> list[str]:
     """The sonames the xcb plugin needs that the system lacks ([] when none).
 
     ``ldd`` (default :func:`run_ldd`) gives ``ldd``'s output for the plugin, or None; then each
@@ -138,21 +159,27 @@ def missing_libraries_message(missing: Sequence[str], *, has_apt: bool | None = 
         has_apt = shutil.which("apt-get") is not None
     system = [s for s in missing if not _BUNDLED.match(s)]
     bundled = [s for s in missing if _BUNDLED.match(s)]
-    parts = [f"rooftop-studio: cannot open the window: Qt's xcb platform plugin needs "
-             f"{', '.join(missing)}, not installed on this system"]
+    parts = [
+        f"rooftop-studio: cannot open the window: Qt's xcb platform plugin needs "
+        f"{', '.join(missing)}, not installed on this system"
+    ]
     if system:
         packages = " ".join(dict.fromkeys(package_for(s) for s in system))
         where = "install them with" if has_apt else "on Debian/Ubuntu install them with"
         parts.append(f"{where}: sudo apt-get install {packages}")
     if bundled:
-        parts.append(f"{', '.join(bundled)} come with PySide6: reinstall it "
-                     "(pip install --force-reinstall PySide6)")
+        parts.append(
+            f"{', '.join(bundled)} come with PySide6: reinstall it "
+            "(pip install --force-reinstall PySide6)"
+        )
     return "; ".join(parts)
 
 
-NO_DISPLAY_MESSAGE = ("rooftop-studio: no display to open the window on (neither DISPLAY nor "
-                      "WAYLAND_DISPLAY is set); start it in a desktop session, or over ssh with "
-                      "X forwarding (ssh -X).")
+NO_DISPLAY_MESSAGE = (
+    "rooftop-studio: no display to open the window on (neither DISPLAY nor "
+    "WAYLAND_DISPLAY is set); start it in a desktop session, or over ssh with "
+    "X forwarding (ssh -X)."
+)
 
 
 def qt_platform(environ: Mapping[str, str], qt_args: Sequence[str] = ()) -> str:
@@ -167,9 +194,13 @@ def qt_platform(environ: Mapping[str, str], qt_args: Sequence[str] = ()) -> str:
     return "wayland" if environ.get("WAYLAND_DISPLAY") else "xcb"
 
 
-def startup_problem(environ: Mapping[str, str] | None = None, qt_args: Sequence[str] = (), *,
-                    platform: str = sys.platform,
-                    find_missing: Callable[[], list[str]] | None = None) -> str | None:
+def startup_problem(
+    environ: Mapping[str, str] | None = None,
+    qt_args: Sequence[str] = (),
+    *,
+    platform: str = sys.platform,
+    find_missing: Callable[[], list[str]] | None = None,
+) -> str | None:
     """Why the window cannot open here, in one line, or None (see the module docstring).
 
     ``find_missing`` (default :func:`missing_libraries`) lists the xcb plugin's missing sonames.
@@ -178,8 +209,11 @@ def startup_problem(environ: Mapping[str, str] | None = None, qt_args: Sequence[
     if not platform.startswith("linux"):
         return None
     name = qt_platform(environ, qt_args)
-    if name in ("xcb", "wayland") and not environ.get("DISPLAY") and not environ.get(
-            "WAYLAND_DISPLAY"):
+    if (
+        name in ("xcb", "wayland")
+        and not environ.get("DISPLAY")
+        and not environ.get("WAYLAND_DISPLAY")
+    ):
         return NO_DISPLAY_MESSAGE
     if name != "xcb":
         return None

@@ -26,8 +26,11 @@ class EpochAxis(pg.AxisItem):
     """An x axis with ticks on whole epochs only (no "1.5")."""
 
     def tickSpacing(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph's names
-        levels = [(spacing, offset) for spacing, offset in super().tickSpacing(minVal, maxVal, size)
-                  if spacing >= 1]
+        levels = [
+            (spacing, offset)
+            for spacing, offset in super().tickSpacing(minVal, maxVal, size)
+            if spacing >= 1
+        ]
         return levels or [(1.0, 0.0)]
 
 
@@ -37,8 +40,9 @@ class TrainingPlot(pg.PlotWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         # (a PlotWidget, not a GraphicsLayoutWidget: that one crashes the interpreter at exit
         # when it outlives the function that made it, with PySide6)
-        super().__init__(parent=parent, background=BACKGROUND,
-                         axisItems={"bottom": EpochAxis("bottom")})
+        super().__init__(
+            parent=parent, background=BACKGROUND, axisItems={"bottom": EpochAxis("bottom")}
+        )
         self.setObjectName("trainingPlot")
         self.setMinimumHeight(120)
         item = self.getPlotItem()
@@ -74,16 +78,36 @@ class TrainingPlot(pg.PlotWidget):
         self.iou_view.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
 
         self.train_curve = item.plot(
-            [], [], name="train loss", pen=pg.mkPen(TRAIN_COLOR, width=2),
-            symbol="o", symbolSize=5, symbolBrush=TRAIN_COLOR, symbolPen=None)
+            [],
+            [],
+            name="train loss",
+            pen=pg.mkPen(TRAIN_COLOR, width=2),
+            symbol="o",
+            symbolSize=5,
+            symbolBrush=TRAIN_COLOR,
+            symbolPen=None,
+        )
         self.val_curve = item.plot(
-            [], [], name="val loss", pen=pg.mkPen(VAL_COLOR, width=2),
-            symbol="s", symbolSize=5, symbolBrush=VAL_COLOR, symbolPen=None)
+            [],
+            [],
+            name="val loss",
+            pen=pg.mkPen(VAL_COLOR, width=2),
+            symbol="s",
+            symbolSize=5,
+            symbolBrush=VAL_COLOR,
+            symbolPen=None,
+        )
         self.legend.addItem(self.train_curve, "train loss")
         self.legend.addItem(self.val_curve, "val loss")
         self.iou_curve = pg.PlotDataItem(
-            [], [], pen=pg.mkPen(IOU_COLOR, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-            symbol="t", symbolSize=6, symbolBrush=IOU_COLOR, symbolPen=None)
+            [],
+            [],
+            pen=pg.mkPen(IOU_COLOR, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+            symbol="t",
+            symbolSize=6,
+            symbolBrush=IOU_COLOR,
+            symbolPen=None,
+        )
         self.iou_view.addItem(self.iou_curve)
         self.legend.addItem(self.iou_curve, "val IoU")
         item.getViewBox().sigResized.connect(self._sync_views)
@@ -108,8 +132,14 @@ class TrainingPlot(pg.PlotWidget):
     # ----------------------------------------------------------------- data
     def reset(self, title: str = "") -> None:
         """Forget every point (a new run starts, or another model's history is shown)."""
-        for values in (self.epochs, self.train_loss, self.val_epochs, self.val_loss,
-                       self.iou_epochs, self.val_iou):
+        for values in (
+            self.epochs,
+            self.train_loss,
+            self.val_epochs,
+            self.val_loss,
+            self.iou_epochs,
+            self.val_iou,
+        ):
             values.clear()
         self.set_title(title)
         self._redraw()
@@ -149,7 +179,8 @@ class TrainingPlot(pg.PlotWidget):
         self.iou_view.setYRange(0.0, 1.0, padding=0.02)
         if self.epochs:
             self.getPlotItem().getViewBox().setXRange(
-                min(self.epochs) - 0.5, max(self.epochs) + 0.5, padding=0)
+                min(self.epochs) - 0.5, max(self.epochs) + 0.5, padding=0
+            )
         self.getPlotItem().getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis)
 
 

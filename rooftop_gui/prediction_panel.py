@@ -69,8 +69,13 @@ from rooftop_gui.resources import icon
 from rooftop_gui.settings import get_bool
 from rooftop_gui.workers import Task, TaskRunner
 
-METRICS = (("iou", "IoU"), ("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"),
-           ("accuracy", "Accuracy"))
+METRICS = (
+    ("iou", "IoU"),
+    ("f1", "F1"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("accuracy", "Accuracy"),
+)
 
 
 class ModelHolder:
@@ -140,13 +145,19 @@ class PredictionMade:
 class PredictionPanel(QWidget):
     """Active model, Predict image / split, a metrics table and export buttons."""
 
-    model_changed = Signal(object)      # Path | None
+    model_changed = Signal(object)  # Path | None
     status_message = Signal(str)
     busy_changed = Signal(bool)
-    prediction_shown = Signal(object)   # Key of the image whose prediction is now on the canvas
+    prediction_shown = Signal(object)  # Key of the image whose prediction is now on the canvas
 
-    def __init__(self, canvas: ImageCanvas, browser: DatasetBrowser, runner: TaskRunner,
-                 settings: QSettings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        canvas: ImageCanvas,
+        browser: DatasetBrowser,
+        runner: TaskRunner,
+        settings: QSettings,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("predictionPanel")
         self.canvas = canvas
@@ -277,8 +288,14 @@ class PredictionPanel(QWidget):
         blay.addWidget(self.export_buildings_button, 3, 0, 1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
-        for box in (model_box, self.orthophoto, predict_box, metrics_box, export_box,
-                    buildings_box):
+        for box in (
+            model_box,
+            self.orthophoto,
+            predict_box,
+            metrics_box,
+            export_box,
+            buildings_box,
+        ):
             layout.addWidget(box)
         layout.addStretch(1)
         self.orthophoto.status_message.connect(self.status_message)
@@ -296,21 +313,30 @@ class PredictionPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.export_masks_button.clicked.connect(lambda: self.choose_export("masks"))
         self.export_composites_button.clicked.connect(lambda: self.choose_export("composites"))
-        self.split_box.setCurrentIndex(max(0, self.split_box.findData(
-            settings.value("prediction/split", "test"))))
+        self.split_box.setCurrentIndex(
+            max(0, self.split_box.findData(settings.value("prediction/split", "test")))
+        )
         self.split_box.currentIndexChanged.connect(
-            lambda _i: settings.setValue("prediction/split", self.split_box.currentData()))
+            lambda _i: settings.setValue("prediction/split", self.split_box.currentData())
+        )
         self._update_enabled()
 
     def actions_list(self) -> list[QAction]:
-        return [self.load_model_action, self.predict_image_action, self.predict_split_action,
-                self.stop_action, self.export_masks_action, self.export_composites_action]
+        return [
+            self.load_model_action,
+            self.predict_image_action,
+            self.predict_split_action,
+            self.stop_action,
+            self.export_masks_action,
+            self.export_composites_action,
+        ]
 
     # ----------------------------------------------------------------- model
     def choose_model(self) -> None:
         start = str(self.model_path.parent) if self.model_path else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", start,
-                                              "Rooftop models (*.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load model", start, "Rooftop models (*.safetensors);;All files (*)"
+        )
         if path:
             self.set_model(Path(path))
 
@@ -374,8 +400,7 @@ class PredictionPanel(QWidget):
 
     def _is_current(self, key: ResultKey | None) -> bool:
         """Whether the canvas shows the image (of this dataset, by the active model) of ``key``."""
-        return key is not None and self._current is not None and \
-            self._key(self._current) == key
+        return key is not None and self._current is not None and self._key(self._current) == key
 
     def show_cached(self, sample: Any) -> None:
         if sample is None or self.canvas.image() is None:
@@ -438,8 +463,9 @@ class PredictionPanel(QWidget):
             return
         model_path, holder = self.model_path, self.models
         threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
-        scores = self.scores = SplitScores(split, model_path, self._dataset_root, threshold,
-                                           dilation)
+        scores = self.scores = SplitScores(
+            split, model_path, self._dataset_root, threshold, dilation
+        )
         self.browser.clear_iou()
         self._show_metrics()
         saves_at_start = dict(self._label_saves)
@@ -456,13 +482,23 @@ class PredictionPanel(QWidget):
                     prob, conf, error = result.prob, None, result.error
                     if prob is not None:
                         try:
-                            conf = core_scores.label_confusion(prob, result.sample.label_path,
-                                                               threshold, dilation)
+                            conf = core_scores.label_confusion(
+                                prob, result.sample.label_path, threshold, dilation
+                            )
                         except RooftopError as exc:  # a label that cannot be read
                             prob, error = None, exc
                     # a corrupt image or label is reported and the split goes on
-                    on_progress(SplitImageDone(i + 1, len(samples), result.sample, key, prob,
-                                               conf, None if error is None else str(error)))
+                    on_progress(
+                        SplitImageDone(
+                            i + 1,
+                            len(samples),
+                            result.sample,
+                            key,
+                            prob,
+                            conf,
+                            None if error is None else str(error),
+                        )
+                    )
             except Stopped:
                 return "stopped"
             return "done"
@@ -488,8 +524,10 @@ class PredictionPanel(QWidget):
 
         def done(outcome):
             if self.scores is not scores:
-                self.status_message.emit(f"The {split} split of the previous dataset or model was "
-                                         "predicted; its scores are not shown here.")
+                self.status_message.emit(
+                    f"The {split} split of the previous dataset or model was "
+                    "predicted; its scores are not shown here."
+                )
                 return
             self._show_metrics()
             scored = len(scores.per_image)
@@ -498,9 +536,11 @@ class PredictionPanel(QWidget):
                 message = f"Stopped: {message}"
             if scores.errors:
                 message += f"; {len(scores.errors)} could not be read"
-                show_error(self, "Some images could not be predicted",
-                           "\n".join(scores.errors[:10])
-                           + ("\n…" if len(scores.errors) > 10 else ""))
+                show_error(
+                    self,
+                    "Some images could not be predicted",
+                    "\n".join(scores.errors[:10]) + ("\n…" if len(scores.errors) > 10 else ""),
+                )
             self.status_message.emit(message)
 
         self._start(work, done, f"Predicting the {split} split…", busy=True, on_progress=progress)
@@ -539,8 +579,10 @@ class PredictionPanel(QWidget):
                 continue
             jobs.append((key, prob, sample.label_path))
         if len(jobs) < len(scores.per_image):
-            self.metrics_note.setText("Some predictions are no longer cached: predict the split "
-                                      "again to score it at these settings.")
+            self.metrics_note.setText(
+                "Some predictions are no longer cached: predict the split "
+                "again to score it at these settings."
+            )
             return
         saves_at_start = dict(self._label_saves)
 
@@ -570,15 +612,19 @@ class PredictionPanel(QWidget):
 
         def finished():
             self._rescore_task = None
-            if self.scores is scores and (self.canvas.state.threshold,
-                                          self.canvas.state.dilation) != (scores.threshold,
-                                                                          scores.dilation):
+            if self.scores is scores and (
+                self.canvas.state.threshold,
+                self.canvas.state.dilation,
+            ) != (scores.threshold, scores.dilation):
                 self._rescore_timer.start()
 
-        self._rescore_task = self.runner.start(work, on_finished=done, on_done=finished,
-                                               on_failed=lambda e: self.status_message.emit(
-                                                   f"Re-scoring failed: {describe(e)}"),
-                                               name="rescore")
+        self._rescore_task = self.runner.start(
+            work,
+            on_finished=done,
+            on_done=finished,
+            on_failed=lambda e: self.status_message.emit(f"Re-scoring failed: {describe(e)}"),
+            name="rescore",
+        )
 
     # ----------------------------------------------------------------- saved labels
     def label_saved(self, sample: Any, label_path: Path) -> None:
@@ -609,8 +655,9 @@ class PredictionPanel(QWidget):
             scores.per_image[key] = conf
         self._show_metrics()
 
-    def _score(self, sample: Any, label_path: Path | None, threshold: float,
-               dilation: int) -> Confusion | None:
+    def _score(
+        self, sample: Any, label_path: Path | None, threshold: float, dilation: int
+    ) -> Confusion | None:
         """``sample``'s prediction by the active model against its label, at these settings.
 
         From the canvas when it shows this image at these settings (its label is the one just
@@ -620,8 +667,10 @@ class PredictionPanel(QWidget):
         if self.model_path is None or label_path is None:
             return None
         canvas = self.canvas
-        if (self._is_current(self._key(sample))
-                and (canvas.state.threshold, canvas.state.dilation) == (threshold, dilation)):
+        if self._is_current(self._key(sample)) and (
+            canvas.state.threshold,
+            canvas.state.dilation,
+        ) == (threshold, dilation):
             shown, label = canvas.displayed_mask(), canvas.label_array()
             if shown is not None and label is not None and shown.shape == label.shape:
                 return Confusion.from_masks(shown, label)
@@ -659,14 +708,19 @@ class PredictionPanel(QWidget):
             self.metrics.setItem(row, 0, item)
         dil = f"dilation {scores.dilation}" if scores.dilation else "no dilation"
         note = f"Model {scores.model.name}, threshold {scores.threshold:.2f}, {dil}."
-        if (self.canvas.state.threshold, self.canvas.state.dilation) != (scores.threshold,
-                                                                         scores.dilation):
+        if (self.canvas.state.threshold, self.canvas.state.dilation) != (
+            scores.threshold,
+            scores.dilation,
+        ):
             note += " Updating to the shown settings…"
         self.metrics_note.setText(note)
 
     def metric_values(self) -> dict[str, float] | None:
-        return None if self.scores is None or not self.scores.per_image else \
-            self.scores.total().scores()
+        return (
+            None
+            if self.scores is None or not self.scores.per_image
+            else self.scores.total().scores()
+        )
 
     # ----------------------------------------------------------------- export
     def choose_export(self, what: str) -> None:
@@ -685,12 +739,21 @@ class PredictionPanel(QWidget):
             sample = self._current
             prob = self.canvas.probability()
             if sample is None or prob is None:
-                show_error(self, "Nothing to export",
-                           "Predict the current image first (Ctrl+Return).")
+                show_error(
+                    self, "Nothing to export", "Predict the current image first (Ctrl+Return)."
+                )
                 return None
-            items = [ExportItem(sample.name, sample.image_path, sample.label_path, prob,
-                                self.canvas.image(), self.canvas.label_array(),
-                                tag=self._key(sample))]
+            items = [
+                ExportItem(
+                    sample.name,
+                    sample.image_path,
+                    sample.label_path,
+                    prob,
+                    self.canvas.image(),
+                    self.canvas.label_array(),
+                    tag=self._key(sample),
+                )
+            ]
             model_path = self.model_path
         else:
             split = self.split_box.currentData()
@@ -700,11 +763,16 @@ class PredictionPanel(QWidget):
                 return None
             model_path = self.model_path
             keys = [self._key(s) for s in samples]
-            items = [ExportItem(s.name, s.image_path, s.label_path, self.cache.get(key), tag=key)
-                     for s, key in zip(samples, keys, strict=True)]
+            items = [
+                ExportItem(s.name, s.image_path, s.label_path, self.cache.get(key), tag=key)
+                for s, key in zip(samples, keys, strict=True)
+            ]
             if model_path is None and any(item.prob is None for item in items):
-                show_error(self, "No model", "Load or train a model to predict the images "
-                                             "that have no prediction yet.")
+                show_error(
+                    self,
+                    "No model",
+                    "Load or train a model to predict the images that have no prediction yet.",
+                )
                 return None
         if self._task is not None:
             self.status_message.emit("Wait for the running prediction to finish.")
@@ -722,8 +790,16 @@ class PredictionPanel(QWidget):
                 on_progress(PredictionMade(item.tag, prob))
                 return prob
 
-            return export_outputs(out_dir, what, items, threshold, dilation, predict=predict,
-                                  on_progress=on_progress, should_stop=should_stop)
+            return export_outputs(
+                out_dir,
+                what,
+                items,
+                threshold,
+                dilation,
+                predict=predict,
+                on_progress=on_progress,
+                should_stop=should_stop,
+            )
 
         def progress(event):
             if isinstance(event, PredictionMade):
@@ -735,27 +811,33 @@ class PredictionPanel(QWidget):
 
         def done(result):
             dil = f"dilation {dilation}" if dilation else "no dilation"
-            self.status_message.emit(f"Exported {len(result.written)} {what} to {out_dir} "
-                                     f"(threshold {threshold:.2f}, {dil})")
+            self.status_message.emit(
+                f"Exported {len(result.written)} {what} to {out_dir} "
+                f"(threshold {threshold:.2f}, {dil})"
+            )
             if result.errors:
-                show_error(self, f"Some {what} could not be exported",
-                           "\n".join(result.errors[:10]))
+                show_error(
+                    self, f"Some {what} could not be exported", "\n".join(result.errors[:10])
+                )
 
         return self._start(work, done, f"Exporting {what}…", busy=True, on_progress=progress)
 
     # ----------------------------------------------------------------- plumbing
     def _ready_to_run(self) -> bool:
         if self.model_path is None:
-            show_error(self, "No model", "Train a model in the Training panel, pick one from its "
-                                         "models list, or load a model file (Ctrl+M).")
+            show_error(
+                self,
+                "No model",
+                "Train a model in the Training panel, pick one from its "
+                "models list, or load a model file (Ctrl+M).",
+            )
             return False
         if self._task is not None:
             self.status_message.emit("A prediction is already running.")
             return False
         return True
 
-    def _start(self, work, done, message: str, busy: bool,
-               on_progress=None) -> Task:
+    def _start(self, work, done, message: str, busy: bool, on_progress=None) -> Task:
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.progress.setFormat("")
@@ -778,8 +860,14 @@ class PredictionPanel(QWidget):
             if on_progress is not None:
                 on_progress(event)
 
-        self._task = self.runner.start(work, on_progress=progress, on_finished=done,
-                                       on_failed=failed, on_done=finished, name="prediction")
+        self._task = self.runner.start(
+            work,
+            on_progress=progress,
+            on_finished=done,
+            on_failed=failed,
+            on_done=finished,
+            name="prediction",
+        )
         self._update_enabled()
         self.busy_changed.emit(True)
         return self._task
@@ -821,8 +909,12 @@ class PredictionPanel(QWidget):
         self.orthophoto.update_enabled()
         for widget in (self.stop_button, self.stop_action):
             widget.setEnabled(busy)
-        for widget in (self.export_masks_button, self.export_masks_action,
-                       self.export_composites_button, self.export_composites_action):
+        for widget in (
+            self.export_masks_button,
+            self.export_masks_action,
+            self.export_composites_button,
+            self.export_composites_action,
+        ):
             widget.setEnabled(not busy)
 
     # ----------------------------------------------------------------- buildings
@@ -831,9 +923,11 @@ class PredictionPanel(QWidget):
         self.orthophoto.raster_changed()
         self._fill_buildings_scope()
         self.buildings_summary = None
-        self.buildings_label.setText("Predict the visible area or the whole orthophoto to count "
-                                     "its buildings." if self.canvas.raster() is not None else
-                                     "Predict an image to count its buildings.")
+        self.buildings_label.setText(
+            "Predict the visible area or the whole orthophoto to count its buildings."
+            if self.canvas.raster() is not None
+            else "Predict an image to count its buildings."
+        )
         self._update_enabled()
 
     def _fill_buildings_scope(self) -> None:
@@ -891,24 +985,30 @@ class PredictionPanel(QWidget):
             rings = building_rings(buildings, transform)
             for ring in rings:  # window pixels -> image pixels
                 ring += (x0, y0)
-            return BuildingsSummary(token, len(buildings), buildings.total_area, buildings.unit,
-                                    rings)
+            return BuildingsSummary(
+                token, len(buildings), buildings.total_area, buildings.unit, rings
+            )
 
         def done(summary: BuildingsSummary):
             if summary.token != self._buildings_token or self._closed:
                 return
             self.buildings_summary = summary
             where = "Visible area: " if self.canvas.raster() is not None else ""
-            self.buildings_label.setText(where + summary_text(summary.count, summary.area,
-                                                              summary.unit))
+            self.buildings_label.setText(
+                where + summary_text(summary.count, summary.area, summary.unit)
+            )
             self.canvas.set_buildings(summary.rings)
 
         def finished():
             self._buildings_task = None
 
         self._buildings_task = self.runner.start(
-            work, on_finished=done, on_done=finished, name="buildings",
-            on_failed=lambda e: self.status_message.emit(f"Buildings: {describe(e)}"))
+            work,
+            on_finished=done,
+            on_done=finished,
+            name="buildings",
+            on_failed=lambda e: self.status_message.emit(f"Buildings: {describe(e)}"),
+        )
         return self._buildings_task
 
     def wait_buildings(self, timeout_ms: int = 30_000) -> bool:
@@ -939,14 +1039,23 @@ class PredictionPanel(QWidget):
             name = f"{self.canvas.raster().path.stem}_buildings{suffix}"
         elif self._current is not None:
             name = f"{Path(self._current.name).stem}{suffix}"
-        path, _ = QFileDialog.getSaveFileName(self, "Export buildings", str(Path(start) / name),
-                                              "GeoPackage (*.gpkg);;GeoJSON (*.geojson)")
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export buildings",
+            str(Path(start) / name),
+            "GeoPackage (*.gpkg);;GeoJSON (*.geojson)",
+        )
         if path:
             self.settings.setValue("export/last_folder", str(Path(path).parent))
             self.export_buildings(Path(path), scope)
 
-    def export_buildings(self, target: Path, scope: str = "image",
-                         suffix: str = ".gpkg", mask_path: Path | None = None) -> Task | None:
+    def export_buildings(
+        self,
+        target: Path,
+        scope: str = "image",
+        suffix: str = ".gpkg",
+        mask_path: Path | None = None,
+    ) -> Task | None:
         """Write building polygons: ``target`` is the file (scope image/window/whole) or the
         folder (scope split, one ``NAME<suffix>`` per image)."""
         threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
@@ -973,13 +1082,19 @@ class PredictionPanel(QWidget):
             mask_path = mask_path or (result.mask_path if result is not None else None)
             if mask_path is None:
                 chosen, _ = QFileDialog.getOpenFileName(
-                    self, "The orthophoto's mask (from Predict whole orthophoto)",
-                    str(target.parent), "GeoTIFF (*.tif *.tiff)")
+                    self,
+                    "The orthophoto's mask (from Predict whole orthophoto)",
+                    str(target.parent),
+                    "GeoTIFF (*.tif *.tiff)",
+                )
                 if not chosen:
                     return None
                 mask_path = Path(chosen)
-            prob_path = result.probability_path if result is not None and \
-                result.mask_path == mask_path else None
+            prob_path = (
+                result.probability_path
+                if result is not None and result.mask_path == mask_path
+                else None
+            )
 
             def work(on_progress, should_stop):
                 from core.raster import open_raster
@@ -987,17 +1102,25 @@ class PredictionPanel(QWidget):
 
                 with open_raster(mask_path, bands=(1,)) as raster:
                     georeferenced = raster.crs is not None
-                written = vectorize_mask_file(mask_path, target, probability_path=prob_path,
-                                              simplify=SIMPLIFY_M if georeferenced else 0.0,
-                                              on_progress=on_progress, should_stop=should_stop)
+                written = vectorize_mask_file(
+                    mask_path,
+                    target,
+                    probability_path=prob_path,
+                    simplify=SIMPLIFY_M if georeferenced else 0.0,
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                )
                 return [(written.path, written.buildings)]
         else:
             samples = self.browser.samples(self.split_box.currentData())
             jobs = [(s, self.cache.get(self._key(s))) for s in samples]
             jobs = [(s, p) for s, p in jobs if p is not None]
             if not jobs:
-                show_error(self, "Nothing to export",
-                           "Predict the split first: none of its images has a prediction.")
+                show_error(
+                    self,
+                    "Nothing to export",
+                    "Predict the split first: none of its images has a prediction.",
+                )
                 return None
 
             def work(on_progress, should_stop):

@@ -65,8 +65,8 @@ class RasterInfo:
     path: Path
     width: int
     height: int
-    crs_name: str | None       # "WGS 84 / UTM zone 33N"; None without a CRS
-    crs_code: str | None       # "EPSG:32633" (or the CRS's text when it has no code)
+    crs_name: str | None  # "WGS 84 / UTM zone 33N"; None without a CRS
+    crs_code: str | None  # "EPSG:32633" (or the CRS's text when it has no code)
     transform: tuple[float, ...]  # the geotransform's a, b, c, d, e, f (identity without one)
     overview_factors: tuple[int, ...]
     georeferenced: bool
@@ -157,8 +157,9 @@ def mask_image(rgb: np.ndarray, valid: np.ndarray, color: tuple[int, int, int]) 
     return argb_image(coloured, roof)
 
 
-def read_decimated(source: Any, row: int, col: int, height: int, width: int,
-                   factor: int) -> tuple[np.ndarray, np.ndarray]:
+def read_decimated(
+    source: Any, row: int, col: int, height: int, width: int, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(rgb, valid)`` of source rows ``row..row+height`` and columns ``col..col+width`` decimated
     by ``factor`` (``core.raster.RasterSource.read_decimated``)."""
     return source.read_decimated(row, col, height, width, factor)
@@ -214,15 +215,22 @@ class RasterTileSource(QObject):
     """An open raster read by a background task: its :class:`RasterInfo`, an overview and tiles
     on request (see the module docstring). Signals are emitted in the GUI thread."""
 
-    opened = Signal(object)          # RasterInfo
+    opened = Signal(object)  # RasterInfo
     overview_ready = Signal()
-    tile_ready = Signal(object)      # TileKey
-    failed = Signal(object)          # the exception that kept the raster from opening
+    tile_ready = Signal(object)  # TileKey
+    failed = Signal(object)  # the exception that kept the raster from opening
 
-    def __init__(self, path: str | Path, runner: TaskRunner, *, kind: str = "rgb",
-                 color: tuple[int, int, int] = (0, 190, 255), cache_bytes: int | None = None,
-                 overview_max_side: int | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        runner: TaskRunner,
+        *,
+        kind: str = "rgb",
+        color: tuple[int, int, int] = (0, 190, 255),
+        cache_bytes: int | None = None,
+        overview_max_side: int | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         if kind not in ("rgb", "mask"):
             raise ValueError(f"kind must be 'rgb' or 'mask', got {kind!r}")
@@ -256,11 +264,19 @@ class RasterTileSource(QObject):
             try:
                 name, code = crs_names(reader.crs)
                 t = reader.transform
-                info = RasterInfo(path, reader.width, reader.height, name, code,
-                                  (t.a, t.b, t.c, t.d, t.e, t.f), tuple(reader.overview_factors()),
-                                  reader.crs is not None or not t.is_identity, reader.dtype,
-                                  reader.crs.to_wkt() if reader.crs is not None else None,
-                                  _linear_units(reader.crs))
+                info = RasterInfo(
+                    path,
+                    reader.width,
+                    reader.height,
+                    name,
+                    code,
+                    (t.a, t.b, t.c, t.d, t.e, t.f),
+                    tuple(reader.overview_factors()),
+                    reader.crs is not None or not t.is_identity,
+                    reader.dtype,
+                    reader.crs.to_wkt() if reader.crs is not None else None,
+                    _linear_units(reader.crs),
+                )
                 self._reader = reader
                 on_progress(_Opened(info))
                 if should_stop():
@@ -276,10 +292,14 @@ class RasterTileSource(QObject):
                     reader.close()
                 raise
 
-        self._open_task = self.runner.start(work, on_progress=self._on_event,
-                                            on_finished=self._on_overview,
-                                            on_failed=self._on_failed,
-                                            on_done=self._open_done, name="raster-open")
+        self._open_task = self.runner.start(
+            work,
+            on_progress=self._on_event,
+            on_finished=self._on_overview,
+            on_failed=self._on_failed,
+            on_done=self._open_done,
+            name="raster-open",
+        )
         return self._open_task
 
     def _open_done(self) -> None:
@@ -438,9 +458,13 @@ class RasterTileSource(QObject):
             elif self.pending():
                 self._start_loader()
 
-        self._tile_task = self.runner.start(work, on_progress=self._on_event,
-                                            on_failed=self._on_failed, on_done=done,
-                                            name="raster-tiles")
+        self._tile_task = self.runner.start(
+            work,
+            on_progress=self._on_event,
+            on_failed=self._on_failed,
+            on_done=done,
+            name="raster-tiles",
+        )
 
     def pixel_rgb(self, x: int, y: int) -> tuple[int, int, int] | None:
         """The colour of pixel (x, y) if its full-resolution tile is cached."""
@@ -496,8 +520,9 @@ class RasterTileItem(QGraphicsItem):
         margin = [k for k in source.tiles_in(rect, level, MARGIN_TILES) if k not in set(keys)]
         source.request(keys + margin)
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         source = self.source
         if source.info is None:
             return
@@ -508,8 +533,13 @@ class RasterTileItem(QGraphicsItem):
         overview = source.overview
         if overview is not None:
             f = source.overview_factor
-            painter.drawImage(exposed, overview, QRectF(exposed.left() / f, exposed.top() / f,
-                                                        exposed.width() / f, exposed.height() / f))
+            painter.drawImage(
+                exposed,
+                overview,
+                QRectF(
+                    exposed.left() / f, exposed.top() / f, exposed.width() / f, exposed.height() / f
+                ),
+            )
             drew = True
         zoom = painter.worldTransform().m11()
         if source.needs_tiles(zoom):
@@ -528,9 +558,12 @@ class RasterTileItem(QGraphicsItem):
                     if image is not None:
                         prect = source.tile_rect(parent)
                         scale = image.width() / prect.width() if prect.width() else 1.0
-                        part = QRectF((target.left() - prect.left()) * scale,
-                                      (target.top() - prect.top()) * scale,
-                                      target.width() * scale, target.height() * scale)
+                        part = QRectF(
+                            (target.left() - prect.left()) * scale,
+                            (target.top() - prect.top()) * scale,
+                            target.width() * scale,
+                            target.height() * scale,
+                        )
                         painter.drawImage(target, image, part)
                         drew = True
                         break

@@ -49,8 +49,9 @@ class ExtraLayers(QObject):
         """Re-upload the ``core.annotate.Region`` of ``codes`` changed in place."""
         if region is None:
             return
-        rect = QRect(int(region.x0), int(region.y0), int(region.x1 - region.x0),
-                     int(region.y1 - region.y0))
+        rect = QRect(
+            int(region.x0), int(region.y0), int(region.x1 - region.x0), int(region.y1 - region.y0)
+        )
         self.strokes_item.update_region(codes, rect)
 
     def shown_strokes(self) -> np.ndarray | None:

@@ -83,7 +83,7 @@ def _label(text: str, buddy: QWidget) -> QLabel:
 class TrainingForm(QWidget):
     """The settings of the next training run; :meth:`config` turns them into a ``TrainConfig``."""
 
-    changed = Signal()                 # any setting changed (saved already)
+    changed = Signal()  # any setting changed (saved already)
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -95,8 +95,13 @@ class TrainingForm(QWidget):
         self._load()
         for box in self.choice_boxes():
             box.currentIndexChanged.connect(self._save)
-        for spin in (self.minutes_spin, self.epochs_spin, self.batch_spin, self.crop_spin,
-                     self.samples_spin):
+        for spin in (
+            self.minutes_spin,
+            self.epochs_spin,
+            self.batch_spin,
+            self.crop_spin,
+            self.samples_spin,
+        ):
             spin.valueChanged.connect(self._save)
         self.lr_box.currentTextChanged.connect(self._save)
         self.budget_group.idToggled.connect(lambda _id, _on: self._save())
@@ -122,15 +127,19 @@ class TrainingForm(QWidget):
         self.dataset_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.arch_box = choice_box(ARCHITECTURE_CHOICES, "Network architecture")
         self.time_radio = QRadioButton("Time budget")
-        self.time_radio.setToolTip("Train until this many minutes are used, then save the best "
-                                   "epoch (the learning rate anneals over the budget)")
+        self.time_radio.setToolTip(
+            "Train until this many minutes are used, then save the best "
+            "epoch (the learning rate anneals over the budget)"
+        )
         self.minutes_spin = QSpinBox()
         self.minutes_spin.setRange(1, 100_000)
         self.minutes_spin.setSuffix(" min")
         self.minutes_spin.setToolTip(self.time_radio.toolTip())
         self.epochs_radio = QRadioButton("Epochs")
-        self.epochs_radio.setToolTip("Train this many epochs (an epoch is one crop of every "
-                                     "training image, or 'crops/epoch' crops)")
+        self.epochs_radio.setToolTip(
+            "Train this many epochs (an epoch is one crop of every "
+            "training image, or 'crops/epoch' crops)"
+        )
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 100_000)
         self.epochs_spin.setToolTip(self.epochs_radio.toolTip())
@@ -146,24 +155,30 @@ class TrainingForm(QWidget):
         validator = QDoubleValidator(1e-8, 9.99, 10, self.lr_box)
         validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
         self.lr_box.setValidator(validator)
-        self.lr_box.setToolTip("Peak learning rate (AdamW: a short warm-up, then a cosine decay), "
-                               "e.g. 2e-3")
+        self.lr_box.setToolTip(
+            "Peak learning rate (AdamW: a short warm-up, then a cosine decay), e.g. 2e-3"
+        )
         self.loss_box = choice_box(LOSS_CHOICES, "Loss function")
         self.crop_spin = QSpinBox()
         self.crop_spin.setRange(64, 2048)
         self.crop_spin.setSingleStep(32)
         self.crop_spin.setSuffix(" px")
-        self.crop_spin.setToolTip("Side of the random square crops trained on (smaller images "
-                                  "lower it automatically)")
+        self.crop_spin.setToolTip(
+            "Side of the random square crops trained on (smaller images lower it automatically)"
+        )
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(0, 1_000_000)
         self.samples_spin.setSingleStep(64)
         self.samples_spin.setSpecialValueText("auto")
-        self.samples_spin.setToolTip("Training crops per epoch (auto: one crop of every training "
-                                     "image, at least 64)")
+        self.samples_spin.setToolTip(
+            "Training crops per epoch (auto: one crop of every training image, at least 64)"
+        )
         self.device_box = choice_box(DEVICE_CHOICES, "Where to train")
-        self.precision_box = choice_box(PRECISION_CHOICES, "Arithmetic of the network: auto uses "
-                                        "bfloat16 where the hardware has it; weights stay float32")
+        self.precision_box = choice_box(
+            PRECISION_CHOICES,
+            "Arithmetic of the network: auto uses "
+            "bfloat16 where the hardware has it; weights stay float32",
+        )
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -183,10 +198,13 @@ class TrainingForm(QWidget):
         budget.addWidget(self.epochs_radio)
         budget.addWidget(self.epochs_spin, 1)
         grid.addLayout(budget, 1, 0, 1, 4)
-        rows = ((("Architecture", self.arch_box), ("Loss", self.loss_box)), None,
-                (("Learning rate", self.lr_box), ("Batch", self.batch_spin)),
-                (("Crops/epoch", self.samples_spin), ("Crop", self.crop_spin)),
-                (("Device", self.device_box), ("Precision", self.precision_box)))
+        rows = (
+            (("Architecture", self.arch_box), ("Loss", self.loss_box)),
+            None,
+            (("Learning rate", self.lr_box), ("Batch", self.batch_spin)),
+            (("Crops/epoch", self.samples_spin), ("Crop", self.crop_spin)),
+            (("Device", self.device_box), ("Precision", self.precision_box)),
+        )
         for row, pairs in enumerate(rows):
             for column, (text, editor) in enumerate(pairs or ()):
                 grid.addWidget(_label(text, editor), row, 2 * column)
@@ -204,8 +222,13 @@ class TrainingForm(QWidget):
         for box in self.choice_boxes():
             box.ensurePolished()
             box.setMinimumWidth(box.sizeHint().width())
-        for spin in (self.minutes_spin, self.epochs_spin, self.batch_spin, self.crop_spin,
-                     self.samples_spin):
+        for spin in (
+            self.minutes_spin,
+            self.epochs_spin,
+            self.batch_spin,
+            self.crop_spin,
+            self.samples_spin,
+        ):
             spin.setMinimumWidth(64)
         self.lr_box.setMinimumWidth(72)
 
@@ -214,9 +237,20 @@ class TrainingForm(QWidget):
 
     def editors(self) -> tuple[QWidget, ...]:
         """Every control that changes the next run (disabled while one trains)."""
-        return (self.arch_box, self.time_radio, self.minutes_spin, self.epochs_radio,
-                self.epochs_spin, self.batch_spin, self.lr_box, self.loss_box, self.crop_spin,
-                self.samples_spin, self.device_box, self.precision_box)
+        return (
+            self.arch_box,
+            self.time_radio,
+            self.minutes_spin,
+            self.epochs_radio,
+            self.epochs_spin,
+            self.batch_spin,
+            self.lr_box,
+            self.loss_box,
+            self.crop_spin,
+            self.samples_spin,
+            self.device_box,
+            self.precision_box,
+        )
 
     # ----------------------------------------------------------------- state
     def set_running(self, running: bool) -> None:
@@ -257,8 +291,10 @@ class TrainingForm(QWidget):
             lr = format_lr(self.learning_rate())
         except ConfigError:
             lr = self.lr_box.currentText()
-        return (f"{self.arch_box.currentData()} · {self.budget_text()} · "
-                f"{self.loss_box.currentData()} · lr {lr} · batch {self.batch_spin.value()}")
+        return (
+            f"{self.arch_box.currentData()} · {self.budget_text()} · "
+            f"{self.loss_box.currentData()} · lr {lr} · batch {self.batch_spin.value()}"
+        )
 
     def is_folded(self) -> bool:
         return not self.fold_button.isChecked()
@@ -272,8 +308,7 @@ class TrainingForm(QWidget):
 
     def _show_fold(self, *_args: Any) -> None:
         folded = self.is_folded()
-        self.fold_button.setArrowType(Qt.ArrowType.RightArrow if folded
-                                      else Qt.ArrowType.DownArrow)
+        self.fold_button.setArrowType(Qt.ArrowType.RightArrow if folded else Qt.ArrowType.DownArrow)
         self.body.setVisible(not folded)
         self.summary_label.setText(self.summary())
         self.summary_label.setVisible(folded)
@@ -295,15 +330,21 @@ class TrainingForm(QWidget):
         """The validated ``TrainConfig`` of the form (``ConfigError`` says what is wrong)."""
         samples = self.samples_spin.value()
         budget = self.uses_time_budget()
-        config = TrainConfig(**{
-            **DEFAULT_RECIPE,
-            "arch": self.arch_box.currentData(), "batch_size": self.batch_spin.value(),
-            "lr": self.learning_rate(), "loss": self.loss_box.currentData(),
-            "device": self.device_box.currentData(), "precision": self.precision_box.currentData(),
-            "crop_size": self.crop_spin.value(), "samples_per_epoch": samples or None,
-            "epochs": None if budget else self.epochs_spin.value(),
-            "max_minutes": float(self.minutes_spin.value()) if budget else None,
-        })
+        config = TrainConfig(
+            **{
+                **DEFAULT_RECIPE,
+                "arch": self.arch_box.currentData(),
+                "batch_size": self.batch_spin.value(),
+                "lr": self.learning_rate(),
+                "loss": self.loss_box.currentData(),
+                "device": self.device_box.currentData(),
+                "precision": self.precision_box.currentData(),
+                "crop_size": self.crop_spin.value(),
+                "samples_per_epoch": samples or None,
+                "epochs": None if budget else self.epochs_spin.value(),
+                "max_minutes": float(self.minutes_spin.value()) if budget else None,
+            }
+        )
         config.validate()
         return config
 
@@ -319,8 +360,12 @@ class TrainingForm(QWidget):
             s.setValue(self._key("settings_version"), SETTINGS_VERSION)
         self._loading = True
         try:
-            for box, name in ((self.arch_box, "arch"), (self.loss_box, "loss"),
-                              (self.device_box, "device"), (self.precision_box, "precision")):
+            for box, name in (
+                (self.arch_box, "arch"),
+                (self.loss_box, "loss"),
+                (self.device_box, "device"),
+                (self.precision_box, "precision"),
+            ):
                 default = getattr(d, name)
                 index = box.findData(str(s.value(self._key(name), default)))
                 box.setCurrentIndex(index if index >= 0 else max(0, box.findData(default)))
@@ -333,7 +378,8 @@ class TrainingForm(QWidget):
             self.lr_box.setCurrentText(format_lr(lr if 0 < lr < 10 else d.lr))
             self.crop_spin.setValue(cfg.get_int(s, self._key("crop_size"), d.crop_size))
             self.samples_spin.setValue(
-                cfg.get_int(s, self._key("samples_per_epoch"), d.samples_per_epoch or 0))
+                cfg.get_int(s, self._key("samples_per_epoch"), d.samples_per_epoch or 0)
+            )
             self.set_folded(cfg.get_bool(s, self._key("folded"), False))
         finally:
             self._loading = False
@@ -343,8 +389,12 @@ class TrainingForm(QWidget):
         if self._loading:
             return
         s = self.settings
-        for box, name in ((self.arch_box, "arch"), (self.loss_box, "loss"),
-                          (self.device_box, "device"), (self.precision_box, "precision")):
+        for box, name in (
+            (self.arch_box, "arch"),
+            (self.loss_box, "loss"),
+            (self.device_box, "device"),
+            (self.precision_box, "precision"),
+        ):
             s.setValue(self._key(name), box.currentData())
         s.setValue(self._key("budget"), "time" if self.uses_time_budget() else "epochs")
         s.setValue(self._key("max_minutes"), self.minutes_spin.value())

@@ -57,9 +57,14 @@ def show_info(parent: QWidget | None, title: str, text: str) -> None:
     QMessageBox.information(parent, title, text)
 
 
-def run_training(dataset_dir: Path, models_dir: Path, config: TrainConfig,
-                 on_progress: Callable[[Any], None], should_stop: Callable[[], bool],
-                 on_weights: Callable[[int, dict], None] | None = None) -> Any:
+def run_training(
+    dataset_dir: Path,
+    models_dir: Path,
+    config: TrainConfig,
+    on_progress: Callable[[Any], None],
+    should_stop: Callable[[], bool],
+    on_weights: Callable[[int, dict], None] | None = None,
+) -> Any:
     """Train in the calling (worker) thread: ``core.training.loop.train(..., config)``."""
     import torch
 
@@ -68,12 +73,19 @@ def run_training(dataset_dir: Path, models_dir: Path, config: TrainConfig,
     # Leave one core to the GUI thread, so that browsing, zooming and painting stay fluid while
     # the model trains (set here, in the worker thread, where torch's intra-op pool is used).
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    return train(dataset_dir, models_dir, config, on_progress=on_progress, should_stop=should_stop,
-                 on_weights=on_weights)
+    return train(
+        dataset_dir,
+        models_dir,
+        config,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        on_weights=on_weights,
+    )
 
 
-def throttle_batches(on_progress: Callable[[Any], None],
-                     interval: float = WORKER_EMIT_INTERVAL) -> Callable[[Any], None]:
+def throttle_batches(
+    on_progress: Callable[[Any], None], interval: float = WORKER_EMIT_INTERVAL
+) -> Callable[[Any], None]:
     """Pass every event except a :class:`BatchProgress` closer than ``interval`` s to the previous
     one (the last batch of an epoch always passes), so a fast model cannot flood the GUI thread."""
     last = [0.0]
@@ -92,12 +104,13 @@ def throttle_batches(on_progress: Callable[[Any], None],
 class TrainingPanel(QWidget):
     """Train models on the open dataset in the background and pick the model used to predict."""
 
-    model_activated = Signal(object)   # Path of the checkpoint to use for prediction
+    model_activated = Signal(object)  # Path of the checkpoint to use for prediction
     training_running = Signal(bool)
-    live_weights = Signal(object)      # rooftop_gui.active_learning.LiveWeights of an epoch
+    live_weights = Signal(object)  # rooftop_gui.active_learning.LiveWeights of an epoch
 
-    def __init__(self, settings: QSettings, parent: QWidget | None = None,
-                 runner: TaskRunner | None = None) -> None:
+    def __init__(
+        self, settings: QSettings, parent: QWidget | None = None, runner: TaskRunner | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("trainingPanel")
         self.settings = settings
@@ -129,9 +142,11 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.form)
         self.live_box = QCheckBox("Live preview of the current image after each epoch")
         self.live_box.setObjectName("livePreview")
-        self.live_box.setToolTip("While training, predict the image on the canvas with the "
-                                 "weights of the epoch just finished (at most every 15 s), to "
-                                 "see where to paint strokes next")
+        self.live_box.setToolTip(
+            "While training, predict the image on the canvas with the "
+            "weights of the epoch just finished (at most every 15 s), to "
+            "see where to paint strokes next"
+        )
         self.live_box.setChecked(settings.value("training/live_preview", "true") in (True, "true"))
         self.live_preview_on = self.live_box.isChecked()
         self.live_box.toggled.connect(self._live_toggled)
@@ -181,7 +196,9 @@ class TrainingPanel(QWidget):
             self._models_dir = Path(remembered) if remembered else self.default_models_dir()
         self.model_list.set_active(None)
         self.model_list.set_folder(self._models_dir)
-        active = self._per_dataset("active_models").get(str(self._dataset)) if self._dataset else None
+        active = (
+            self._per_dataset("active_models").get(str(self._dataset)) if self._dataset else None
+        )
         if active and Path(active).is_file():
             self._set_active(Path(active))
         self._update_enabled()
@@ -206,7 +223,9 @@ class TrainingPanel(QWidget):
     def choose_models_dir(self) -> None:
         if self._dataset is None:
             return
-        start = self._models_dir if self._models_dir and self._models_dir.is_dir() else self._dataset
+        start = (
+            self._models_dir if self._models_dir and self._models_dir.is_dir() else self._dataset
+        )
         chosen = QFileDialog.getExistingDirectory(self, "Models folder", str(start))
         if chosen:
             self.set_models_dir(Path(chosen))
@@ -283,12 +302,18 @@ class TrainingPanel(QWidget):
             extra = {}
             if "on_weights" in inspect.signature(run).parameters:
                 extra["on_weights"] = live_weights_hook(config, on_progress, live_on)
-            return run(dataset, models_dir, config, throttle_batches(on_progress), should_stop,
-                       **extra)
+            return run(
+                dataset, models_dir, config, throttle_batches(on_progress), should_stop, **extra
+            )
 
-        self._task = self.runner.start(work, on_progress=self._on_progress,
-                                       on_finished=self._on_finished, on_failed=self._on_failed,
-                                       on_done=self._on_done, name="training")
+        self._task = self.runner.start(
+            work,
+            on_progress=self._on_progress,
+            on_finished=self._on_finished,
+            on_failed=self._on_failed,
+            on_done=self._on_done,
+            name="training",
+        )
         self._update_enabled()
         self.training_running.emit(True)
         return True
@@ -338,8 +363,10 @@ class TrainingPanel(QWidget):
             # another dataset was opened meanwhile: the model is its own dataset's active model
             # (offered when that dataset is opened again), never forced on the open one
             self._remember("active_models", path, dataset)
-            self.run_view.log(f"{path.name} was trained on {dataset.name}, not the open dataset: "
-                              f"open {dataset.name} again to use it")
+            self.run_view.log(
+                f"{path.name} was trained on {dataset.name}, not the open dataset: "
+                f"open {dataset.name} again to use it"
+            )
             return
         self._set_active(path, dataset=dataset)
 
@@ -365,8 +392,11 @@ class TrainingPanel(QWidget):
         running = self._task is not None
         self.form.set_running(running)
         self.model_list.set_running(running)
-        self.run_view.set_running(running, self._dataset is not None,
-                                  running and self._task.stop_requested)
-        self.start_button.setText(f"Train for {self.form.budget_text()}"
-                                  if self.form.uses_time_budget()
-                                  else f"Train {self.form.budget_text()}")
+        self.run_view.set_running(
+            running, self._dataset is not None, running and self._task.stop_requested
+        )
+        self.start_button.setText(
+            f"Train for {self.form.budget_text()}"
+            if self.form.uses_time_budget()
+            else f"Train {self.form.budget_text()}"
+        )

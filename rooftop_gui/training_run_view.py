@@ -40,9 +40,9 @@ from rooftop_gui.plot import TrainingPlot
 from rooftop_gui.resources import icon
 from rooftop_gui.training_form import format_lr
 
-PROGRESS_INTERVAL_MS = 50    # the progress bar is repainted at most 20 times a second
+PROGRESS_INTERVAL_MS = 50  # the progress bar is repainted at most 20 times a second
 LOG_MAX_LINES = 2000
-LOG_LINES_SHOWN = 4          # the log is at least this many lines high
+LOG_LINES_SHOWN = 4  # the log is at least this many lines high
 
 
 def format_duration(seconds: float | None) -> str:
@@ -87,8 +87,9 @@ class TrainingRunView(QWidget):
         self.status_label.setObjectName("muted")
         self.speed_label = QLabel("")
         self.speed_label.setObjectName("muted")
-        self.speed_label.setToolTip("Crops trained per second in this epoch, and seconds per "
-                                    "epoch (validation included)")
+        self.speed_label.setToolTip(
+            "Crops trained per second in this epoch, and seconds per epoch (validation included)"
+        )
         # long texts are cut, never widen the panel (which would push it out of its dock)
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.plot = TrainingPlot(self)
@@ -102,7 +103,8 @@ class TrainingRunView(QWidget):
         font.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.9))
         self.log_view.setFont(font)
         self.log_view.setMinimumHeight(  # the lines, the frame and a horizontal scroll bar
-            self.log_view.fontMetrics().lineSpacing() * LOG_LINES_SHOWN + 14 + 12)
+            self.log_view.fontMetrics().lineSpacing() * LOG_LINES_SHOWN + 14 + 12
+        )
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
@@ -136,8 +138,13 @@ class TrainingRunView(QWidget):
     # ----------------------------------------------------------------- a run
     def begin(self, config: TrainConfig, dataset: Path) -> None:
         """A run of ``config`` starts: clear the curves, log what it trains, show "Loading"."""
-        self._run = {"config": config, "rate": None, "epoch_seconds": None, "mark": None,
-                     "epoch_samples": 0}
+        self._run = {
+            "config": config,
+            "rate": None,
+            "epoch_seconds": None,
+            "mark": None,
+            "epoch_samples": 0,
+        }
         self._pending = None
         self.plot.reset("this run")
         if config.epochs is None:
@@ -146,11 +153,16 @@ class TrainingRunView(QWidget):
             budget = f"{config.epochs} epochs"
             if config.max_minutes:
                 budget += f" (at most {config.max_minutes:g} min)"
-        samples = (f"{config.samples_per_epoch} crops/epoch" if config.samples_per_epoch
-                   else "one crop per image and epoch")
-        self.log(f"Start: {config.arch} {budget}, batch {config.batch_size}, lr {format_lr(config.lr)}, "
-                 f"{config.loss}, crop {config.crop_size}, {samples}, device {config.device}, "
-                 f"precision {config.precision}; dataset {dataset}")
+        samples = (
+            f"{config.samples_per_epoch} crops/epoch"
+            if config.samples_per_epoch
+            else "one crop per image and epoch"
+        )
+        self.log(
+            f"Start: {config.arch} {budget}, batch {config.batch_size}, lr {format_lr(config.lr)}, "
+            f"{config.loss}, crop {config.crop_size}, {samples}, device {config.device}, "
+            f"precision {config.precision}; dataset {dataset}"
+        )
         self.progress.setRange(0, 0)  # busy until the first batch: torch loads, images decode
         self.progress.setFormat("Loading…")
         self.status_label.setText("Loading PyTorch and the images…")
@@ -158,10 +170,12 @@ class TrainingRunView(QWidget):
         self._timer.start()
 
     def started(self, event: TrainingStarted) -> None:
-        self.log(f"Training on {event.train_images} images ({event.val_images} for validation) "
-                 f"on {event.device} ({precision_label(event.precision)}), crop "
-                 f"{event.crop_size} px, {event.parameters:,} weights → "
-                 f"{Path(event.model_path).name}")
+        self.log(
+            f"Training on {event.train_images} images ({event.val_images} for validation) "
+            f"on {event.device} ({precision_label(event.precision)}), crop "
+            f"{event.crop_size} px, {event.parameters:,} weights → "
+            f"{Path(event.model_path).name}"
+        )
         self.status_label.setText("First batch…")
 
     def batch(self, event: BatchProgress) -> None:
@@ -171,8 +185,9 @@ class TrainingRunView(QWidget):
         if mark is None or mark.epoch != event.epoch:
             run["mark"] = event
         elif event.elapsed_seconds > mark.elapsed_seconds:
-            run["rate"] = ((event.samples_seen - mark.samples_seen)
-                           / (event.elapsed_seconds - mark.elapsed_seconds))
+            run["rate"] = (event.samples_seen - mark.samples_seen) / (
+                event.elapsed_seconds - mark.elapsed_seconds
+            )
             run["rate_epoch"] = event.epoch
         self._pending = event
 
@@ -197,11 +212,16 @@ class TrainingRunView(QWidget):
         if self.progress.maximum() != 1000:
             self.progress.setRange(0, 1000)
         self.progress.setValue(round(1000 * fraction))
-        eta_text = (f"{format_duration(eta)} left" if event.epochs is None
-                    else f"ETA {format_duration(eta)}")
+        eta_text = (
+            f"{format_duration(eta)} left"
+            if event.epochs is None
+            else f"ETA {format_duration(eta)}"
+        )
         self.progress.setFormat(f"{int(100 * fraction)}% · {eta_text}")
-        self.status_label.setText(f"epoch {_of(event.epoch, event.epochs)} · batch "
-                                  f"{event.batch}/{event.batches} · loss {event.loss:.4f}")
+        self.status_label.setText(
+            f"epoch {_of(event.epoch, event.epochs)} · batch "
+            f"{event.batch}/{event.batches} · loss {event.loss:.4f}"
+        )
         self.status_label.setToolTip(self.status_label.text())
         self._show_speed()
 
@@ -225,17 +245,22 @@ class TrainingRunView(QWidget):
         self.plot.add_epoch(result)
         partial = "" if result.complete else " (partial)"
         rate = f" · {run['rate']:.0f} crops/s" if run.get("rate") else ""
-        self.log(f"Epoch {_of(result.epoch, result.epochs)}{partial}: train loss "
-                 f"{result.train_loss:.4f} · val loss {fmt(result.val_loss, 4)} · val IoU "
-                 f"{fmt(result.val_iou)} · {result.seconds:.1f} s/epoch{rate} · ETA "
-                 f"{format_duration(result.eta_seconds)}")
+        self.log(
+            f"Epoch {_of(result.epoch, result.epochs)}{partial}: train loss "
+            f"{result.train_loss:.4f} · val loss {fmt(result.val_loss, 4)} · val IoU "
+            f"{fmt(result.val_iou)} · {result.seconds:.1f} s/epoch{rate} · ETA "
+            f"{format_duration(result.eta_seconds)}"
+        )
 
     def finished(self, result: TrainResult) -> None:
         path = Path(result.model_path)
         why = {None: "finished", "user": "stopped by you", "time": "time budget used"}.get(
-            result.stopped, str(result.stopped))
-        self.log(f"Done ({why}) in {format_duration(result.seconds)}: saved {path} "
-                 f"(best epoch {result.best_epoch}, val IoU {fmt(result.val_iou)})")
+            result.stopped, str(result.stopped)
+        )
+        self.log(
+            f"Done ({why}) in {format_duration(result.seconds)}: saved {path} "
+            f"(best epoch {result.best_epoch}, val IoU {fmt(result.val_iou)})"
+        )
         self.plot.set_title(path.name)
 
     def stopping(self) -> None:

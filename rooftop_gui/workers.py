@@ -191,10 +191,16 @@ class TaskRunner(QObject):
         super().__init__(parent)
         self._tasks: list[Task] = []
 
-    def start(self, fn: TaskFn, *, on_progress: ProgressFn | None = None,
-              on_finished: Callable[[Any], None] | None = None,
-              on_failed: Callable[[BaseException], None] | None = None,
-              on_done: Callable[[], None] | None = None, name: str = "") -> Task:
+    def start(
+        self,
+        fn: TaskFn,
+        *,
+        on_progress: ProgressFn | None = None,
+        on_finished: Callable[[Any], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+        name: str = "",
+    ) -> Task:
         """Run ``fn(on_progress, should_stop)`` in a new QThread; callbacks run in this thread."""
         worker = Worker(fn, name=name)
         thread = QThread()

@@ -67,8 +67,10 @@ def tiny_dataset(tmp_path) -> Path:
 def make_dataset(tmp_path):
     """Factory: ``make_dataset(name, n_train=..., n_test=..., size=..., seed=...)`` writes
     ``tmp_path/name`` with :func:`tests.factories.write_dataset`."""
+
     def make(name: str = "ds", **kwargs) -> Path:
         return write_dataset(tmp_path / name, **kwargs)
+
     return make
 
 
@@ -97,10 +99,13 @@ def messages(monkeypatch) -> MessageRecorder:
         def fake(parent, title, text, *args, **kwargs):
             recorder.calls.append((kind, title, text))
             return answer
+
         return staticmethod(fake)
 
     monkeypatch.setattr(QMessageBox, "critical", make("critical", QMessageBox.StandardButton.Ok))
     monkeypatch.setattr(QMessageBox, "warning", make("warning", QMessageBox.StandardButton.Ok))
-    monkeypatch.setattr(QMessageBox, "information", make("information", QMessageBox.StandardButton.Ok))
+    monkeypatch.setattr(
+        QMessageBox, "information", make("information", QMessageBox.StandardButton.Ok)
+    )
     monkeypatch.setattr(QMessageBox, "question", make("question", QMessageBox.StandardButton.Yes))
     return recorder

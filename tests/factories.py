@@ -22,7 +22,7 @@ def one_square(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     mask = np.zeros((size, size), np.uint8)
     y, x = rng.integers(0, size // 2, 2)
-    mask[y:y + size // 3, x:x + size // 3] = 255
+    mask[y : y + size // 3, x : x + size // 3] = 255
     image[mask > 0] = (200, 80, 60)
     return image, mask
 
@@ -33,15 +33,23 @@ def bright_squares(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
     mask = np.zeros((size, size), bool)
     for _ in range(3):
         y, x = rng.integers(0, size - 16, 2)
-        mask[y:y + int(rng.integers(8, 16)), x:x + int(rng.integers(8, 16))] = True
+        mask[y : y + int(rng.integers(8, 16)), x : x + int(rng.integers(8, 16))] = True
     image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
     image[mask] = rng.integers(180, 256, (int(mask.sum()), 3)).astype(np.uint8)
     return image, mask.astype(np.uint8) * 255
 
 
-def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
-                  with_labels: bool = True, seed: int = 0, draw: Draw = one_square,
-                  with_strokes: bool | str = False, stroke_fraction: float = 0.05) -> Path:
+def write_dataset(
+    root: Path,
+    n_train: int = 6,
+    n_test: int = 3,
+    size: int = 64,
+    with_labels: bool = True,
+    seed: int = 0,
+    draw: Draw = one_square,
+    with_strokes: bool | str = False,
+    stroke_fraction: float = 0.05,
+) -> Path:
     """``root/{train,test}/{data,label}/NNNNN.png``, numbered on across the splits (6 train + 3
     test: train 00000-00005, test 00006-00008); both folders of both splits exist even when a
     split has no image. Without labels the label folders are empty. Same arguments, same pixels.
@@ -64,9 +72,16 @@ def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
             if with_strokes is True or with_strokes == split:
                 from core.scribbles import scribble_path_for, simulate_strokes, write_scribble
 
-                codes = simulate_strokes(mask > 0, index, max_fraction=stroke_fraction,
-                                         roof_strokes=3, background_strokes=3, radius=1.5,
-                                         length=size / 4, margin=2.5)
+                codes = simulate_strokes(
+                    mask > 0,
+                    index,
+                    max_fraction=stroke_fraction,
+                    roof_strokes=3,
+                    background_strokes=3,
+                    radius=1.5,
+                    length=size / 4,
+                    margin=2.5,
+                )
                 target = scribble_path_for(root, split, name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_scribble(target, codes)
@@ -74,8 +89,13 @@ def write_dataset(root: Path, n_train: int = 6, n_test: int = 3, size: int = 64,
     return root
 
 
-def save_untrained_model(folder: Path, arch: str = "prescribed", metadata: dict | None = None,
-                         name: str = "model_v1.safetensors", **arch_params) -> Path:
+def save_untrained_model(
+    folder: Path,
+    arch: str = "prescribed",
+    metadata: dict | None = None,
+    name: str = "model_v1.safetensors",
+    **arch_params,
+) -> Path:
     """An untrained model (weights seeded with 0) saved as ``folder/models/<name>``, the models
     folder of a dataset at ``folder``; returns its path."""
     import torch

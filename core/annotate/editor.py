@@ -34,9 +34,15 @@ class MaskEditor:
     so undoing back to the saved state makes the editor clean again.
     """
 
-    def __init__(self, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None, *,
-                 path: str | Path | None = None, undo_limit: int = UNDO_LIMIT,
-                 undo_max_bytes: int = UNDO_MAX_BYTES):
+    def __init__(
+        self,
+        mask: np.ndarray | None = None,
+        shape: tuple[int, int] | None = None,
+        *,
+        path: str | Path | None = None,
+        undo_limit: int = UNDO_LIMIT,
+        undo_max_bytes: int = UNDO_MAX_BYTES,
+    ):
         if mask is None:
             if shape is None:
                 raise ValueError("give a mask or the shape (H, W) of an empty one")
@@ -49,8 +55,12 @@ class MaskEditor:
             if array.ndim != 2:
                 raise ValueError(f"a mask must be 2-D, got shape {array.shape}")
             if shape is not None and tuple(shape) != array.shape:
-                raise ValueError(f"mask shape {array.shape} differs from the given shape {tuple(shape)}")
-            self._mask = np.array(array != 0 if array.dtype != bool else array, dtype=bool, order="C")
+                raise ValueError(
+                    f"mask shape {array.shape} differs from the given shape {tuple(shape)}"
+                )
+            self._mask = np.array(
+                array != 0 if array.dtype != bool else array, dtype=bool, order="C"
+            )
         self.path: Path | None = Path(path) if path is not None else None
         self.undo_stack = UndoStack(undo_limit, undo_max_bytes)
         self._next_revision = 0
@@ -116,8 +126,12 @@ class MaskEditor:
             return None
         points = [point] if stroke.last is None else [stroke.last, point]
         stroke.last = point
-        changed = _paint(self._mask, _stroke_pieces(self.shape, points, stroke.radius), stroke.value,
-                         before_change=lambda region: stroke.snapshot.capture(self._mask, region))
+        changed = _paint(
+            self._mask,
+            _stroke_pieces(self.shape, points, stroke.radius),
+            stroke.value,
+            before_change=lambda region: stroke.snapshot.capture(self._mask, region),
+        )
         if changed is not None:
             stroke.region = changed.union(stroke.region)
             self._new_revision()
@@ -131,8 +145,9 @@ class MaskEditor:
         region = stroke.region
         parts, before, after = stroke.snapshot.changed(self._mask, region)
         if parts:  # (a stroke only ever sets pixels to one value, so what changed stays changed)
-            self.undo_stack.push(Edit.from_parts(region, parts, before, after,
-                                                 stroke.revision_before, self.revision))
+            self.undo_stack.push(
+                Edit.from_parts(region, parts, before, after, stroke.revision_before, self.revision)
+            )
         return region
 
     def cancel_stroke(self) -> Region | None:
@@ -168,7 +183,9 @@ class MaskEditor:
         self.end_stroke()
         return self._commit(_plan_fill(self._mask, x, y, value))
 
-    def polygon(self, points: Iterable[Sequence[float]] | np.ndarray, value: bool = True) -> Region | None:
+    def polygon(
+        self, points: Iterable[Sequence[float]] | np.ndarray, value: bool = True
+    ) -> Region | None:
         """Fill a polygon (see :func:`fill_polygon`) as one undo step."""
         self.end_stroke()
         return self._commit(_plan_polygon(self._mask, points, value))

@@ -29,8 +29,12 @@ _FOUR = ndimage.generate_binary_structure(2, 1)
 _EIGHT = ndimage.generate_binary_structure(2, 2)
 
 
-def _paint(mask: np.ndarray, pieces: Iterable[tuple[int, int, int, int, np.ndarray]], value: bool,
-           before_change=None) -> Region | None:
+def _paint(
+    mask: np.ndarray,
+    pieces: Iterable[tuple[int, int, int, int, np.ndarray]],
+    value: bool,
+    before_change=None,
+) -> Region | None:
     """Set the hit pixels of each piece to ``value``; ``before_change(region)`` is called first."""
     changed_region: Region | None = None
     for y0, y1, x0, x1, hit in pieces:
@@ -49,7 +53,9 @@ def _paint(mask: np.ndarray, pieces: Iterable[tuple[int, int, int, int, np.ndarr
     return changed_region
 
 
-def stamp_disk(mask: np.ndarray, x: float, y: float, radius: float, value: bool = True) -> Region | None:
+def stamp_disk(
+    mask: np.ndarray, x: float, y: float, radius: float, value: bool = True
+) -> Region | None:
     """Set every pixel whose centre is within ``radius`` of ``(x, y)`` to ``value``.
 
     ``radius`` below ``sqrt(0.5)`` is raised to it, so a stamp always covers at least one pixel when
@@ -58,8 +64,12 @@ def stamp_disk(mask: np.ndarray, x: float, y: float, radius: float, value: bool 
     return paint_stroke(mask, [(x, y)], radius, value)
 
 
-def paint_stroke(mask: np.ndarray, points: Iterable[Sequence[float]] | np.ndarray, radius: float,
-                 value: bool = True) -> Region | None:
+def paint_stroke(
+    mask: np.ndarray,
+    points: Iterable[Sequence[float]] | np.ndarray,
+    radius: float,
+    value: bool = True,
+) -> Region | None:
     """Paint (``value=True``) or erase (``False``) a continuous stroke through ``points``.
 
     The stroke is every pixel whose centre is within ``radius`` of the polyline through the
@@ -86,8 +96,9 @@ def _apply(mask: np.ndarray, plan: _Plan | None) -> Region | None:
     return region
 
 
-def _component(mask: np.ndarray, x: float, y: float, structure: np.ndarray,
-               target: bool) -> tuple[Region, np.ndarray] | None:
+def _component(
+    mask: np.ndarray, x: float, y: float, structure: np.ndarray, target: bool
+) -> tuple[Region, np.ndarray] | None:
     """The connected component of pixels equal to ``target`` at ``(x, y)``: bbox and its patch."""
     pixel = _pixel(mask, x, y)
     if pixel is None or bool(mask[pixel]) != target:
@@ -106,8 +117,10 @@ def _plan_set(mask: np.ndarray, region: Region, selected: np.ndarray, value: boo
     tight = _bbox(change, region.y0, region.x0)
     if tight is None:
         return None
-    sub = (slice(tight.y0 - region.y0, tight.y1 - region.y0),
-           slice(tight.x0 - region.x0, tight.x1 - region.x0))
+    sub = (
+        slice(tight.y0 - region.y0, tight.y1 - region.y0),
+        slice(tight.x0 - region.x0, tight.x1 - region.x0),
+    )
     new = mask[tight.slices].copy()
     new[change[sub]] = value
     return tight, new
@@ -145,11 +158,15 @@ def _plan_polygon(mask: np.ndarray, points, value: bool) -> _Plan | None:
 def _check_prediction(label: np.ndarray, prediction: np.ndarray) -> None:
     _check_mask(label)
     if not isinstance(prediction, np.ndarray) or prediction.dtype != bool:
-        raise TypeError("the prediction must be a bool mask; threshold probabilities first "
-                        "(core.postprocess.to_mask)")
+        raise TypeError(
+            "the prediction must be a bool mask; threshold probabilities first "
+            "(core.postprocess.to_mask)"
+        )
     if prediction.shape != label.shape:
-        raise ValueError(f"prediction is {prediction.shape[1]} x {prediction.shape[0]} but the label "
-                         f"is {label.shape[1]} x {label.shape[0]}")
+        raise ValueError(
+            f"prediction is {prediction.shape[1]} x {prediction.shape[0]} but the label "
+            f"is {label.shape[1]} x {label.shape[0]}"
+        )
 
 
 def _plan_accept(label: np.ndarray, prediction: np.ndarray, at: Point | None) -> _Plan | None:
@@ -186,8 +203,9 @@ def fill_area(mask: np.ndarray, x: float, y: float, value: bool = True) -> int:
     return 0 if found is None else int(np.count_nonzero(found[1]))
 
 
-def fill_polygon(mask: np.ndarray, points: Iterable[Sequence[float]] | np.ndarray,
-                 value: bool = True) -> Region | None:
+def fill_polygon(
+    mask: np.ndarray, points: Iterable[Sequence[float]] | np.ndarray, value: bool = True
+) -> Region | None:
     """Fill the polygon through the ``(x, y)`` vertices (rounded to pixels), boundary included.
 
     Needs at least 3 points (else ``None``); parts outside the image are clipped.
@@ -210,8 +228,9 @@ def connected_roof(mask: np.ndarray, x: float, y: float) -> np.ndarray | None:
     return out
 
 
-def accept_prediction(label: np.ndarray, prediction: np.ndarray,
-                      at: Point | None = None) -> Region | None:
+def accept_prediction(
+    label: np.ndarray, prediction: np.ndarray, at: Point | None = None
+) -> Region | None:
     """Copy a predicted mask into ``label``.
 
     ``at=None`` replaces the whole label by the prediction. ``at=(x, y)`` adds only the predicted

@@ -36,17 +36,34 @@ class Edit:
     parts: tuple[Region, ...] = ()
 
     @classmethod
-    def from_patches(cls, region: Region, before: np.ndarray, after: np.ndarray,
-                     revision_before: int = 0, revision_after: int = 0) -> Edit:
+    def from_patches(
+        cls,
+        region: Region,
+        before: np.ndarray,
+        after: np.ndarray,
+        revision_before: int = 0,
+        revision_after: int = 0,
+    ) -> Edit:
         if before.shape != region.shape or after.shape != region.shape:
             raise ValueError(f"patches {before.shape}/{after.shape} do not match region {region}")
-        return cls(region, np.packbits(before, axis=None), np.packbits(after, axis=None),
-                   revision_before, revision_after)
+        return cls(
+            region,
+            np.packbits(before, axis=None),
+            np.packbits(after, axis=None),
+            revision_before,
+            revision_after,
+        )
 
     @classmethod
-    def from_parts(cls, region: Region, parts: Sequence[Region], before: Sequence[np.ndarray],
-                   after: Sequence[np.ndarray], revision_before: int = 0,
-                   revision_after: int = 0) -> Edit:
+    def from_parts(
+        cls,
+        region: Region,
+        parts: Sequence[Region],
+        before: Sequence[np.ndarray],
+        after: Sequence[np.ndarray],
+        revision_before: int = 0,
+        revision_after: int = 0,
+    ) -> Edit:
         """An edit that changed only ``parts`` (disjoint, inside ``region``) from ``before[i]``
         to ``after[i]``."""
         parts = tuple(parts)
@@ -56,12 +73,18 @@ class Edit:
             shape = (part.y1 - part.y0, part.x1 - part.x0)
             if b.shape != shape or a.shape != shape:
                 raise ValueError(f"patches {b.shape}/{a.shape} do not match part {part}")
-            if part.y0 < region.y0 or part.x0 < region.x0 or part.y1 > region.y1 \
-                    or part.x1 > region.x1:
+            if (
+                part.y0 < region.y0
+                or part.x0 < region.x0
+                or part.y1 > region.y1
+                or part.x1 > region.x1
+            ):
                 raise ValueError(f"part {part} is not inside region {region}")
 
         def pack(patches: Sequence[np.ndarray]) -> np.ndarray:
-            return np.packbits(np.concatenate([np.ravel(p) for p in patches]).astype(bool, copy=False))
+            return np.packbits(
+                np.concatenate([np.ravel(p) for p in patches]).astype(bool, copy=False)
+            )
 
         return cls(region, pack(before), pack(after), revision_before, revision_after, parts)
 
@@ -94,7 +117,7 @@ class Edit:
         flat = self._flat(self.after_bits if after else self.before_bits)
         offset = 0
         for part in self.stored_parts:
-            mask[part.slices] = flat[offset:offset + part.area].reshape(part.shape)
+            mask[part.slices] = flat[offset : offset + part.area].reshape(part.shape)
             offset += part.area
         return self.region
 
@@ -124,11 +147,19 @@ class UndoStack:
         self._redo.clear()
         self._undo.append(edit)
         self._nbytes += edit.nbytes
-        while len(self._undo) > self.limit or (self._nbytes > self.max_bytes and len(self._undo) > 1):
+        while len(self._undo) > self.limit or (
+            self._nbytes > self.max_bytes and len(self._undo) > 1
+        ):
             self._nbytes -= self._undo.pop(0).nbytes
 
-    def record(self, region: Region, before: np.ndarray, after: np.ndarray,
-               revision_before: int = 0, revision_after: int = 0) -> Edit:
+    def record(
+        self,
+        region: Region,
+        before: np.ndarray,
+        after: np.ndarray,
+        revision_before: int = 0,
+        revision_after: int = 0,
+    ) -> Edit:
         """Push the step that changed ``region`` from ``before`` to ``after`` (bool patches)."""
         edit = Edit.from_patches(region, before, after, revision_before, revision_after)
         self.push(edit)
@@ -205,10 +236,11 @@ class _TileSnapshot:
         for ty in range(region.y0 // t, (region.y1 - 1) // t + 1):
             for tx in range(region.x0 // t, (region.x1 - 1) // t + 1):
                 if (ty, tx) not in self.tiles:
-                    self.tiles[ty, tx] = mask[ty * t:(ty + 1) * t, tx * t:(tx + 1) * t].copy()
+                    self.tiles[ty, tx] = mask[ty * t : (ty + 1) * t, tx * t : (tx + 1) * t].copy()
 
-    def changed(self, mask: np.ndarray,
-                bounds: Region) -> tuple[list[Region], list[np.ndarray], list[np.ndarray]]:
+    def changed(
+        self, mask: np.ndarray, bounds: Region
+    ) -> tuple[list[Region], list[np.ndarray], list[np.ndarray]]:
         """The copied tiles clipped to ``bounds`` (which holds every change): their regions, their
         content before the stroke and now. (Every copied tile had a change in its box, so nearly
         all differ; comparing them would cost more than the few bytes it could save.)"""
@@ -221,7 +253,7 @@ class _TileSnapshot:
             if y0 >= y1 or x0 >= x1:
                 continue
             parts.append(Region(y0, y1, x0, x1))
-            before.append(saved[y0 - ty0:y1 - ty0, x0 - tx0:x1 - tx0])
+            before.append(saved[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0])
             after.append(mask[y0:y1, x0:x1])
         return parts, before, after
 

@@ -43,8 +43,12 @@ class RecoveryCopy:
     kind: str = "label"
 
 
-def save_recovery(path: str | Path, mask: np.ndarray, label_path: str | Path | None = None,
-                  metadata: dict | None = None) -> Path:
+def save_recovery(
+    path: str | Path,
+    mask: np.ndarray,
+    label_path: str | Path | None = None,
+    metadata: dict | None = None,
+) -> Path:
     """Write ``mask`` and the label path it belongs to into one ``.npz`` file, atomically.
 
     ``metadata`` (JSON-serialisable) is stored alongside and returned by :func:`load_recovery`.
@@ -108,8 +112,9 @@ def load_recovery(path: str | Path) -> RecoveryCopy:
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise ImageReadError(f"not a readable recovery copy ({exc})", path) from exc
     label = meta.get("label_path")
-    return RecoveryCopy(mask, Path(label) if label else None, dict(meta.get("metadata") or {}),
-                        kind)
+    return RecoveryCopy(
+        mask, Path(label) if label else None, dict(meta.get("metadata") or {}), kind
+    )
 
 
 # ------------------------------------------------------------------------- finding the copies
@@ -167,8 +172,9 @@ class RecoveryEntry:
         return f"{self.sample.split}/{self.sample.name}{what}{when}"
 
 
-def find_recovery(folder: str | Path, root: str | Path | None,
-                  samples: list[Any]) -> list[RecoveryEntry]:
+def find_recovery(
+    folder: str | Path, root: str | Path | None, samples: list[Any]
+) -> list[RecoveryEntry]:
     """The readable recovery copies in ``folder`` whose label path belongs to one of ``samples``
     (of the dataset at ``root``); unreadable copies are logged and skipped."""
     folder = Path(folder)
@@ -188,7 +194,9 @@ def find_recovery(folder: str | Path, root: str | Path | None,
         sample = by_label.get(label_key(copy.label_path))
         if sample is not None:
             try:
-                created = _dt.datetime.fromtimestamp(file.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+                created = _dt.datetime.fromtimestamp(file.stat().st_mtime).strftime(
+                    "%Y-%m-%d %H:%M"
+                )
             except OSError:
                 created = ""
             found.append(RecoveryEntry(file, Path(copy.label_path), sample, created, copy.kind))

@@ -74,8 +74,12 @@ class Region:
         """The smallest region holding both (``other`` may be ``None``)."""
         if other is None:
             return self
-        return Region(min(self.y0, other.y0), max(self.y1, other.y1),
-                      min(self.x0, other.x0), max(self.x1, other.x1))
+        return Region(
+            min(self.y0, other.y0),
+            max(self.y1, other.y1),
+            min(self.x0, other.x0),
+            max(self.x1, other.x1),
+        )
 
     __or__ = union
 
@@ -114,7 +118,9 @@ def _bbox(changed: np.ndarray, y0: int = 0, x0: int = 0) -> Region | None:
     if rows.size == 0:
         return None
     cols = np.logical_or.reduce(changed, axis=0).nonzero()[0]
-    return Region(y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1)
+    return Region(
+        y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+    )
 
 
 # ------------------------------------------------------------------------------ argument checks
@@ -122,8 +128,10 @@ def _bbox(changed: np.ndarray, y0: int = 0, x0: int = 0) -> Region | None:
 
 def _check_mask(mask: np.ndarray) -> None:
     if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.ndim != 2:
-        raise TypeError("a mask must be a 2-D numpy bool array, got "
-                        f"{getattr(mask, 'dtype', type(mask))} {getattr(mask, 'shape', '')}")
+        raise TypeError(
+            "a mask must be a 2-D numpy bool array, got "
+            f"{getattr(mask, 'dtype', type(mask))} {getattr(mask, 'shape', '')}"
+        )
 
 
 def _check_radius(radius: float) -> float:
@@ -134,7 +142,9 @@ def _check_radius(radius: float) -> float:
 
 
 def _as_points(points: Iterable[Sequence[float]] | np.ndarray) -> np.ndarray:
-    pts = np.asarray(list(points) if not isinstance(points, np.ndarray) else points, dtype=np.float64)
+    pts = np.asarray(
+        list(points) if not isinstance(points, np.ndarray) else points, dtype=np.float64
+    )
     if pts.size == 0:
         return pts.reshape(0, 2)
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -164,8 +174,9 @@ def _pixel(mask: np.ndarray, x: float, y: float) -> tuple[int, int] | None:
 _XY = tuple[float, float]
 
 
-def _clip_segment(p: Sequence[float], q: Sequence[float], xmin: float, xmax: float, ymin: float,
-                  ymax: float) -> tuple[_XY, _XY] | None:
+def _clip_segment(
+    p: Sequence[float], q: Sequence[float], xmin: float, xmax: float, ymin: float, ymax: float
+) -> tuple[_XY, _XY] | None:
     """Liang-Barsky: the part of segment ``p``-``q`` inside the rectangle, or ``None``."""
     px, py = p
     dx, dy = q[0] - px, q[1] - py
@@ -185,8 +196,9 @@ def _clip_segment(p: Sequence[float], q: Sequence[float], xmin: float, xmax: flo
     return (px + t0 * dx, py + t0 * dy), (px + t1 * dx, py + t1 * dy)
 
 
-def _segment_hit(shape: tuple[int, int], a: _XY, b: _XY,
-                 radius: float) -> tuple[int, int, int, int, np.ndarray] | None:
+def _segment_hit(
+    shape: tuple[int, int], a: _XY, b: _XY, radius: float
+) -> tuple[int, int, int, int, np.ndarray] | None:
     """Pixels whose centre lies within ``radius`` of segment ``a``-``b``, on its bounding box:
     ``(y0, y1, x0, x1, hit)``."""
     height, width = shape
@@ -213,8 +225,9 @@ def _segment_hit(shape: tuple[int, int], a: _XY, b: _XY,
     return y0, y1, x0, x1, hit
 
 
-def _stroke_pieces(shape: tuple[int, int], points: Sequence[Sequence[float]],
-                   radius: float) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+def _stroke_pieces(
+    shape: tuple[int, int], points: Sequence[Sequence[float]], radius: float
+) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
     """Cover the stroke through ``points`` with short pieces, each with a small bounding box."""
     if len(points) == 0:
         return
@@ -222,7 +235,9 @@ def _stroke_pieces(shape: tuple[int, int], points: Sequence[Sequence[float]],
     # Pieces no longer than the brush diameter keep every bounding box small, even for a stroke
     # across the whole image; the union of the pieces' disks is exactly the stroke.
     step = max(2.0 * radius, 16.0)
-    segments = [(points[0], points[0])] if len(points) == 1 else zip(points[:-1], points[1:], strict=True)
+    segments = (
+        [(points[0], points[0])] if len(points) == 1 else zip(points[:-1], points[1:], strict=True)
+    )
     for p, q in segments:
         clipped = _clip_segment(p, q, -radius - 1.0, width + radius, -radius - 1.0, height + radius)
         if clipped is None:
@@ -232,7 +247,8 @@ def _stroke_pieces(shape: tuple[int, int], points: Sequence[Sequence[float]],
         n = max(1, math.ceil(float(np.hypot(dx, dy)) / step))
         for i in range(n):
             f0, f1 = i / n, (i + 1) / n
-            piece = _segment_hit(shape, (ax + dx * f0, ay + dy * f0), (ax + dx * f1, ay + dy * f1),
-                                 radius)
+            piece = _segment_hit(
+                shape, (ax + dx * f0, ay + dy * f0), (ax + dx * f1, ay + dy * f1), radius
+            )
             if piece is not None:
                 yield piece

@@ -56,9 +56,15 @@ class StrokeEditor:
     ``revision != saved_revision``, so undoing back to the saved state is clean again.
     """
 
-    def __init__(self, codes: np.ndarray | None = None, shape: tuple[int, int] | None = None, *,
-                 path: str | Path | None = None, undo_limit: int = UNDO_LIMIT,
-                 undo_max_bytes: int = UNDO_MAX_BYTES):
+    def __init__(
+        self,
+        codes: np.ndarray | None = None,
+        shape: tuple[int, int] | None = None,
+        *,
+        path: str | Path | None = None,
+        undo_limit: int = UNDO_LIMIT,
+        undo_max_bytes: int = UNDO_MAX_BYTES,
+    ):
         if codes is None:
             if shape is None:
                 raise ValueError("give the codes or the shape (H, W) of empty strokes")
@@ -140,8 +146,9 @@ class StrokeEditor:
             if not change.any():
                 continue
             rows, cols = np.flatnonzero(change.any(axis=1)), np.flatnonzero(change.any(axis=0))
-            tight = Region(y0 + int(rows[0]), y0 + int(rows[-1]) + 1,
-                           x0 + int(cols[0]), x0 + int(cols[-1]) + 1)
+            tight = Region(
+                y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+            )
             stroke.snapshot.capture(self._codes, tight)
             patch[change] = stroke.code
             changed = tight.union(changed)
@@ -156,9 +163,16 @@ class StrokeEditor:
             return None
         parts, before, after = stroke.snapshot.changed(self._codes, stroke.region)
         if parts:
-            self._push(_CodeEdit(stroke.region, tuple(parts), tuple(before),
-                                 tuple(a.copy() for a in after), stroke.revision_before,
-                                 self.revision))
+            self._push(
+                _CodeEdit(
+                    stroke.region,
+                    tuple(parts),
+                    tuple(before),
+                    tuple(a.copy() for a in after),
+                    stroke.revision_before,
+                    self.revision,
+                )
+            )
         return stroke.region
 
     def cancel_stroke(self) -> Region | None:
@@ -179,13 +193,24 @@ class StrokeEditor:
         self.end_stroke()
         if self.is_empty():
             return None
-        rows, cols = np.flatnonzero(self._codes.any(axis=1)), np.flatnonzero(self._codes.any(axis=0))
+        rows, cols = (
+            np.flatnonzero(self._codes.any(axis=1)),
+            np.flatnonzero(self._codes.any(axis=0)),
+        )
         region = Region(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
         before = self._codes[region.slices].copy()
         self._codes[region.slices] = UNLABELLED
         revision = self.revision
-        self._push(_CodeEdit(region, (region,), (before,), (self._codes[region.slices].copy(),),
-                             revision, self._new_revision()))
+        self._push(
+            _CodeEdit(
+                region,
+                (region,),
+                (before,),
+                (self._codes[region.slices].copy(),),
+                revision,
+                self._new_revision(),
+            )
+        )
         return region
 
     # -- history -------------------------------------------------------------------------------
@@ -193,7 +218,8 @@ class StrokeEditor:
         self._redo.clear()
         self._undo.append(edit)
         while len(self._undo) > self.undo_limit or (
-                len(self._undo) > 1 and sum(e.nbytes for e in self._undo) > self.undo_max_bytes):
+            len(self._undo) > 1 and sum(e.nbytes for e in self._undo) > self.undo_max_bytes
+        ):
             self._undo.pop(0)
 
     def undo(self) -> Region | None:

@@ -30,15 +30,17 @@ from core.progress import Stopped
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rooftop", formatter_class=Formatter,
+        prog="rooftop",
+        formatter_class=Formatter,
         description="Find building roofs in aerial images: make a dataset from a large image and "
-                    "its roof mask, train a pixel-classification CNN, evaluate it and predict "
-                    "roof masks. The desktop app is `rooftop-studio`.",
+        "its roof mask, train a pixel-classification CNN, evaluate it and predict "
+        "roof masks. The desktop app is `rooftop-studio`.",
         epilog="Example:\n  rooftop demo work/scene\n  rooftop generate --image work/scene/image.png "
-               "--label work/scene/labels.png --out work/dataset\n  rooftop train --data work/dataset "
-               "--models work/models --max-minutes 5\n  rooftop evaluate --data work/dataset --model "
-               "work/models/model_v1.safetensors\n  rooftop predict --model "
-               "work/models/model_v1.safetensors --out work/pred --composite work/dataset/test/data")
+        "--label work/scene/labels.png --out work/dataset\n  rooftop train --data work/dataset "
+        "--models work/models --max-minutes 5\n  rooftop evaluate --data work/dataset --model "
+        "work/models/model_v1.safetensors\n  rooftop predict --model "
+        "work/models/model_v1.safetensors --out work/pred --composite work/dataset/test/data",
+    )
     parser.add_argument("--version", action="version", version=f"rooftop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -53,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     want_json = getattr(args, "json", False)
     # Under torchrun, rank 0 alone prints progress and --json; every rank prints its errors.
     rank = launch_rank()
-    out = Reporter(bars=not want_json, quiet=bool(rank),
-                   prefix=f"[rank {rank}] " if rank else "")
+    out = Reporter(bars=not want_json, quiet=bool(rank), prefix=f"[rank {rank}] " if rank else "")
     try:
         result = args.run(args, out)
     except RooftopError as exc:
@@ -67,14 +68,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.problem(f"rooftop {args.command}: interrupted")
         return EXIT_INTERRUPTED
     except MemoryError:
-        out.problem(f"rooftop {args.command}: error: not enough memory (try smaller --tile or --batch-size)")
+        out.problem(
+            f"rooftop {args.command}: error: not enough memory (try smaller --tile or --batch-size)"
+        )
         return 1
     except RuntimeError as exc:  # torch.distributed's errors: a rank died or stopped answering
         if rank is None:
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        out.problem(f"rooftop {args.command}: error: another process of the launch failed or "
-                    f"stopped answering ({first})")
+        out.problem(
+            f"rooftop {args.command}: error: another process of the launch failed or "
+            f"stopped answering ({first})"
+        )
         return 1
     if want_json and not rank:
         print(json.dumps(result, indent=None, default=str), flush=True)

@@ -99,8 +99,14 @@ class ProgressBar:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=event.total, desc=self.desc, unit=self.unit,
-                             file=self.out.stream, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=event.total,
+                desc=self.desc,
+                unit=self.unit,
+                file=self.out.stream,
+                leave=False,
+                dynamic_ncols=True,
+            )
         if event.item:
             self._bar.set_postfix_str(Path(event.item).name, refresh=False)
         self._bar.update(event.done - self._bar.n)
@@ -147,8 +153,10 @@ class StopOnInterrupt:
             if self.requested:
                 raise KeyboardInterrupt
             self.requested = True
-            self.out.line("interrupted: finishing this batch and saving the model "
-                          "(press Ctrl+C again to abort without saving)")
+            self.out.line(
+                "interrupted: finishing this batch and saving the model "
+                "(press Ctrl+C again to abort without saving)"
+            )
 
         try:
             self._previous = signal.signal(signal.SIGINT, handler)

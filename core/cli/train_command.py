@@ -26,43 +26,77 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.training.config import BatchProgress, EpochResult, TrainConfig, TrainingStarted
     from core.training.loop import train
 
-    config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         loss=args.loss, val_fraction=args.val_fraction, device=args.device,
-                         max_minutes=args.max_minutes, seed=args.seed, crop_size=args.crop_size,
-                         samples_per_epoch=args.samples_per_epoch, optimizer=args.optimizer,
-                         weight_decay=args.weight_decay, schedule=args.schedule,
-                         augment=not args.no_augment, balance=args.balance,
-                         tune_threshold=not args.no_tune_threshold, precision=args.precision)
+    config = TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=args.loss,
+        val_fraction=args.val_fraction,
+        device=args.device,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        crop_size=args.crop_size,
+        samples_per_epoch=args.samples_per_epoch,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        augment=not args.no_augment,
+        balance=args.balance,
+        tune_threshold=not args.no_tune_threshold,
+        precision=args.precision,
+    )
 
     def progress(event: Any) -> None:
         if isinstance(event, TrainingStarted):
-            out.line(f"training {config.arch} ({event.parameters:,} weights) on {event.device} "
-                     f"({event.precision}): "
-                     f"{event.train_images} train / {event.val_images} validation images, "
-                     f"{event.crop_size} px crops; will save {event.model_path}")
+            out.line(
+                f"training {config.arch} ({event.parameters:,} weights) on {event.device} "
+                f"({event.precision}): "
+                f"{event.train_images} train / {event.val_images} validation images, "
+                f"{event.crop_size} px crops; will save {event.model_path}"
+            )
             world = int(os.environ.get("WORLD_SIZE", "1") or 1)
             if world > 1:
-                out.line(f"{world} processes (torchrun): {config.batch_size} crops a process a "
-                         f"batch, {config.batch_size * world} a step")
+                out.line(
+                    f"{world} processes (torchrun): {config.batch_size} crops a process a "
+                    f"batch, {config.batch_size * world} a step"
+                )
         elif isinstance(event, BatchProgress):
-            out.status(f"epoch {_of(event.epoch, event.epochs)} {text_bar(event.batch, event.batches)} "
-                       f"loss {event.loss:.4f}")
+            out.status(
+                f"epoch {_of(event.epoch, event.epochs)} {text_bar(event.batch, event.batches)} "
+                f"loss {event.loss:.4f}"
+            )
         elif isinstance(event, EpochResult):
-            val = ("val loss -      val IoU -    " if event.val_loss is None else
-                   f"val loss {event.val_loss:.4f}  val IoU {event.val_iou:.3f}")
+            val = (
+                "val loss -      val IoU -    "
+                if event.val_loss is None
+                else f"val loss {event.val_loss:.4f}  val IoU {event.val_iou:.3f}"
+            )
             partial = "" if event.complete else " (partial)"
-            out.line(f"epoch {_of(event.epoch, event.epochs, 3)}{partial}  train loss {event.train_loss:.4f}  "
-                     f"{val}  {event.seconds:.1f} s  ETA {format_seconds(event.eta_seconds)}")
+            out.line(
+                f"epoch {_of(event.epoch, event.epochs, 3)}{partial}  train loss {event.train_loss:.4f}  "
+                f"{val}  {event.seconds:.1f} s  ETA {format_seconds(event.eta_seconds)}"
+            )
 
     with StopOnInterrupt(out) as should_stop:
-        result = train(args.data, args.models, config, on_progress=progress, should_stop=should_stop,
-                       resume_from=args.resume, init_from=args.init)
-    why = {None: "finished", "time": "time limit reached", "user": "stopped by user"}[result.stopped]
+        result = train(
+            args.data,
+            args.models,
+            config,
+            on_progress=progress,
+            should_stop=should_stop,
+            resume_from=args.resume,
+            init_from=args.init,
+        )
+    why = {None: "finished", "time": "time limit reached", "user": "stopped by user"}[
+        result.stopped
+    ]
     iou = "-" if result.val_iou is None else f"{result.val_iou:.3f}"
-    out.line(f"{why}: saved {result.model_path} (best epoch {result.best_epoch}, val IoU {iou}, "
-             f"{result.samples_seen} samples, {result.seconds:.1f} s)")
+    out.line(
+        f"{why}: saved {result.model_path} (best epoch {result.best_epoch}, val IoU {iou}, "
+        f"{result.samples_seen} samples, {result.seconds:.1f} s)"
+    )
     return result.as_dict()
-
 
 
 def add_commands(sub: Any) -> None:
@@ -70,51 +104,120 @@ def add_commands(sub: Any) -> None:
     from core.training.config import DEFAULT_RECIPE as recipe
 
     archs = "; ".join(f"{k}: {v}" for k, v in ARCHITECTURE_CHOICES)
-    p = sub.add_parser("train", formatter_class=Formatter, help="train a model on a dataset's train split",
-                       description="Train on DATASET/train (a share of it held out for validation; the "
-                                   "test split is never used) and save MODELS/model_vN.safetensors "
-                                   "with the next free N. Ctrl+C stops after the current batch and "
-                                   f"still saves. Architectures: {archs}. The original "
-                                   "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
-                                   "--loss bce --schedule constant --batch-size 32 --no-augment "
-                                   "--balance 0 --no-tune-threshold --weight-decay 0.")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)")
-    p.add_argument("--models", required=True, type=Path, help="folder for model_vN.safetensors (created)")
-    p.add_argument("--arch", default=recipe["arch"], help="architecture: " + ", ".join(k for k, _v in ARCHITECTURE_CHOICES))
-    p.add_argument("--epochs", type=positive_int, default=None,
-                   help="number of epochs (default: as many as --max-minutes allows, or "
-                        "100 without a time budget; with both, whichever ends first)")
-    p.add_argument("--batch-size", type=positive_int, default=recipe["batch_size"], help="images per batch")
+    p = sub.add_parser(
+        "train",
+        formatter_class=Formatter,
+        help="train a model on a dataset's train split",
+        description="Train on DATASET/train (a share of it held out for validation; the "
+        "test split is never used) and save MODELS/model_vN.safetensors "
+        "with the next free N. Ctrl+C stops after the current batch and "
+        f"still saves. Architectures: {archs}. The original "
+        "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
+        "--loss bce --schedule constant --batch-size 32 --no-augment "
+        "--balance 0 --no-tune-threshold --weight-decay 0.",
+    )
+    p.add_argument(
+        "--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)"
+    )
+    p.add_argument(
+        "--models", required=True, type=Path, help="folder for model_vN.safetensors (created)"
+    )
+    p.add_argument(
+        "--arch",
+        default=recipe["arch"],
+        help="architecture: " + ", ".join(k for k, _v in ARCHITECTURE_CHOICES),
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="number of epochs (default: as many as --max-minutes allows, or "
+        "100 without a time budget; with both, whichever ends first)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=recipe["batch_size"], help="images per batch"
+    )
     p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate")
-    p.add_argument("--loss", default=recipe["loss"], choices=("bce", "dice", "bce+dice"), help="loss function")
-    p.add_argument("--optimizer", default=recipe["optimizer"], choices=("adamw", "adam"), help="optimizer")
-    p.add_argument("--weight-decay", type=float, default=recipe["weight_decay"], help="weight decay (AdamW: decoupled)")
-    p.add_argument("--schedule", default=recipe["schedule"], choices=("cosine", "constant"),
-                   help="learning rate after a 5 %% warm-up: cosine decay over the run (epochs, "
-                        "or --max-minutes when that ends first) or constant")
-    p.add_argument("--no-augment", action="store_true",
-                   help="no augmentation (default: scale, flips, 90-degree rotations, colour, blur, noise)")
-    p.add_argument("--balance", type=float, default=0.5,
-                   help="probability of drawing again a crop with under 5 %% roof (0 = off)")
-    p.add_argument("--no-tune-threshold", action="store_true",
-                   help="keep the threshold 0.5 (default: tuned on validation, stored in the model)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the train split held out for validation")
+    p.add_argument(
+        "--loss", default=recipe["loss"], choices=("bce", "dice", "bce+dice"), help="loss function"
+    )
+    p.add_argument(
+        "--optimizer", default=recipe["optimizer"], choices=("adamw", "adam"), help="optimizer"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=recipe["weight_decay"],
+        help="weight decay (AdamW: decoupled)",
+    )
+    p.add_argument(
+        "--schedule",
+        default=recipe["schedule"],
+        choices=("cosine", "constant"),
+        help="learning rate after a 5 %% warm-up: cosine decay over the run (epochs, "
+        "or --max-minutes when that ends first) or constant",
+    )
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no augmentation (default: scale, flips, 90-degree rotations, colour, blur, noise)",
+    )
+    p.add_argument(
+        "--balance",
+        type=float,
+        default=0.5,
+        help="probability of drawing again a crop with under 5 %% roof (0 = off)",
+    )
+    p.add_argument(
+        "--no-tune-threshold",
+        action="store_true",
+        help="keep the threshold 0.5 (default: tuned on validation, stored in the model)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the train split held out for validation",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
-                        "else float32), fp32 or bf16")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="time budget: train until this many minutes are used (whatever the "
-                        "dataset's size; the schedule anneals over it), then save the model")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="arithmetic: auto (bfloat16 mixed precision on a GPU or a CPU with native bfloat16, "
+        "else float32), fp32 or bf16",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="time budget: train until this many minutes are used (whatever the "
+        "dataset's size; the schedule anneals over it), then save the model",
+    )
     p.add_argument("--crop-size", type=int, default=256, help="training crop size in pixels")
-    p.add_argument("--samples-per-epoch", type=positive_int, default=None,
-                   help="training crops per epoch (default: one per training image, at least 64)")
+    p.add_argument(
+        "--samples-per-epoch",
+        type=positive_int,
+        default=None,
+        help="training crops per epoch (default: one per training image, at least 64)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--resume", type=Path, default=None, metavar="MODEL",
-                   help="continue training from this checkpoint (optimizer state included)")
-    p.add_argument("--init", type=Path, default=None, metavar="MODEL",
-                   help="start a new run from this model's weights (its architecture, a fresh "
-                        "optimizer and schedule): fine-tune an earlier model on new labels")
-    p.add_argument("--json", action="store_true", help="print one JSON object with the model path and history")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="continue training from this checkpoint (optimizer state included)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="start a new run from this model's weights (its architecture, a fresh "
+        "optimizer and schedule): fine-tune an earlier model on new labels",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with the model path and history"
+    )
     p.set_defaults(run=cmd_train)

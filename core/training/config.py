@@ -17,12 +17,20 @@ from core.errors import ConfigError
 
 #: (name, help) of the architectures of ``core.models`` (a test checks the two lists agree).
 ARCHITECTURE_CHOICES: tuple[tuple[str, str], ...] = (
-    ("liteunet", "U-Net that works at half resolution and below, refined at full resolution "
-                 "(about 2.0 M weights; about 4 x faster than unet on a CPU); the default"),
-    ("unet", "U-Net with batch norm and skip connections, full resolution (about 2.0 M weights; "
-             "slow on a CPU)"),
-    ("resunet", "U-Net with a residual encoder, full resolution (about 2.0 M weights; slow on a "
-                "CPU)"),
+    (
+        "liteunet",
+        "U-Net that works at half resolution and below, refined at full resolution "
+        "(about 2.0 M weights; about 4 x faster than unet on a CPU); the default",
+    ),
+    (
+        "unet",
+        "U-Net with batch norm and skip connections, full resolution (about 2.0 M weights; "
+        "slow on a CPU)",
+    ),
+    (
+        "resunet",
+        "U-Net with a residual encoder, full resolution (about 2.0 M weights; slow on a CPU)",
+    ),
     ("prescribed", "the original exercise's PixelClassifier, exactly (22.6 k weights; weak)"),
 )
 ARCHITECTURES = tuple(name for name, _help in ARCHITECTURE_CHOICES)
@@ -42,8 +50,11 @@ DEVICE_CHOICES: tuple[tuple[str, str], ...] = (
 )
 #: (name, help) of the precisions (``core.device.resolve_precision``).
 PRECISION_CHOICES: tuple[tuple[str, str], ...] = (
-    ("auto", "bfloat16 mixed precision where the GPU or CPU computes it natively "
-             "(about 1.6x faster on such a CPU), else float32"),
+    (
+        "auto",
+        "bfloat16 mixed precision where the GPU or CPU computes it natively "
+        "(about 1.6x faster on such a CPU), else float32",
+    ),
     ("fp32", "float32 throughout (bit-for-bit reproducible)"),
     ("bf16", "bfloat16 mixed precision everywhere (slow on CPUs without native bfloat16)"),
 )
@@ -119,7 +130,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
+            raise ConfigError(
+                f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})"
+            )
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
         if self.epochs is not None and self.epochs < 1:
@@ -129,7 +142,9 @@ class TrainConfig:
         if not (0 < self.lr < 10):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be from 0 up to (not including) 1, got {self.val_fraction}")
+            raise ConfigError(
+                f"--val-fraction must be from 0 up to (not including) 1, got {self.val_fraction}"
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
         if self.crop_size < MIN_SIDE:
@@ -137,7 +152,9 @@ class TrainConfig:
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(f"samples per epoch must be at least 1, got {self.samples_per_epoch}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})"
+            )
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
         if not 0 <= self.weight_decay < 1:
@@ -155,21 +172,36 @@ class TrainConfig:
         if self.loader_threads is not None and not 0 <= self.loader_threads <= 16:
             raise ConfigError(f"loader threads must be from 0 to 16, got {self.loader_threads}")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r} (known: {', '.join(PRECISIONS)})")
+            raise ConfigError(
+                f"unknown precision {self.precision!r} (known: {', '.join(PRECISIONS)})"
+            )
 
 
 #: The recommended recipe: the defaults of ``rooftop train`` (chosen by measurement,
 #: docs/model-quality.md); the fields not named here have the recommended values as defaults.
 DEFAULT_RECIPE: dict[str, Any] = {
-    "arch": DEFAULT_ARCH, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
-    "loss": "bce+dice", "schedule": "cosine", "batch_size": 8,
+    "arch": DEFAULT_ARCH,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "loss": "bce+dice",
+    "schedule": "cosine",
+    "batch_size": 8,
 }
 
 #: The original exercise's recipe (apply with ``TrainConfig(**ORIGINAL_RECIPE)``).
 ORIGINAL_RECIPE: dict[str, Any] = {
-    "arch": "prescribed", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "loss": "bce",
-    "schedule": "constant", "warmup": 0.0, "augment": False, "balance": 0.0,
-    "tune_threshold": False, "batch_size": 32,
+    "arch": "prescribed",
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "loss": "bce",
+    "schedule": "constant",
+    "warmup": 0.0,
+    "augment": False,
+    "balance": 0.0,
+    "tune_threshold": False,
+    "batch_size": 32,
 }
 
 
@@ -233,7 +265,13 @@ class TrainResult:
     threshold: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": str(self.model_path), "stopped": self.stopped,
-                "best_epoch": self.best_epoch, "val_iou": self.val_iou, "threshold": self.threshold,
-                "samples_seen": self.samples_seen, "seconds": round(self.seconds, 3),
-                "history": [asdict(h) for h in self.history]}
+        return {
+            "model": str(self.model_path),
+            "stopped": self.stopped,
+            "best_epoch": self.best_epoch,
+            "val_iou": self.val_iou,
+            "threshold": self.threshold,
+            "samples_seen": self.samples_seen,
+            "seconds": round(self.seconds, 3),
+            "history": [asdict(h) for h in self.history],
+        }

@@ -67,18 +67,22 @@ class ImageCache:
                 codes = read_scribble(sample.scribble_path, image.shape[:2])
                 mask, known = target_and_known(codes)
                 if not known.any():
-                    raise ImageReadError("the stroke file has no labelled pixel",
-                                         sample.scribble_path)
+                    raise ImageReadError(
+                        "the stroke file has no labelled pixel", sample.scribble_path
+                    )
                 self._known[index] = known
                 points = np.flatnonzero(known)
                 if len(points) > _MAX_CROP_CENTRES:
-                    points = np.random.default_rng(index).choice(points, _MAX_CROP_CENTRES,
-                                                                 replace=False)
+                    points = np.random.default_rng(index).choice(
+                        points, _MAX_CROP_CENTRES, replace=False
+                    )
                 self._centres[index] = points
             if min(image.shape[:2]) < MIN_SIDE:
                 raise ImageReadError(
                     f"image is {image.shape[1]} x {image.shape[0]}; training needs at least "
-                    f"{MIN_SIDE} px a side", sample.image_path)
+                    f"{MIN_SIDE} px a side",
+                    sample.image_path,
+                )
             item = (image, mask)
             self._data[index] = item
         return item
@@ -98,7 +102,9 @@ def _resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.nda
     """Resize a square crop and its mask to ``size`` (bilinear; the mask thresholded at 0.5)."""
     from PIL import Image
 
-    im = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+    im = np.asarray(
+        Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR)
+    )
     soft = Image.fromarray(np.ascontiguousarray(mask).astype(np.uint8) * 255)
     ma = np.asarray(soft.resize((size, size), Image.BILINEAR)) >= 128
     return im, ma
@@ -108,8 +114,9 @@ def _crop_origin(h: int, w: int, side: int, rng: np.random.Generator) -> tuple[i
     return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
 
 
-def _crop_around(centres: np.ndarray, h: int, w: int, side: int,
-                 rng: np.random.Generator) -> tuple[int, int]:
+def _crop_around(
+    centres: np.ndarray, h: int, w: int, side: int, rng: np.random.Generator
+) -> tuple[int, int]:
     """A crop origin that puts a random labelled pixel somewhere inside the crop."""
     cy, cx = divmod(int(centres[rng.integers(len(centres))]), w)
     y = cy - int(rng.integers(side))
@@ -117,9 +124,17 @@ def _crop_around(centres: np.ndarray, h: int, w: int, side: int,
     return min(max(y, 0), h - side), min(max(x, 0), w - side)
 
 
-def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.random.Generator,
-                      augment: bool, scale_jitter: float = 0.0, balance: float = 0.0,
-                      min_roof: float = 0.05, with_known: bool = False):
+def random_crop_batch(
+    cache: ImageCache,
+    indices: list[int],
+    crop: int,
+    rng: np.random.Generator,
+    augment: bool,
+    scale_jitter: float = 0.0,
+    balance: float = 0.0,
+    min_roof: float = 0.05,
+    with_known: bool = False,
+):
     """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops (and,
     ``with_known``, the ``(N, crop, crop) bool`` labelled pixels, or None when every pixel of
     the batch is labelled).
@@ -145,13 +160,13 @@ def random_crop_batch(cache: ImageCache, indices: list[int], crop: int, rng: np.
         else:
             y, x = _crop_origin(h, w, side, rng)
             for _ in range(3):
-                if balance <= 0 or mask[y:y + side, x:x + side].mean() >= min_roof:
+                if balance <= 0 or mask[y : y + side, x : x + side].mean() >= min_roof:
                     break
                 if rng.random() >= balance:
                     break
                 y, x = _crop_origin(h, w, side, rng)
-        im, ma = image[y:y + side, x:x + side], mask[y:y + side, x:x + side]
-        kn = known[y:y + side, x:x + side] if known is not None else None
+        im, ma = image[y : y + side, x : x + side], mask[y : y + side, x : x + side]
+        kn = known[y : y + side, x : x + side] if known is not None else None
         if augment:
             k, flip = int(rng.integers(4)), rng.random() < 0.5
             im, ma = _orient(im, k, flip), _orient(ma, k, flip)
@@ -192,7 +207,9 @@ _RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 
 
-def photometric_jitter(x: torch.Tensor, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+def photometric_jitter(
+    x: torch.Tensor, rng: np.random.Generator, strength: float = 1.0
+) -> torch.Tensor:
     """Random brightness, contrast, saturation and hue per image of an ``(N, 3, H, W)`` batch in
     [0, 1], then a slight blur (15 % of images) or Gaussian noise (20 %); geometry is untouched,
     so the mask stays valid. Returns a new tensor in [0, 1]."""
@@ -200,7 +217,7 @@ def photometric_jitter(x: torch.Tensor, rng: np.random.Generator, strength: floa
     dev, dt = x.device, x.dtype
     mats = []
     for _ in range(n):
-        angle = rng.uniform(-0.15, 0.15) * strength          # hue, radians
+        angle = rng.uniform(-0.15, 0.15) * strength  # hue, radians
         sat = 1 + rng.uniform(-0.25, 0.25) * strength
         c, s_ = math.cos(angle), math.sin(angle)
         rot = np.array([[1, 0, 0], [0, sat * c, -sat * s_], [0, sat * s_, sat * c]])
@@ -215,12 +232,15 @@ def photometric_jitter(x: torch.Tensor, rng: np.random.Generator, strength: floa
     noise = (~blur) & (rng.random(n) < 0.2 * strength)
     for i in np.flatnonzero(blur):
         sigma = rng.uniform(0.4, 1.0)
-        k = torch.exp(-torch.arange(-1, 2, dtype=dt, device=dev) ** 2 / (2 * sigma ** 2))
+        k = torch.exp(-(torch.arange(-1, 2, dtype=dt, device=dev) ** 2) / (2 * sigma**2))
         k = (k[:, None] * k[None, :]) / k.sum() ** 2
-        y[i] = F.conv2d(F.pad(y[i:i + 1], (1, 1, 1, 1), mode="replicate"),
-                        k.expand(3, 1, 3, 3).contiguous(), groups=3)[0]
+        y[i] = F.conv2d(
+            F.pad(y[i : i + 1], (1, 1, 1, 1), mode="replicate"),
+            k.expand(3, 1, 3, 3).contiguous(),
+            groups=3,
+        )[0]
     for i in np.flatnonzero(noise):
-        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2 ** 31)))
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
         y[i] += (torch.randn(y[i].shape, generator=gen) * rng.uniform(0.005, 0.03)).to(dev, dt)
     return y.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
 
@@ -231,7 +251,9 @@ def to_input_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> 
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.require(images, requirements=["C", "W"]))
     tensor = images.to(device, non_blocking=True)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    return (
+        tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    )
 
 
 @dataclass
@@ -255,18 +277,29 @@ class BatchLoader:
     GPU copies from asynchronously.
     """
 
-    def __init__(self, cache: ImageCache, crop: int, config: TrainConfig, threads: int,
-                 pin: bool = False) -> None:
+    def __init__(
+        self, cache: ImageCache, crop: int, config: TrainConfig, threads: int, pin: bool = False
+    ) -> None:
         self.cache, self.crop, self.config, self.pin = cache, crop, config, pin
         self.depth = threads
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rooftop-batches") if threads else None
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="rooftop-batches") if threads else None
+        )
 
     def _prepare(self, indices: list[int], seed: int) -> PreparedBatch:
         cfg = self.config
         rng = np.random.default_rng(seed)
-        images, masks, known = random_crop_batch(self.cache, indices, self.crop, rng,
-                                                 cfg.augment, cfg.scale_jitter, cfg.balance,
-                                                 cfg.min_roof, with_known=True)
+        images, masks, known = random_crop_batch(
+            self.cache,
+            indices,
+            self.crop,
+            rng,
+            cfg.augment,
+            cfg.scale_jitter,
+            cfg.balance,
+            cfg.min_roof,
+            with_known=True,
+        )
         images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
         known_t = torch.from_numpy(known) if known is not None else None
         if self.pin:

@@ -57,9 +57,11 @@ def launch_env(environ: Mapping[str, str] | None = None) -> Launch | None:
         world, rank = int(env["WORLD_SIZE"]), int(env["RANK"])
         local = int(env.get("LOCAL_RANK", rank))
     except ValueError:
-        raise ConfigError(f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers, got "
-                          f"{env.get('WORLD_SIZE')!r}, {env.get('RANK')!r}, "
-                          f"{env.get('LOCAL_RANK')!r}") from None
+        raise ConfigError(
+            f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers, got "
+            f"{env.get('WORLD_SIZE')!r}, {env.get('RANK')!r}, "
+            f"{env.get('LOCAL_RANK')!r}"
+        ) from None
     if world < 2:
         return None
     if not 0 <= rank < world or local < 0:
@@ -106,9 +108,11 @@ def device_for(device: torch.device, launch: Launch | None) -> torch.device:
         return device
     count = torch.cuda.device_count()
     if launch.local_rank >= count:
-        raise ConfigError(f"LOCAL_RANK {launch.local_rank} needs GPU {launch.local_rank}, but "
-                          f"this machine has {count}: start at most {count} processes per node "
-                          "(--nproc-per-node)")
+        raise ConfigError(
+            f"LOCAL_RANK {launch.local_rank} needs GPU {launch.local_rank}, but "
+            f"this machine has {count}: start at most {count} processes per node "
+            "(--nproc-per-node)"
+        )
     return torch.device("cuda", launch.local_rank)
 
 
@@ -145,8 +149,9 @@ def agree(*values: float) -> tuple[float, ...]:
     values as they are for one process."""
     if not is_active():
         return tuple(float(v) for v in values)
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64,
-                          device=_collective_device())
+    tensor = torch.tensor(
+        [float(v) for v in values], dtype=torch.float64, device=_collective_device()
+    )
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tuple(tensor.tolist())
 
@@ -160,8 +165,9 @@ def total(*values: float) -> tuple[float, ...]:
     """The sums of every rank's ``values`` (one all_reduce, SUM)."""
     if not is_active():
         return tuple(float(v) for v in values)
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64,
-                          device=_collective_device())
+    tensor = torch.tensor(
+        [float(v) for v in values], dtype=torch.float64, device=_collective_device()
+    )
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tuple(tensor.tolist())
 
@@ -173,7 +179,7 @@ def barrier() -> None:
 
 def shard(items: Sequence[T]) -> list[T]:
     """This rank's share of ``items``: items ``rank, rank + N, rank + 2N, ...``."""
-    return list(items[rank()::world_size()])
+    return list(items[rank() :: world_size()])
 
 
 def gather(obj: Any) -> list[Any]:

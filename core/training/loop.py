@@ -99,7 +99,9 @@ from core.training.validate import validate
 _now = time.monotonic
 
 
-def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def split_validation(
+    samples: list[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
     """Random ``fraction`` of the training samples for validation (at least one when > 0).
 
     When some images have full labels and others strokes only, validation is drawn from the
@@ -135,8 +137,10 @@ def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
     for sample in cache.samples:
         w, h = image_size(sample.image_path)  # header only, no decoding
         if min(w, h) < MIN_SIDE:
-            raise ImageReadError(f"image is {w} x {h}; training needs at least {MIN_SIDE} px a side",
-                                 sample.image_path)
+            raise ImageReadError(
+                f"image is {w} x {h}; training needs at least {MIN_SIDE} px a side",
+                sample.image_path,
+            )
         smallest = min(smallest, w, h)
     crop = smallest - smallest % max(multiple, 1)
     if crop < MIN_SIDE // 2:
@@ -162,12 +166,18 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
     # No weight decay on batch-norm and bias parameters (the usual AdamW practice).
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
 
 
-def _agreed_stop(user: bool, elapsed: float, budget: float | None,
-                 samples_seen: int) -> tuple[str | None, float]:
+def _agreed_stop(
+    user: bool, elapsed: float, budget: float | None, samples_seen: int
+) -> tuple[str | None, float]:
     """The stop decision of every rank at the top of a batch: one all_reduce (MAX) of the stop
     flags and clocks, so every rank stops on the same batch, and the schedule follows the same
     (slowest) clock on every rank."""
@@ -179,12 +189,16 @@ def _agreed_stop(user: bool, elapsed: float, budget: float | None,
     return None, elapsed
 
 
-def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig | None = None,
-          on_progress: ProgressCallback | None = None,
-          should_stop: StopCheck | None = None,
-          resume_from: str | Path | None = None,
-          init_from: str | Path | None = None,
-          on_weights: Callable[[int, dict], None] | None = None) -> TrainResult:
+def train(
+    dataset_dir: str | Path,
+    models_dir: str | Path,
+    config: TrainConfig | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    resume_from: str | Path | None = None,
+    init_from: str | Path | None = None,
+    on_weights: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
     """Train a model on ``dataset_dir``'s train split and save it as ``models_dir/model_vN``.
 
     ``resume_from`` continues a run (its weights, optimizer state and history); ``init_from``
@@ -197,18 +211,37 @@ def train(dataset_dir: str | Path, models_dir: str | Path, config: TrainConfig |
     ranks stop on the same batch (a stop asked on any rank, or the time budget).
     """
     if resume_from is not None and init_from is not None:
-        raise ConfigError("--resume and --init exclude each other: --resume continues a run, "
-                          "--init starts a new run from a model's weights")
+        raise ConfigError(
+            "--resume and --init exclude each other: --resume continues a run, "
+            "--init starts a new run from a model's weights"
+        )
     config = config or TrainConfig()
     config.validate()
     with distributed.session(resolve_device(config.device)) as device:
-        return _train(dataset_dir, models_dir, config, device, on_progress, should_stop,
-                      resume_from, init_from, on_weights)
+        return _train(
+            dataset_dir,
+            models_dir,
+            config,
+            device,
+            on_progress,
+            should_stop,
+            resume_from,
+            init_from,
+            on_weights,
+        )
 
 
-def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
-           on_progress: ProgressCallback | None, should_stop: StopCheck | None,
-           resume_from, init_from, on_weights) -> TrainResult:
+def _train(
+    dataset_dir,
+    models_dir,
+    config: TrainConfig,
+    device: torch.device,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+    resume_from,
+    init_from,
+    on_weights,
+) -> TrainResult:
     started = _now()
     main, world = distributed.is_main(), distributed.world_size()
     emit = (on_progress if main else None) or (lambda event: None)
@@ -225,7 +258,7 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
     labelled = labelled_samples(dataset.train)
     train_samples, val_samples = split_validation(labelled, config.val_fraction, config.seed)
     if config.val_max_images is not None:
-        val_samples = val_samples[:config.val_max_images]
+        val_samples = val_samples[: config.val_max_images]
 
     torch.manual_seed(config.seed)
     # Each rank draws its own crops (rank 0's are a single process's).
@@ -254,8 +287,10 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
         try:
             optimizer.load_state_dict(resumed.optimizer_state)
         except (ValueError, KeyError) as exc:  # e.g. saved by a different optimizer layout
-            raise ConfigError(f"cannot restore the optimizer state of {resume_from} ({exc}); "
-                              f"train a new model instead") from exc
+            raise ConfigError(
+                f"cannot restore the optimizer state of {resume_from} ({exc}); "
+                f"train a new model instead"
+            ) from exc
     base_lrs = []
     for group in optimizer.param_groups:
         group["lr"] = config.lr
@@ -275,9 +310,17 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
         model_path = next_model_path(models_dir)
     model_path = distributed.from_main(model_path)
     amp_dtype = resolve_precision(config.precision, device, model)
-    emit(TrainingStarted(len(train_samples), len(val_samples), str(device), crop,
-                         sum(p.numel() for p in model.parameters()), model_path,
-                         precision_name(amp_dtype)))
+    emit(
+        TrainingStarted(
+            len(train_samples),
+            len(val_samples),
+            str(device),
+            crop,
+            sum(p.numel() for p in model.parameters()),
+            model_path,
+            precision_name(amp_dtype),
+        )
+    )
 
     per_epoch = config.epoch_samples(len(train_samples))
     per_rank = math.ceil(per_epoch / world)  # an epoch's crops are shared out between ranks
@@ -302,21 +345,27 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
         return done
 
     try:
-        epochs = itertools.count(first_epoch) if last_epoch is None else \
-            range(first_epoch, last_epoch + 1)
+        epochs = (
+            itertools.count(first_epoch)
+            if last_epoch is None
+            else range(first_epoch, last_epoch + 1)
+        )
         for epoch in epochs:
             epoch_start = _now()
             order = rng.permutation(np.resize(np.arange(len(train_samples)), per_rank)).tolist()
             seeds = rng.integers(2**63, size=batches).tolist()
-            plan = [(order[b * config.batch_size:(b + 1) * config.batch_size], seeds[b])
-                    for b in range(batches)]
+            plan = [
+                (order[b * config.batch_size : (b + 1) * config.batch_size], seeds[b])
+                for b in range(batches)
+            ]
             prepared_batches = loader.epoch(plan)
             loss_sum, loss_count = 0.0, 0
             for batch in range(batches):
                 elapsed = None
                 if world > 1:  # every rank the same answer: stop on the same batch
-                    stopped, elapsed = _agreed_stop(stop_requested(), _now() - started, budget,
-                                                    samples_seen)
+                    stopped, elapsed = _agreed_stop(
+                        stop_requested(), _now() - started, budget, samples_seen
+                    )
                 elif stop_requested():
                     stopped = "user"
                 elif deadline is not None and samples_seen and _now() >= deadline:
@@ -329,8 +378,11 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
                 if config.augment and config.photometric:
                     x = photometric_jitter(x, prepared.rng)
                 target = prepared.masks[:, None].to(device, non_blocking=True).float()
-                known = None if prepared.known is None else \
-                    prepared.known[:, None].to(device, non_blocking=True)
+                known = (
+                    None
+                    if prepared.known is None
+                    else prepared.known[:, None].to(device, non_blocking=True)
+                )
                 factor = lr_factor(progress_now(elapsed), config.schedule, config.warmup)
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = lr_now = base * factor
@@ -342,21 +394,41 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
                 optimizer.step()
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise ConfigError(f"training diverged (loss {loss_value}) at epoch {epoch}; "
-                                      "lower the learning rate")
+                    raise ConfigError(
+                        f"training diverged (loss {loss_value}) at epoch {epoch}; "
+                        "lower the learning rate"
+                    )
                 loss_sum += loss_value * len(indices)
                 loss_count += len(indices)
                 samples_seen += len(indices) * world
-                emit(BatchProgress(epoch, last_epoch, batch + 1, batches, loss_value, samples_seen,
-                                   _now() - started))
+                emit(
+                    BatchProgress(
+                        epoch,
+                        last_epoch,
+                        batch + 1,
+                        batches,
+                        loss_value,
+                        samples_seen,
+                        _now() - started,
+                    )
+                )
             prepared_batches.close()  # drops batches prepared ahead when the epoch was cut short
             if loss_count == 0:
                 break  # stopped before this epoch trained anything
             if world > 1:  # the epoch's loss over every rank's crops
                 loss_sum, loss_count = distributed.total(loss_sum, loss_count)
-            scores = None if not main else validate(
-                model, val_cache, device, config.loss, max_side=config.val_max_side,
-                amp_dtype=amp_dtype)
+            scores = (
+                None
+                if not main
+                else validate(
+                    model,
+                    val_cache,
+                    device,
+                    config.loss,
+                    max_side=config.val_max_side,
+                    amp_dtype=amp_dtype,
+                )
+            )
             seconds = _now() - epoch_start
             epoch_seconds.append(seconds)
             eta = None
@@ -367,18 +439,31 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
                     left = max(0.0, deadline - _now())
                     eta = left if eta is None else min(eta, left)
             tuned = config.tune_threshold and scores is not None
-            result = EpochResult(epoch, last_epoch, loss_sum / loss_count,
-                                 scores.loss if scores else None, scores.iou if scores else None,
-                                 seconds, eta, samples_seen, complete=stopped is None,
-                                 val_iou_tuned=scores.tuned_iou if tuned else None,
-                                 threshold=scores.threshold if tuned else None, lr=lr_now)
+            result = EpochResult(
+                epoch,
+                last_epoch,
+                loss_sum / loss_count,
+                scores.loss if scores else None,
+                scores.iou if scores else None,
+                seconds,
+                eta,
+                samples_seen,
+                complete=stopped is None,
+                val_iou_tuned=scores.tuned_iou if tuned else None,
+                threshold=scores.threshold if tuned else None,
+                lr=lr_now,
+            )
             history.append(result)
             emit(result)
             if on_weights is not None:  # a CPU copy of this epoch's weights (live preview)
-                on_weights(epoch, {k: v.detach().to("cpu", copy=True)
-                                   for k, v in model.state_dict().items()})
+                on_weights(
+                    epoch,
+                    {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                )
             if scores is not None:
-                score, threshold = (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
+                score, threshold = (
+                    (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
+                )
                 if score > best_iou:
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
                     best_state = copy.deepcopy(model.state_dict())
@@ -396,15 +481,26 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
     if best_epoch is None:
         best_epoch = history[-1].epoch
     if not main:  # rank 0 writes the checkpoint
-        return TrainResult(model_path=model_path, history=history, stopped=stopped,
-                           best_epoch=best_epoch, val_iou=None, samples_seen=samples_seen,
-                           seconds=_now() - started, threshold=best_threshold)
+        return TrainResult(
+            model_path=model_path,
+            history=history,
+            stopped=stopped,
+            best_epoch=best_epoch,
+            val_iou=None,
+            samples_seen=samples_seen,
+            seconds=_now() - started,
+            threshold=best_threshold,
+        )
     metadata = {
         "config": asdict(config),
         "dataset": str(Path(dataset_dir).resolve()),
         "history": [asdict(h) for h in history],
-        "metrics": {"val_iou": best_iou if best_iou >= 0 else None, "best_epoch": best_epoch,
-                    "train_images": len(train_samples), "val_images": len(val_samples)},
+        "metrics": {
+            "val_iou": best_iou if best_iou >= 0 else None,
+            "best_epoch": best_epoch,
+            "train_images": len(train_samples),
+            "val_images": len(val_samples),
+        },
         "threshold": best_threshold,
         "threshold_source": "validation" if config.tune_threshold and best_iou >= 0 else "default",
         "normalization": "rgb / 255",
@@ -421,7 +517,13 @@ def _train(dataset_dir, models_dir, config: TrainConfig, device: torch.device,
     save_checkpoint(model_path, model, metadata, optimizer_state=optimizer.state_dict())
     if final_state is not None:
         model.load_state_dict(final_state)
-    return TrainResult(model_path=model_path, history=history, stopped=stopped,
-                       best_epoch=best_epoch, val_iou=metadata["metrics"]["val_iou"],
-                       samples_seen=samples_seen, seconds=_now() - started,
-                       threshold=best_threshold)
+    return TrainResult(
+        model_path=model_path,
+        history=history,
+        stopped=stopped,
+        best_epoch=best_epoch,
+        val_iou=metadata["metrics"]["val_iou"],
+        samples_seen=samples_seen,
+        seconds=_now() - started,
+        threshold=best_threshold,
+    )

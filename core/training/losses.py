@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from core.errors import ConfigError
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
-              known: torch.Tensor | None = None) -> torch.Tensor:
+def dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0, known: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft Dice loss over the whole batch (1 - Dice of probabilities), over ``known`` pixels."""
     prob = torch.sigmoid(logits)
     if known is not None:
@@ -22,8 +23,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
     return 1.0 - (2.0 * inter + eps) / (prob.sum() + target.sum() + eps)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor,
-             known: torch.Tensor | None = None) -> torch.Tensor:
+def bce_loss(
+    logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy averaged over the (``known``) pixels."""
     if known is None:
         return F.binary_cross_entropy_with_logits(logits, target)
@@ -31,8 +33,9 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor,
     return total / known.sum().clamp(min=1.0)
 
 
-def compute_loss(name: str, logits: torch.Tensor, target: torch.Tensor,
-                 known: torch.Tensor | None = None) -> torch.Tensor:
+def compute_loss(
+    name: str, logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None
+) -> torch.Tensor:
     logits = logits.float()
     if known is not None:
         known = known.float()

@@ -49,8 +49,9 @@ def _iou_by_threshold(pos: np.ndarray, neg: np.ndarray) -> dict[float, float]:
     return scores
 
 
-def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None,
-                 known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _centre_crop(
+    image: np.ndarray, mask: np.ndarray, side: int | None, known: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The centre ``side`` crop (of the labelled pixels' bounding box, for strokes)."""
     if side is None:
         return image, mask, known
@@ -66,9 +67,15 @@ def _centre_crop(image: np.ndarray, mask: np.ndarray, side: int | None,
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, cache: ImageCache, device: torch.device, loss_name: str,
-             should_stop: Callable[[], bool] | None = None, max_side: int | None = None,
-             amp_dtype: torch.dtype | None = None) -> ValidationScores | None:
+def validate(
+    model: torch.nn.Module,
+    cache: ImageCache,
+    device: torch.device,
+    loss_name: str,
+    should_stop: Callable[[], bool] | None = None,
+    max_side: int | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> ValidationScores | None:
     """Mean loss and IoU (summed over pixels) of the validation images, each whole or its centre
     ``max_side`` crop: at threshold 0.5 and at the best of :data:`THRESHOLDS`. A partly labelled
     image (strokes) counts its labelled pixels only."""

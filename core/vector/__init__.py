@@ -43,6 +43,16 @@ from core.vector.files import (
 from core.vector.polygons import Building, BuildingSet, StripVectorizer, vectorize
 from core.vector.regularize import regularize_polygon
 
-__all__ = ["Building", "BuildingSet", "LAYER", "READ_SUFFIXES", "StripVectorizer",
-           "WRITE_SUFFIXES", "rasterize_footprints", "read_footprints", "regularize_polygon",
-           "vectorize", "write_buildings"]
+__all__ = [
+    "Building",
+    "BuildingSet",
+    "LAYER",
+    "READ_SUFFIXES",
+    "StripVectorizer",
+    "WRITE_SUFFIXES",
+    "rasterize_footprints",
+    "read_footprints",
+    "regularize_polygon",
+    "vectorize",
+    "write_buildings",
+]

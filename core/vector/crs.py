@@ -27,8 +27,9 @@ def as_crs(crs) -> CRS | None:
     try:
         return CRS.from_user_input(crs)
     except CRSError as exc:
-        raise ConfigError(f"not a known coordinate reference system: {crs!r} "
-                          f"({one_line(exc)})") from exc
+        raise ConfigError(
+            f"not a known coordinate reference system: {crs!r} ({one_line(exc)})"
+        ) from exc
 
 
 def as_transform(transform) -> Affine:
@@ -42,6 +43,7 @@ def as_transform(transform) -> Affine:
 
 def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
     """Geometries moved vertex by vertex from ``src`` to ``dst`` (x = easting/longitude)."""
+
     def move(coords: np.ndarray) -> np.ndarray:
         if len(coords) == 0:
             return coords
@@ -50,6 +52,7 @@ def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
         if not np.isfinite(out).all():
             raise ConfigError(f"some coordinates cannot be converted from {src} to {dst}")
         return out
+
     return shapely.transform(geoms, move)
 
 
@@ -89,8 +92,9 @@ class MetricFrame:
         elif crs.is_geographic or crs.is_projected:
             self.utm = True
         else:
-            raise ConfigError(f"the CRS {crs} is neither projected nor geographic: cannot measure "
-                              "areas in it")
+            raise ConfigError(
+                f"the CRS {crs} is neither projected nor geographic: cannot measure areas in it"
+            )
 
     def forward(self, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.utm:
@@ -98,8 +102,9 @@ class MetricFrame:
                 return geoms, None
             return shapely.transform(geoms, lambda c: c * self.k), None
         cen = shapely.get_coordinates(shapely.centroid(geoms))
-        lon, lat = (np.asarray(v, float)
-                    for v in warp_transform(self.crs, WGS84, cen[:, 0], cen[:, 1]))
+        lon, lat = (
+            np.asarray(v, float) for v in warp_transform(self.crs, WGS84, cen[:, 0], cen[:, 1])
+        )
         zone = np.clip(np.floor((lon + 180.0) / 6.0).astype(int) + 1, 1, 60)
         epsg = np.where(lat >= 0, 32600, 32700) + zone
         out = np.empty_like(geoms)

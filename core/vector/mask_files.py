@@ -46,22 +46,33 @@ def _raster_suffix(path: Path) -> bool:
     return path.suffix.lower() in RASTER_SUFFIXES
 
 
-def vectorize_mask_file(mask_path: str | Path, out_path: str | Path, *,
-                        probability_path: str | Path | None = None, min_area: float = 0.0,
-                        simplify: float = 0.0, regularize: bool = False,
-                        gsd: float | None = None, on_progress: ProgressCallback | None = None,
-                        should_stop: StopCheck | None = None) -> VectorizedFile:
+def vectorize_mask_file(
+    mask_path: str | Path,
+    out_path: str | Path,
+    *,
+    probability_path: str | Path | None = None,
+    min_area: float = 0.0,
+    simplify: float = 0.0,
+    regularize: bool = False,
+    gsd: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> VectorizedFile:
     """Write the buildings of the mask at ``mask_path`` (non-zero = roof) to ``out_path``."""
     mask_path, out_path = Path(mask_path), Path(out_path)
     if not _raster_suffix(mask_path):
         from core.io import read_mask
 
         if probability_path is not None:
-            raise ConfigError("a probability map comes with a GeoTIFF mask (rooftop predict "
-                              "--probabilities on an orthophoto)", probability_path)
+            raise ConfigError(
+                "a probability map comes with a GeoTIFF mask (rooftop predict "
+                "--probabilities on an orthophoto)",
+                probability_path,
+            )
         mask = read_mask(mask_path)
-        buildings = vectorize(mask, min_area=min_area, simplify=simplify, regularize=regularize,
-                              gsd=gsd)
+        buildings = vectorize(
+            mask, min_area=min_area, simplify=simplify, regularize=regularize, gsd=gsd
+        )
         report(on_progress, Progress(mask.size, mask.size, mask_path.name, unit="pixels"))
         written = write_buildings(out_path, buildings)
         return VectorizedFile(written, len(buildings), float(buildings.total_area), buildings.unit)
@@ -71,14 +82,26 @@ def vectorize_mask_file(mask_path: str | Path, out_path: str | Path, *,
         prob_source = open_raster(probability_path, bands=(1,)) if probability_path else None
         try:
             if prob_source is not None and (prob_source.width, prob_source.height) != (
-                    mask_source.width, mask_source.height):
-                raise ConfigError(f"the probability raster is {prob_source.width} x "
-                                  f"{prob_source.height}, the mask {mask_source.width} x "
-                                  f"{mask_source.height}", probability_path)
+                mask_source.width,
+                mask_source.height,
+            ):
+                raise ConfigError(
+                    f"the probability raster is {prob_source.width} x "
+                    f"{prob_source.height}, the mask {mask_source.width} x "
+                    f"{mask_source.height}",
+                    probability_path,
+                )
             width, height = mask_source.width, mask_source.height
-            strips = StripVectorizer(width, mask_source.transform, mask_source.crs,
-                                     height=height, min_area=min_area, simplify=simplify,
-                                     regularize=regularize, gsd=gsd)
+            strips = StripVectorizer(
+                width,
+                mask_source.transform,
+                mask_source.crs,
+                height=height,
+                min_area=min_area,
+                simplify=simplify,
+                regularize=regularize,
+                gsd=gsd,
+            )
             found = []
             for row in range(0, height, STRIP_ROWS):
                 check_stop(should_stop, "vectorising")
@@ -87,11 +110,14 @@ def vectorize_mask_file(mask_path: str | Path, out_path: str | Path, *,
                 prob = None
                 if prob_source is not None:  # p * 254 where valid (255 = no data)
                     codes, known = prob_source.read_window(row, 0, rows, width)
-                    prob = np.where(known, codes[..., 0] / np.float32(PROBABILITY_SCALE),
-                                    np.float32(np.nan))
+                    prob = np.where(
+                        known, codes[..., 0] / np.float32(PROBABILITY_SCALE), np.float32(np.nan)
+                    )
                 found.extend(strips.add_strip(row, (rgb[..., 0] > 0) & valid, prob))
-                report(on_progress, Progress((row + rows) * width, height * width,
-                                             mask_path.name, unit="pixels"))
+                report(
+                    on_progress,
+                    Progress((row + rows) * width, height * width, mask_path.name, unit="pixels"),
+                )
             found.extend(strips.finish())
         finally:
             if prob_source is not None:
@@ -108,10 +134,14 @@ class RasterizedFile:
     roof_fraction: float
 
 
-def rasterize_footprints_file(image_path: str | Path, footprints_path: str | Path,
-                              out_path: str | Path, *,
-                              on_progress: ProgressCallback | None = None,
-                              should_stop: StopCheck | None = None) -> RasterizedFile:
+def rasterize_footprints_file(
+    image_path: str | Path,
+    footprints_path: str | Path,
+    out_path: str | Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> RasterizedFile:
     """Burn the footprints of ``footprints_path`` into a label on the grid of ``image_path``:
     ``out_path`` ``.tif`` (a mask raster on the image's grid, strip by strip) or ``.png``."""
     image_path, out_path = Path(image_path), Path(out_path)
@@ -131,8 +161,11 @@ def rasterize_footprints_file(image_path: str | Path, footprints_path: str | Pat
     if not _raster_suffix(out_path):
         raise ConfigError("a label is written as .tif (on the image's grid) or .png", out_path)
     if like is None:
-        raise ConfigError("a GeoTIFF label needs a raster image (GeoTIFF, JPEG 2000, VRT...) to "
-                          "take its grid from; write a .png label for this image", image_path)
+        raise ConfigError(
+            "a GeoTIFF label needs a raster image (GeoTIFF, JPEG 2000, VRT...) to "
+            "take its grid from; write a .png label for this image",
+            image_path,
+        )
     from affine import Affine
 
     from core.raster import RasterWriter
@@ -145,8 +178,10 @@ def rasterize_footprints_file(image_path: str | Path, footprints_path: str | Pat
             strip = burn_footprints(geoms, (rows, width), transform @ Affine.translation(0, row))
             roof += int(strip.sum())
             writer.write_rows(row, strip)
-            report(on_progress, Progress((row + rows) * width, height * width, image_path.name,
-                                         unit="pixels"))
+            report(
+                on_progress,
+                Progress((row + rows) * width, height * width, image_path.name, unit="pixels"),
+            )
         if roof == 0:
             raise no_overlap_error(geoms, (height, width), transform, crs, source=footprints_path)
     return RasterizedFile(out_path, len(geoms), roof / (width * height))
@@ -159,8 +194,7 @@ def _grid(image_path: Path):
         from core.raster import open_raster
 
         with open_raster(image_path) as source:
-            return (source.width, source.height, source.transform, source.crs,
-                    dict(source.profile))
+            return (source.width, source.height, source.transform, source.crs, dict(source.profile))
     from affine import Affine
 
     from core.io import image_size

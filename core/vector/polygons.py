@@ -64,11 +64,13 @@ class BuildingSet(Sequence):
 def _canonical(polygon: shapely.Polygon) -> shapely.Polygon:
     """A pixel polygon without collinear vertices, in shapely's normal form: the same polygon
     whatever the pieces it was merged from."""
+
     def ring(coords: np.ndarray) -> np.ndarray:
         pts = coords[:-1]
         before, after = pts - np.roll(pts, 1, 0), np.roll(pts, -1, 0) - pts
         pts = pts[before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0]
         return np.vstack([pts, pts[:1]])
+
     if polygon.geom_type == "MultiPolygon":  # not expected from 4-connected pixels; kept whole
         return shapely.normalize(shapely.MultiPolygon([_canonical(p) for p in polygon.geoms]))
     shell = ring(np.asarray(polygon.exterior.coords))
@@ -98,9 +100,18 @@ class StripVectorizer:
     emitted (within one call, by their first pixel in raster order).
     """
 
-    def __init__(self, width: int, transform=None, crs=None, *, height: int | None = None,
-                 min_area: float = 0.0, simplify: float = 0.0, regularize: bool = False,
-                 gsd: float | None = None):
+    def __init__(
+        self,
+        width: int,
+        transform=None,
+        crs=None,
+        *,
+        height: int | None = None,
+        min_area: float = 0.0,
+        simplify: float = 0.0,
+        regularize: bool = False,
+        gsd: float | None = None,
+    ):
         for name, value in (("min_area", min_area), ("simplify", simplify)):
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a number >= 0, got {value}")
@@ -120,16 +131,18 @@ class StripVectorizer:
         self._probability: bool | None = None
         self._done = False
 
-    def add_strip(self, row_off: int, mask_rows: np.ndarray,
-                  probability_rows: np.ndarray | None = None) -> list[Building]:
+    def add_strip(
+        self, row_off: int, mask_rows: np.ndarray, probability_rows: np.ndarray | None = None
+    ) -> list[Building]:
         mask = np.asarray(mask_rows) != 0
         if self._done:
             raise ValueError("finish() was called: no more strips")
         if mask.ndim != 2 or mask.shape[1] != self.width:
             raise ValueError(f"a strip must be (rows, {self.width}), got {mask.shape}")
         if row_off != self._next_row:
-            raise ValueError(f"strips must follow each other: expected row {self._next_row}, "
-                             f"got {row_off}")
+            raise ValueError(
+                f"strips must follow each other: expected row {self._next_row}, got {row_off}"
+            )
         rows = mask.shape[0]
         if self.height is not None and row_off + rows > self.height:
             raise ValueError(f"rows {row_off}..{row_off + rows} are past the height {self.height}")
@@ -155,9 +168,12 @@ class StripVectorizer:
         first = np.full(n + 1, np.iinfo(np.int64).max)
         nz = np.flatnonzero(flat)
         np.minimum.at(first, flat[nz], nz + row_off * self.width)
-        pieces = {int(v): to_shape(g) for g, v in
-                  shapes(labels, mask=mask, connectivity=4,
-                         transform=Affine.translation(0, row_off))}
+        pieces = {
+            int(v): to_shape(g)
+            for g, v in shapes(
+                labels, mask=mask, connectivity=4, transform=Affine.translation(0, row_off)
+            )
+        }
         # union-find over strip labels 1..n and open parts n + 1 + k
         keys = list(self._open)
         parent = list(range(n + 1 + len(keys)))
@@ -167,6 +183,7 @@ class StripVectorizer:
                 parent[i] = parent[parent[i]]
                 i = parent[i]
             return i
+
         slot = {k: n + 1 + i for i, k in enumerate(keys)}
         touch = (self._edge > 0) & (labels[0] > 0)
         links = set(zip(self._edge[touch].tolist(), labels[0][touch].tolist(), strict=True))
@@ -223,9 +240,13 @@ class StripVectorizer:
         if not parts:
             return []
         parts.sort(key=lambda p: p.first)
-        pixel_geoms = np.array([_canonical(p.pieces[0] if len(p.pieces) == 1
-                                           else shapely.union_all(p.pieces)) for p in parts],
-                               dtype=object)
+        pixel_geoms = np.array(
+            [
+                _canonical(p.pieces[0] if len(p.pieces) == 1 else shapely.union_all(p.pieces))
+                for p in parts
+            ],
+            dtype=object,
+        )
         geoms = apply_affine(pixel_geoms, self.transform)
         metric, zones = self._frame.forward(geoms)
         full_area = shapely.area(metric)
@@ -234,8 +255,13 @@ class StripVectorizer:
             metric = shapely.simplify(metric, self.simplify, preserve_topology=True)
         if self.regularize:
             pixel_size = np.sqrt(full_area / np.array([p.pixels for p in parts]))
-            metric = np.array([regularize_polygon(g, max(self.simplify, 1.5 * px))
-                               for g, px in zip(metric, pixel_size, strict=True)], dtype=object)
+            metric = np.array(
+                [
+                    regularize_polygon(g, max(self.simplify, 1.5 * px))
+                    for g, px in zip(metric, pixel_size, strict=True)
+                ],
+                dtype=object,
+            )
         area, perimeter = shapely.area(metric), shapely.length(metric)
         if changed:
             geoms = self._frame.back(metric, zones)
@@ -243,22 +269,43 @@ class StripVectorizer:
         for i, p in enumerate(parts):
             if area[i] <= 0 or area[i] < self.min_area or shapely.is_empty(geoms[i]):
                 continue
-            mean = None if not self._probability else (
-                p.prob_sum / p.prob_count if p.prob_count else math.nan)
-            out.append(Building(self._next_id, geoms[i], float(area[i]), float(perimeter[i]),
-                                mean, p.pixels))
+            mean = (
+                None
+                if not self._probability
+                else (p.prob_sum / p.prob_count if p.prob_count else math.nan)
+            )
+            out.append(
+                Building(
+                    self._next_id, geoms[i], float(area[i]), float(perimeter[i]), mean, p.pixels
+                )
+            )
             self._next_id += 1
         return out
 
 
-def vectorize(mask: np.ndarray, transform=None, crs=None, probability: np.ndarray | None = None,
-              min_area: float = 0.0, simplify: float = 0.0, regularize: bool = False,
-              gsd: float | None = None) -> BuildingSet:
+def vectorize(
+    mask: np.ndarray,
+    transform=None,
+    crs=None,
+    probability: np.ndarray | None = None,
+    min_area: float = 0.0,
+    simplify: float = 0.0,
+    regularize: bool = False,
+    gsd: float | None = None,
+) -> BuildingSet:
     """One polygon per 4-connected roof region of ``mask``, with areas (see the module doc)."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"a mask must be 2-D, got shape {mask.shape}")
-    sv = StripVectorizer(mask.shape[1], transform, crs, height=mask.shape[0], min_area=min_area,
-                         simplify=simplify, regularize=regularize, gsd=gsd)
+    sv = StripVectorizer(
+        mask.shape[1],
+        transform,
+        crs,
+        height=mask.shape[0],
+        min_area=min_area,
+        simplify=simplify,
+        regularize=regularize,
+        gsd=gsd,
+    )
     buildings = sv.add_strip(0, mask, probability) + sv.finish()
     return BuildingSet(buildings, sv.crs, sv.unit)

@@ -90,14 +90,23 @@ def regularize_polygon(polygon: shapely.Polygon, tolerance: float) -> shapely.Po
         return np.column_stack([c * x - s * y + cx, s * x + c * y + cy])
 
     def ok(candidate) -> bool:
-        return (candidate is not None and candidate.geom_type == "Polygon" and candidate.is_valid
-                and 0.8 <= candidate.area / polygon.area <= 1.25)
+        return (
+            candidate is not None
+            and candidate.geom_type == "Polygon"
+            and candidate.is_valid
+            and 0.8 <= candidate.area / polygon.area <= 1.25
+        )
 
     shell = _orthogonal_ring(to_local(np.asarray(simple.exterior.coords)), eps)
     result = None
     if shell is not None:
-        holes = [h for h in (_orthogonal_ring(to_local(np.asarray(r.coords)), eps)
-                             for r in simple.interiors) if h is not None]
+        holes = [
+            h
+            for h in (
+                _orthogonal_ring(to_local(np.asarray(r.coords)), eps) for r in simple.interiors
+            )
+            if h is not None
+        ]
         for rings in (holes, []):
             candidate = shapely.Polygon(to_world(shell), [to_world(h) for h in rings])
             if ok(candidate):

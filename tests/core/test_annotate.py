@@ -37,17 +37,17 @@ from core.errors import ImageReadError, ImageWriteError
 
 
 def disk(shape, x, y, radius):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    return (xx - x) ** 2 + (yy - y) ** 2 <= radius ** 2
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
 
 
 def segment_reference(shape, p, q, radius):
     """Brute force over the whole image: pixels within ``radius`` of segment p-q."""
-    yy, xx = np.mgrid[:shape[0], :shape[1]].astype(float)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
     d = np.subtract(q, p, dtype=float)
     length2 = float(d @ d)
     t = np.clip(((xx - p[0]) * d[0] + (yy - p[1]) * d[1]) / length2, 0, 1)
-    return (xx - p[0] - t * d[0]) ** 2 + (yy - p[1] - t * d[1]) ** 2 <= radius ** 2 + 1e-9
+    return (xx - p[0] - t * d[0]) ** 2 + (yy - p[1] - t * d[1]) ** 2 <= radius**2 + 1e-9
 
 
 def outside_unchanged(before, after, region):
@@ -196,8 +196,15 @@ def test_flood_fill_is_four_connected_and_can_erase():
 def test_fill_area_counts_what_a_fill_would_change_without_changing_it():
     shape = (80, 80)
     ring = disk(shape, 40, 40, 20) & ~disk(shape, 40, 40, 15)
-    for x, y, value in ((40, 40, True), (0, 0, True), (40, 22, False), (40, 40, False),
-                        (40, 22, True), (-1, 5, True), (80, 5, True)):
+    for x, y, value in (
+        (40, 40, True),
+        (0, 0, True),
+        (40, 22, False),
+        (40, 40, False),
+        (40, 22, True),
+        (-1, 5, True),
+        (80, 5, True),
+    ):
         mask = ring.copy()
         area = fill_area(mask, x, y, value)
         np.testing.assert_array_equal(mask, ring)  # only counted
@@ -562,10 +569,12 @@ def test_find_recovery_returns_the_copies_of_the_given_samples(tmp_path):
     root, folder = tmp_path / "roofs", tmp_path / "recovery"
     assert find_recovery(folder, root, []) == []  # no folder yet
     folder.mkdir()
-    samples = [Sample(name, "train", root / "train" / "data" / name, None)
-               for name in ("a.png", "b.jpg")]
-    labelled = Sample("c.png", "test", root / "test" / "data" / "c.png",
-                      tmp_path / "elsewhere" / "c.png")
+    samples = [
+        Sample(name, "train", root / "train" / "data" / name, None) for name in ("a.png", "b.jpg")
+    ]
+    labelled = Sample(
+        "c.png", "test", root / "test" / "data" / "c.png", tmp_path / "elsewhere" / "c.png"
+    )
     assert label_path_of(root, samples[1]) == root / "train" / "label" / "b.png"
     assert label_path_of(None, samples[0]) == root / "train" / "label" / "a.png"
     assert label_path_of(root, labelled) == tmp_path / "elsewhere" / "c.png"
@@ -576,7 +585,9 @@ def test_find_recovery_returns_the_copies_of_the_given_samples(tmp_path):
         assert copy.parent == folder and copy.name.startswith(Path(label).stem + "-")
         MaskEditor(None, (4, 4), path=label).save_recovery(copy)
     other = tmp_path / "other" / "train" / "label" / "a.png"  # a same-named label elsewhere
-    assert recovery_path_for(folder, other) != recovery_path_for(folder, label_path_of(root, samples[0]))
+    assert recovery_path_for(folder, other) != recovery_path_for(
+        folder, label_path_of(root, samples[0])
+    )
     MaskEditor(None, (4, 4), path=other).save_recovery(recovery_path_for(folder, other))
     MaskEditor(None, (4, 4)).save_recovery(folder / "no-label.npz")
     (folder / "broken.npz").write_bytes(b"not a zip")  # skipped (logged)
@@ -587,7 +598,9 @@ def test_find_recovery_returns_the_copies_of_the_given_samples(tmp_path):
     assert entry.file == recovery_path_for(folder, root / "train" / "label" / "b.png")
     assert entry.label_path == root / "train" / "label" / "b.png"
     assert entry.describe().startswith("train/b.jpg") and entry.created
-    assert label_key(root / "train" / ".." / "train" / "label" / "b.png") == label_key(entry.label_path)
+    assert label_key(root / "train" / ".." / "train" / "label" / "b.png") == label_key(
+        entry.label_path
+    )
 
 
 # ---------------------------------------------------------------- regions bound the changes
@@ -595,8 +608,9 @@ def test_find_recovery_returns_the_copies_of_the_given_samples(tmp_path):
 coordinate = st.floats(-8, 40, allow_nan=False)
 point = st.tuples(coordinate, coordinate)
 operation = st.one_of(
-    st.tuples(st.just("stroke"), st.lists(point, min_size=1, max_size=5),
-              st.floats(0, 6), st.booleans()),
+    st.tuples(
+        st.just("stroke"), st.lists(point, min_size=1, max_size=5), st.floats(0, 6), st.booleans()
+    ),
     st.tuples(st.just("fill"), point, st.booleans()),
     st.tuples(st.just("polygon"), st.lists(point, min_size=0, max_size=6), st.booleans()),
     st.tuples(st.just("accept"), st.one_of(st.none(), point)),
@@ -626,8 +640,10 @@ def test_returned_region_bounds_every_change(seed, op):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), strokes=st.lists(st.lists(point, min_size=1, max_size=4),
-                                                        min_size=1, max_size=4))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    strokes=st.lists(st.lists(point, min_size=1, max_size=4), min_size=1, max_size=4),
+)
 def test_editor_stroke_regions_bound_changes_and_undo_restores(seed, strokes):
     rng = np.random.default_rng(seed)
     start = rng.random((31, 37)) > 0.6

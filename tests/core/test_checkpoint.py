@@ -30,9 +30,15 @@ class _Exploit:
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
     model = build_model("unet", width=8, depth=2)
-    path = save_checkpoint(tmp_path / "model_v1.safetensors", model, {"history": [{"epoch": 1}], "threshold": 0.4})
+    path = save_checkpoint(
+        tmp_path / "model_v1.safetensors", model, {"history": [{"epoch": 1}], "threshold": 0.4}
+    )
     loaded = load_checkpoint(path)
-    assert loaded.arch == "unet" and loaded.arch_params == {"width": 8, "depth": 2, "residual": False}
+    assert loaded.arch == "unet" and loaded.arch_params == {
+        "width": 8,
+        "depth": 2,
+        "residual": False,
+    }
     assert loaded.threshold == 0.4 and loaded.metadata["history"] == [{"epoch": 1}]
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[key])
@@ -51,7 +57,7 @@ def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path, first_b
     base = (target - struct.unpack("<Q", path.read_bytes()[:8])[0]) % modulus
     for pad in range(max(0, base - 16), base + 17):  # the header is padded to 8 bytes
         save_checkpoint(path, model, {"note": "x" * pad})
-        if path.read_bytes()[:len(first_bytes)] == first_bytes:
+        if path.read_bytes()[: len(first_bytes)] == first_bytes:
             break
     else:
         pytest.fail("no padding gave the wanted first bytes")
@@ -68,7 +74,9 @@ def test_optimizer_state_round_trips(tmp_path):
     state = load_checkpoint(path, with_optimizer=True).optimizer_state
     fresh = torch.optim.Adam(build_model("prescribed").parameters(), lr=1e-3)
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_next_model_path_counts_up(tmp_path):
@@ -79,12 +87,17 @@ def test_next_model_path_counts_up(tmp_path):
 
 
 def test_list_models_reads_metadata_without_loading(tmp_path):
-    save_checkpoint(tmp_path / "model_v2.safetensors", build_model("prescribed"),
-                    {"metrics": {"val_iou": 0.7}, "history": [{}, {}]})
+    save_checkpoint(
+        tmp_path / "model_v2.safetensors",
+        build_model("prescribed"),
+        {"metrics": {"val_iou": 0.7}, "history": [{}, {}]},
+    )
     (tmp_path / "model_v3.safetensors").write_bytes(b"garbage")
     models = list_models(tmp_path)
     assert [m.version for m in models] == [2]
-    assert models[0].val_iou == 0.7 and models[0].epochs_done == 2 and models[0].arch == "prescribed"
+    assert (
+        models[0].val_iou == 0.7 and models[0].epochs_done == 2 and models[0].arch == "prescribed"
+    )
 
 
 def test_pickled_module_is_refused_and_never_executed(tmp_path):
@@ -112,8 +125,10 @@ def test_truncated_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"hello world, not a model", "not a Rooftop"),
-                                           (b"\x01", "too short")])
+@pytest.mark.parametrize(
+    "content,match",
+    [(b"", "empty"), (b"hello world, not a model", "not a Rooftop"), (b"\x01", "too short")],
+)
 def test_garbage_files(tmp_path, content, match):
     path = tmp_path / "m.safetensors"
     path.write_bytes(content)
@@ -140,18 +155,20 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
 def _rewrite_metadata(path, change):
     raw = path.read_bytes()
     (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + size])
+    header = json.loads(raw[8 : 8 + size])
     doc = json.loads(header["__metadata__"]["rooftop"])
     change(doc)
     header["__metadata__"]["rooftop"] = json.dumps(doc)
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + size:])
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + size :])
 
 
 def test_weights_of_another_architecture_are_a_clear_error(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model("prescribed"), {})
-    _rewrite_metadata(path, lambda doc: doc.update(arch="unet", arch_params={"width": 8, "depth": 2}))
+    _rewrite_metadata(
+        path, lambda doc: doc.update(arch="unet", arch_params={"width": 8, "depth": 2})
+    )
     with pytest.raises(CheckpointError, match="do not fit architecture 'unet'"):
         load_checkpoint(path)
 
@@ -164,7 +181,9 @@ def test_unknown_architecture_in_file(tmp_path):
 
 
 def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "model_v1.safetensors", build_model("prescribed"), {"threshold": 0.3})
+    path = save_checkpoint(
+        tmp_path / "model_v1.safetensors", build_model("prescribed"), {"threshold": 0.3}
+    )
     before = path.read_bytes()
 
     def disk_full(fd):

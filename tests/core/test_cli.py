@@ -40,9 +40,27 @@ def scene(workdir):
 @pytest.fixture(scope="module")
 def dataset(workdir, scene):
     out = workdir / "dataset"
-    code = main(["generate", "--image", str(scene / "image.png"), "--label", str(scene / "labels.png"),
-                 "--out", str(out), "--patch", "96:0.5", "--patch", "64:0.5", "--resize", "64",
-                 "--rotations", "0,90", "--test-fraction", "0.25"])
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(scene / "image.png"),
+            "--label",
+            str(scene / "labels.png"),
+            "--out",
+            str(out),
+            "--patch",
+            "96:0.5",
+            "--patch",
+            "64:0.5",
+            "--resize",
+            "64",
+            "--rotations",
+            "0,90",
+            "--test-fraction",
+            "0.25",
+        ]
+    )
     assert code == 0
     return out
 
@@ -50,9 +68,27 @@ def dataset(workdir, scene):
 @pytest.fixture(scope="module")
 def model(workdir, dataset):
     models = workdir / "models"
-    code = main(["train", "--data", str(dataset), "--models", str(models), "--arch", "prescribed",
-                 "--epochs", "1", "--batch-size", "4", "--crop-size", "64", "--samples-per-epoch", "8",
-                 "--lr", "1e-3"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(dataset),
+            "--models",
+            str(models),
+            "--arch",
+            "prescribed",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--crop-size",
+            "64",
+            "--samples-per-epoch",
+            "8",
+            "--lr",
+            "1e-3",
+        ]
+    )
     assert code == 0
     return models / "model_v1.safetensors"
 
@@ -77,21 +113,53 @@ def test_generate_writes_original_layout_and_manifest(dataset):
 
 
 def test_train_json_reports_model_and_history(capsys, workdir, dataset, model):
-    code, out, err = run_cli(capsys, "train", "--data", dataset, "--models", workdir / "models",
-                             "--arch", "unet", "--epochs", "2", "--batch-size", "2", "--crop-size", "64",
-                             "--samples-per-epoch", "4", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        dataset,
+        "--models",
+        workdir / "models",
+        "--arch",
+        "unet",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--samples-per-epoch",
+        "4",
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["model"].endswith("model_v2.safetensors")
     assert len(result["history"]) == 2
-    assert {"train_loss", "val_loss", "val_iou", "seconds", "eta_seconds"} <= set(result["history"][0])
+    assert {"train_loss", "val_loss", "val_iou", "seconds", "eta_seconds"} <= set(
+        result["history"][0]
+    )
     assert "epoch   1/2" in err
 
 
 def test_train_stops_at_time_limit_and_still_saves(capsys, workdir, dataset, model):
-    code, out, err = run_cli(capsys, "train", "--data", dataset, "--models", workdir / "models_t",
-                             "--epochs", "1000", "--batch-size", "2", "--crop-size", "64",
-                             "--max-minutes", "0.02", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        dataset,
+        "--models",
+        workdir / "models_t",
+        "--epochs",
+        "1000",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--max-minutes",
+        "0.02",
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["stopped"] == "time" and len(result["history"]) < 1000
@@ -99,8 +167,9 @@ def test_train_stops_at_time_limit_and_still_saves(capsys, workdir, dataset, mod
 
 
 def test_evaluate_json_has_summed_metrics(capsys, dataset, model):
-    code, out, err = run_cli(capsys, "evaluate", "--data", dataset, "--model", model, "--json",
-                             "--dilation", "3")
+    code, out, err = run_cli(
+        capsys, "evaluate", "--data", dataset, "--model", model, "--json", "--dilation", "3"
+    )
     assert code == 0, err
     result = json.loads(out)
     for key in ("iou", "f1", "precision", "recall", "accuracy", "loss"):
@@ -112,9 +181,23 @@ def test_evaluate_json_has_summed_metrics(capsys, dataset, model):
 
 def test_predict_writes_masks_and_composites(capsys, workdir, dataset, model, scene):
     out_dir = workdir / "pred"
-    code, out, err = run_cli(capsys, "predict", "--model", model, "--out", out_dir, "--composite",
-                             "--tile", "128", "--overlap", "32", "--dilation", "3",
-                             dataset / "test" / "data", scene / "image.png")
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--out",
+        out_dir,
+        "--composite",
+        "--tile",
+        "128",
+        "--overlap",
+        "32",
+        "--dilation",
+        "3",
+        dataset / "test" / "data",
+        scene / "image.png",
+    )
     assert code == 0, err
     names = sorted(p.name for p in (dataset / "test" / "data").iterdir())
     for name in names:
@@ -134,18 +217,26 @@ def test_evaluate_and_predict_report_progress_events(tmp_path, dataset, model):
     result = evaluate(dataset, model, device="cpu", on_progress=events.append)
     names = [s.name for s in result.per_image]
     assert [(e.done, e.total, e.item, e.unit) for e in events] == [
-        (i + 1, len(names), name, "images") for i, name in enumerate(names)]
+        (i + 1, len(names), name, "images") for i, name in enumerate(names)
+    ]
     with pytest.raises(Stopped, match="evaluation stopped"):
         evaluate(dataset, model, device="cpu", should_stop=lambda: True)
 
     events = []
-    written = predict_files(model, [dataset / "test" / "data"], tmp_path / "p", device="cpu",
-                            on_progress=events.append)
+    written = predict_files(
+        model, [dataset / "test" / "data"], tmp_path / "p", device="cpu", on_progress=events.append
+    )
     assert [(e.done, e.total, e.item, e.unit) for e in events] == [
-        (i + 1, len(written), str(r.source), "files") for i, r in enumerate(written)]
+        (i + 1, len(written), str(r.source), "files") for i, r in enumerate(written)
+    ]
     with pytest.raises(Stopped, match="prediction stopped"):
-        predict_files(model, [dataset / "test" / "data"], tmp_path / "q", device="cpu",
-                      should_stop=lambda: True)
+        predict_files(
+            model,
+            [dataset / "test" / "data"],
+            tmp_path / "q",
+            device="cpu",
+            should_stop=lambda: True,
+        )
 
 
 class _Terminal(io.StringIO):
@@ -178,11 +269,14 @@ def test_every_command_has_help(capsys, command):
 
 
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "core", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "generate" in result.stdout
 
 
 # -- bad input: exit code 2, one line naming the file and the problem, no traceback -------------
+
 
 def expect_error(capsys, args, *needles):
     code, out, err = run_cli(capsys, *args)
@@ -196,45 +290,97 @@ def expect_error(capsys, args, *needles):
 
 
 def test_generate_missing_image(capsys, tmp_path, scene):
-    expect_error(capsys, ["generate", "--image", tmp_path / "nope.tif", "--label", scene / "labels.png",
-                          "--out", tmp_path / "d"], "nope.tif", "not found")
+    expect_error(
+        capsys,
+        [
+            "generate",
+            "--image",
+            tmp_path / "nope.tif",
+            "--label",
+            scene / "labels.png",
+            "--out",
+            tmp_path / "d",
+        ],
+        "nope.tif",
+        "not found",
+    )
 
 
 def test_generate_text_file_named_png(capsys, tmp_path, scene):
     fake = tmp_path / "fake.png"
     fake.write_text("this is not an image")
-    expect_error(capsys, ["generate", "--image", fake, "--label", scene / "labels.png",
-                          "--out", tmp_path / "d"], "fake.png", "not a readable image")
+    expect_error(
+        capsys,
+        ["generate", "--image", fake, "--label", scene / "labels.png", "--out", tmp_path / "d"],
+        "fake.png",
+        "not a readable image",
+    )
 
 
 def test_generate_truncated_image(capsys, tmp_path, scene):
     data = (scene / "image.png").read_bytes()
     cut = tmp_path / "cut.png"
     cut.write_bytes(data[: len(data) // 3])
-    expect_error(capsys, ["generate", "--image", cut, "--label", scene / "labels.png",
-                          "--out", tmp_path / "d"], "cut.png", "truncated")
+    expect_error(
+        capsys,
+        ["generate", "--image", cut, "--label", scene / "labels.png", "--out", tmp_path / "d"],
+        "cut.png",
+        "truncated",
+    )
 
 
 def test_generate_mask_of_another_size(capsys, tmp_path, scene):
     small = tmp_path / "small_mask.png"
     Image.new("L", (100, 80)).save(small)
-    expect_error(capsys, ["generate", "--image", scene / "image.png", "--label", small,
-                          "--out", tmp_path / "d"], "small_mask.png", "same size")
+    expect_error(
+        capsys,
+        ["generate", "--image", scene / "image.png", "--label", small, "--out", tmp_path / "d"],
+        "small_mask.png",
+        "same size",
+    )
 
 
 def test_generate_patch_larger_than_image(capsys, tmp_path, scene):
-    expect_error(capsys, ["generate", "--image", scene / "image.png", "--label", scene / "labels.png",
-                          "--out", tmp_path / "d", "--patch", "512:0.5"], "512")
+    expect_error(
+        capsys,
+        [
+            "generate",
+            "--image",
+            scene / "image.png",
+            "--label",
+            scene / "labels.png",
+            "--out",
+            tmp_path / "d",
+            "--patch",
+            "512:0.5",
+        ],
+        "512",
+    )
 
 
 def test_generate_bad_patch_text(capsys, tmp_path, scene):
-    expect_error(capsys, ["generate", "--image", scene / "image.png", "--label", scene / "labels.png",
-                          "--out", tmp_path / "d", "--patch", "big"], "big")
+    expect_error(
+        capsys,
+        [
+            "generate",
+            "--image",
+            scene / "image.png",
+            "--label",
+            scene / "labels.png",
+            "--out",
+            tmp_path / "d",
+            "--patch",
+            "big",
+        ],
+        "big",
+    )
 
 
 def test_train_empty_dataset(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    expect_error(capsys, ["train", "--data", tmp_path / "empty", "--models", tmp_path / "m"], "empty")
+    expect_error(
+        capsys, ["train", "--data", tmp_path / "empty", "--models", tmp_path / "m"], "empty"
+    )
 
 
 def test_train_data_without_label(capsys, tmp_path, dataset):
@@ -242,20 +388,27 @@ def test_train_data_without_label(capsys, tmp_path, dataset):
     shutil.copytree(dataset, copy)
     victim = sorted((copy / "train" / "label").iterdir())[0]
     victim.unlink()
-    expect_error(capsys, ["train", "--data", copy, "--models", tmp_path / "m", "--epochs", "1"],
-                 victim.name, "label")
+    expect_error(
+        capsys,
+        ["train", "--data", copy, "--models", tmp_path / "m", "--epochs", "1"],
+        victim.name,
+        "label",
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_train_cuda_absent(capsys, tmp_path, dataset):
-    expect_error(capsys, ["train", "--data", dataset, "--models", tmp_path / "m", "--device", "cuda"],
-                 "CUDA")
+    expect_error(
+        capsys, ["train", "--data", dataset, "--models", tmp_path / "m", "--device", "cuda"], "CUDA"
+    )
 
 
 def test_evaluate_corrupt_checkpoint(capsys, tmp_path, dataset, model):
     bad = tmp_path / "model_v9.safetensors"
     bad.write_bytes(model.read_bytes()[:1000])
-    expect_error(capsys, ["evaluate", "--data", dataset, "--model", bad], "model_v9.safetensors", "truncated")
+    expect_error(
+        capsys, ["evaluate", "--data", dataset, "--model", bad], "model_v9.safetensors", "truncated"
+    )
 
 
 class _Payload:
@@ -270,21 +423,33 @@ def test_predict_pickled_checkpoint_is_refused_not_run(capsys, tmp_path, scene):
     marker = tmp_path / "executed"
     evil = tmp_path / "model_v1.pth"
     evil.write_bytes(pickle.dumps(_Payload(marker)))
-    expect_error(capsys, ["predict", "--model", evil, "--out", tmp_path / "o", scene / "image.png"],
-                 "model_v1.pth", "pickled")
+    expect_error(
+        capsys,
+        ["predict", "--model", evil, "--out", tmp_path / "o", scene / "image.png"],
+        "model_v1.pth",
+        "pickled",
+    )
     assert not marker.exists()
 
 
 def test_predict_missing_input(capsys, tmp_path, model):
-    expect_error(capsys, ["predict", "--model", model, "--out", tmp_path / "o", tmp_path / "ghost.png"],
-                 "ghost.png", "not found")
+    expect_error(
+        capsys,
+        ["predict", "--model", model, "--out", tmp_path / "o", tmp_path / "ghost.png"],
+        "ghost.png",
+        "not found",
+    )
 
 
 def test_predict_output_path_is_a_file(capsys, tmp_path, model, scene):
     blocker = tmp_path / "out.png"
     blocker.write_text("x")
-    expect_error(capsys, ["predict", "--model", model, "--out", blocker, scene / "image.png"],
-                 "out.png", "not a folder")
+    expect_error(
+        capsys,
+        ["predict", "--model", model, "--out", blocker, scene / "image.png"],
+        "out.png",
+        "not a folder",
+    )
 
 
 def test_demo_bad_size(capsys, tmp_path):

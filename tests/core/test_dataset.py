@@ -43,7 +43,7 @@ def make_pair(folder, w=240, h=200, seed=0, image_mode="RGB", mask_values=(0, 25
     mask = np.full((h, w), mask_values[0], np.uint8)
     for _ in range(8):
         y, x = rng.integers(0, max(1, h - 30)), rng.integers(0, max(1, w - 30))
-        mask[y:y + rng.integers(8, 30), x:x + rng.integers(8, 30)] = mask_values[1]
+        mask[y : y + rng.integers(8, 30), x : x + rng.integers(8, 30)] = mask_values[1]
     folder.mkdir(parents=True, exist_ok=True)
     suffix = {"JPEG": ".jpg", "TIFF": ".tif"}.get(image_mode, ".png")
     image_path = folder / f"image{suffix}"
@@ -60,9 +60,12 @@ def make_pair(folder, w=240, h=200, seed=0, image_mode="RGB", mask_values=(0, 25
     return image_path, mask_path, rgb, mask != mask_values[0]
 
 
-SMALL = GenerateConfig(patches=(PatchSpec(64, 0.5),), resize=32, rotations=(0, 90, 180),
-                       test_fraction=0.25)
-EXACT = GenerateConfig(patches=(PatchSpec(64, 0.5),), resize=None, rotations=(0,), test_fraction=0.0)
+SMALL = GenerateConfig(
+    patches=(PatchSpec(64, 0.5),), resize=32, rotations=(0, 90, 180), test_fraction=0.25
+)
+EXACT = GenerateConfig(
+    patches=(PatchSpec(64, 0.5),), resize=None, rotations=(0,), test_fraction=0.0
+)
 
 
 def manifest(root):
@@ -76,7 +79,7 @@ def footprint(rows, shape, split):
     for row in rows:
         if row["split"] == split:
             x, y, s = int(row["x"]), int(row["y"]), int(row["size"])
-            covered[y:y + s, x:x + s] = True
+            covered[y : y + s, x : x + s] = True
     return covered
 
 
@@ -98,13 +101,25 @@ def test_layout_names_and_manifest_match_the_files(tmp_path):
     out = tmp_path / "ds"
     result = generate_dataset(image, mask, out, SMALL)
     rows = manifest(out)
-    assert list(rows[0]) == ["name", "split", "source_image", "x", "y", "size", "rotation", "resize"]
+    assert list(rows[0]) == [
+        "name",
+        "split",
+        "source_image",
+        "x",
+        "y",
+        "size",
+        "rotation",
+        "resize",
+    ]
     assert len(rows) == result.n_train + result.n_test
     assert result.n_train > 0 and result.n_test > 0
     assert result.manifest_path == out / "manifest.csv" and result.dataset_dir == out
     assert [r["name"] for r in rows] == [f"{i:05d}.png" for i in range(len(rows))]
-    expected = sorted([f"{r['split']}/data/{r['name']}" for r in rows]
-                      + [f"{r['split']}/label/{r['name']}" for r in rows] + ["manifest.csv"])
+    expected = sorted(
+        [f"{r['split']}/data/{r['name']}" for r in rows]
+        + [f"{r['split']}/label/{r['name']}" for r in rows]
+        + ["manifest.csv"]
+    )
     assert all_files(out) == expected  # nothing more, nothing hidden left behind
     assert {r["source_image"] for r in rows} == {str(image.resolve())}
     assert {r["size"] for r in rows} == {"64"} and {r["resize"] for r in rows} == {"32"}
@@ -119,12 +134,14 @@ def test_layout_names_and_manifest_match_the_files(tmp_path):
 
 def test_resized_mask_is_the_area_majority(tmp_path):
     image, mask, _, truth = make_pair(tmp_path / "src", 256, 256)
-    cfg = GenerateConfig(patches=(PatchSpec(128, 1.0),), resize=32, rotations=(0,), test_fraction=0.0)
+    cfg = GenerateConfig(
+        patches=(PatchSpec(128, 1.0),), resize=32, rotations=(0,), test_fraction=0.0
+    )
     out = tmp_path / "ds"
     generate_dataset(image, mask, out, cfg)
     for row in manifest(out):
         x, y = int(row["x"]), int(row["y"])
-        area = truth[y:y + 128, x:x + 128].reshape(32, 4, 32, 4).mean(axis=(1, 3))
+        area = truth[y : y + 128, x : x + 128].reshape(32, 4, 32, 4).mean(axis=(1, 3))
         label = read(out, row, "label")
         assert set(np.unique(label)) <= {0, 255}
         np.testing.assert_array_equal(label == 255, area >= 0.5)
@@ -132,8 +149,12 @@ def test_resized_mask_is_the_area_majority(tmp_path):
 
 def test_odd_resize_and_upscaling_keep_labels_binary(tmp_path):
     image, mask, _, _ = make_pair(tmp_path / "src", 256, 256)
-    cfg = GenerateConfig(patches=(PatchSpec(96, 1.0), PatchSpec(32, 1.0)), resize=37, rotations=(0, 90),
-                         test_fraction=0.0)
+    cfg = GenerateConfig(
+        patches=(PatchSpec(96, 1.0), PatchSpec(32, 1.0)),
+        resize=37,
+        rotations=(0, 90),
+        test_fraction=0.0,
+    )
     out = tmp_path / "ds"
     generate_dataset(image, mask, out, cfg)
     for p in (out / "train" / "label").iterdir():
@@ -147,7 +168,9 @@ def test_odd_resize_and_upscaling_keep_labels_binary(tmp_path):
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270, -90, 360])
 def test_rotations_are_exact(tmp_path, rotation):
     image, mask, rgb, truth = make_pair(tmp_path / "src", 160, 128)
-    cfg = GenerateConfig(patches=(PatchSpec(64, 0.5),), resize=None, rotations=(rotation,), test_fraction=0.0)
+    cfg = GenerateConfig(
+        patches=(PatchSpec(64, 0.5),), resize=None, rotations=(rotation,), test_fraction=0.0
+    )
     out = tmp_path / "ds"
     generate_dataset(image, mask, out, cfg)
     rows = manifest(out)
@@ -156,8 +179,12 @@ def test_rotations_are_exact(tmp_path, rotation):
         x, y, s = int(row["x"]), int(row["y"]), int(row["size"])
         assert int(row["rotation"]) == rotation
         k = rotation // 90
-        np.testing.assert_array_equal(read(out, row, "data"), np.rot90(rgb[y:y + s, x:x + s], k))
-        np.testing.assert_array_equal(read(out, row, "label") > 0, np.rot90(truth[y:y + s, x:x + s], k))
+        np.testing.assert_array_equal(
+            read(out, row, "data"), np.rot90(rgb[y : y + s, x : x + s], k)
+        )
+        np.testing.assert_array_equal(
+            read(out, row, "label") > 0, np.rot90(truth[y : y + s, x : x + s], k)
+        )
 
 
 def test_grid_slides_over_the_rotated_image_and_covers_the_edges():
@@ -220,12 +247,15 @@ def test_split_is_spatial_and_close_to_the_requested_share(tmp_path):
     assert result.n_dropped == count_windows(300, 260, SMALL.patches, SMALL.rotations) - len(rows)
 
 
-@pytest.mark.parametrize(("width", "patches", "fraction", "min_kept"), [
-    (2048, DEFAULT_PATCHES, 0.15, 0.8),
-    (256, (PatchSpec(64, 0.5),), 0.15, 0.8),
-    (3000, DEFAULT_PATCHES, 0.15, 0.8),
-    (1500, DEFAULT_PATCHES, 0.3, 0.6),  # 1024 windows in a 1500 image: most cross any border
-])
+@pytest.mark.parametrize(
+    ("width", "patches", "fraction", "min_kept"),
+    [
+        (2048, DEFAULT_PATCHES, 0.15, 0.8),
+        (256, (PatchSpec(64, 0.5),), 0.15, 0.8),
+        (3000, DEFAULT_PATCHES, 0.15, 0.8),
+        (1500, DEFAULT_PATCHES, 0.3, 0.6),  # 1024 windows in a 1500 image: most cross any border
+    ],
+)
 def test_test_share_is_close_for_every_seed(width, patches, fraction, min_kept):
     windows = plan_windows(width, width, patches, (0, 90, 180))
     for seed in range(5):
@@ -240,7 +270,8 @@ def test_test_share_is_close_for_every_seed(width, patches, fraction, min_kept):
 def test_candidate_counts_match_a_direct_count(monkeypatch, max_edges):
     monkeypatch.setattr(split_module, "_MAX_EDGES", max_edges)  # 7: borders off the window edges
     xs, ys, ss, _ = generate_module._plan_arrays(
-        150, 110, (PatchSpec(32, 0.5), PatchSpec(48, 0.7)), (0, 90))
+        150, 110, (PatchSpec(32, 0.5), PatchSpec(48, 0.7)), (0, 90)
+    )
     regions, n_test, n_train = split_module._candidates(xs, ys, ss, 150, 110)
     assert len(regions) > 100
     for k in np.random.default_rng(0).choice(len(regions), 200, replace=False):
@@ -265,7 +296,9 @@ def test_no_test_split_when_fraction_is_zero(tmp_path):
 def test_too_small_to_split(tmp_path):
     image, mask, _, _ = make_pair(tmp_path / "src", 64, 64)
     with pytest.raises(ConfigError, match="too small to split") as info:
-        generate_dataset(image, mask, tmp_path / "ds", GenerateConfig(patches=(PatchSpec(64, 0.5),)))
+        generate_dataset(
+            image, mask, tmp_path / "ds", GenerateConfig(patches=(PatchSpec(64, 0.5),))
+        )
     assert info.value.path == image
     assert not (tmp_path / "ds").exists()
 
@@ -284,13 +317,15 @@ def test_image_modes(tmp_path, mode):
     row = manifest(out)[0]
     x, y = int(row["x"]), int(row["y"])
     assert read(out, row, "data").shape == (64, 64, 3)
-    np.testing.assert_array_equal(read(out, row, "label") > 0, truth[y:y + 64, x:x + 64])
+    np.testing.assert_array_equal(read(out, row, "label") > 0, truth[y : y + 64, x : x + 64])
 
 
 def test_sixteen_bit_tiff_with_tifffile(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     _, mask, _, _ = make_pair(tmp_path / "src")
-    data = np.random.default_rng(0).integers(0, 2048, (200, 240, 4), dtype=np.uint16)  # 11-bit, 4 bands
+    data = np.random.default_rng(0).integers(
+        0, 2048, (200, 240, 4), dtype=np.uint16
+    )  # 11-bit, 4 bands
     tif = tmp_path / "src" / "ortho.tif"
     tifffile.imwrite(tif, data)
     out = tmp_path / "ds"
@@ -316,7 +351,7 @@ def test_any_nonzero_mask_value_is_roof(tmp_path, kind):
         label = read(out, row, "label")
         x, y = int(row["x"]), int(row["y"])
         assert set(np.unique(label)) <= {0, 255}
-        np.testing.assert_array_equal(label > 0, truth[y:y + 64, x:x + 64])
+        np.testing.assert_array_equal(label > 0, truth[y : y + 64, x : x + 64])
 
 
 def test_ten_thousand_pixel_image_is_within_the_pixel_limit(tmp_path):
@@ -330,8 +365,22 @@ def test_ten_thousand_pixel_image_is_within_the_pixel_limit(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["abc", "512", "512:0", "512:1.5", "-3:0.5", "4:0.5", "512:nan",
-                                  "512:0.25:1", "", "12.5:0.5", ":0.5"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abc",
+        "512",
+        "512:0",
+        "512:1.5",
+        "-3:0.5",
+        "4:0.5",
+        "512:nan",
+        "512:0.25:1",
+        "",
+        "12.5:0.5",
+        ":0.5",
+    ],
+)
 def test_bad_patch_text(text):
     with pytest.raises(ConfigError, match="--patch"):
         PatchSpec.parse(text)
@@ -343,19 +392,24 @@ def test_good_patch_text():
     assert PatchSpec(512, 0.25).stride == 128 and str(PatchSpec(512, 0.25)) == "512:0.25"
 
 
-@pytest.mark.parametrize("config", [
-    GenerateConfig(patches=()),
-    GenerateConfig(patches=(PatchSpec(64, 0.0),)),
-    GenerateConfig(patches=(PatchSpec(4, 0.5),)),
-    GenerateConfig(rotations=(0, 45)),
-    GenerateConfig(rotations=()),
-    GenerateConfig(test_fraction=1.0),
-    GenerateConfig(test_fraction=-0.1),
-    GenerateConfig(resize=0),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        GenerateConfig(patches=()),
+        GenerateConfig(patches=(PatchSpec(64, 0.0),)),
+        GenerateConfig(patches=(PatchSpec(4, 0.5),)),
+        GenerateConfig(rotations=(0, 45)),
+        GenerateConfig(rotations=()),
+        GenerateConfig(test_fraction=1.0),
+        GenerateConfig(test_fraction=-0.1),
+        GenerateConfig(resize=0),
+    ],
+)
 def test_bad_config_is_refused_before_reading(tmp_path, config):
     with pytest.raises(ConfigError):
-        generate_dataset(tmp_path / "missing.png", tmp_path / "missing.png", tmp_path / "ds", config)
+        generate_dataset(
+            tmp_path / "missing.png", tmp_path / "missing.png", tmp_path / "ds", config
+        )
     assert not (tmp_path / "ds").exists()
 
 
@@ -400,7 +454,9 @@ def test_existing_dataset_needs_overwrite_and_is_replaced_whole(tmp_path):
     with pytest.raises(DatasetError, match="already holds a dataset") as info:
         generate_dataset(image, mask, out, SMALL)
     assert info.value.path == out
-    cfg = GenerateConfig(patches=SMALL.patches, resize=32, rotations=(0,), test_fraction=0.25, overwrite=True)
+    cfg = GenerateConfig(
+        patches=SMALL.patches, resize=32, rotations=(0,), test_fraction=0.25, overwrite=True
+    )
     second = generate_dataset(image, mask, out, cfg)
     assert second.n_train + second.n_test < first.n_train + first.n_test
     rows = manifest(out)
@@ -503,7 +559,9 @@ def test_open_dataset_pairs_images_and_labels(tmp_path):
     assert labels["d.jpg"].name == "d.jpg"  # same name preferred
     assert sorted(p.name for p in ds.orphan_labels) == ["d.png", "orphan.png"]
     assert all(s.split == "train" for s in ds.train)
-    with pytest.raises(DatasetError, match=r"c.png: has no label.*1 of the 4 images of the train split"):
+    with pytest.raises(
+        DatasetError, match=r"c.png: has no label.*1 of the 4 images of the train split"
+    ):
         require_labels(ds.train, "train split")
     require_labels([s for s in ds.train if s.name != "c.png"], "train split")
     assert label_path_for(root, "train", "c.png") == root / "train" / "label" / "c.png"
@@ -539,16 +597,30 @@ def test_open_dataset_is_fast_for_thousands_of_images(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(w=st.integers(70, 200), h=st.integers(70, 200), size=st.sampled_from([32, 48, 64]),
-       frac=st.sampled_from([0.25, 0.5, 0.7, 1.0]), test_fraction=st.sampled_from([0.0, 0.15, 0.3]),
-       rotations=st.sampled_from([(0,), (0, 90), (90, 180, 270)]), seed=st.integers(0, 5))
-def test_property_patches_full_binary_and_disjoint(tmp_path_factory, w, h, size, frac, test_fraction,
-                                                   rotations, seed):
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    w=st.integers(70, 200),
+    h=st.integers(70, 200),
+    size=st.sampled_from([32, 48, 64]),
+    frac=st.sampled_from([0.25, 0.5, 0.7, 1.0]),
+    test_fraction=st.sampled_from([0.0, 0.15, 0.3]),
+    rotations=st.sampled_from([(0,), (0, 90), (90, 180, 270)]),
+    seed=st.integers(0, 5),
+)
+def test_property_patches_full_binary_and_disjoint(
+    tmp_path_factory, w, h, size, frac, test_fraction, rotations, seed
+):
     folder = tmp_path_factory.mktemp("prop")
     image, mask, rgb, truth = make_pair(folder / "src", w, h, seed)
-    cfg = GenerateConfig(patches=(PatchSpec(size, frac),), resize=None, rotations=rotations,
-                         test_fraction=test_fraction, seed=seed)
+    cfg = GenerateConfig(
+        patches=(PatchSpec(size, frac),),
+        resize=None,
+        rotations=rotations,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
     out = folder / "ds"
     try:
         result = generate_dataset(image, mask, out, cfg)
@@ -559,13 +631,15 @@ def test_property_patches_full_binary_and_disjoint(tmp_path_factory, w, h, size,
     rows = manifest(out)
     assert len(rows) == result.n_train + result.n_test > 0
     assert len(all_files(out)) == 2 * len(rows) + 1
-    for row in rows[::max(1, len(rows) // 8)]:
+    for row in rows[:: max(1, len(rows) // 8)]:
         x, y, s, k = int(row["x"]), int(row["y"]), int(row["size"]), int(row["rotation"]) // 90
         assert s == size and 0 <= x <= w - s and 0 <= y <= h - s
         label = read(out, row, "label")
         assert label.shape == (size, size) and set(np.unique(label)) <= {0, 255}
-        np.testing.assert_array_equal(read(out, row, "data"), np.rot90(rgb[y:y + s, x:x + s], k))
-        np.testing.assert_array_equal(label > 0, np.rot90(truth[y:y + s, x:x + s], k))
+        np.testing.assert_array_equal(
+            read(out, row, "data"), np.rot90(rgb[y : y + s, x : x + s], k)
+        )
+        np.testing.assert_array_equal(label > 0, np.rot90(truth[y : y + s, x : x + s], k))
     train, test = footprint(rows, (h, w), "train"), footprint(rows, (h, w), "test")
     assert not (train & test).any()
     assert test.any() == (test_fraction > 0)

@@ -34,9 +34,24 @@ BIN = Path(sys.executable).parent
 TORCHRUN, ROOFTOP = BIN / "torchrun", BIN / "rooftop"
 #: The longest a launch of two processes may take here (2 shared cores: ~10 s each).
 RUN_TIMEOUT = 150
-TRAIN_ARGS = ["--arch", "prescribed", "--batch-size", "2", "--crop-size", "64",
-              "--samples-per-epoch", "8", "--device", "cpu", "--precision", "fp32",
-              "--lr", "0.01", "--val-fraction", "0.2"]
+TRAIN_ARGS = [
+    "--arch",
+    "prescribed",
+    "--batch-size",
+    "2",
+    "--crop-size",
+    "64",
+    "--samples-per-epoch",
+    "8",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--lr",
+    "0.01",
+    "--val-fraction",
+    "0.2",
+]
 
 
 def _free_port() -> int:
@@ -46,8 +61,11 @@ def _free_port() -> int:
 
 
 def _env(**extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(ROOFTOP_DIST_TIMEOUT="30", OMP_NUM_THREADS="1", **extra)
     return env
 
@@ -55,21 +73,38 @@ def _env(**extra) -> dict[str, str]:
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     if not TORCHRUN.exists() or not ROOFTOP.exists():
         pytest.skip("torchrun or the rooftop script is not installed beside this Python")
-    command = [str(TORCHRUN), "--nproc-per-node", "2", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", str(ROOFTOP), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          env=_env())
+    command = [
+        str(TORCHRUN),
+        "--nproc-per-node",
+        "2",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{_free_port()}",
+        str(ROOFTOP),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=_env())
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("dist") / "ds", n_train=6, n_test=1,
-                         draw=bright_squares)
+    return write_dataset(
+        tmp_path_factory.mktemp("dist") / "ds", n_train=6, n_test=1, draw=bright_squares
+    )
 
 
 def _quick(**kw) -> TrainConfig:
-    base = dict(arch="prescribed", batch_size=2, crop_size=64, samples_per_epoch=8,
-                device="cpu", precision="fp32", lr=0.01, val_fraction=0.2)
+    base = dict(
+        arch="prescribed",
+        batch_size=2,
+        crop_size=64,
+        samples_per_epoch=8,
+        device="cpu",
+        precision="fp32",
+        lr=0.01,
+        val_fraction=0.2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -117,8 +152,11 @@ def test_row_strips_are_bit_for_bit_the_whole_image():
     cpu = torch.device("cpu")
 
     def run(rows=None):
-        return list(stream_probabilities(model, array_reader(image), 230, 100, cpu, None,
-                                         tile=64, overlap=16, rows=rows))
+        return list(
+            stream_probabilities(
+                model, array_reader(image), 230, 100, cpu, None, tile=64, overlap=16, rows=rows
+            )
+        )
 
     whole = run()
     for parts in (2, 6):
@@ -132,11 +170,24 @@ def test_row_strips_are_bit_for_bit_the_whole_image():
 
 
 # ----------------------------------------------------------------- two processes, spawned
-def _worker(rank: int, port: int, dataset: str, models: str, record: str, stop_at: int | None,
-            fail_at: int | None) -> None:
+def _worker(
+    rank: int,
+    port: int,
+    dataset: str,
+    models: str,
+    record: str,
+    stop_at: int | None,
+    fail_at: int | None,
+) -> None:
     """One rank of a two-process training run (as torchrun would start it)."""
-    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), ROOFTOP_DIST_TIMEOUT="10")
+    os.environ.update(
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        ROOFTOP_DIST_TIMEOUT="10",
+    )
     torch.set_num_threads(1)
     from core.training import data, loop
 
@@ -158,12 +209,20 @@ def _worker(rank: int, port: int, dataset: str, models: str, record: str, stop_a
         return stop_at is not None and calls[0] >= stop_at
 
     events: list = []
-    result = loop.train(dataset, models, _quick(epochs=50), on_progress=events.append,
-                        should_stop=should_stop)
+    result = loop.train(
+        dataset, models, _quick(epochs=50), on_progress=events.append, should_stop=should_stop
+    )
     batches = sum(isinstance(e, BatchProgress) for e in events)
-    Path(record, f"rank{rank}.json").write_text(json.dumps(
-        {"crops": crops, "stopped": result.stopped, "batches": batches,
-         "samples_seen": result.samples_seen}))
+    Path(record, f"rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "crops": crops,
+                "stopped": result.stopped,
+                "batches": batches,
+                "samples_seen": result.samples_seen,
+            }
+        )
+    )
 
 
 def _spawn(tmp_path, dataset, stop_at=None, fail_at=None, timeout=RUN_TIMEOUT):
@@ -171,14 +230,22 @@ def _spawn(tmp_path, dataset, stop_at=None, fail_at=None, timeout=RUN_TIMEOUT):
     port = _free_port()
     models, record = tmp_path / "models", tmp_path / "record"
     record.mkdir()
-    saved = {k: os.environ.pop(k) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")
-             if k in os.environ}
+    saved = {k: os.environ.pop(k) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK") if k in os.environ}
     procs = []
     try:
         for rank in (0, 1):
-            proc = context.Process(target=_worker, args=(
-                rank, port, str(dataset), str(models), str(record),
-                stop_at if rank == 1 else None, fail_at if rank == 1 else None))
+            proc = context.Process(
+                target=_worker,
+                args=(
+                    rank,
+                    port,
+                    str(dataset),
+                    str(models),
+                    str(record),
+                    stop_at if rank == 1 else None,
+                    fail_at if rank == 1 else None,
+                ),
+            )
             proc.start()
             procs.append(proc)
         for proc in procs:
@@ -225,14 +292,27 @@ def test_torchrun_trains_one_model_and_resumes_both_ways(tmp_path, dataset):
 
     models = tmp_path / "models"
     first = train(dataset, models, _quick(epochs=1))
-    done = _torchrun("train", "--data", str(dataset), "--models", str(models), *TRAIN_ARGS,
-                     "--epochs", "4", "--resume", str(first.model_path), "--json")
+    done = _torchrun(
+        "train",
+        "--data",
+        str(dataset),
+        "--models",
+        str(models),
+        *TRAIN_ARGS,
+        "--epochs",
+        "4",
+        "--resume",
+        str(first.model_path),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # rank 0 alone prints --json
     result = json.loads(lines[0])
-    assert sorted(p.name for p in models.iterdir()) == ["model_v1.safetensors",
-                                                         "model_v2.safetensors"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "model_v1.safetensors",
+        "model_v2.safetensors",
+    ]
     meta = read_metadata(models / "model_v2.safetensors")
     assert meta["world_size"] == 2 and meta["global_batch_size"] == 4
     assert meta["samples_seen"] == 8 + 4 * 8  # an epoch's 8 crops shared by the two ranks
@@ -247,9 +327,20 @@ def test_torchrun_trains_one_model_and_resumes_both_ways(tmp_path, dataset):
 
 def _geotiff(path: Path, image: np.ndarray) -> Path:
     h, w = image.shape[:2]
-    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine(0.25, 0.0, 500_000.0, 0.0, -0.25, 5_000_000.0), tiled=True,
-                   blockxsize=128, blockysize=128, compress="deflate", nodata=0)
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(0.25, 0.0, 500_000.0, 0.0, -0.25, 5_000_000.0),
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+        compress="deflate",
+        nodata=0,
+    )
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(np.moveaxis(image, -1, 0))
     return path
@@ -269,14 +360,35 @@ def test_torchrun_prediction_equals_one_process(tmp_path):
     inputs.mkdir()
     scene, _mask = make_scene(320, seed=5)
     for i in range(4):
-        Image.fromarray(scene[i * 40:i * 40 + 64 + 8 * i, :96]).save(inputs / f"img{i}.png")
+        Image.fromarray(scene[i * 40 : i * 40 + 64 + 8 * i, :96]).save(inputs / f"img{i}.png")
     ortho = scene[:300, :260].copy()
     ortho[:20, :30] = 0  # no data
     _geotiff(inputs / "ortho.tif", ortho)
-    options = ["--tile", "64", "--overlap", "16", "--dilation", "3", "--probabilities",
-               "--polygons", "gpkg", "--device", "cpu", "--precision", "fp32"]
-    done = _torchrun("predict", "--model", str(model), "--out", str(tmp_path / "two"),
-                     str(inputs), *options, "--json")
+    options = [
+        "--tile",
+        "64",
+        "--overlap",
+        "16",
+        "--dilation",
+        "3",
+        "--probabilities",
+        "--polygons",
+        "gpkg",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
+    done = _torchrun(
+        "predict",
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "two"),
+        str(inputs),
+        *options,
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1
@@ -284,9 +396,18 @@ def test_torchrun_prediction_equals_one_process(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun process
     try:
-        single = predict_files(model, [inputs], tmp_path / "one", tile=64, overlap=16,
-                               dilation=3, device="cpu", precision="fp32", probabilities=True,
-                               polygons=PolygonOutput("gpkg"))
+        single = predict_files(
+            model,
+            [inputs],
+            tmp_path / "one",
+            tile=64,
+            overlap=16,
+            dilation=3,
+            device="cpu",
+            precision="fp32",
+            probabilities=True,
+            polygons=PolygonOutput("gpkg"),
+        )
     finally:
         torch.set_num_threads(threads)
     assert [o["input"] for o in outputs] == [str(r.source) for r in single]

@@ -58,22 +58,29 @@ def test_composites_read_what_is_missing_predict_what_has_no_prediction_and_go_o
         predicted.append(item.tag)
         return np.full(image.shape[:2], 0.9, np.float32)
 
-    result = export_outputs(tmp_path / "out", "composites", [first, broken, items[1]], 0.5, 0,
-                            predict=predict)
+    result = export_outputs(
+        tmp_path / "out", "composites", [first, broken, items[1]], 0.5, 0, predict=predict
+    )
     assert predicted == ["mine"]  # broken could not be read; items[1] had its prediction
     assert len(result.errors) == 1 and "missing.png" in result.errors[0]
-    assert result.written == [composite_path(tmp_path / "out", n) for n in ("00000.png", "00001.png")]
+    assert result.written == [
+        composite_path(tmp_path / "out", n) for n in ("00000.png", "00001.png")
+    ]
     picture = read_image(result.written[1])
-    expected = composite(read_image(items[1].image_path), read_mask(items[1].label_path),
-                         to_mask(items[1].prob, 0.5, 0))
+    expected = composite(
+        read_image(items[1].image_path),
+        read_mask(items[1].label_path),
+        to_mask(items[1].prob, 0.5, 0),
+    )
     assert np.array_equal(picture, expected)
 
 
 def test_a_stop_returns_what_was_written(tmp_path):
     items = _items(tmp_path)
     asked = iter([False, True])
-    result = export_outputs(tmp_path / "out", "masks", items, 0.5, 0,
-                            should_stop=lambda: next(asked, True))
+    result = export_outputs(
+        tmp_path / "out", "masks", items, 0.5, 0, should_stop=lambda: next(asked, True)
+    )
     assert result.stopped and len(result.written) == 1
 
     def stop(item, image):

@@ -52,9 +52,13 @@ def _save_checkpoint(path: Path) -> None:
     save_checkpoint(path, build_model("unet", width=4, depth=1), {"epochs_done": 1})
 
 
-WRITERS = {"label": (_save_label, "00001.png"), "image": (_save_image, "image.png"),
-           "export": (_save_export, "00001.png"), "checkpoint": (_save_checkpoint, "model.safetensors"),
-           "bytes": (lambda p: write_bytes_atomic(p, b"data"), "manifest.csv")}
+WRITERS = {
+    "label": (_save_label, "00001.png"),
+    "image": (_save_image, "image.png"),
+    "export": (_save_export, "00001.png"),
+    "checkpoint": (_save_checkpoint, "model.safetensors"),
+    "bytes": (lambda p: write_bytes_atomic(p, b"data"), "manifest.csv"),
+}
 
 
 @pytest.mark.parametrize("kind", list(WRITERS))

@@ -29,8 +29,17 @@ def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("geo")
     image, mask = make_scene(320, seed=7)
     ortho = folder / "ortho.tif"
-    with rasterio.open(ortho, "w", driver="GTiff", width=320, height=320, count=3,
-                       dtype="uint8", crs=CRS, transform=TRANSFORM) as ds:
+    with rasterio.open(
+        ortho,
+        "w",
+        driver="GTiff",
+        width=320,
+        height=320,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=TRANSFORM,
+    ) as ds:
         ds.write(np.moveaxis(image, -1, 0))
     profile = {"width": 320, "height": 320, "crs": CRS, "transform": TRANSFORM}
     mask_tif = write_mask_raster(folder / "mask.tif", profile, mask)
@@ -49,39 +58,69 @@ def _iou(a, b):
 
 def test_vectorize_a_geotiff_mask(capsys, scene, tmp_path):
     _folder, _ortho, mask_tif, mask = scene
-    code, out, err = _run(capsys, "vectorize", mask_tif, "--out", tmp_path / "b.gpkg",
-                          "--simplify", "0")
+    code, out, err = _run(
+        capsys, "vectorize", mask_tif, "--out", tmp_path / "b.gpkg", "--simplify", "0"
+    )
     assert code == 0, err
     _labels, components = ndimage.label(mask)  # 4-connected, as the buildings
     assert out["buildings"] == components
-    assert abs(out["roof_area"] - mask.sum() * PIXEL ** 2) / (mask.sum() * PIXEL ** 2) < 0.01
+    assert abs(out["roof_area"] - mask.sum() * PIXEL**2) / (mask.sum() * PIXEL**2) < 0.01
     info = pyogrio.read_info(tmp_path / "b.gpkg")
     assert rasterio.crs.CRS.from_user_input(info["crs"]) == rasterio.crs.CRS.from_string(CRS)
 
 
 def test_footprints_to_label_and_back(capsys, scene, tmp_path):
     folder, ortho, mask_tif, mask = scene
-    assert _run(capsys, "vectorize", mask_tif, "--out", tmp_path / "b.geojson",
-                "--simplify", "0")[0] == 0
+    assert (
+        _run(capsys, "vectorize", mask_tif, "--out", tmp_path / "b.geojson", "--simplify", "0")[0]
+        == 0
+    )
     # GeoJSON is WGS 84: rasterising reprojects back to the orthophoto's UTM grid
-    code, out, err = _run(capsys, "rasterize", "--image", ortho, "--footprints",
-                          tmp_path / "b.geojson", "--out", tmp_path / "label.tif")
+    code, out, err = _run(
+        capsys,
+        "rasterize",
+        "--image",
+        ortho,
+        "--footprints",
+        tmp_path / "b.geojson",
+        "--out",
+        tmp_path / "label.tif",
+    )
     assert code == 0, err
     with rasterio.open(tmp_path / "label.tif") as ds:
         assert ds.crs == rasterio.crs.CRS.from_string(CRS) and ds.transform == TRANSFORM
         back = ds.read(1) > 0
     assert _iou(back, mask) > 0.98
-    code, out, err = _run(capsys, "rasterize", "--image", ortho, "--footprints",
-                          tmp_path / "b.geojson", "--out", tmp_path / "label.png")
+    code, out, err = _run(
+        capsys,
+        "rasterize",
+        "--image",
+        ortho,
+        "--footprints",
+        tmp_path / "b.geojson",
+        "--out",
+        tmp_path / "label.png",
+    )
     assert code == 0 and out["footprints"] > 0
 
 
 def test_generate_a_dataset_from_an_orthophoto_and_footprints(capsys, scene, tmp_path):
     _folder, ortho, mask_tif, mask = scene
     assert _run(capsys, "vectorize", mask_tif, "--out", tmp_path / "b.gpkg")[0] == 0
-    code, out, err = _run(capsys, "generate", "--image", ortho, "--footprints",
-                          tmp_path / "b.gpkg", "--out", tmp_path / "ds", "--patch", "128:0.5",
-                          "--resize", "0")
+    code, out, err = _run(
+        capsys,
+        "generate",
+        "--image",
+        ortho,
+        "--footprints",
+        tmp_path / "b.gpkg",
+        "--out",
+        tmp_path / "ds",
+        "--patch",
+        "128:0.5",
+        "--resize",
+        "0",
+    )
     assert code == 0, err
     assert out["train"] > 0 and out["test"] > 0
     labels = list((tmp_path / "ds" / "train" / "label").glob("*.png"))
@@ -91,15 +130,47 @@ def test_generate_a_dataset_from_an_orthophoto_and_footprints(capsys, scene, tmp
 def test_bad_footprints_get_one_line(capsys, scene, tmp_path):
     _folder, ortho, _mask_tif, _mask = scene
     far = tmp_path / "far.geojson"
-    far.write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
-            [[100.0, 10.0], [100.001, 10.0], [100.001, 10.001], [100.0, 10.001],
-             [100.0, 10.0]]]}}]}))
+    far.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [
+                                    [100.0, 10.0],
+                                    [100.001, 10.0],
+                                    [100.001, 10.001],
+                                    [100.0, 10.001],
+                                    [100.0, 10.0],
+                                ]
+                            ],
+                        },
+                    }
+                ],
+            }
+        )
+    )
     (tmp_path / "junk.gpkg").write_bytes(b"not a geopackage")
-    for footprints, words in ((far, "none of the 1 footprints overlaps"),
-                              (tmp_path / "junk.gpkg", "junk.gpkg")):
-        code = main(["rasterize", "--image", str(ortho), "--footprints", str(footprints),
-                     "--out", str(tmp_path / "l.tif")])
+    for footprints, words in (
+        (far, "none of the 1 footprints overlaps"),
+        (tmp_path / "junk.gpkg", "junk.gpkg"),
+    ):
+        code = main(
+            [
+                "rasterize",
+                "--image",
+                str(ortho),
+                "--footprints",
+                str(footprints),
+                "--out",
+                str(tmp_path / "l.tif"),
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and words in err[0]
         assert not (tmp_path / "l.tif").exists()
@@ -113,8 +184,17 @@ def test_export_onnx_from_the_command_line(capsys, tmp_path):
     from tests.factories import save_untrained_model
 
     model = save_untrained_model(tmp_path)
-    code, out, err = _run(capsys, "export-onnx", model, "--out", tmp_path / "m.onnx",
-                          "--tile", "256", "--resolution", "30")
+    code, out, err = _run(
+        capsys,
+        "export-onnx",
+        model,
+        "--out",
+        tmp_path / "m.onnx",
+        "--tile",
+        "256",
+        "--resolution",
+        "30",
+    )
     assert code == 0, err
     assert out["metadata"]["model_type"] == "Segmentor" and out["metadata"]["resolution"] == 30
     assert (tmp_path / "m.onnx").stat().st_size > 10_000

@@ -12,18 +12,49 @@ def test_prescribed_layer_list_is_the_originals():
     model = PixelClassifier()
     layers = list(model.layers)
     expected = [
-        (nn.Conv2d, dict(in_channels=3, out_channels=16, kernel_size=(3, 3), padding=(1, 1), stride=(1, 1))),
+        (
+            nn.Conv2d,
+            dict(in_channels=3, out_channels=16, kernel_size=(3, 3), padding=(1, 1), stride=(1, 1)),
+        ),
         (nn.ReLU, {}),
-        (nn.Conv2d, dict(in_channels=16, out_channels=16, kernel_size=(5, 5), padding=(2, 2), stride=(1, 1))),
+        (
+            nn.Conv2d,
+            dict(
+                in_channels=16, out_channels=16, kernel_size=(5, 5), padding=(2, 2), stride=(1, 1)
+            ),
+        ),
         (nn.ReLU, {}),
         (nn.MaxPool2d, dict(kernel_size=2, stride=2)),
-        (nn.Conv2d, dict(in_channels=16, out_channels=32, kernel_size=(3, 3), padding=(1, 1), stride=(1, 1))),
+        (
+            nn.Conv2d,
+            dict(
+                in_channels=16, out_channels=32, kernel_size=(3, 3), padding=(1, 1), stride=(1, 1)
+            ),
+        ),
         (nn.ReLU, {}),
-        (nn.ConvTranspose2d, dict(in_channels=32, out_channels=32, kernel_size=(2, 2), padding=(0, 0), stride=(1, 1))),
-        (nn.Conv2d, dict(in_channels=32, out_channels=16, kernel_size=(3, 3), padding=(0, 0), stride=(1, 1))),
-        (nn.ConvTranspose2d, dict(in_channels=16, out_channels=16, kernel_size=(3, 3), padding=(0, 0), stride=(2, 2))),
+        (
+            nn.ConvTranspose2d,
+            dict(
+                in_channels=32, out_channels=32, kernel_size=(2, 2), padding=(0, 0), stride=(1, 1)
+            ),
+        ),
+        (
+            nn.Conv2d,
+            dict(
+                in_channels=32, out_channels=16, kernel_size=(3, 3), padding=(0, 0), stride=(1, 1)
+            ),
+        ),
+        (
+            nn.ConvTranspose2d,
+            dict(
+                in_channels=16, out_channels=16, kernel_size=(3, 3), padding=(0, 0), stride=(2, 2)
+            ),
+        ),
         (nn.ReLU, {}),
-        (nn.Conv2d, dict(in_channels=16, out_channels=1, kernel_size=(2, 2), padding=(1, 1), stride=(1, 1))),
+        (
+            nn.Conv2d,
+            dict(in_channels=16, out_channels=1, kernel_size=(2, 2), padding=(1, 1), stride=(1, 1)),
+        ),
     ]
     assert len(layers) == len(expected)
     for layer, (cls, attrs) in zip(layers, expected, strict=True):

@@ -26,8 +26,9 @@ from tests.factories import save_untrained_model  # noqa: E402
 @pytest.mark.parametrize("arch", ["prescribed", "liteunet"])
 def test_onnx_equals_torch_and_carries_deepness_metadata(tmp_path, arch):
     model_path = save_untrained_model(tmp_path, arch=arch, metadata={"threshold": 0.45})
-    exported = export_onnx(model_path, tmp_path / "model.onnx", tile=256, overlap=32,
-                           resolution_cm=25)
+    exported = export_onnx(
+        model_path, tmp_path / "model.onnx", tile=256, overlap=32, resolution_cm=25
+    )
     meta = read_onnx_metadata(exported.path)
     assert set(DEEPNESS_KEYS) <= set(meta)
     assert meta["model_type"] == "Segmentor" and meta["class_names"] == {"0": "roof"}

@@ -27,15 +27,26 @@ TRANSFORM = Affine(0.25, 0.0, 500_000.0, 0.0, -0.25, 5_000_000.0)
 def _model(arch: str = "prescribed") -> LoadedModel:
     torch.manual_seed(0)
     model = build_model(arch).eval()
-    return LoadedModel(model=model, arch=arch, arch_params={}, metadata={}, path=None,
-                       threshold=0.5)
+    return LoadedModel(
+        model=model, arch=arch, arch_params={}, metadata={}, path=None, threshold=0.5
+    )
 
 
 def _geotiff(path, image, nodata=None, crs=CRS):
     h, w = image.shape[:2]
-    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=crs,
-                   transform=TRANSFORM, tiled=True, blockxsize=256, blockysize=256,
-                   compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs=crs,
+        transform=TRANSFORM,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     if nodata is not None:
         profile["nodata"] = nodata
     with rasterio.open(path, "w", **profile) as ds:
@@ -46,10 +57,17 @@ def _geotiff(path, image, nodata=None, crs=CRS):
 def _in_memory(loaded, image, tile, overlap):
     h, w = image.shape[:2]
     out = np.zeros((h, w), np.float32)
-    for y0, strip in stream_probabilities(loaded.model, array_reader(image), h, w,
-                                          torch.device("cpu"), None, tile=tile,
-                                          overlap=overlap):
-        out[y0:y0 + len(strip)] = strip
+    for y0, strip in stream_probabilities(
+        loaded.model,
+        array_reader(image),
+        h,
+        w,
+        torch.device("cpu"),
+        None,
+        tile=tile,
+        overlap=overlap,
+    ):
+        out[y0 : y0 + len(strip)] = strip
     return out
 
 
@@ -63,9 +81,18 @@ def test_windowed_equals_in_memory_and_keeps_the_grid(tmp_path, scene):
     loaded = _model()
     src = _geotiff(tmp_path / "ortho.tif", scene)
     events = []
-    result = predict_raster(loaded, src, tmp_path / "out", tile=256, overlap=64,
-                            precision="fp32", probabilities=True, dilation=3,
-                            threshold=0.5, on_progress=events.append)
+    result = predict_raster(
+        loaded,
+        src,
+        tmp_path / "out",
+        tile=256,
+        overlap=64,
+        precision="fp32",
+        probabilities=True,
+        dilation=3,
+        threshold=0.5,
+        on_progress=events.append,
+    )
     prob = _in_memory(loaded, scene, 256, 64)
     with rasterio.open(result.mask_path) as ds:
         assert ds.crs == rasterio.crs.CRS.from_string(CRS)
@@ -88,8 +115,16 @@ def test_no_data_is_never_roof(tmp_path, scene):
     image[:, :120] = 0  # a black collar, marked as no data
     image[:60] = 0
     src = _geotiff(tmp_path / "collar.tif", image, nodata=0)
-    result = predict_raster(_model(), src, tmp_path / "out", tile=256, overlap=64,
-                            threshold=1e-4, dilation=5, precision="fp32")  # all else roof
+    result = predict_raster(
+        _model(),
+        src,
+        tmp_path / "out",
+        tile=256,
+        overlap=64,
+        threshold=1e-4,
+        dilation=5,
+        precision="fp32",
+    )  # all else roof
     with open_raster(result.mask_path) as out:
         rgb, valid = out.read()
     roof = rgb[..., 0] > 0
@@ -107,17 +142,28 @@ def test_a_stopped_prediction_leaves_nothing(tmp_path, scene):
         return len(calls) > 3
 
     with pytest.raises(Stopped):
-        predict_raster(_model(), src, tmp_path / "out", tile=256, overlap=64,
-                       probabilities=True, should_stop=stop)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [] \
-        if (tmp_path / "out").exists() else True
+        predict_raster(
+            _model(),
+            src,
+            tmp_path / "out",
+            tile=256,
+            overlap=64,
+            probabilities=True,
+            should_stop=stop,
+        )
+    assert (
+        sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+        if (tmp_path / "out").exists()
+        else True
+    )
 
 
 def test_cog_output_and_a_composite(tmp_path, scene):
     from core.raster import is_cloud_optimized
 
     src = _geotiff(tmp_path / "ortho.tif", scene[:300, :400])
-    result = predict_raster(_model(), src, tmp_path / "out", tile=256, overlap=64, cog=True,
-                            composite_output=True)
+    result = predict_raster(
+        _model(), src, tmp_path / "out", tile=256, overlap=64, cog=True, composite_output=True
+    )
     assert is_cloud_optimized(result.mask_path)
     assert result.composite_path is not None and result.composite_path.is_file()

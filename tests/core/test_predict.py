@@ -6,9 +6,9 @@ import torch
 
 from core.dataset import Sample
 from core.errors import ConfigError, ImageReadError
+from core.image_collection import collect_inputs, find_label_for
 from core.models import build_model
 from core.predict import predict_probabilities, predict_samples, predict_whole
-from core.image_collection import collect_inputs, find_label_for
 from core.progress import Progress, Stopped
 from core.windows import plan_tiles
 
@@ -93,8 +93,12 @@ def test_tta_gives_a_valid_probability_map(image):
 @pytest.mark.parametrize("tile,overlap", [(16, 0), (100, 10), (128, 66), (128, -2), (128, 7)])
 def test_bad_tiling_is_a_clear_error(tile, overlap):
     with pytest.raises(ConfigError):
-        predict_probabilities(_model("unet", width=8, depth=3), np.zeros((200, 200, 3), np.uint8),
-                              tile=tile, overlap=overlap)
+        predict_probabilities(
+            _model("unet", width=8, depth=3),
+            np.zeros((200, 200, 3), np.uint8),
+            tile=tile,
+            overlap=overlap,
+        )
 
 
 def test_collect_inputs(tmp_path):
@@ -132,8 +136,15 @@ def test_find_label_for_dataset_layout(tmp_path):
 def test_tiles_are_reported_as_progress_and_a_stop_is_stopped(image):
     model = _model("prescribed")
     events = []
-    predict_probabilities(model, image, tile=128, overlap=32, batch_size=2, precision="fp32",
-                          on_progress=events.append)
+    predict_probabilities(
+        model,
+        image,
+        tile=128,
+        overlap=32,
+        batch_size=2,
+        precision="fp32",
+        on_progress=events.append,
+    )
     plan = plan_tiles(300, 420, 128, 96)
     tiles = len(plan)
     assert all(isinstance(e, Progress) and e.unit == "tiles" and e.total == tiles for e in events)
@@ -178,8 +189,9 @@ def test_predict_samples_yields_one_result_per_image_and_carries_on(tmp_path):
 
         expected = predict_probabilities(model, read_image(r.sample.image_path), precision="fp32")
         np.testing.assert_array_equal(r.prob, expected)
-    assert [(e.done, e.total, e.item) for e in events] == [(i + 1, 3, s.name)
-                                                          for i, s in enumerate(samples)]
+    assert [(e.done, e.total, e.item) for e in events] == [
+        (i + 1, 3, s.name) for i, s in enumerate(samples)
+    ]
     with_labels = list(predict_samples(model, samples[:1], with_labels=True))
     assert with_labels[0].label.shape == (40, 48) and not with_labels[0].label.any()
 
@@ -190,8 +202,9 @@ def test_predict_samples_stops_and_checks_the_tiling_first(tmp_path):
     calls = iter([False, True])
     got = []
     with pytest.raises(Stopped, match="evaluation stopped"):
-        for result in predict_samples(model, samples, should_stop=lambda: next(calls, True),
-                                      what="evaluation"):
+        for result in predict_samples(
+            model, samples, should_stop=lambda: next(calls, True), what="evaluation"
+        ):
             got.append(result)
     assert len(got) == 1
     with pytest.raises(ConfigError, match="tile"):

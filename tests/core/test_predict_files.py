@@ -39,8 +39,9 @@ class RedIsRoof(torch.nn.Module):
 
 
 def _loaded() -> LoadedModel:
-    return LoadedModel(model=RedIsRoof(), arch="test", arch_params={}, metadata={}, path=None,
-                       threshold=0.5)
+    return LoadedModel(
+        model=RedIsRoof(), arch="test", arch_params={}, metadata={}, path=None, threshold=0.5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +52,36 @@ def roofs():
 
 def _write(path, mask, crs=CRS, transform=TRANSFORM, nodata=None):
     rgb = np.repeat((mask * 255).astype(np.uint8)[None], 3, axis=0)
-    with rasterio.open(path, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0],
-                       count=3, dtype="uint8", crs=crs, transform=transform, nodata=nodata,
-                       tiled=True, blockxsize=128, blockysize=128) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=mask.shape[1],
+        height=mask.shape[0],
+        count=3,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+    ) as ds:
         ds.write(rgb)
     return path
 
 
 def test_a_geotiff_gives_a_mask_and_buildings_on_its_grid(tmp_path, roofs):
     src = _write(tmp_path / "town.tif", roofs)
-    (result,) = predict_files(_loaded(), [src], tmp_path / "out", tile=128, overlap=32,
-                              polygons=PolygonOutput(), probabilities=True)
+    (result,) = predict_files(
+        _loaded(),
+        [src],
+        tmp_path / "out",
+        tile=128,
+        overlap=32,
+        polygons=PolygonOutput(),
+        probabilities=True,
+    )
     assert result.mask_path == tmp_path / "out" / "town.tif" and result.georeferenced
     with rasterio.open(result.mask_path) as ds:
         assert ds.crs == rasterio.crs.CRS.from_string(CRS) and ds.transform == TRANSFORM
@@ -79,8 +99,14 @@ def test_a_geotiff_gives_a_mask_and_buildings_on_its_grid(tmp_path, roofs):
 
 def test_polygons_without_simplification_match_the_mask_within_1_percent(tmp_path, roofs):
     src = _write(tmp_path / "town.tif", roofs)
-    (result,) = predict_files(_loaded(), [src], tmp_path / "out", tile=128, overlap=32,
-                              polygons=PolygonOutput(format="geojson", simplify=0))
+    (result,) = predict_files(
+        _loaded(),
+        [src],
+        tmp_path / "out",
+        tile=128,
+        overlap=32,
+        polygons=PolygonOutput(format="geojson", simplify=0),
+    )
     data = json.loads(result.polygons_path.read_text())
     assert "crs" not in data  # RFC 7946: WGS 84 longitude/latitude
     lon, lat = np.asarray(data["features"][0]["geometry"]["coordinates"][0][0])
@@ -93,8 +119,9 @@ def test_polygons_without_simplification_match_the_mask_within_1_percent(tmp_pat
 def test_a_png_still_gives_a_png_and_pixel_polygons(tmp_path, roofs):
     src = tmp_path / "tile.png"
     Image.fromarray(np.repeat((roofs * 255).astype(np.uint8)[..., None], 3, axis=2)).save(src)
-    (result,) = predict_files(_loaded(), [src], tmp_path / "out", tile=128, overlap=32,
-                              polygons=PolygonOutput(simplify=0))
+    (result,) = predict_files(
+        _loaded(), [src], tmp_path / "out", tile=128, overlap=32, polygons=PolygonOutput(simplify=0)
+    )
     assert result.mask_path.suffix == ".png" and not result.georeferenced
     assert result.area_unit == "px" and result.roof_area == pytest.approx(roofs.sum())
     with pytest.raises(ConfigError, match="GeoJSON"):
@@ -118,8 +145,9 @@ def test_bad_orthophotos_get_one_line_and_leave_nothing(tmp_path, roofs, capsys)
     data = src.read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
     model = save_untrained_model(tmp_path)
-    code = main(["predict", "--model", str(model), "--out", str(tmp_path / "o"),
-                 str(tmp_path / "cut.tif")])
+    code = main(
+        ["predict", "--model", str(model), "--out", str(tmp_path / "o"), str(tmp_path / "cut.tif")]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cut.tif" in err[0]
     assert not list((tmp_path / "o").glob("cut*"))
@@ -128,8 +156,19 @@ def test_bad_orthophotos_get_one_line_and_leave_nothing(tmp_path, roofs, capsys)
 def test_the_cli_predicts_an_orthophoto_with_polygons(tmp_path, roofs, capsys):
     src = _write(tmp_path / "town.tif", roofs)
     model = save_untrained_model(tmp_path)
-    code = main(["predict", "--model", str(model), "--out", str(tmp_path / "o"), "--polygons",
-                 "--cog", "--json", str(src)])
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "o"),
+            "--polygons",
+            "--cog",
+            "--json",
+            str(src),
+        ]
+    )
     assert code == 0
     (out,) = json.loads(capsys.readouterr().out)["outputs"]
     assert out["mask"].endswith("town.tif") and out["polygons"].endswith("town.gpkg")
@@ -147,9 +186,17 @@ def test_the_onnxruntime_engine_predicts_what_torch_predicts(tmp_path, roofs):
     src = _write(tmp_path / "town.tif", roofs)
     probs = {}
     for engine in ("torch", "onnxruntime"):
-        (result,) = predict_files(model, [src], tmp_path / engine, tile=128, overlap=32,
-                                  device="cpu", precision="fp32", probabilities=True,
-                                  engine=engine)
+        (result,) = predict_files(
+            model,
+            [src],
+            tmp_path / engine,
+            tile=128,
+            overlap=32,
+            device="cpu",
+            precision="fp32",
+            probabilities=True,
+            engine=engine,
+        )
         with rasterio.open(result.probability_path) as ds:
             probs[engine] = decode_probability(ds.read(1))
     assert np.abs(probs["torch"] - probs["onnxruntime"]).max() <= 1 / 254 + 1e-6

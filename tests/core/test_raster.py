@@ -27,12 +27,30 @@ CRS = "EPSG:32633"
 TRANSFORM = rasterio.Affine(0.3, 0.0, 500_000.0, 0.0, -0.3, 5_500_000.0)
 
 
-def write_tif(path: Path, bands: np.ndarray, *, crs=CRS, transform=TRANSFORM, block=None,
-              driver="GTiff", colorinterp=None, mask=None, **profile) -> Path:
+def write_tif(
+    path: Path,
+    bands: np.ndarray,
+    *,
+    crs=CRS,
+    transform=TRANSFORM,
+    block=None,
+    driver="GTiff",
+    colorinterp=None,
+    mask=None,
+    **profile,
+) -> Path:
     """A raster of ``bands`` (count, h, w), tiled in ``block`` pixels when given."""
     count, height, width = bands.shape
-    options = dict(driver=driver, width=width, height=height, count=count, dtype=bands.dtype.name,
-                   crs=crs, transform=transform, **profile)
+    options = dict(
+        driver=driver,
+        width=width,
+        height=height,
+        count=count,
+        dtype=bands.dtype.name,
+        crs=crs,
+        transform=transform,
+        **profile,
+    )
     if block:
         options.update(tiled=True, blockxsize=block, blockysize=block)
     with warnings.catch_warnings():
@@ -48,8 +66,9 @@ def write_tif(path: Path, bands: np.ndarray, *, crs=CRS, transform=TRANSFORM, bl
 
 def scene_tif(tmp_path: Path, size: int = 256) -> tuple[Path, np.ndarray, np.ndarray]:
     image, mask = make_scene(size)
-    path = write_tif(tmp_path / "scene.tif", np.moveaxis(image, -1, 0), block=128,
-                     compress="deflate")
+    path = write_tif(
+        tmp_path / "scene.tif", np.moveaxis(image, -1, 0), block=128, compress="deflate"
+    )
     return path, image, mask
 
 
@@ -138,8 +157,11 @@ def test_valid_is_false_on_nodata_alpha_internal_mask_and_outside(tmp_path):
     alpha = np.full((64, 80), 255, np.uint8)
     alpha[:, 70:] = 0
     rgba = np.concatenate([data, alpha[None]])
-    path = write_tif(tmp_path / "rgba.tif", rgba, colorinterp=[
-        ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+    path = write_tif(
+        tmp_path / "rgba.tif",
+        rgba,
+        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+    )
     with open_raster(path) as src:
         assert src.bands == (1, 2, 3)
         _, valid = src.read_window(0, 0, 64, 90)
@@ -170,7 +192,7 @@ def test_16_bit_four_band_scaling_is_the_same_per_window_and_whole(tmp_path):
         for row in range(0, 200, 128):
             for col in range(0, 300, 128):
                 rgb, _ = src.read_window(row, col, 128, 128)
-                pieces[row:row + 128, col:col + 128] = rgb[:200 - row, :300 - col]
+                pieces[row : row + 128, col : col + 128] = rgb[: 200 - row, : 300 - col]
         np.testing.assert_array_equal(pieces, whole)
         low, _ = src.read_window(0, 0, 64, 64)  # its own maximum is < 1500, not 4000
         assert low.max() <= (1499 * 255 + 2047) // 4095
@@ -221,16 +243,22 @@ def test_one_band_grey_is_replicated_like_read_image(tmp_path):
 def test_two_bands_grey_alpha_or_explicit_choice(tmp_path):
     grey = np.random.default_rng(6).integers(0, 256, (40, 50), dtype=np.uint8)
     alpha = np.where(np.arange(50) < 25, 255, 0).astype(np.uint8)[None].repeat(40, 0)
-    path = write_tif(tmp_path / "ga.tif", np.stack([grey, alpha]),
-                     colorinterp=[ColorInterp.gray, ColorInterp.alpha])
+    path = write_tif(
+        tmp_path / "ga.tif",
+        np.stack([grey, alpha]),
+        colorinterp=[ColorInterp.gray, ColorInterp.alpha],
+    )
     with open_raster(path) as src:
         assert src.bands == (1,)
         rgb, valid = src.read()
         np.testing.assert_array_equal(valid, alpha == 255)
         np.testing.assert_array_equal(rgb[valid], np.repeat(grey[valid][:, None], 3, axis=1))
 
-    two = write_tif(tmp_path / "two.tif", np.stack([grey, grey // 2]),
-                    colorinterp=[ColorInterp.undefined, ColorInterp.undefined])
+    two = write_tif(
+        tmp_path / "two.tif",
+        np.stack([grey, grey // 2]),
+        colorinterp=[ColorInterp.undefined, ColorInterp.undefined],
+    )
     with pytest.raises(ImageReadError) as info:
         open_raster(two)
     assert "bands=" in one_line_error(info.value, two)
@@ -245,8 +273,18 @@ def test_two_bands_grey_alpha_or_explicit_choice(tmp_path):
 def test_palette_band_is_expanded(tmp_path):
     index = (np.arange(40 * 50) % 3).astype(np.uint8).reshape(1, 40, 50)
     path = tmp_path / "pal.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=50, height=40, count=1, dtype="uint8",
-                       crs=CRS, transform=TRANSFORM, photometric="palette") as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=50,
+        height=40,
+        count=1,
+        dtype="uint8",
+        crs=CRS,
+        transform=TRANSFORM,
+        photometric="palette",
+    ) as ds:
         ds.write(index)
         ds.write_colormap(1, {0: (255, 0, 0, 255), 1: (0, 255, 0, 255), 2: (0, 0, 255, 255)})
     with open_raster(path) as src:
@@ -258,8 +296,12 @@ def test_palette_band_is_expanded(tmp_path):
 
 def test_tiff_without_crs_and_plain_png_work_on_the_pixel_grid(tmp_path):
     image, mask = make_scene(96)
-    path = write_tif(tmp_path / "nocrs.tif", np.moveaxis(image, -1, 0), crs=None,
-                     transform=rasterio.Affine.identity())
+    path = write_tif(
+        tmp_path / "nocrs.tif",
+        np.moveaxis(image, -1, 0),
+        crs=None,
+        transform=rasterio.Affine.identity(),
+    )
     with open_raster(path) as src:
         assert not src.is_georeferenced and src.crs is None
         assert src.transform == rasterio.Affine.identity()
@@ -272,6 +314,7 @@ def test_tiff_without_crs_and_plain_png_work_on_the_pixel_grid(tmp_path):
             np.testing.assert_array_equal(ds.read(1) == 255, mask)
 
     from core.io import write_image
+
     png = write_image(tmp_path / "plain.png", image)
     with open_raster(png) as src:
         assert not src.is_georeferenced and src.driver == "PNG"
@@ -281,24 +324,33 @@ def test_tiff_without_crs_and_plain_png_work_on_the_pixel_grid(tmp_path):
 def test_vrt_mosaic_and_jpeg2000(tmp_path):
     image, _ = make_scene(128)
     left = write_tif(tmp_path / "left.tif", np.moveaxis(image[:, :64], -1, 0))
-    right = write_tif(tmp_path / "right.tif", np.moveaxis(image[:, 64:], -1, 0),
-                      transform=rasterio.Affine(0.3, 0.0, 500_000.0 + 64 * 0.3, 0.0, -0.3, 5_500_000.0))
+    right = write_tif(
+        tmp_path / "right.tif",
+        np.moveaxis(image[:, 64:], -1, 0),
+        transform=rasterio.Affine(0.3, 0.0, 500_000.0 + 64 * 0.3, 0.0, -0.3, 5_500_000.0),
+    )
     with rasterio.open(left) as ds:
         srs = ds.crs.to_wkt()
     sources = "".join(
-        f"<SimpleSource><SourceFilename relativeToVRT=\"1\">{name}</SourceFilename>"
-        f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"64\" ySize=\"128\"/>"
-        f"<DstRect xOff=\"{x}\" yOff=\"0\" xSize=\"64\" ySize=\"128\"/></SimpleSource>"
-        for name, x in (("left.tif", 0), ("right.tif", 64)) for band in [None])
+        f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename>'
+        f'<SourceBand>{band}</SourceBand><SrcRect xOff="0" yOff="0" xSize="64" ySize="128"/>'
+        f'<DstRect xOff="{x}" yOff="0" xSize="64" ySize="128"/></SimpleSource>'
+        for name, x in (("left.tif", 0), ("right.tif", 64))
+        for band in [None]
+    )
     bands = "".join(
-        f"<VRTRasterBand dataType=\"Byte\" band=\"{b}\">"
+        f'<VRTRasterBand dataType="Byte" band="{b}">'
         + sources.replace("<SourceBand>None</SourceBand>", f"<SourceBand>{b}</SourceBand>")
-        + "</VRTRasterBand>" for b in (1, 2, 3))
+        + "</VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
     t = TRANSFORM
     vrt = tmp_path / "mosaic.vrt"
-    vrt.write_text(f"<VRTDataset rasterXSize=\"128\" rasterYSize=\"128\"><SRS>{srs}</SRS>"
-                   f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"
-                   f"{bands}</VRTDataset>")
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="128" rasterYSize="128"><SRS>{srs}</SRS>'
+        f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"
+        f"{bands}</VRTDataset>"
+    )
     with open_raster(vrt) as src:
         assert src.driver == "VRT" and src.crs.to_epsg() == 32633 and src.transform == TRANSFORM
         np.testing.assert_array_equal(src.read_window(0, 32, 128, 64)[0], image[:, 32:96])
@@ -376,7 +428,9 @@ def test_unreadable_file(tmp_path, monkeypatch):
     path.chmod(0)
     if os.geteuid() == 0:  # root reads any file: make the check see what a user would
         real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != path and real_access(p, mode, **kw))
+        monkeypatch.setattr(
+            os, "access", lambda p, mode, **kw: Path(p) != path and real_access(p, mode, **kw)
+        )
     try:
         with pytest.raises(ImageReadError) as info:
             open_raster(path)
@@ -448,7 +502,7 @@ def test_strips_in_any_order_and_temp_files_until_close(tmp_path):
     temps = [n for n in files_in(tmp_path) if n != "scene.tif"]
     assert len(temps) == 2 and all(is_temp_file_name(n) for n in temps)  # COG: final + work
     for row in (200, 100, 0):
-        writer.write_rows(row, mask[row:row + 100], np.ones((min(100, 256 - row), 256), bool))
+        writer.write_rows(row, mask[row : row + 100], np.ones((min(100, 256 - row), 256), bool))
     assert writer.rows_missing == 0
     assert writer.close() == target
     assert files_in(tmp_path) == {"scene.tif", "strips.tif"}
@@ -517,10 +571,14 @@ def test_overview_factors_for():
 
 
 def test_module_is_torch_and_qt_free():
-    code = ("import sys, core.raster; "
-            "print([m for m in ('torch', 'PySide6') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2], check=True)
+    code = "import sys, core.raster; print([m for m in ('torch', 'PySide6') if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -533,8 +591,17 @@ def test_a_decimated_window_equals_the_same_window_of_the_overview(tmp_path):
     rng = np.random.default_rng(3)
     data = rng.integers(0, 255, (3, 256, 320), dtype=np.uint8)
     path = tmp_path / "d.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=320, height=256, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=Affine(1, 0, 0, 0, -1, 0)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=320,
+        height=256,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 0, 0, -1, 0),
+    ) as ds:
         ds.write(data)
     with open_raster(path) as src:
         rgb, valid = src.read_decimated(64, 0, 128, 320, 4)

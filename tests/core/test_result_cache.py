@@ -39,7 +39,7 @@ def test_a_changed_file_misses_and_its_stale_entry_is_dropped(tmp_path):
     assert new != old and cache.get(new) is None
     cache.put(new, np.ones((2, 2), np.float32))
     assert len(cache) == 1 and old not in cache  # the old version's result is gone
-    model.write_bytes(b"retrained weights")       # a model file overwritten: another model
+    model.write_bytes(b"retrained weights")  # a model file overwritten: another model
     assert cache.get(result_key(tmp_path / "demo", model, image)) is None
 
 

@@ -25,7 +25,9 @@ def test_label_confusion_is_the_shown_mask_against_the_label(tmp_path):
     prob = rng.random((20, 30)).astype(np.float32)
     truth = rng.random((20, 30)) > 0.6
     label = _label(tmp_path / "a.png", truth)
-    assert label_confusion(prob, label, 0.3, 3) == Confusion.from_masks(to_mask(prob, 0.3, 3), truth)
+    assert label_confusion(prob, label, 0.3, 3) == Confusion.from_masks(
+        to_mask(prob, 0.3, 3), truth
+    )
     assert label_confusion(prob, None, 0.5, 0) is None
     assert label_confusion(prob, tmp_path / "none.png", 0.5, 0) is None
     with pytest.raises(ImageReadError, match="20 x 10 but the prediction is 30 x 20"):

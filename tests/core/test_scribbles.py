@@ -85,7 +85,8 @@ def test_without_unlabelled_pixels_the_masked_loss_is_the_plain_one():
     everything = torch.ones(2, 1, 8, 8, dtype=torch.bool)
     for name in ("bce", "dice", "bce+dice"):
         assert float(compute_loss(name, logits, target, everything)) == pytest.approx(
-            float(compute_loss(name, logits, target)), rel=1e-5)
+            float(compute_loss(name, logits, target)), rel=1e-5
+        )
 
 
 def test_crops_of_a_partly_labelled_image_are_cut_where_the_strokes_are():
@@ -100,8 +101,15 @@ def test_crops_of_a_partly_labelled_image_are_cut_where_the_strokes_are():
     cache._data, cache.samples = [(image, mask)], [None]
     cache._known = {0: known}
     cache._centres = {0: np.flatnonzero(known)}
-    _imgs, masks, knowns = random_crop_batch(cache, [0] * 64, 64, np.random.default_rng(0),
-                                             augment=True, scale_jitter=0.25, with_known=True)
+    _imgs, masks, knowns = random_crop_batch(
+        cache,
+        [0] * 64,
+        64,
+        np.random.default_rng(0),
+        augment=True,
+        scale_jitter=0.25,
+        with_known=True,
+    )
     assert knowns is not None and knowns.shape == masks.shape
     assert all(k.any() for k in knowns)  # every crop holds labelled pixels
     assert not (masks & ~knowns).any()  # roof only where labelled (the stroke says so)
@@ -111,8 +119,12 @@ def test_a_batch_of_full_labels_has_no_known_map():
     from core.training.data import ImageCache, random_crop_batch
 
     cache = ImageCache([])
-    cache._data, cache.samples = [(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), bool))], [None]
-    *_rest, knowns = random_crop_batch(cache, [0, 0], 64, np.random.default_rng(0), augment=False,
-                                       with_known=True)
+    cache._data, cache.samples = (
+        [(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), bool))],
+        [None],
+    )
+    *_rest, knowns = random_crop_batch(
+        cache, [0, 0], 64, np.random.default_rng(0), augment=False, with_known=True
+    )
     assert knowns is None
     assert UNLABELLED == 0

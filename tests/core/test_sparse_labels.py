@@ -18,8 +18,9 @@ from tests.factories import bright_squares, write_dataset
 
 
 def test_open_dataset_fills_scribble_paths_cleans_temps_and_lists_orphans(tmp_path):
-    root = write_dataset(tmp_path / "ds", n_train=3, n_test=1, with_labels=False,
-                         with_strokes="train")
+    root = write_dataset(
+        tmp_path / "ds", n_train=3, n_test=1, with_labels=False, with_strokes="train"
+    )
     folder = root / "train" / "scribble"
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "nobody.png")
     with atomic_output(folder / "00001.png") as tmp:  # the name a killed write leaves
@@ -30,8 +31,9 @@ def test_open_dataset_fills_scribble_paths_cleans_temps_and_lists_orphans(tmp_pa
     old = time.time() - 7200
     os.utime(leftover, (old, old))
     dataset = open_dataset(root)
-    assert [s.scribble_path for s in dataset.train] == \
-        [scribble_path_for(root, "train", s.name) for s in dataset.train]
+    assert [s.scribble_path for s in dataset.train] == [
+        scribble_path_for(root, "train", s.name) for s in dataset.train
+    ]
     assert all(s.partly_labelled and s.label_path is None for s in dataset.train)
     assert dataset.test[0].scribble_path is None and not dataset.test[0].partly_labelled
     assert dataset.orphan_scribbles == [folder / "nobody.png"]
@@ -55,8 +57,17 @@ torch = pytest.importorskip("torch")
 def _config(**kw):
     from core.training.config import TrainConfig
 
-    base = dict(arch="liteunet", arch_params={"width": 8, "depth": 2}, epochs=2, batch_size=4,
-                crop_size=64, samples_per_epoch=8, val_fraction=0.25, device="cpu", seed=0)
+    base = dict(
+        arch="liteunet",
+        arch_params={"width": 8, "depth": 2},
+        epochs=2,
+        batch_size=4,
+        crop_size=64,
+        samples_per_epoch=8,
+        val_fraction=0.25,
+        device="cpu",
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -65,11 +76,21 @@ def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path):
     from core.checkpoint import load_checkpoint
     from core.training.loop import train
 
-    root = write_dataset(tmp_path / "ds", n_train=6, n_test=0, with_labels=False,
-                         with_strokes="train", draw=bright_squares)
+    root = write_dataset(
+        tmp_path / "ds",
+        n_train=6,
+        n_test=0,
+        with_labels=False,
+        with_strokes="train",
+        draw=bright_squares,
+    )
     weights = []
-    result = train(root, tmp_path / "models", _config(),
-                   on_weights=lambda epoch, state: weights.append((epoch, state)))
+    result = train(
+        root,
+        tmp_path / "models",
+        _config(),
+        on_weights=lambda epoch, state: weights.append((epoch, state)),
+    )
     assert result.model_path.is_file() and len(result.history) == 2
     assert load_checkpoint(result.model_path).metadata["metrics"]["train_images"] >= 4
     assert [e for e, _ in weights] == [1, 2]
@@ -81,8 +102,14 @@ def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path):
 def test_a_bad_stroke_file_is_an_error_naming_it(tmp_path, problem):
     from core.training.loop import train
 
-    root = write_dataset(tmp_path / "ds", n_train=4, n_test=0, with_labels=False,
-                         with_strokes="train", draw=bright_squares)
+    root = write_dataset(
+        tmp_path / "ds",
+        n_train=4,
+        n_test=0,
+        with_labels=False,
+        with_strokes="train",
+        draw=bright_squares,
+    )
     bad = scribble_path_for(root, "train", "00002.png")
     if problem == "corrupt":
         bad.write_bytes(b"\x89PNG not really")

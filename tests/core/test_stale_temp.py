@@ -46,31 +46,43 @@ def _real_temp_name(folder: Path, target: str) -> str:
 def test_names_of_our_temporary_files_are_recognised(tmp_path):
     for target in ("00001.png", "model_v3.safetensors", "a b.c.png", "x"):
         assert is_temp_file_name(_real_temp_name(tmp_path, target)), target
-    for other in ("00001.png", ".00001.png", ".00001.png.tmp", "00001.png.abcdefgh.tmp",
-                  ".00001.png.abcdefg.tmp", ".00001.png.ABCDEFGH.tmp", ".00001.png.abcdefgh.tmp~",
-                  ".abcdefgh.tmp", "..abcdefgh.tmpx", ".DS_Store", ".generating-abc123"):
+    for other in (
+        "00001.png",
+        ".00001.png",
+        ".00001.png.tmp",
+        "00001.png.abcdefgh.tmp",
+        ".00001.png.abcdefg.tmp",
+        ".00001.png.ABCDEFGH.tmp",
+        ".00001.png.abcdefgh.tmp~",
+        ".abcdefgh.tmp",
+        "..abcdefgh.tmpx",
+        ".DS_Store",
+        ".generating-abc123",
+    ):
         assert not is_temp_file_name(other), other
 
 
 def test_only_stale_files_of_our_pattern_go(tmp_path):
     old = STALE_TEMP_SECONDS + 60
-    stale = [_touch(tmp_path / _real_temp_name(tmp_path, name), old)
-             for name in ("00001.png", "model_v1.safetensors")]
+    stale = [
+        _touch(tmp_path / _real_temp_name(tmp_path, name), old)
+        for name in ("00001.png", "model_v1.safetensors")
+    ]
     fresh = _touch(tmp_path / ".00002.png.k3j9_x0a.tmp", 5)  # a write in progress elsewhere
     kept = [
         fresh,
-        _touch(tmp_path / "00001.png", old),                  # the targets themselves
+        _touch(tmp_path / "00001.png", old),  # the targets themselves
         _touch(tmp_path / "model_v1.safetensors", old),
-        _touch(tmp_path / "notes.tmp", old),                  # not hidden
-        _touch(tmp_path / ".00003.png.tmp", old),             # no random part
-        _touch(tmp_path / ".00004.png.short.tmp", old),       # not mkstemp's 8 characters
+        _touch(tmp_path / "notes.tmp", old),  # not hidden
+        _touch(tmp_path / ".00003.png.tmp", old),  # no random part
+        _touch(tmp_path / ".00004.png.short.tmp", old),  # not mkstemp's 8 characters
         _touch(tmp_path / ".hidden-user-file", old),
     ]
-    folder_like = tmp_path / ".00005.png.abcdefgh.tmp"      # the pattern, but a folder
+    folder_like = tmp_path / ".00005.png.abcdefgh.tmp"  # the pattern, but a folder
     folder_like.mkdir()
     _age(folder_like, old)
     target = _touch(tmp_path / "target.png", old)
-    link = tmp_path / ".00006.png.abcdefgh.tmp"              # the pattern, but a link
+    link = tmp_path / ".00006.png.abcdefgh.tmp"  # the pattern, but a link
     link.symlink_to(target)
     _age(link, old)
 
@@ -80,7 +92,7 @@ def test_only_stale_files_of_our_pattern_go(tmp_path):
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in kept)
     assert folder_like.is_dir() and link.is_symlink() and target.read_bytes() == b"half a file"
-    assert remove_stale_temp_files(tmp_path) == []           # nothing left to do
+    assert remove_stale_temp_files(tmp_path) == []  # nothing left to do
 
 
 def test_the_age_decides(tmp_path):
@@ -93,8 +105,9 @@ def test_the_age_decides(tmp_path):
 def test_only_the_given_names_are_looked_at(tmp_path):
     first = _touch(tmp_path / ".a.png.aaaaaaaa.tmp", HOUR * 2)
     second = _touch(tmp_path / ".b.png.bbbbbbbb.tmp", HOUR * 2)
-    assert remove_stale_temp_files(tmp_path, names=[first.name, "b.png", ".gone.abcdefgh.tmp"]) \
-        == [first]
+    assert remove_stale_temp_files(tmp_path, names=[first.name, "b.png", ".gone.abcdefgh.tmp"]) == [
+        first
+    ]
     assert second.exists()
 
 
@@ -150,12 +163,17 @@ def test_a_live_write_is_not_disturbed(tmp_path):
 def test_opening_a_dataset_removes_its_stale_temporary_files(tmp_path):
     root = write_dataset(tmp_path / "ds", n_train=1, n_test=1, size=8)
     old = STALE_TEMP_SECONDS + 60
-    stale = [_touch(root / split / kind / f".00000.png.{split[:2]}{kind[:2]}abcd.tmp", old)
-             for split in ("train", "test") for kind in ("data", "label")]
+    stale = [
+        _touch(root / split / kind / f".00000.png.{split[:2]}{kind[:2]}abcd.tmp", old)
+        for split in ("train", "test")
+        for kind in ("data", "label")
+    ]
     stale.append(_touch(root / ".manifest.csv.q1w2e3r4.tmp", old))
     fresh = _touch(root / "train" / "label" / ".00001.png.zzzzzzzz.tmp", 1)
-    unrelated = [_touch(root / "train" / "label" / ".keep", old),
-                 _touch(root / "train" / "data" / "notes.txt", old)]
+    unrelated = [
+        _touch(root / "train" / "label" / ".keep", old),
+        _touch(root / "train" / "data" / "notes.txt", old),
+    ]
     models = root / "models"
     models.mkdir()
     elsewhere = _touch(models / ".model_v1.safetensors.abcdefgh.tmp", old)
@@ -189,6 +207,11 @@ def test_training_cleans_its_models_folder(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     stale = _touch(models / ".model_v1.safetensors.abcdefgh.tmp", STALE_TEMP_SECONDS + 60)
-    result = train(root, models, TrainConfig(arch="prescribed", epochs=1, batch_size=2,
-                                             crop_size=64, val_fraction=0, device="cpu"))
+    result = train(
+        root,
+        models,
+        TrainConfig(
+            arch="prescribed", epochs=1, batch_size=2, crop_size=64, val_fraction=0, device="cpu"
+        ),
+    )
     assert not stale.exists() and result.model_path.is_file()

@@ -72,8 +72,11 @@ def test_erasing_stroke_round_trips_and_cancel_restores_exactly():
 
 
 coordinate = st.floats(-40, 340, allow_nan=False)
-stroke = st.tuples(st.booleans(), st.floats(0, 40),
-                   st.lists(st.tuples(coordinate, coordinate), min_size=1, max_size=6))
+stroke = st.tuples(
+    st.booleans(),
+    st.floats(0, 40),
+    st.lists(st.tuples(coordinate, coordinate), min_size=1, max_size=6),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,8 +19,16 @@ def dataset(tmp_path_factory):
 
 
 def _quick(**kw) -> TrainConfig:
-    base = dict(arch="prescribed", batch_size=2, crop_size=64, samples_per_epoch=2,
-                device="cpu", precision="fp32", val_fraction=0.25, seed=0)
+    base = dict(
+        arch="prescribed",
+        batch_size=2,
+        crop_size=64,
+        samples_per_epoch=2,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0.25,
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -58,8 +66,9 @@ def test_a_time_budget_alone_trains_past_the_default_epochs(dataset, tmp_path, m
     clock = FakeClock(step=0.04)
     monkeypatch.setattr(loop, "_now", clock.monotonic)
     events = []
-    result = loop.train(dataset, tmp_path / "m", _quick(max_minutes=1, val_fraction=0),
-                        on_progress=events.append)
+    result = loop.train(
+        dataset, tmp_path / "m", _quick(max_minutes=1, val_fraction=0), on_progress=events.append
+    )
     epochs = [e for e in events if isinstance(e, EpochResult)]
     assert result.stopped == "time"
     assert len(epochs) > DEFAULT_EPOCHS
@@ -100,9 +109,12 @@ def test_init_starts_a_new_run_from_a_models_weights(dataset, tmp_path):
 
     first = train(dataset, tmp_path / "m", _quick(epochs=1))
     start = load_checkpoint(first.model_path)
-    second = train(dataset, tmp_path / "m", _quick(epochs=1, arch="liteunet", lr=1e-12,
-                                                   tune_threshold=False),
-                   init_from=first.model_path)
+    second = train(
+        dataset,
+        tmp_path / "m",
+        _quick(epochs=1, arch="liteunet", lr=1e-12, tune_threshold=False),
+        init_from=first.model_path,
+    )
     meta = read_metadata(second.model_path)
     assert meta["config"]["arch"] == "prescribed"  # the starting model's architecture
     assert meta["initialised_from"] == str(first.model_path)

@@ -40,14 +40,25 @@ def _blocks(rng: np.random.Generator, size: int, block: int = 8) -> tuple[np.nda
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """8 train + 2 test images of bright squares on a dark noisy ground: trivially learnable."""
-    return write_dataset(tmp_path_factory.mktemp("train") / "ds", n_train=8, n_test=2,
-                         draw=bright_squares)
+    return write_dataset(
+        tmp_path_factory.mktemp("train") / "ds", n_train=8, n_test=2, draw=bright_squares
+    )
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(arch="liteunet", arch_params=dict(TINY), epochs=3, batch_size=4, lr=1e-2,
-                loss="bce+dice", crop_size=64, samples_per_epoch=8, val_fraction=0.25,
-                device="cpu", seed=0)
+    base = dict(
+        arch="liteunet",
+        arch_params=dict(TINY),
+        epochs=3,
+        batch_size=4,
+        lr=1e-2,
+        loss="bce+dice",
+        crop_size=64,
+        samples_per_epoch=8,
+        val_fraction=0.25,
+        device="cpu",
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -71,8 +82,13 @@ def test_should_stop_stops_within_one_batch_and_still_saves(dataset, tmp_path):
             if len(batches) == 3:
                 flag["stop"] = True
 
-    result = train(dataset, tmp_path / "m", _config(epochs=50), on_progress=on_progress,
-                   should_stop=lambda: flag["stop"])
+    result = train(
+        dataset,
+        tmp_path / "m",
+        _config(epochs=50),
+        on_progress=on_progress,
+        should_stop=lambda: flag["stop"],
+    )
     assert len(batches) == 3  # no batch started after the request
     assert result.stopped == "user"
     assert result.samples_seen == 12
@@ -136,8 +152,15 @@ def test_balanced_crops_favour_roof():
     cache._data, cache.samples = [(image, mask)], [None]
     fractions = {}
     for balance in (0.0, 1.0):
-        _, masks = random_crop_batch(cache, [0] * 300, 64, np.random.default_rng(0), augment=False,
-                                     balance=balance, min_roof=0.05)
+        _, masks = random_crop_batch(
+            cache,
+            [0] * 300,
+            64,
+            np.random.default_rng(0),
+            augment=False,
+            balance=balance,
+            min_roof=0.05,
+        )
         fractions[balance] = masks.mean()
     assert fractions[1.0] > 2 * fractions[0.0]
 
@@ -192,21 +215,48 @@ def test_events_have_the_documented_fields(dataset, tmp_path):
     assert (b.epoch, b.epochs, b.batch, b.batches, b.samples_seen) == (2, 2, 2, 2, 16)
     assert np.isfinite(b.loss) and b.elapsed_seconds >= 0
     for e in epochs:
-        for name in ("epoch", "epochs", "train_loss", "val_loss", "val_iou", "seconds",
-                     "eta_seconds", "samples_seen", "complete", "val_iou_tuned", "threshold", "lr"):
+        for name in (
+            "epoch",
+            "epochs",
+            "train_loss",
+            "val_loss",
+            "val_iou",
+            "seconds",
+            "eta_seconds",
+            "samples_seen",
+            "complete",
+            "val_iou_tuned",
+            "threshold",
+            "lr",
+        ):
             assert hasattr(e, name)
         assert e.complete and 0 <= e.val_iou <= 1
     assert epochs[-1].eta_seconds == 0
     assert isinstance(result, TrainResult)
     assert {f.name for f in dataclasses.fields(result)} >= {
-        "model_path", "history", "stopped", "best_epoch", "val_iou", "samples_seen", "seconds",
-        "threshold"}
+        "model_path",
+        "history",
+        "stopped",
+        "best_epoch",
+        "val_iou",
+        "samples_seen",
+        "seconds",
+        "threshold",
+    }
     assert result.as_dict()["threshold"] == result.threshold
 
 
 def test_original_recipe_is_plain_adam_bce_without_augmentation(dataset, tmp_path):
-    config = TrainConfig(**{**ORIGINAL_RECIPE, "epochs": 1, "batch_size": 4, "crop_size": 64,
-                            "samples_per_epoch": 4, "device": "cpu"})
+    config = TrainConfig(
+        **{
+            **ORIGINAL_RECIPE,
+            "epochs": 1,
+            "batch_size": 4,
+            "crop_size": 64,
+            "samples_per_epoch": 4,
+            "device": "cpu",
+        }
+    )
     result = train(dataset, tmp_path / "m", config)
     meta = read_metadata(result.model_path)
     assert meta["arch"] == "prescribed" and meta["config"]["optimizer"] == "adam"
@@ -218,7 +268,7 @@ def test_schedule_warms_up_then_decays():
     values = [lr_factor(p / 100, "cosine", 0.05) for p in range(101)]
     peak = int(np.argmax(values))
     assert values[0] < 0.1 and 4 <= peak <= 6 and values[peak] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1:], strict=False))
+    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
     assert values[-1] == pytest.approx(0.01)
     assert lr_factor(0.7, "constant", 0.05) == 1.0
 
@@ -226,20 +276,31 @@ def test_schedule_warms_up_then_decays():
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_both_precisions_learn_and_the_checkpoint_records_which(dataset, tmp_path, precision):
     events = []
-    result = train(dataset, tmp_path / "m", _config(epochs=8, photometric=False, precision=precision),
-                   on_progress=events.append)
+    result = train(
+        dataset,
+        tmp_path / "m",
+        _config(epochs=8, photometric=False, precision=precision),
+        on_progress=events.append,
+    )
     assert result.val_iou is not None and result.val_iou > 0.6
     meta = read_metadata(result.model_path)
     assert meta["precision"] == precision and meta["config"]["precision"] == precision
     assert events[0].precision == precision
     # weights stay float32 whatever the arithmetic
-    assert all(p.dtype == torch.float32 for p in load_checkpoint(result.model_path).model.parameters())
+    assert all(
+        p.dtype == torch.float32 for p in load_checkpoint(result.model_path).model.parameters()
+    )
 
 
 def test_background_batch_threads_train_exactly_like_the_calling_thread(dataset, tmp_path):
-    runs = [train(dataset, tmp_path / f"m{threads}",
-                  _config(epochs=3, precision="fp32", loader_threads=threads))
-            for threads in (0, 2)]
+    runs = [
+        train(
+            dataset,
+            tmp_path / f"m{threads}",
+            _config(epochs=3, precision="fp32", loader_threads=threads),
+        )
+        for threads in (0, 2)
+    ]
     assert [h.train_loss for h in runs[0].history] == [h.train_loss for h in runs[1].history]
     first, second = (load_checkpoint(r.model_path).model.state_dict() for r in runs)
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -285,8 +346,12 @@ def test_auto_precision_is_recorded_as_what_the_model_ran_in(dataset, tmp_path):
     expected = "bf16" if cpu_has_native_bf16() else "fp32"  # liteunet gains from bf16
     assert events[0].precision == expected == read_metadata(result.model_path)["precision"]
     events.clear()
-    train(dataset, tmp_path / "m", _config(epochs=1, arch="prescribed", arch_params={}),
-          on_progress=events.append)
+    train(
+        dataset,
+        tmp_path / "m",
+        _config(epochs=1, arch="prescribed", arch_params={}),
+        on_progress=events.append,
+    )
     assert events[0].precision == "fp32"
 
 

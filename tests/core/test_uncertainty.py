@@ -54,11 +54,13 @@ def test_most_uncertain_window_matches_brute_force():
     values[20:28, 30:40] += 2
     window = most_uncertain_window(values, (8, 10))
     assert (window.y, window.x, window.height, window.width) == (20, 30, 8, 10)
-    brute = max((values[y:y + 8, x:x + 10].mean(), -y, -x) for y in range(30) for x in range(44))
+    brute = max(
+        (values[y : y + 8, x : x + 10].mean(), -y, -x) for y in range(30) for x in range(44)
+    )
     assert window.mean == pytest.approx(brute[0])
     labelled = np.zeros(values.shape, bool)
     labelled[20:28, 30:40] = True
-    assert (most_uncertain_window(values, 8, labelled).y, ) != (20, )
+    assert (most_uncertain_window(values, 8, labelled).y,) != (20,)
     assert most_uncertain_window(values, 500).width == 53
 
 

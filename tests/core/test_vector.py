@@ -58,6 +58,7 @@ def burn(polygon, shape=(200, 200), transform=T):
 
 # --- vectorize -------------------------------------------------------------------------------
 
+
 def test_areas_are_roof_pixels_times_pixel_area(scene_mask, scene_buildings):
     bs = scene_buildings
     assert len(bs) > 5 and bs.unit == "m" and bs.crs == CRS.from_string(UTM)
@@ -77,8 +78,10 @@ def test_simplify_keeps_area_within_3_percent(scene_mask, scene_buildings):
     assert len(simple) == len(scene_buildings)
     assert simple.total_area == pytest.approx(scene_mask.sum() * PIXEL_AREA, rel=0.03)
     assert shapely.is_valid(simple.geometries).all()
-    assert (shapely.get_num_coordinates(simple.geometries).sum()
-            < shapely.get_num_coordinates(scene_buildings.geometries).sum() / 2)
+    assert (
+        shapely.get_num_coordinates(simple.geometries).sum()
+        < shapely.get_num_coordinates(scene_buildings.geometries).sum() / 2
+    )
 
 
 def test_geometries_of_a_noisy_mask_are_valid():
@@ -177,16 +180,18 @@ def test_projected_crs_in_feet_gives_square_metres():
 SHAPES = {
     "rectangle": shapely.box(-20, -12, 20, 12),
     "L": shapely.Polygon([(-20, -15), (20, -15), (20, 0), (0, 0), (0, 15), (-20, 15)]),
-    "U": shapely.Polygon([(-20, -15), (20, -15), (20, 15), (10, 15), (10, 0), (-10, 0),
-                          (-10, 15), (-20, 15)]),
+    "U": shapely.Polygon(
+        [(-20, -15), (20, -15), (20, 15), (10, 15), (10, 0), (-10, 0), (-10, 15), (-20, 15)]
+    ),
 }
 
 
 @pytest.mark.parametrize("angle", [0, 17, 30, 45, 71])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_regularized_outlines_are_right_angled_and_keep_their_area(name, angle):
-    true = shapely.affinity.translate(shapely.affinity.rotate(SHAPES[name], angle, origin=(0, 0)),
-                                      500030, 4_999_970)
+    true = shapely.affinity.translate(
+        shapely.affinity.rotate(SHAPES[name], angle, origin=(0, 0)), 500030, 4_999_970
+    )
     (b,) = vectorize(burn(true), T, UTM, regularize=True)
     g = b.geometry
     assert g.is_valid and right_angled(g)
@@ -215,12 +220,13 @@ def test_regularize_polygon_without_a_dominant_direction_is_valid():
 
 # --- strips --------------------------------------------------------------------------------------
 
+
 def strips(mask, height, probability=None, **kwargs):
     sv = StripVectorizer(mask.shape[1], T, UTM, height=mask.shape[0], **kwargs)
     out, batches = [], []
     for row in range(0, mask.shape[0], height):
-        prob = None if probability is None else probability[row:row + height]
-        batches.append(sv.add_strip(row, mask[row:row + height], prob))
+        prob = None if probability is None else probability[row : row + height]
+        batches.append(sv.add_strip(row, mask[row : row + height], prob))
         out += batches[-1]
     out += sv.finish()
     return out, batches
@@ -235,11 +241,13 @@ def test_strips_equal_the_whole_mask(scene_mask, height):
 
     def key(b):
         return shapely.to_wkb(shapely.normalize(b.geometry))
+
     a, w = sorted(parts, key=key), sorted(whole, key=key)
     assert [key(b) for b in a] == [key(b) for b in w]
     for x, y in zip(a, w, strict=True):
-        assert (x.pixels, x.area_m2, x.perimeter_m) == pytest.approx((y.pixels, y.area_m2,
-                                                                        y.perimeter_m))
+        assert (x.pixels, x.area_m2, x.perimeter_m) == pytest.approx(
+            (y.pixels, y.area_m2, y.perimeter_m)
+        )
         assert x.mean_probability == pytest.approx(y.mean_probability)
     assert sorted(b.id for b in parts) == list(range(1, len(parts) + 1))
 
@@ -296,6 +304,7 @@ def test_strips_must_follow_each_other():
 
 # --- files -------------------------------------------------------------------------------------
 
+
 def test_geopackage_is_in_the_image_crs(tmp_path, scene_mask):
     prob = np.where(scene_mask, 0.8, 0.1)
     bs = vectorize(scene_mask, T, UTM, probability=prob)
@@ -315,8 +324,9 @@ def test_geojson_is_rfc7946_wgs84_lon_lat(tmp_path, scene_buildings):
     path = write_buildings(tmp_path / "roofs.geojson", scene_buildings)
     doc = json.loads(path.read_text())
     assert "crs" not in doc and len(doc["features"]) == len(scene_buildings)
-    coords = np.concatenate([np.asarray(r) for f in doc["features"]
-                             for r in f["geometry"]["coordinates"]])
+    coords = np.concatenate(
+        [np.asarray(r) for f in doc["features"] for r in f["geometry"]["coordinates"]]
+    )
     lon, lat = coords[:, 0], coords[:, 1]
     assert (np.abs(lon) <= 180).all() and (np.abs(lat) <= 90).all()
     assert np.allclose(lon, 15.0, atol=0.01) and np.allclose(lat, 45.15, atol=0.01)
@@ -339,14 +349,16 @@ def test_pixel_buildings_write_pixel_fields_and_not_geojson(tmp_path):
     assert pyogrio.read_info(empty)["features"] == 0
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch,
-                                                             scene_buildings):
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    tmp_path, monkeypatch, scene_buildings
+):
     target = tmp_path / "roofs.gpkg"
     target.write_bytes(b"old")
 
     def broken(path, *args, **kwargs):
         open(path, "wb").write(b"half")
         raise pyogrio.errors.DataSourceError("disk full")
+
     monkeypatch.setattr(pyogrio.raw, "write", broken)
     with pytest.raises(ImageWriteError, match="roofs.gpkg.*disk full"):
         write_buildings(target, scene_buildings)
@@ -355,6 +367,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 
 
 # --- footprints ----------------------------------------------------------------------------------
+
 
 def test_vectorized_polygons_rasterize_back_to_the_mask(tmp_path, scene_mask, scene_buildings):
     back = rasterize_footprints(scene_buildings.geometries, UTM, scene_mask.shape, T, UTM)
@@ -391,14 +404,17 @@ def test_footprints_and_image_must_both_have_a_crs_or_neither():
 def test_read_a_shapefile(tmp_path):
     geoms = np.array([shapely.box(500000, 4_999_990, 500010, 5_000_000)])
     path = tmp_path / "roofs.shp"
-    pyogrio.raw.write(path, shapely.to_wkb(geoms), [np.array([1])], ["id"],
-                      geometry_type="Polygon", crs=UTM)
+    pyogrio.raw.write(
+        path, shapely.to_wkb(geoms), [np.array([1])], ["id"], geometry_type="Polygon", crs=UTM
+    )
     read, crs = read_footprints(path)
     assert crs == CRS.from_string(UTM) and shapely.equals(read, geoms).all()
 
 
-@pytest.mark.parametrize("content, reason", [(b"not a geopackage", "not a readable footprint"),
-                                             (b"", "empty"), (None, "not found")])
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"not a geopackage", "not a readable footprint"), (b"", "empty"), (None, "not found")],
+)
 def test_unreadable_footprint_files_are_a_one_line_error(tmp_path, content, reason):
     path = tmp_path / "roofs.gpkg"
     if content is not None:

@@ -28,7 +28,7 @@ def test_axis_starts_whole_windows_cover_every_pixel(length, size, step):
         return
     assert starts == sorted(set(starts)) and starts[0] == 0
     assert starts[-1] == length - size  # flush with the end, never past it
-    assert starts[:-1] == list(range(0, length - size + 1, step))[:len(starts) - 1]
+    assert starts[:-1] == list(range(0, length - size + 1, step))[: len(starts) - 1]
     if step <= size:  # windows that overlap or touch (a stride fraction up to 1) cover it all
         covered = set()
         for s in starts:

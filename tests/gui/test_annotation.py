@@ -54,9 +54,10 @@ def write_dataset(root: Path, size: int = SIZE) -> Path:
                 mask = _label_00000()
             else:
                 mask = np.zeros((size, size), bool)
-                mask[size // 4:size // 2, size // 4:size // 2] = True
+                mask[size // 4 : size // 2, size // 4 : size // 2] = True
             Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(
-                root / split / "label" / name)
+                root / split / "label" / name
+            )
     return root
 
 
@@ -130,8 +131,9 @@ def open_image(window, qtbot, root: Path, split: str = "train", name: str = "000
     if window.dataset_path != root:
         assert window.open_dataset(root)
     assert window.browser.select(split, name)
-    qtbot.waitUntil(lambda: window.annotation.sample is not None
-                    and window.annotation.sample.name == name)
+    qtbot.waitUntil(
+        lambda: window.annotation.sample is not None and window.annotation.sample.name == name
+    )
     return window.annotation
 
 
@@ -148,7 +150,8 @@ class Pointer:
         canvas.mouse_pressed_image.connect(lambda x, y, _b: self.events.append(("press", x, y)))
         canvas.mouse_moved_image.connect(lambda x, y, _b: self.events.append(("move", x, y)))
         canvas.mouse_double_clicked_image.connect(
-            lambda x, y, _b: self.events.append(("double", x, y)))
+            lambda x, y, _b: self.events.append(("double", x, y))
+        )
 
     def at(self, x: float, y: float) -> QPoint:
         """The viewport position of image point (x, y) (canvas coordinates: pixel c is [c, c+1))."""
@@ -159,7 +162,9 @@ class Pointer:
         self.events.clear()
         return points
 
-    def drag(self, points, button=Qt.MouseButton.LeftButton, modifier=Qt.KeyboardModifier.NoModifier):
+    def drag(
+        self, points, button=Qt.MouseButton.LeftButton, modifier=Qt.KeyboardModifier.NoModifier
+    ):
         """Press at the first point, move through the others, release; returns the positions
         reported, in core.annotate coordinates."""
         self.events.clear()
@@ -214,7 +219,9 @@ def test_paint_erase_fill_polygon_are_saved_exactly_as_drawn(window, qtbot, data
     assert annotate.flood_fill(expected, *where, True) is not None
 
     ctl.tool_actions["polygon"].trigger()
-    corners = [pointer.click(x, y) for x, y in ((4.5, 34.5), (20.3, 33.2), (24.6, 50.1), (6.2, 55.7))]
+    corners = [
+        pointer.click(x, y) for x, y in ((4.5, 34.5), (20.3, 33.2), (24.6, 50.1), (6.2, 55.7))
+    ]
     assert len(ctl.polygon_points()) == 4
     QTest.keyClick(window.canvas, Qt.Key.Key_Return)  # Enter closes the polygon
     assert ctl.polygon_points() == []
@@ -239,10 +246,16 @@ def test_polygon_double_click_closes_escape_cancels(window, qtbot, dataset):
     QTest.keyClick(window.canvas, Qt.Key.Key_Escape)
     assert ctl.polygon_points() == [] and not ctl.has_unsaved()
 
-    corners = [pointer.click(x, y) for x, y in ((40.2, 5.1), (60.4, 5.3), (60.2, 20.6), (48.3, 22.2))]
+    corners = [
+        pointer.click(x, y) for x, y in ((40.2, 5.1), (60.4, 5.3), (60.2, 20.6), (48.3, 22.2))
+    ]
     # a real double click: press, release (the click above, the last corner), then double click
-    QTest.mouseDClick(pointer.viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                      pointer.at(48.3, 22.2))
+    QTest.mouseDClick(
+        pointer.viewport,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        pointer.at(48.3, 22.2),
+    )
     assert [kind for kind, _x, _y in pointer.events] == ["double"]
     assert ctl.polygon_points() == []  # the double click closed it
     annotate.fill_polygon(expected, corners, True)
@@ -258,7 +271,9 @@ def test_undo_redo_round_trips_100_steps(window, qtbot, dataset):
     rng = np.random.default_rng(3)
     for _ in range(100):
         x, y = rng.uniform(1, SIZE - 1, 2)
-        pointer.click(x, y, Qt.MouseButton.LeftButton if rng.random() < 0.7 else Qt.MouseButton.RightButton)
+        pointer.click(
+            x, y, Qt.MouseButton.LeftButton if rng.random() < 0.7 else Qt.MouseButton.RightButton
+        )
         if not np.array_equal(ctl.editor.mask, states[-1]):
             states.append(ctl.editor.mask.copy())
     assert len(states) > 60
@@ -269,8 +284,14 @@ def test_undo_redo_round_trips_100_steps(window, qtbot, dataset):
     assert not ctl.undo_action.isEnabled()
     assert not ctl.has_unsaved() and not window.isWindowModified()  # back at the file's content
     for i, state in enumerate(states[1:]):
-        key = (Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier) if i % 2 else (
-            Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        key = (
+            (Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+            if i % 2
+            else (
+                Qt.Key.Key_Z,
+                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+            )
+        )
         QTest.keyClick(window.canvas, *key)
         assert np.array_equal(ctl.editor.mask, state)
     assert not ctl.redo_action.isEnabled() and window.isWindowModified()
@@ -280,9 +301,9 @@ def test_accept_one_predicted_roof_changes_only_that_component(window, qtbot, da
     ctl = open_image(window, qtbot, dataset, "train", "00001.png")
     before = ctl.editor.mask.copy()
     prob = np.zeros((SIZE, SIZE), np.float32)
-    prob[2:10, 40:52] = 0.9          # roof A (not in the label)
-    prob[50:60, 2:12] = 0.8          # roof B
-    prob[20:28, 20:28] = 0.7         # overlaps the labelled roof
+    prob[2:10, 40:52] = 0.9  # roof A (not in the label)
+    prob[50:60, 2:12] = 0.8  # roof B
+    prob[20:28, 20:28] = 0.7  # overlaps the labelled roof
     window.canvas.set_probability(prob)
     shown = window.canvas.displayed_mask().copy()
     pointer = Pointer(window.canvas)
@@ -294,10 +315,10 @@ def test_accept_one_predicted_roof_changes_only_that_component(window, qtbot, da
     assert changed.any() and np.array_equal(ctl.editor.mask, expected)
     component = annotate.connected_roof(shown, *at)
     assert not (changed & ~component).any()  # nothing outside that roof changed
-    assert not ctl.editor.mask[55, 5]        # roof B untouched
-    pointer.click(30, 45)                    # no roof there: nothing happens
+    assert not ctl.editor.mask[55, 5]  # roof B untouched
+    pointer.click(30, 45)  # no roof there: nothing happens
     assert np.array_equal(ctl.editor.mask, expected)
-    ctl.accept_all_action.trigger()          # Shift+A: the whole prediction
+    ctl.accept_all_action.trigger()  # Shift+A: the whole prediction
     assert np.array_equal(ctl.editor.mask, shown)
     ctl.undo_action.trigger()
     assert np.array_equal(ctl.editor.mask, expected)
@@ -314,7 +335,7 @@ def test_prompt_before_switching_image(window, qtbot, dataset, prompts):
 
     prompts.answer = dialogs.CANCEL
     window.browser.filter_edit.setText("00003")  # the filter hides the edited image: the list
-    assert prompts.asked == ["train/00000.png"]   # moves to 00003, which asks; Cancel stays
+    assert prompts.asked == ["train/00000.png"]  # moves to 00003, which asks; Cancel stays
     qtbot.waitUntil(lambda: window.browser.current_sample() is None)
     assert window.browser.filter_edit.text() == "00003"
     assert ctl.sample.name == "00000.png" and ctl.has_unsaved()
@@ -346,7 +367,9 @@ def test_prompt_before_switching_image(window, qtbot, dataset, prompts):
     assert not np.array_equal(on_disk, edited)
 
 
-def test_prompt_before_opening_another_dataset_and_closing(window, qtbot, dataset, tmp_path, prompts):
+def test_prompt_before_opening_another_dataset_and_closing(
+    window, qtbot, dataset, tmp_path, prompts
+):
     other = write_dataset(tmp_path / "other")
     ctl = open_image(window, qtbot, dataset)
     pointer = Pointer(window.canvas)
@@ -435,8 +458,9 @@ def test_a_new_label_creates_a_missing_label_folder(window, qtbot, dataset, larg
     assert read_mask(dataset / "test" / "label" / "00003.png").all()
 
 
-def test_a_fill_on_open_background_asks_first_and_no_changes_nothing(window, qtbot, dataset,
-                                                                     large_fills):
+def test_a_fill_on_open_background_asks_first_and_no_changes_nothing(
+    window, qtbot, dataset, large_fills
+):
     ctl = open_image(window, qtbot, dataset)  # 00000: a closed outline and a small roof
     before = ctl.editor.mask.copy()
     pointer = Pointer(window.canvas)
@@ -497,8 +521,9 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
     ctl.tool_actions["brush"].trigger()
     pointer.drag([(40, 40), (55, 50)])
     edited = ctl.editor.mask.copy()
-    copy = annotate.recovery_path_for(annotation.recovery_dir(),
-                                     dataset / "train" / "label" / "00001.png")
+    copy = annotate.recovery_path_for(
+        annotation.recovery_dir(), dataset / "train" / "label" / "00001.png"
+    )
     assert copy.parent.parent == Path(__import__("os").environ["ROOFTOP_DATA_DIR"])
     qtbot.waitUntil(copy.exists, timeout=3000)
     ctl.recovery_timer.stop()  # "crash": this window never saves nor discards
@@ -514,8 +539,11 @@ def test_recovery_copy_is_written_and_offered_back(window, qtbot, dataset, monke
     request.addfinalizer(lambda: dispose(second))
     assert second.open_dataset(dataset)
     assert len(offered) == 1 and offered[0].startswith("train/00001.png")
-    qtbot.waitUntil(lambda: second.annotation.sample is not None
-                    and second.annotation.sample.name == "00001.png")
+    qtbot.waitUntil(
+        lambda: (
+            second.annotation.sample is not None and second.annotation.sample.name == "00001.png"
+        )
+    )
     assert second.annotation.has_unsaved() and second.isWindowModified()
     assert np.array_equal(second.annotation.editor.mask, edited)
     assert np.array_equal(second.canvas.label_array(), edited)
@@ -532,7 +560,7 @@ def test_recovery_discard_deletes_the_copy(window, qtbot, dataset, monkeypatch, 
     copy = ctl.write_recovery()
     assert copy is not None and copy.exists()
     assert ctl.write_recovery() is None  # unchanged since the last copy: nothing written
-    ctl.undo_action.trigger()            # back at the saved state: the copy is dropped
+    ctl.undo_action.trigger()  # back at the saved state: the copy is dropped
     assert not copy.exists()
     ctl.redo_action.trigger()
     copy = ctl.write_recovery()
@@ -553,8 +581,9 @@ def test_shortcuts_are_unique_and_listed(window):
     for action in window.findChildren(QAction):
         for key in action.shortcuts():
             text = key.toString()
-            assert text not in seen or seen[text] == action.text(), \
+            assert text not in seen or seen[text] == action.text(), (
                 f"{text} is used by {seen.get(text)!r} and {action.text()!r}"
+            )
             seen[text] = action.text()
     rows = {keys: does for _g, keys, does in collect_shortcuts(window)}
     for keys in ("B", "X", "G", "O", "A", "V", "Shift+A", "[", "]", "Ctrl+S", "Ctrl+Z"):
@@ -600,19 +629,29 @@ def test_brush_latency_on_2048(qtbot, tmp_path, prompts, messages, request):
     app.processEvents()
     per_move = []
     start = time.perf_counter()
-    QTest.mousePress(pointer.viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     pointer.at(*points[0]))
+    QTest.mousePress(
+        pointer.viewport,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        pointer.at(*points[0]),
+    )
     for point in points[1:]:
         t0 = time.perf_counter()
         QTest.mouseMove(pointer.viewport, pointer.at(*point))
         app.processEvents()  # includes the repaint of the changed rectangle
         per_move.append(time.perf_counter() - t0)
-    QTest.mouseRelease(pointer.viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                       pointer.at(*points[-1]))
+    QTest.mouseRelease(
+        pointer.viewport,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        pointer.at(*points[-1]),
+    )
     app.processEvents()
     total = time.perf_counter() - start
     assert ctl.has_unsaved() and ctl.editor.mask[300, 200]
     per_move_ms = np.array(per_move) * 1000
-    print(f"\nbrush latency 2048x2048, 50-point stroke, radius 20: total {total * 1000:.1f} ms, "
-          f"per move median {np.median(per_move_ms):.2f} ms, 90th percentile "
-          f"{np.percentile(per_move_ms, 90):.2f} ms, max {per_move_ms.max():.2f} ms (move {per_move_ms.argmax() + 1})")
+    print(
+        f"\nbrush latency 2048x2048, 50-point stroke, radius 20: total {total * 1000:.1f} ms, "
+        f"per move median {np.median(per_move_ms):.2f} ms, 90th percentile "
+        f"{np.percentile(per_move_ms, 90):.2f} ms, max {per_move_ms.max():.2f} ms (move {per_move_ms.argmax() + 1})"
+    )

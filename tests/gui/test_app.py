@@ -35,8 +35,14 @@ def test_window_opens_without_importing_torch(tiny_dataset, tmp_path):
         print("HEAVY", heavy)
     """)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
 
@@ -45,8 +51,11 @@ def test_main_opens_the_dataset_given(qtbot, tiny_dataset, monkeypatch):
     monkeypatch.setattr(QApplication, "exec", lambda self: 0)
     before = set(QApplication.topLevelWidgets())  # windows of earlier tests may not be gone yet
     assert app_module.main([str(tiny_dataset)]) == 0
-    (window,) = [w for w in QApplication.topLevelWidgets()
-                 if w.objectName() == "mainWindow" and w not in before]
+    (window,) = [
+        w
+        for w in QApplication.topLevelWidgets()
+        if w.objectName() == "mainWindow" and w not in before
+    ]
     qtbot.addWidget(window)
     assert window.windowTitle().replace("[*]", "") == "tiny — Rooftop Studio"
     assert QApplication.applicationName() == "Rooftop Studio"
@@ -74,8 +83,9 @@ def test_crash_hook_logs_without_dialog_in_tests(monkeypatch, capsys, qapp):
 def test_crash_hook_shows_a_dialog(monkeypatch, qtbot):
     monkeypatch.setenv("ROOFTOP_NO_CRASH_DIALOG", "0")
     shown = []
-    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(
-        (self.text(), self.detailedText())))
+    monkeypatch.setattr(
+        QMessageBox, "exec", lambda self: shown.append((self.text(), self.detailedText()))
+    )
     errors.install_exception_hooks()
     try:
         raise ValueError("bad value in a slot")
@@ -95,8 +105,9 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
     real = generate.generate_dataset
 
     def small(image, labels, out, config=None, **kwargs):
-        config = generate.GenerateConfig(patches=(generate.PatchSpec(64, 0.5),), resize=None,
-                                         rotations=(0,))
+        config = generate.GenerateConfig(
+            patches=(generate.PatchSpec(64, 0.5),), resize=None, rotations=(0,)
+        )
         return real(image, labels, out, config, **kwargs)
 
     monkeypatch.setattr(generate, "generate_dataset", small)
@@ -112,7 +123,8 @@ def test_first_start_makes_the_demo(qtbot, monkeypatch):
 
 
 def test_closing_the_window_while_the_demo_is_made_stops_it_without_an_error(
-        qtbot, monkeypatch, messages):
+    qtbot, monkeypatch, messages
+):
     import threading
 
     generate = pytest.importorskip("core.generate")

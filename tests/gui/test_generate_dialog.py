@@ -27,8 +27,9 @@ def test_generates_a_dataset_with_progress(qtbot, tmp_path):
     mask = np.zeros((256, 256), np.uint8)
     mask[40:120, 60:200] = 255
     Image.fromarray(mask).save(tmp_path / "big_mask.png")
-    dialog = GenerateDialog(TaskRunner(), make_settings(), tmp_path / "big.png",
-                            tmp_path / "big_mask.png")
+    dialog = GenerateDialog(
+        TaskRunner(), make_settings(), tmp_path / "big.png", tmp_path / "big_mask.png"
+    )
     qtbot.addWidget(dialog)
     dialog.plan_edit.setPlainText("64:0.5\n# a comment\n")
     dialog.resize_box.setChecked(False)

@@ -42,8 +42,7 @@ def test_loose_images_can_be_predicted_exported_and_labelled(qtbot, tmp_path, me
 
     # paint a label from nothing on b and save it beside the image
     win.browser.select("test", "b.jpg")
-    qtbot.waitUntil(lambda: win.canvas.image() is not None
-                    and win.current_sample().name == "b.jpg")
+    qtbot.waitUntil(lambda: win.canvas.image() is not None and win.current_sample().name == "b.jpg")
     editor = win.annotation._ensure_editor()  # what the first brush stroke does
     assert editor is not None and not editor.mask.any()  # a new, empty label
     win.annotation._changed(editor.polygon([(10, 10), (50, 10), (50, 40), (10, 40)]))

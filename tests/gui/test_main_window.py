@@ -36,8 +36,13 @@ def test_opening_a_dataset_fills_the_browser(window, tiny_dataset, qtbot):
     window.browser.split_box.setCurrentIndex(2)  # test only
     assert window.browser.proxy.rowCount() == 3
     # thumbnails arrive from the background thread
-    qtbot.waitUntil(lambda: window.browser.thumbnails.pixmap(
-        window.browser.samples("test")[0].image_path) is not None, timeout=5000)
+    qtbot.waitUntil(
+        lambda: (
+            window.browser.thumbnails.pixmap(window.browser.samples("test")[0].image_path)
+            is not None
+        ),
+        timeout=5000,
+    )
 
 
 def test_selecting_an_image_shows_it_with_its_label(window, tiny_dataset, qtbot):
@@ -165,8 +170,11 @@ def test_ctrl_w_is_left_for_close_and_sort_worst_first_is_w(window, tiny_dataset
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QAction, QKeySequence
 
-    bound = {key.toString(): action.text() for action in window.findChildren(QAction)
-             for key in action.shortcuts()}
+    bound = {
+        key.toString(): action.text()
+        for action in window.findChildren(QAction)
+        for key in action.shortcuts()
+    }
     assert "Ctrl+W" not in bound  # nothing (and nothing destructive) on the usual "close" key
     assert bound["W"] == "Sort by IoU, &worst first"
     keys = [k for keys in ([a.shortcuts() for a in window.findChildren(QAction)]) for k in keys]
@@ -212,7 +220,9 @@ def test_choosing_a_model_applies_its_stored_threshold(qtbot, tmp_path):
 
     window = MainWindow()
     qtbot.addWidget(window)
-    path = save_checkpoint(tmp_path / "model_v1.safetensors", build_model("prescribed"), {"threshold": 0.35})
+    path = save_checkpoint(
+        tmp_path / "model_v1.safetensors", build_model("prescribed"), {"threshold": 0.35}
+    )
     window.prediction.set_model(path)
     assert window.canvas.state.threshold == 0.35
     assert window.layers.threshold_spin.value() == 0.35

@@ -29,6 +29,8 @@ def read_table(path) -> dict:
     table = {name: np.asarray(values) for name, values in zip(meta["fields"], fields, strict=True)}
     table["count"] = len(_geometry)
     return table
+
+
 TRANSFORM = Affine(0.25, 0, 500_000, 0, -0.25, 5_000_000)
 CRS = "EPSG:32633"
 
@@ -40,9 +42,21 @@ def geotiff(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
     data[:, 200:260, 300:380] = 250  # a bright roof
-    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=3,
-                       dtype="uint8", crs=CRS, transform=TRANSFORM, tiled=True, blockxsize=256,
-                       blockysize=256, photometric="RGB") as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=WIDTH,
+        height=HEIGHT,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=TRANSFORM,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        photometric="RGB",
+    ) as ds:
         ds.write(data)
         ds.build_overviews([2, 4, 8], Resampling.average)
     return path, data
@@ -136,8 +150,9 @@ def test_status_bar_shows_map_coordinates_and_crs(qtbot, tmp_path, geotiff):
 
 def test_raster_without_crs_says_pixel_coordinates(qtbot, tmp_path):
     path = tmp_path / "plain.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=300, height=200, count=3,
-                       dtype="uint8") as ds:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=300, height=200, count=3, dtype="uint8"
+    ) as ds:
         ds.write(np.full((3, 200, 300), 90, np.uint8))
     win = _window(qtbot, tmp_path)
     win.open_orthophoto(path)
@@ -165,8 +180,9 @@ def test_predict_visible_area_overlays_a_prediction(qtbot, tmp_path, geotiff):
     prob = win.canvas.probability()
     assert prob.shape == (h, w) and win.canvas.probability_offset() == (x0, y0)
     shown = win.canvas.displayed_mask()
-    assert np.array_equal(shown, to_mask(prob, win.canvas.state.threshold,
-                                         win.canvas.state.dilation))
+    assert np.array_equal(
+        shown, to_mask(prob, win.canvas.state.threshold, win.canvas.state.dilation)
+    )
     win._cursor_moved(x0 + 5, y0 + 5)
     assert f"p {prob[5, 5]:.2f}" in win.pixel_label.text()
     assert win.prediction.wait_buildings()
@@ -175,7 +191,8 @@ def test_predict_visible_area_overlays_a_prediction(qtbot, tmp_path, geotiff):
 
 
 def test_predict_whole_orthophoto_writes_a_georeferenced_mask_and_stop_leaves_nothing(
-        qtbot, tmp_path, geotiff):
+    qtbot, tmp_path, geotiff
+):
     path, _data = geotiff
     model = save_untrained_model(tmp_path)
     win = _window(qtbot, tmp_path)
@@ -281,9 +298,9 @@ def test_building_count_and_area_of_the_current_image(qtbot, tmp_path, tiny_data
     win.layers.set_dilation(False)
     win.browser.select("test", "00006.png")
     prob = np.zeros((64, 64), np.float32)
-    prob[5:15, 5:15] = 1.0          # 100 px²
-    prob[30:34, 40:60] = 1.0        # 80 px²
-    prob[50, 50] = 1.0              # 1 px²
+    prob[5:15, 5:15] = 1.0  # 100 px²
+    prob[30:34, 40:60] = 1.0  # 80 px²
+    prob[50, 50] = 1.0  # 1 px²
     win.canvas.set_probability(prob)
     win.prediction.update_buildings()
     assert win.prediction.wait_buildings()
@@ -316,7 +333,7 @@ def test_split_export_writes_one_file_per_image(qtbot, tmp_path, tiny_dataset):
     masks = {}
     for i, sample in enumerate(samples):
         prob = np.zeros((64, 64), np.float32)
-        prob[2:10 + i, 2:10] = 1.0
+        prob[2 : 10 + i, 2:10] = 1.0
         win.prediction.cache.put(win.prediction._key(sample), prob)
         masks[sample.name] = prob > 0.5
     out = tmp_path / "buildings"

@@ -16,8 +16,10 @@ def test_max_filter_equals_core_dilate(kernel):
     prob = rng.random((37, 53)).astype(np.float32)
     assert np.array_equal(overlays.max_filter(prob, kernel), dilate(prob, kernel))
     codes = (prob > 0.7).view(np.uint8)
-    assert np.array_equal(overlays.max_filter(codes, kernel),
-                          ndimage.maximum_filter(codes, kernel, mode="nearest") if kernel > 1 else codes)
+    assert np.array_equal(
+        overlays.max_filter(codes, kernel),
+        ndimage.maximum_filter(codes, kernel, mode="nearest") if kernel > 1 else codes,
+    )
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.5, 0.93])
@@ -30,8 +32,9 @@ def test_dilating_the_thresholded_mask_equals_to_mask(threshold, kernel):
 
 def test_heat_codes_commute_with_dilation():
     prob = np.random.default_rng(4).random((40, 40)).astype(np.float32)
-    assert np.array_equal(overlays.max_filter(overlays.heat_codes(prob), 5),
-                          overlays.heat_codes(dilate(prob, 5)))
+    assert np.array_equal(
+        overlays.max_filter(overlays.heat_codes(prob), 5), overlays.heat_codes(dilate(prob, 5))
+    )
     assert overlays.heat_codes(np.array([[0.0, 1.0]], np.float32)).tolist() == [[0, 255]]
 
 
@@ -55,8 +58,7 @@ def reference_outline(mask: np.ndarray, width: int = overlays.OUTLINE_WIDTH) -> 
 
 def blobs(shape=(70, 90), seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return ndimage.binary_opening(ndimage.gaussian_filter(rng.random(shape), 3) > 0.5,
-                                  iterations=1)
+    return ndimage.binary_opening(ndimage.gaussian_filter(rng.random(shape), 3) > 0.5, iterations=1)
 
 
 @pytest.mark.parametrize("width", [1, 2, 3])
@@ -69,7 +71,7 @@ def test_outline_codes_are_the_inner_boundary(width):
     roof[:8, 10:20] = True  # a roof cut by the image edge is closed along the edge
     outline = overlays.outline_codes(roof.view(np.uint8), width).astype(bool)
     inner = np.zeros_like(roof)
-    inner[width:8 - width, 10 + width:20 - width] = True
+    inner[width : 8 - width, 10 + width : 20 - width] = True
     assert np.array_equal(outline, roof & ~inner)
 
 
@@ -102,9 +104,11 @@ def alpha_and_rgb(image):
     from PySide6.QtGui import QImage
 
     image = image.convertToFormat(QImage.Format.Format_ARGB32)
-    argb = np.array(image.constBits(), np.uint8).reshape(
-        image.height(), image.bytesPerLine())[:, :image.width() * 4].reshape(
-        image.height(), image.width(), 4)
+    argb = (
+        np.array(image.constBits(), np.uint8)
+        .reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4]
+        .reshape(image.height(), image.width(), 4)
+    )
     return argb[..., 3], argb[..., [2, 1, 0]]  # little-endian BGRA
 
 
@@ -120,8 +124,9 @@ def test_the_label_layer_draws_only_the_boundary(canvas):
     # what tools and tests read back is still the mask itself
     assert np.array_equal(canvas.shown_overlay_codes("label").astype(bool), mask)
     # the outline sits above the prediction fill and the error map, and reads at 50 % opacity
-    assert canvas._label_item.zValue() > max(canvas._pred_item.zValue(),
-                                             canvas._error_item.zValue())
+    assert canvas._label_item.zValue() > max(
+        canvas._pred_item.zValue(), canvas._error_item.zValue()
+    )
     canvas.set_opacity(0.5)
     assert canvas._label_item.opacity() == 1.0
     canvas.set_opacity(0.2)
@@ -160,7 +165,7 @@ def test_edits_redraw_the_outline_incrementally_and_exactly(canvas, monkeypatch)
     for i in range(30):
         x0, y0 = (int(v) for v in rng.integers(-3, 68, 2))
         w, h = (int(v) for v in rng.integers(4, 12, 2))
-        mask[max(0, y0):y0 + h, max(0, x0):x0 + w] = i % 3 != 0
+        mask[max(0, y0) : y0 + h, max(0, x0) : x0 + w] = i % 3 != 0
         canvas.update_label_region(QRect(x0, y0, w, h))
         margin = overlays.OUTLINE_WIDTH
         assert computed[-1] <= (w + 2 * margin) * (h + 2 * margin)  # the rectangle + margin only
@@ -172,10 +177,20 @@ def test_edits_redraw_the_outline_incrementally_and_exactly(canvas, monkeypatch)
 # Machado, Oliveira and Fernandes (2009), severity 1.0, on linear RGB.
 CVD = {
     "normal": np.eye(3),
-    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
-                              [-0.011820, 0.042940, 0.968881]]),
-    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
-                            [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array(
+        [
+            [0.367322, 0.860646, -0.227968],
+            [0.280085, 0.672501, 0.047413],
+            [-0.011820, 0.042940, 0.968881],
+        ]
+    ),
+    "protanopia": np.array(
+        [
+            [0.152286, 1.052583, -0.204868],
+            [0.114503, 0.786281, 0.099216],
+            [-0.003882, -0.048116, 1.051998],
+        ]
+    ),
 }
 BRICK_REDS = [(165, 70, 55), (140, 60, 50), (185, 95, 75), (120, 50, 45)]
 
@@ -186,8 +201,9 @@ def _linear(rgb):
 
 
 def _lab_of_linear(lin):
-    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
-                    [0.0193, 0.1192, 0.9505]]) @ np.clip(lin, 0, 1)
+    xyz = np.array(
+        [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+    ) @ np.clip(lin, 0, 1)
     xyz /= np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
     return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
@@ -202,14 +218,16 @@ def test_error_colours_stay_apart_for_colour_blind_eyes(vision):
     colours = {"TP": overlays.TP_COLOR, "FP": overlays.FP_COLOR, "FN": overlays.FN_COLOR}
     names = list(colours)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             distance = np.linalg.norm(seen(colours[a], vision) - seen(colours[b], vision))
             assert distance > 45, (a, b, vision, distance)
         for roof in BRICK_REDS:  # no error colour looks like a brick-red roof
             assert np.linalg.norm(seen(colours[a], vision) - seen(roof, vision)) > 40, (a, roof)
     # the label outline and the prediction fill never blend into one hue
-    assert np.linalg.norm(seen(overlays.LABEL_COLOR, vision)
-                          - seen(overlays.PREDICTION_COLOR, vision)) > 100
+    assert (
+        np.linalg.norm(seen(overlays.LABEL_COLOR, vision) - seen(overlays.PREDICTION_COLOR, vision))
+        > 100
+    )
 
 
 def test_palette_is_blue_orange_pink_and_the_tables_use_it():
@@ -218,10 +236,10 @@ def test_palette_is_blue_orange_pink_and_the_tables_use_it():
     def hue(rgb):
         return colorsys.rgb_to_hsv(*(np.asarray(rgb) / 255))[0] * 360
 
-    assert 200 < hue(overlays.TP_COLOR) < 250      # blue: roof found
-    assert 25 < hue(overlays.FP_COLOR) < 50        # orange: predicted, no roof
-    assert 290 < hue(overlays.FN_COLOR) < 340      # pink/magenta: roof missed
-    assert 45 < hue(overlays.LABEL_COLOR) < 65     # yellow outline
+    assert 200 < hue(overlays.TP_COLOR) < 250  # blue: roof found
+    assert 25 < hue(overlays.FP_COLOR) < 50  # orange: predicted, no roof
+    assert 290 < hue(overlays.FN_COLOR) < 340  # pink/magenta: roof missed
+    assert 45 < hue(overlays.LABEL_COLOR) < 65  # yellow outline
     assert 185 < hue(overlays.PREDICTION_COLOR) < 210  # sky-blue fill
     table = overlays.error_table()
     assert table[0] >> 24 == 0
@@ -235,7 +253,9 @@ def test_heat_stops_follow_the_heat_table():
     table = overlays.heat_table()
     for value, rgb in stops:
         code = table[min(255, int(value * 255))]
-        assert np.abs(np.subtract(rgb, ((code >> 16) & 255, (code >> 8) & 255, code & 255))).max() <= 2
+        assert (
+            np.abs(np.subtract(rgb, ((code >> 16) & 255, (code >> 8) & 255, code & 255))).max() <= 2
+        )
 
 
 def test_the_heat_map_scale_appears_with_the_heat_map(qtbot, tmp_path, canvas):
@@ -259,8 +279,14 @@ def test_the_heat_map_scale_appears_with_the_heat_map(qtbot, tmp_path, canvas):
         x = int((bar.left() + 1 + value * (bar.width() - 2)) * ratio)
         pixel = image.pixelColor(x, y)
         expected = overlays.heat_color(value)
-        assert max(abs(pixel.red() - expected[0]), abs(pixel.green() - expected[1]),
-                   abs(pixel.blue() - expected[2])) <= 40, (value, pixel.getRgb(), expected)
+        assert (
+            max(
+                abs(pixel.red() - expected[0]),
+                abs(pixel.green() - expected[1]),
+                abs(pixel.blue() - expected[2]),
+            )
+            <= 40
+        ), (value, pixel.getRgb(), expected)
     panel.heatmap_action.setChecked(False)
     assert not panel.heat_legend.isVisible()
     # the setting is restored: a panel made while the heat map is on shows the scale at once

@@ -28,8 +28,9 @@ def core_iou(prob, label_path, threshold=0.5, dilation=0) -> float:
     return Confusion.from_masks(to_mask(prob, threshold, dilation), read_mask(label_path)).iou
 
 
-def test_window_starts_without_torch_and_loads_it_when_predicting(qtbot, tiny_dataset, model_file,
-                                                                  tmp_path, messages):
+def test_window_starts_without_torch_and_loads_it_when_predicting(
+    qtbot, tiny_dataset, model_file, tmp_path, messages
+):
     win = MainWindow(settings=make_settings())
     qtbot.addWidget(win)
     win.show()
@@ -55,8 +56,9 @@ def test_window_starts_without_torch_and_loads_it_when_predicting(qtbot, tiny_da
     assert win.prediction.wait(60_000)
     for name in ("00006.png", "00007.png", "00008.png"):
         cached = win.prediction.cached_probability(_sample(win, "test", name))
-        assert win.browser.model.iou(("test", name)) == core_iou(cached, label_dir / name), \
+        assert win.browser.model.iou(("test", name)) == core_iou(cached, label_dir / name), (
             messages.calls
+        )
     values = win.prediction.metric_values()
     assert set(values) == {"iou", "f1", "precision", "recall", "accuracy"}
     assert win.prediction.metrics.item(0, 0).text() != ""
@@ -91,8 +93,9 @@ def _sample(win, split, name):
     return next(s for s in win.browser.samples(split) if s.name == name)
 
 
-def test_predictions_metrics_and_exports_never_cross_datasets(qtbot, make_dataset, model_file,
-                                                             tmp_path, messages):
+def test_predictions_metrics_and_exports_never_cross_datasets(
+    qtbot, make_dataset, model_file, tmp_path, messages
+):
     """Two datasets with the same file names (issue 12, item 1): predict the first's test split,
     open the second (nothing of the first shows), predict it, reopen the first: its images show
     their own predictions and its export is the same as before the switch."""
@@ -108,8 +111,9 @@ def test_predictions_metrics_and_exports_never_cross_datasets(qtbot, make_datase
     win.open_dataset(first)
     win.prediction.predict_split("test")
     assert win.prediction.wait(60_000)
-    first_probs = {s.name: win.prediction.cached_probability(s).copy()
-                   for s in win.browser.samples("test")}
+    first_probs = {
+        s.name: win.prediction.cached_probability(s).copy() for s in win.browser.samples("test")
+    }
     first_iou = win.browser.model.iou(("test", "00007.png"))
     assert first_iou == core_iou(first_probs["00007.png"], first / "test" / "label" / "00007.png")
     assert win.prediction.export("masks", tmp_path / "before", scope="split").wait(60_000)
@@ -117,20 +121,25 @@ def test_predictions_metrics_and_exports_never_cross_datasets(qtbot, make_datase
     # the second dataset: no prediction, no IoU and no metrics of the first
     win.open_dataset(second)
     win.browser.select("test", "00007.png")
-    qtbot.waitUntil(lambda: win.canvas.image() is not None
-                    and win.current_sample().image_path == _sample(win, "test", "00007.png")
-                    .image_path)
+    qtbot.waitUntil(
+        lambda: (
+            win.canvas.image() is not None
+            and win.current_sample().image_path == _sample(win, "test", "00007.png").image_path
+        )
+    )
     assert win.canvas.probability() is None
     assert win.prediction.cached_probability(_sample(win, "test", "00007.png")) is None
-    assert all(win.browser.model.iou(("test", n)) is None
-               for n in ("00006.png", "00007.png", "00008.png"))
+    assert all(
+        win.browser.model.iou(("test", n)) is None for n in ("00006.png", "00007.png", "00008.png")
+    )
     assert win.prediction.metric_values() is None
     assert "not predicted yet" in win.prediction.metrics.horizontalHeaderItem(0).text()
 
     win.prediction.predict_split("test")
     assert win.prediction.wait(60_000)
-    second_probs = {s.name: win.prediction.cached_probability(s)
-                    for s in win.browser.samples("test")}
+    second_probs = {
+        s.name: win.prediction.cached_probability(s) for s in win.browser.samples("test")
+    }
     assert not np.array_equal(second_probs["00007.png"], first_probs["00007.png"])
     shown = win.canvas.probability()
     assert shown is not None and np.array_equal(shown, second_probs["00007.png"])
@@ -138,9 +147,13 @@ def test_predictions_metrics_and_exports_never_cross_datasets(qtbot, make_datase
     # back to the first: its own predictions, and the export equals the first one
     win.open_dataset(first)
     win.browser.select("test", "00007.png")
-    qtbot.waitUntil(lambda: win.current_sample() is not None
-                    and win.current_sample().image_path == _sample(win, "test", "00007.png")
-                    .image_path and win.canvas.probability() is not None)
+    qtbot.waitUntil(
+        lambda: (
+            win.current_sample() is not None
+            and win.current_sample().image_path == _sample(win, "test", "00007.png").image_path
+            and win.canvas.probability() is not None
+        )
+    )
     assert np.array_equal(win.canvas.probability(), first_probs["00007.png"])
     for s in win.browser.samples("test"):
         assert np.array_equal(win.prediction.cached_probability(s), first_probs[s.name])
@@ -191,8 +204,9 @@ def sharp_model_file(tmp_path):
     return save_checkpoint(tmp_path / "sharp" / "model_v1.safetensors", model, {})
 
 
-def test_the_split_metrics_of_the_window_equal_core_evaluate(qtbot, tiny_dataset,
-                                                            sharp_model_file, messages):
+def test_the_split_metrics_of_the_window_equal_core_evaluate(
+    qtbot, tiny_dataset, sharp_model_file, messages
+):
     """What the metrics table shows for a predicted split is what `rooftop evaluate` computes
     (core.evaluate.evaluate) for the same model, split, threshold and dilation."""
     from core.evaluate import evaluate
@@ -211,8 +225,14 @@ def test_the_split_metrics_of_the_window_equal_core_evaluate(qtbot, tiny_dataset
     assert (scores.threshold, scores.dilation) == (0.5, 0) and len(scores.per_image) == 3
 
     def same_as_evaluate(threshold, dilation):
-        result = evaluate(tiny_dataset, model_file, split="test", threshold=threshold,
-                          dilation=dilation, device="cpu")
+        result = evaluate(
+            tiny_dataset,
+            model_file,
+            split="test",
+            threshold=threshold,
+            dilation=dilation,
+            device="cpu",
+        )
         assert scores.total() == result.confusion  # the same pixel counts, summed over the split
         values = win.prediction.metric_values()
         for key in ("iou", "f1", "precision", "recall", "accuracy"):
@@ -221,8 +241,9 @@ def test_the_split_metrics_of_the_window_equal_core_evaluate(qtbot, tiny_dataset
             assert win.prediction.metrics.item(row, 0).text() == f"{result.metrics[key]:.4f}"
         for image in result.per_image:
             assert scores.per_image[("test", image.name)] == image.confusion
-            assert win.browser.model.iou(("test", image.name)) == pytest.approx(image.iou,
-                                                                                rel=1e-12)
+            assert win.browser.model.iou(("test", image.name)) == pytest.approx(
+                image.iou, rel=1e-12
+            )
         return result
 
     result = same_as_evaluate(0.5, 0)
@@ -230,8 +251,13 @@ def test_the_split_metrics_of_the_window_equal_core_evaluate(qtbot, tiny_dataset
     # another threshold and a dilation: the split is re-scored from the cache, still the same
     win.layers.set_threshold(0.6)
     win.layers.set_dilation(True, 3)
-    qtbot.waitUntil(lambda: (win.prediction.scores.threshold, win.prediction.scores.dilation)
-                    == (0.6, 3) and win.prediction._rescore_task is None, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: (
+            (win.prediction.scores.threshold, win.prediction.scores.dilation) == (0.6, 3)
+            and win.prediction._rescore_task is None
+        ),
+        timeout=10_000,
+    )
     scores = win.prediction.scores
     same_as_evaluate(0.6, 3)
     assert not messages.calls

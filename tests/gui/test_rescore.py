@@ -69,16 +69,18 @@ def expected(label_file: Path, threshold: float) -> Confusion:
     return Confusion.from_masks(to_mask(fixed_probability(), threshold, 0), read_mask(label_file))
 
 
-def predicted_split(win, qtbot, dataset: Path, model_file: Path, split: str = "test",
-                    name: str = "00006.png"):
+def predicted_split(
+    win, qtbot, dataset: Path, model_file: Path, split: str = "test", name: str = "00006.png"
+):
     """Open ``dataset``, show ``split/name``, predict the split at threshold 0.5."""
     assert win.open_dataset(dataset)
     assert win.prediction.set_model(model_file)
     win.layers.set_threshold(0.5)
     win.layers.set_dilation(False)
     assert win.browser.select(split, name)
-    qtbot.waitUntil(lambda: win.annotation.sample is not None
-                    and win.annotation.sample.name == name)
+    qtbot.waitUntil(
+        lambda: win.annotation.sample is not None and win.annotation.sample.name == name
+    )
     win.prediction.predict_split(split)
     assert win.prediction.wait(60_000)
     qtbot.waitUntil(lambda: win.canvas.displayed_mask() is not None)
@@ -99,8 +101,9 @@ def paint_a_stroke(win) -> None:
     QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0])
     for point in points[1:]:
         QTest.mouseMove(viewport, point)
-    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                       points[-1])
+    QTest.mouseRelease(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[-1]
+    )
 
 
 def shown_iou(win, key) -> str:
@@ -129,15 +132,18 @@ def hold_scoring_after_reading(monkeypatch, name: str) -> tuple[threading.Event,
     return read_old, go_on
 
 
-def test_saving_an_edited_label_rescores_its_image_and_the_split(window, qtbot, tiny_dataset,
-                                                                 model_file, messages):
+def test_saving_an_edited_label_rescores_its_image_and_the_split(
+    window, qtbot, tiny_dataset, model_file, messages
+):
     win, key = window, ("test", "00006.png")
     label_file = tiny_dataset / "test" / "label" / "00006.png"
     ctl = predicted_split(win, qtbot, tiny_dataset, model_file)
     before = win.browser.model.iou(key)
     assert before == pytest.approx(expected(label_file, 0.5).iou) and before < 0.9
     assert shown_iou(win, key) == f"{before:.3f}"
-    labels = {n: tiny_dataset / "test" / "label" / n for n in ("00006.png", "00007.png", "00008.png")}
+    labels = {
+        n: tiny_dataset / "test" / "label" / n for n in ("00006.png", "00007.png", "00008.png")
+    }
     split_before = split_iou(win)
 
     ctl.accept_all_action.trigger()  # the label becomes the prediction as shown
@@ -177,8 +183,9 @@ def test_a_new_label_is_scored_when_saved(window, qtbot, make_dataset, model_fil
     assert not messages.calls
 
 
-def test_without_a_known_prediction_the_stale_iou_is_dropped(window, qtbot, tiny_dataset,
-                                                             model_file):
+def test_without_a_known_prediction_the_stale_iou_is_dropped(
+    window, qtbot, tiny_dataset, model_file
+):
     win, key = window, ("test", "00006.png")
     predicted_split(win, qtbot, tiny_dataset, model_file)
     assert win.browser.model.iou(key) is not None
@@ -192,7 +199,8 @@ def test_without_a_known_prediction_the_stale_iou_is_dropped(window, qtbot, tiny
 
 
 def test_a_save_during_a_rescore_is_not_overwritten_by_its_stale_score(
-        window, qtbot, tiny_dataset, model_file, monkeypatch):
+    window, qtbot, tiny_dataset, model_file, monkeypatch
+):
     """The re-scoring worker reads the old label, the label is saved, then the worker finishes:
     the split keeps the score against the saved label."""
     win, key = window, ("test", "00006.png")
@@ -211,7 +219,8 @@ def test_a_save_during_a_rescore_is_not_overwritten_by_its_stale_score(
 
 
 def test_a_save_during_a_split_prediction_is_scored_against_the_saved_label(
-        window, qtbot, tiny_dataset, model_file, monkeypatch):
+    window, qtbot, tiny_dataset, model_file, monkeypatch
+):
     """The split's worker scores the old label, the label is saved, then its result arrives: the
     image is scored against the saved label."""
     win, key = window, ("test", "00006.png")
@@ -221,8 +230,9 @@ def test_a_save_during_a_split_prediction_is_scored_against_the_saved_label(
     win.layers.set_threshold(0.5)
     win.layers.set_dilation(False)
     assert win.browser.select("test", "00006.png")
-    qtbot.waitUntil(lambda: win.annotation.sample is not None
-                    and win.annotation.sample.name == "00006.png")
+    qtbot.waitUntil(
+        lambda: win.annotation.sample is not None and win.annotation.sample.name == "00006.png"
+    )
     read_old, go_on = hold_scoring_after_reading(monkeypatch, "00006.png")
     old = expected(label_file, 0.5)
     win.prediction.predict_split("test")

@@ -29,8 +29,11 @@ URL = re.compile(r"url\(@RES@/([^)]+)\)")
 def _resource_files() -> list[str]:
     """Every file of resources/ (relative, posix), except Python caches."""
     folder = ROOT / "resources"
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts)
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
 
 
 def test_every_icon_the_window_asks_for_exists(qapp, monkeypatch):
@@ -109,9 +112,23 @@ def test_a_regular_wheel_install_finds_every_resource(tmp_path):
         shutil.copytree(ROOT / name, source / name, ignore=ignore)
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "-w", str(wheels), "--no-deps",
-         "--no-build-isolation", "--no-index", "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "-w",
+            str(wheels),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = wheels.glob("rooftop_studio-*.whl")
 
@@ -136,8 +153,14 @@ def test_a_regular_wheel_install_finds_every_resource(tmp_path):
         print(json.dumps({"package": rooftop_gui.__file__, "folder": str(folder), "files": files,
                           "style": resources.stylesheet()}))
     """)
-    run = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, env={**_clean_env(), "PYTHONPATH": str(site)})
+    run = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**_clean_env(), "PYTHONPATH": str(site)},
+    )
     assert run.returncode == 0, run.stderr
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(found["package"]).is_relative_to(site), found["package"]

@@ -40,8 +40,10 @@ def window(qtbot, messages):
 
 
 def test_opening_a_dataset_cleans_its_folders_and_its_models_folder(window, tiny_dataset):
-    stale = [_touch(tiny_dataset / "train" / "label" / ".00001.png.abcdefgh.tmp", OLD),
-             _touch(tiny_dataset / "models" / ".model_v2.safetensors.k2j3h4g5.tmp", OLD)]
+    stale = [
+        _touch(tiny_dataset / "train" / "label" / ".00001.png.abcdefgh.tmp", OLD),
+        _touch(tiny_dataset / "models" / ".model_v2.safetensors.k2j3h4g5.tmp", OLD),
+    ]
     fresh = _touch(tiny_dataset / "models" / ".model_v3.safetensors.zzzzzzzz.tmp", 2)
     other = _touch(tiny_dataset / "models" / "notes.tmp", OLD)
     foreign = _touch(tiny_dataset / "models" / ".notes.txt.abcdefgh.tmp", OLD)  # not a model's
@@ -51,8 +53,9 @@ def test_opening_a_dataset_cleans_its_folders_and_its_models_folder(window, tiny
     assert fresh.exists() and other.exists() and foreign.exists()
 
 
-def test_exporting_cleans_only_the_leftovers_of_the_files_it_writes(window, qtbot, tiny_dataset,
-                                                                     tmp_path):
+def test_exporting_cleans_only_the_leftovers_of_the_files_it_writes(
+    window, qtbot, tiny_dataset, tmp_path
+):
     assert window.open_dataset(tiny_dataset)
     assert window.browser.select("test", "00006.png")
     qtbot.waitUntil(lambda: window.canvas.image() is not None)
@@ -61,12 +64,14 @@ def test_exporting_cleans_only_the_leftovers_of_the_files_it_writes(window, qtbo
     window.canvas.set_probability(prob)
     out = tmp_path / "export"
     ours = _touch(out / ".00006.png.abcdefgh.tmp", OLD)
-    fresh = _touch(out / ".00006.png.zzzzzzzz.tmp", 2)     # another export of it, running now
+    fresh = _touch(out / ".00006.png.zzzzzzzz.tmp", 2)  # another export of it, running now
     theirs = _touch(out / ".holiday.jpg.abcdefgh.tmp", OLD)  # the folder is the user's
     task = window.prediction.export("masks", out, scope="image")
     assert task is not None and task.wait(30_000)
     qtbot.waitUntil(lambda: not window.prediction.is_busy())
-    assert np.array_equal(read_mask(out / "00006.png"), to_mask(prob, window.canvas.state.threshold,
-                                                                window.canvas.state.dilation))
+    assert np.array_equal(
+        read_mask(out / "00006.png"),
+        to_mask(prob, window.canvas.state.threshold, window.canvas.state.dilation),
+    )
     assert not ours.exists()
     assert fresh.exists() and theirs.exists()

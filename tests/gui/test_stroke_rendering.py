@@ -35,9 +35,12 @@ def layers_match(canvas, mask: np.ndarray) -> bool:
     label = canvas.shown_overlay_codes("label")
     error = canvas.shown_overlay_codes("error")
     expected_error = overlays.error_codes(canvas.displayed_mask(), mask)
-    return (np.array_equal(label.astype(bool), mask) and np.array_equal(error, expected_error)
-            and canvas._label_item.rendered() == fresh_render(canvas._label_item, label)
-            and canvas._error_item.rendered() == fresh_render(canvas._error_item, error))
+    return (
+        np.array_equal(label.astype(bool), mask)
+        and np.array_equal(error, expected_error)
+        and canvas._label_item.rendered() == fresh_render(canvas._label_item, label)
+        and canvas._error_item.rendered() == fresh_render(canvas._error_item, error)
+    )
 
 
 def fresh_render(item: IndexedLayerItem, codes: np.ndarray):
@@ -74,15 +77,19 @@ def test_stroke_undo_redo_keep_layers_dirty_flag_and_recovery_in_step(window, qt
     assert layers_match(canvas, start)
     assert not window.isWindowModified() and not copy.exists()  # back at the file's content
 
-    QTest.keyClick(canvas, Qt.Key.Key_Z,
-                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(
+        canvas,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     np.testing.assert_array_equal(ctl.editor.mask, painted)
     assert layers_match(canvas, painted) and window.isWindowModified()
 
     # the eraser (right button) in the same way
     erased = painted.copy()
-    annotate.paint_stroke(erased, pointer.drag([(60, 2), (2, 62)], Qt.MouseButton.RightButton),
-                          3.5, False)
+    annotate.paint_stroke(
+        erased, pointer.drag([(60, 2), (2, 62)], Qt.MouseButton.RightButton), 3.5, False
+    )
     np.testing.assert_array_equal(ctl.editor.mask, erased)
     assert layers_match(canvas, erased)
     QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -90,8 +97,10 @@ def test_stroke_undo_redo_keep_layers_dirty_flag_and_recovery_in_step(window, qt
     assert layers_match(canvas, painted)
 
 
-@pytest.mark.parametrize("table", [overlays.mask_table(overlays.LABEL_COLOR), overlays.error_table(),
-                                   overlays.heat_table()])
+@pytest.mark.parametrize(
+    "table",
+    [overlays.mask_table(overlays.LABEL_COLOR), overlays.error_table(), overlays.heat_table()],
+)
 def test_region_uploads_render_exactly_like_a_full_upload(qapp, table):
     rng = np.random.default_rng(2)
     top = len(table)
@@ -103,7 +112,7 @@ def test_region_uploads_render_exactly_like_a_full_upload(qapp, table):
         w, h = rng.integers(1, 40, 2)
         rect = QRect(int(x0), int(y0), int(w), int(h))
         codes = codes.copy()
-        codes[max(0, y0):max(0, y0 + h), max(0, x0):max(0, x0 + w)] = rng.integers(0, top)
+        codes[max(0, y0) : max(0, y0 + h), max(0, x0) : max(0, x0 + w)] = rng.integers(0, top)
         item.update_region(codes, rect)
     assert item.rendered() == fresh_render(item, codes)
     # a non-contiguous code array (a view) uploads the same pixels
@@ -149,8 +158,15 @@ def test_cursor_reports_are_throttled_but_end_on_the_pointer(qtbot):
 
 
 @pytest.mark.parametrize("width", [3.0, 1.2, 0.0])
-@pytest.mark.parametrize("rect", [QRectF(10.3, 20.7, 40, 40), QRectF(-5, -5, 1, 1),
-                                  QRectF(100, 100, 400, 400), QRectF(0, 0, 0.5, 0.5)])
+@pytest.mark.parametrize(
+    "rect",
+    [
+        QRectF(10.3, 20.7, 40, 40),
+        QRectF(-5, -5, 1, 1),
+        QRectF(100, 100, 400, 400),
+        QRectF(0, 0, 0.5, 0.5),
+    ],
+)
 def test_outline_circle_bounds_are_what_qt_computes(qapp, width, rect):
     pen = QPen(QColor(0, 0, 0), width)
     pen.setCosmetic(True)
@@ -163,8 +179,12 @@ def test_outline_circle_bounds_are_what_qt_computes(qapp, width, rect):
     # what QGraphicsEllipseItem finds by stroking the ellipse: repaints cover the drawn circle
     mine, qts = ours.boundingRect(), stock.boundingRect()
     assert mine.contains(qts)
-    for a, b in ((mine.left(), qts.left()), (mine.top(), qts.top()),
-                 (mine.right(), qts.right()), (mine.bottom(), qts.bottom())):
+    for a, b in (
+        (mine.left(), qts.left()),
+        (mine.top(), qts.top()),
+        (mine.right(), qts.right()),
+        (mine.bottom(), qts.bottom()),
+    ):
         assert a == pytest.approx(b, abs=1e-6)
 
 
@@ -181,8 +201,11 @@ def shown_canvas(qtbot, size=(300, 260)) -> ImageCanvas:
 
 def pixels(image: QImage) -> np.ndarray:
     image = image.convertToFormat(QImage.Format.Format_RGB32)
-    return np.array(image.constBits(), np.uint8).reshape(
-        image.height(), image.bytesPerLine())[:, :image.width() * 4].copy()
+    return (
+        np.array(image.constBits(), np.uint8)
+        .reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4]
+        .copy()
+    )
 
 
 @pytest.mark.parametrize("zoom", [1.0, 2.0])

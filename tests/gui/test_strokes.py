@@ -93,8 +93,7 @@ def test_strokes_painted_saved_and_reopened_are_the_same_codes(window, qtbot, da
 
 
 @pytest.mark.parametrize("problem", ["corrupt", "wrong size"])
-def test_a_bad_stroke_file_is_reported_and_the_image_still_shows(window, qtbot, dataset,
-                                                                  problem):
+def test_a_bad_stroke_file_is_reported_and_the_image_still_shows(window, qtbot, dataset, problem):
     target = scribble_path_for(dataset, "train", "00001.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     if problem == "corrupt":
@@ -115,14 +114,16 @@ def test_a_bad_stroke_file_is_reported_and_the_image_still_shows(window, qtbot, 
     assert ctl.strokes is None and target.read_bytes() == original  # never overwritten
 
 
-def test_unsaved_strokes_get_a_recovery_copy_offered_back(window, qtbot, dataset, monkeypatch,
-                                                          request):
+def test_unsaved_strokes_get_a_recovery_copy_offered_back(
+    window, qtbot, dataset, monkeypatch, request
+):
     ctl = open_image(window, qtbot, dataset, "train", "00001.png")
     ctl.tool_actions["roof_stroke"].trigger()
     Pointer(window.canvas).drag([(20, 20), (30, 24)])
     painted = ctl.strokes.codes.copy()
-    copy = recovery_path_for(annotation.recovery_dir(),
-                             scribble_path_for(dataset, "train", "00001.png"))
+    copy = recovery_path_for(
+        annotation.recovery_dir(), scribble_path_for(dataset, "train", "00001.png")
+    )
     assert ctl.write_recovery() is not None and copy.exists()
     ctl.recovery_timer.stop()
     offered = []
@@ -137,18 +138,22 @@ def test_unsaved_strokes_get_a_recovery_copy_offered_back(window, qtbot, dataset
     assert second.open_dataset(dataset)
     assert any("00001.png" in o and "strokes" in o for o in offered)
     second.browser.select("train", "00001.png")
-    qtbot.waitUntil(lambda: second.annotation.sample is not None
-                    and second.annotation.sample.name == "00001.png")
+    qtbot.waitUntil(
+        lambda: (
+            second.annotation.sample is not None and second.annotation.sample.name == "00001.png"
+        )
+    )
     assert second.annotation.has_unsaved()
     assert np.array_equal(second.annotation.strokes.codes, painted)
     assert second.annotation.save() and not copy.exists()
     assert np.array_equal(read_scribble(scribble_path_for(dataset, "train", "00001.png")), painted)
 
 
-def test_accepting_the_prediction_on_a_partly_labelled_image_keeps_the_strokes(window, qtbot,
-                                                                               dataset):
+def test_accepting_the_prediction_on_a_partly_labelled_image_keeps_the_strokes(
+    window, qtbot, dataset
+):
     codes = np.zeros((64, 64), np.uint8)
-    codes[5:10, 5:10] = ROOF          # the prediction says ground here
+    codes[5:10, 5:10] = ROOF  # the prediction says ground here
     codes[40:44, 40:44] = BACKGROUND  # the prediction says roof here
     target = scribble_path_for(dataset, "train", "00002.png")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,18 +214,24 @@ def test_uncertainty_layer_jump_to_doubt_and_label_next(window, qtbot, dataset, 
     assert ctl.sample.name == "00002.png"
 
     rng = np.random.default_rng(0)
-    probs = {s.name: rng.random((64, 64)).astype(np.float32) ** (i + 1)
-             for i, s in enumerate(window.browser.samples())}
+    probs = {
+        s.name: rng.random((64, 64)).astype(np.float32) ** (i + 1)
+        for i, s in enumerate(window.browser.samples())
+    }
     monkeypatch.setattr(window.prediction, "cached_probability", lambda s: probs.get(s.name))
     scores = window.active.sort_label_next()
     labelled = {"00000.png", "00001.png", "00003.png"}
-    assert all(scores[(s.split, s.name)] == 0.0 for s in window.browser.samples()
-               if s.name in labelled)
-    order = [window.browser.proxy.index(r, 0).data() for r in range(window.browser.proxy.rowCount())]
+    assert all(
+        scores[(s.split, s.name)] == 0.0 for s in window.browser.samples() if s.name in labelled
+    )
+    order = [
+        window.browser.proxy.index(r, 0).data() for r in range(window.browser.proxy.rowCount())
+    ]
     assert order[0] == "00002.png"  # the only image with unlabelled pixels
     assert scores == window.active.sort_label_next()  # a fixed model: the same order
-    assert order == [window.browser.proxy.index(r, 0).data()
-                     for r in range(window.browser.proxy.rowCount())]
+    assert order == [
+        window.browser.proxy.index(r, 0).data() for r in range(window.browser.proxy.rowCount())
+    ]
     expected_doubt = float(uncertainty(probs["00002.png"]).mean())
     assert scores[("train", "00002.png")] == pytest.approx(expected_doubt, rel=1e-5)
 
@@ -246,8 +257,9 @@ def test_the_live_weights_hook_is_throttled_and_can_be_turned_off():
         arch, arch_params = "liteunet", {"width": 8}
 
     sent, now, on = [], [0.0], [True]
-    hook = live_weights_hook(Config(), sent.append, lambda: on[0], interval=10,
-                             clock=lambda: now[0])
+    hook = live_weights_hook(
+        Config(), sent.append, lambda: on[0], interval=10, clock=lambda: now[0]
+    )
     for epoch, t in enumerate([0, 3, 9, 10.5, 12, 25], start=1):
         now[0] = t
         hook(epoch, {"w": epoch})
@@ -276,10 +288,10 @@ def test_a_real_training_run_redraws_the_current_image_after_an_epoch(window, qt
     shown: list[int] = []
     shapes: list[tuple] = []
     window.active.preview_shown.connect(shown.append)
-    window.active.preview_shown.connect(
-        lambda _e: shapes.append(window.canvas.probability().shape))
-    with qtbot.waitSignal(panel.training_running, timeout=60_000,
-                          check_params_cb=lambda running: not running):
+    window.active.preview_shown.connect(lambda _e: shapes.append(window.canvas.probability().shape))
+    with qtbot.waitSignal(
+        panel.training_running, timeout=60_000, check_params_cb=lambda running: not running
+    ):
         assert panel.start_training()
     assert panel.last_result() is not None, panel.log_view.toPlainText()[-400:]
     qtbot.waitUntil(lambda: bool(shown) and not window.active.is_busy(), timeout=30_000)

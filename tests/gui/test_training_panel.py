@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # fixtures and helpers
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def settings(tmp_path) -> QSettings:
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
@@ -65,7 +66,9 @@ def dialogs(monkeypatch) -> Dialogs:
 
     monkeypatch.setattr(tp, "show_error", error)
     monkeypatch.setattr(model_list, "show_error", error)
-    monkeypatch.setattr(tp, "show_info", lambda parent, title, text: rec.infos.append((title, text)))
+    monkeypatch.setattr(
+        tp, "show_info", lambda parent, title, text: rec.infos.append((title, text))
+    )
 
     def confirm(parent, title, text):
         rec.confirms.append(text)
@@ -94,8 +97,11 @@ def assert_ready(panel: TrainingPanel) -> None:
     assert panel.start_button.isEnabled()
     assert not panel.stop_button.isEnabled()
     assert panel.stop_button.text() == "Stop"
-    assert all(w.isEnabled() for w in panel.form.editors()
-               if w not in (panel.form.minutes_spin, panel.form.epochs_spin))
+    assert all(
+        w.isEnabled()
+        for w in panel.form.editors()
+        if w not in (panel.form.minutes_spin, panel.form.epochs_spin)
+    )
     budget = panel.form.minutes_spin if panel.form.uses_time_budget() else panel.form.epochs_spin
     assert budget.isEnabled()
     assert panel.model_list.folder_button.isEnabled() == (panel.models_dir() is not None)
@@ -128,6 +134,7 @@ def batch(epoch, epochs, index, batches, loss, samples, elapsed) -> BatchProgres
 # --------------------------------------------------------------------------------------------
 # real training runs
 # --------------------------------------------------------------------------------------------
+
 
 def test_short_run_adds_model_emits_it_and_keeps_ui_responsive(qtbot, panel, tiny_dataset):
     panel.set_dataset(tiny_dataset)
@@ -201,8 +208,9 @@ def test_shutdown_stops_and_waits_for_the_thread(qtbot, panel, tiny_dataset):
     assert (tiny_dataset / "models" / "model_v1.safetensors").is_file()
 
 
-def test_training_error_reaches_a_dialog_and_the_panel_runs_again(qtbot, panel, dialogs,
-                                                                  make_dataset, tiny_dataset):
+def test_training_error_reaches_a_dialog_and_the_panel_runs_again(
+    qtbot, panel, dialogs, make_dataset, tiny_dataset
+):
     bad = make_dataset("bad")
     (bad / "train" / "data" / "00001.png").write_bytes(b"this is not a PNG")
     panel.set_dataset(bad)
@@ -225,23 +233,26 @@ def test_training_error_reaches_a_dialog_and_the_panel_runs_again(qtbot, panel, 
     assert_ready(panel)
 
 
-def test_unexpected_exception_in_the_worker_is_shown(qtbot, panel, dialogs, tiny_dataset,
-                                                     monkeypatch):
+def test_unexpected_exception_in_the_worker_is_shown(
+    qtbot, panel, dialogs, tiny_dataset, monkeypatch
+):
     def failing(dataset_dir, models_dir, config, on_progress, should_stop):
         time.sleep(0.05)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(tp, "run_training", failing)
     panel.set_dataset(tiny_dataset)
-    with qtbot.waitSignal(panel.training_running, timeout=10_000,
-                          check_params_cb=lambda running: not running):
+    with qtbot.waitSignal(
+        panel.training_running, timeout=10_000, check_params_cb=lambda running: not running
+    ):
         panel.start_training()
     assert dialogs.errors == [("Training failed", "RuntimeError: boom")]
     assert_ready(panel)
 
 
-def test_a_stop_before_the_first_batch_is_not_an_error(qtbot, panel, dialogs, tiny_dataset,
-                                                       monkeypatch):
+def test_a_stop_before_the_first_batch_is_not_an_error(
+    qtbot, panel, dialogs, tiny_dataset, monkeypatch
+):
     def slow_start(dataset_dir, models_dir, config, on_progress, should_stop):
         while not should_stop():
             time.sleep(0.01)
@@ -257,11 +268,12 @@ def test_a_stop_before_the_first_batch_is_not_an_error(qtbot, panel, dialogs, ti
     assert_ready(panel)
 
 
-def test_config_reaches_the_worker_as_a_train_config_and_progress_is_shown(qtbot, panel,
-                                                                           tiny_dataset,
-                                                                           monkeypatch):
-    held = Held(batch(2, 3, 1, 4, 0.25, 20, 10.0),
-                batch(2, 3, 4, 4, 0.125, 44, 13.0))  # last of the epoch: never throttled
+def test_config_reaches_the_worker_as_a_train_config_and_progress_is_shown(
+    qtbot, panel, tiny_dataset, monkeypatch
+):
+    held = Held(
+        batch(2, 3, 1, 4, 0.25, 20, 10.0), batch(2, 3, 4, 4, 0.125, 44, 13.0)
+    )  # last of the epoch: never throttled
     monkeypatch.setattr(tp, "run_training", held)
     panel.set_dataset(tiny_dataset)
     panel.form.use_epochs(3)
@@ -277,16 +289,20 @@ def test_config_reaches_the_worker_as_a_train_config_and_progress_is_shown(qtbot
     assert held.seen["models"] == tiny_dataset.resolve() / "models"
     config = held.seen["config"]
     assert isinstance(config, TrainConfig)
-    assert config == TrainConfig(**{**DEFAULT_RECIPE, "epochs": 3, "max_minutes": None,
-                                    "lr": 3e-4})
+    assert config == TrainConfig(**{**DEFAULT_RECIPE, "epochs": 3, "max_minutes": None, "lr": 3e-4})
 
 
-def test_a_time_budget_run_shows_the_time_left_and_the_speed(qtbot, panel, tiny_dataset,
-                                                            monkeypatch):
+def test_a_time_budget_run_shows_the_time_left_and_the_speed(
+    qtbot, panel, tiny_dataset, monkeypatch
+):
     epoch = EpochResult(1, None, 0.5, 0.6, 0.4, 12.5, 47.5, 60)
     # (the first batch and the last of each epoch pass the worker's throttle at any rate)
-    held = Held(batch(1, None, 1, 4, 0.5, 15, 2.0), batch(1, None, 4, 4, 0.5, 60, 6.5),
-                epoch, batch(2, None, 4, 4, 0.25, 120, 30.0))
+    held = Held(
+        batch(1, None, 1, 4, 0.5, 15, 2.0),
+        batch(1, None, 4, 4, 0.5, 60, 6.5),
+        epoch,
+        batch(2, None, 4, 4, 0.25, 120, 30.0),
+    )
     monkeypatch.setattr(tp, "run_training", held)
     panel.set_dataset(tiny_dataset)
     panel.form.use_time_budget(1)
@@ -332,10 +348,12 @@ def test_start_without_dataset_says_so(panel, dialogs):
     assert not panel.is_training()
 
 
-@pytest.mark.parametrize("text, expected", [("-1", "must be positive"), ("abc", "not a number"),
-                                            ("20", "below 10")])
-def test_a_bad_learning_rate_is_refused_and_nothing_starts(panel, dialogs, tiny_dataset,
-                                                          monkeypatch, text, expected):
+@pytest.mark.parametrize(
+    "text, expected", [("-1", "must be positive"), ("abc", "not a number"), ("20", "below 10")]
+)
+def test_a_bad_learning_rate_is_refused_and_nothing_starts(
+    panel, dialogs, tiny_dataset, monkeypatch, text, expected
+):
     monkeypatch.setattr(tp, "run_training", lambda *a: pytest.fail("a run started"))
     panel.set_dataset(tiny_dataset)
     panel.form.lr_box.setEditText(text)
@@ -363,15 +381,27 @@ def test_the_config_is_validated_before_a_run_starts(panel, dialogs, tiny_datase
 # models list
 # --------------------------------------------------------------------------------------------
 
+
 def _write_model(models_dir: Path, version: int, val_iou: float) -> Path:
     from core.checkpoint import save_checkpoint
     from core.models import build_model
 
-    history = [{"epoch": e, "epochs": 3, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
-                "val_iou": val_iou * e / 3} for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "epochs": 3,
+            "train_loss": 1.0 / e,
+            "val_loss": 1.1 / e,
+            "val_iou": val_iou * e / 3,
+        }
+        for e in (1, 2, 3)
+    ]
     path = models_dir / f"model_v{version}.safetensors"
-    save_checkpoint(path, build_model("prescribed"),
-                    {"history": history, "metrics": {"val_iou": val_iou}, "threshold": 0.5})
+    save_checkpoint(
+        path,
+        build_model("prescribed"),
+        {"history": history, "metrics": {"val_iou": val_iou}, "threshold": 0.5},
+    )
     return path
 
 
@@ -426,6 +456,7 @@ def test_models_list_activate_restore_and_delete(qtbot, panel, dialogs, settings
 # settings
 # --------------------------------------------------------------------------------------------
 
+
 def test_defaults_are_a_five_minute_budget_and_the_command_lines_recipe(panel):
     form = panel.form
     assert panel.config() == TrainConfig(**DEFAULT_RECIPE, max_minutes=5.0, epochs=None)
@@ -452,18 +483,24 @@ def test_epochs_are_the_alternative_to_the_time_budget(panel):
 def test_the_choices_are_cores_names_with_its_help_texts(panel):
     """The panel no longer keeps its own lists: its combo boxes show core.training.config's."""
     form = panel.form
-    for box, choices in ((form.arch_box, ARCHITECTURE_CHOICES), (form.loss_box, LOSS_CHOICES),
-                         (form.device_box, DEVICE_CHOICES),
-                         (form.precision_box, PRECISION_CHOICES)):
-        shown = [(box.itemData(i), box.itemData(i, Qt.ItemDataRole.ToolTipRole))
-                 for i in range(box.count())]
+    for box, choices in (
+        (form.arch_box, ARCHITECTURE_CHOICES),
+        (form.loss_box, LOSS_CHOICES),
+        (form.device_box, DEVICE_CHOICES),
+        (form.precision_box, PRECISION_CHOICES),
+    ):
+        shown = [
+            (box.itemData(i), box.itemData(i, Qt.ItemDataRole.ToolTipRole))
+            for i in range(box.count())
+        ]
         assert shown == list(choices)
     for name in ("ARCHITECTURES", "LOSSES", "DEVICES", "PRECISIONS", "DEFAULTS"):
         assert not hasattr(tp, name)
 
 
-def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, settings, make_dataset,
-                                                           tmp_path, monkeypatch):
+def test_hyper_parameters_and_models_folder_are_remembered(
+    qtbot, panel, settings, make_dataset, tmp_path, monkeypatch
+):
     form = panel.form
     form.arch_box.setCurrentIndex(form.arch_box.findData("resunet"))
     form.use_epochs(7)
@@ -489,10 +526,21 @@ def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, setting
 
     again = TrainingPanel(QSettings(settings.fileName(), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
-    assert again.config() == TrainConfig(**{
-        **DEFAULT_RECIPE, "arch": "resunet", "epochs": 7, "max_minutes": None, "batch_size": 3,
-        "lr": 3e-4, "loss": "dice", "device": "cpu", "precision": "fp32", "crop_size": 128,
-        "samples_per_epoch": 192})
+    assert again.config() == TrainConfig(
+        **{
+            **DEFAULT_RECIPE,
+            "arch": "resunet",
+            "epochs": 7,
+            "max_minutes": None,
+            "batch_size": 3,
+            "lr": 3e-4,
+            "loss": "dice",
+            "device": "cpu",
+            "precision": "fp32",
+            "crop_size": 128,
+            "samples_per_epoch": 192,
+        }
+    )
     assert again.form.minutes_spin.value() == 12 and again.form.is_folded()
     again.form.time_radio.click()
     assert again.config().max_minutes == 12.0
@@ -504,13 +552,20 @@ def test_hyper_parameters_and_models_folder_are_remembered(qtbot, panel, setting
 
 def test_settings_of_the_old_panel_do_not_bring_its_small_defaults_back(qtbot, settings):
     # what the panel of version 1 saved with any change: its 20 epochs and 256 crops per epoch
-    for key, value in (("arch", "unet"), ("epochs", 20), ("samples_per_epoch", 256),
-                       ("time_limit", False), ("max_minutes", 30.0), ("batch_size", 4)):
+    for key, value in (
+        ("arch", "unet"),
+        ("epochs", 20),
+        ("samples_per_epoch", 256),
+        ("time_limit", False),
+        ("max_minutes", 30.0),
+        ("batch_size", 4),
+    ):
         settings.setValue(f"training/{key}", value)
     panel = TrainingPanel(settings)
     qtbot.addWidget(panel)
-    assert panel.config() == TrainConfig(**{**DEFAULT_RECIPE, "arch": "unet", "batch_size": 4,
-                                            "max_minutes": 5.0})
+    assert panel.config() == TrainConfig(
+        **{**DEFAULT_RECIPE, "arch": "unet", "batch_size": 4, "max_minutes": 5.0}
+    )
     assert settings.value("training/settings_version") in (2, "2")
 
 
@@ -531,6 +586,7 @@ def test_the_settings_fold_to_a_summary(qtbot, panel):
 # --------------------------------------------------------------------------------------------
 # pure helpers and contracts
 # --------------------------------------------------------------------------------------------
+
 
 def test_batch_events_are_throttled_in_the_worker():
     got: list = []
@@ -591,7 +647,13 @@ def test_panel_module_does_not_import_torch(tmp_path):
         print("HEAVY", [m for m in ("torch", "core.training.loop", "core.models") if m in sys.modules])
     """)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout

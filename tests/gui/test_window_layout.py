@@ -63,9 +63,12 @@ def fully_shown(widget: QWidget, window: QWidget) -> bool:
 
 
 def dock_tab_bar(window: MainWindow) -> QTabBar:
-    bars = [bar for bar in window.findChildren(QTabBar)
-            if bar.isVisible() and {bar.tabText(i) for i in range(bar.count())}
-            >= {"Prediction", "Training"}]
+    bars = [
+        bar
+        for bar in window.findChildren(QTabBar)
+        if bar.isVisible()
+        and {bar.tabText(i) for i in range(bar.count())} >= {"Prediction", "Training"}
+    ]
     assert len(bars) == 1
     return bars[0]
 
@@ -82,8 +85,9 @@ def test_the_window_can_be_as_small_as_1280_by_720(qtbot, styled, tiny_dataset):
 
 
 @pytest.mark.parametrize("folded", [True, False])
-def test_at_1366_by_768_every_panels_main_buttons_are_on_screen(qtbot, styled, tiny_dataset,
-                                                               folded):
+def test_at_1366_by_768_every_panels_main_buttons_are_on_screen(
+    qtbot, styled, tiny_dataset, folded
+):
     window = open_window(qtbot, (1366, 768), tiny_dataset)
     window.training.form.set_folded(folded)
     QApplication.processEvents()
@@ -91,8 +95,12 @@ def test_at_1366_by_768_every_panels_main_buttons_are_on_screen(qtbot, styled, t
     assert fully_shown(tabs, window)
     assert tabs.tabText(tabs.currentIndex()) == "Prediction"
     prediction = window.prediction
-    for button in (prediction.predict_image_button, prediction.predict_split_button,
-                   prediction.export_masks_button, prediction.export_composites_button):
+    for button in (
+        prediction.predict_image_button,
+        prediction.predict_split_button,
+        prediction.export_masks_button,
+        prediction.export_composites_button,
+    ):
         assert fully_shown(button, window), button.text()
     tabs.setCurrentIndex([tabs.tabText(i) for i in range(tabs.count())].index("Training"))
     QApplication.processEvents()
@@ -136,15 +144,21 @@ def test_at_1366_by_768_the_curves_log_and_models_have_room(qtbot, styled, tiny_
     window.close()
 
 
-def test_at_1920_by_1080_the_plot_grows_and_its_legend_is_outside_the_curves(qtbot, styled,
-                                                                            tiny_dataset):
+def test_at_1920_by_1080_the_plot_grows_and_its_legend_is_outside_the_curves(
+    qtbot, styled, tiny_dataset
+):
     window = open_window(qtbot, (1920, 1080), tiny_dataset)
     window.training.form.set_folded(False)
     window.training_dock.raise_()
     QApplication.processEvents()
     run = window.training.run_view
-    for widget in (window.training.form.precision_box, run.start_button, run.plot,
-                   run.log_view, window.training.model_list.use_button):
+    for widget in (
+        window.training.form.precision_box,
+        run.start_button,
+        run.plot,
+        run.log_view,
+        window.training.model_list.use_button,
+    ):
         assert fully_shown(widget, window), widget
     assert run.plot.height() >= 250
     assert run.log_view.viewport().height() >= 5 * run.log_view.fontMetrics().lineSpacing()
@@ -160,14 +174,16 @@ def test_combo_boxes_are_wide_enough_for_their_texts(qtbot, styled, tiny_dataset
     window.training.form.set_folded(False)
     window.training_dock.raise_()
     QApplication.processEvents()
-    boxes = [box for box in window.findChildren(QComboBox) if box.isVisible()
-             and not box.isEditable()]
+    boxes = [
+        box for box in window.findChildren(QComboBox) if box.isVisible() and not box.isEditable()
+    ]
     assert window.training.form.loss_box in boxes
     for box in boxes:
         option = QStyleOptionComboBox()
         box.initStyleOption(option)
-        field = box.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
-                                           QStyle.SubControl.SC_ComboBoxEditField, box)
+        field = box.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, box
+        )
         for i in range(box.count()):
             text = box.itemText(i)
             assert box.fontMetrics().horizontalAdvance(text) <= field.width(), (text, field)
@@ -179,8 +195,9 @@ def _brightest(widget: QWidget) -> float:
     return float(pixels[4:-4, 4:-4].mean(axis=2).max())  # inside the rounded border
 
 
-@pytest.mark.parametrize("make", [
-    lambda: _combo(), lambda: _spin(), lambda: QLineEdit("some text")])
+@pytest.mark.parametrize(
+    "make", [lambda: _combo(), lambda: _spin(), lambda: QLineEdit("some text")]
+)
 def test_disabled_editors_look_disabled(qtbot, styled, make):
     widget = make()
     qtbot.addWidget(widget)

@@ -18,8 +18,9 @@ def test_result_progress_and_callbacks_run_in_gui_thread(qtbot):
             on_progress(i)
         return "ok"
 
-    task = start_task(fn, on_progress=lambda e: (seen.append(e), threads.append(threading.get_ident())),
-                      name="t")
+    task = start_task(
+        fn, on_progress=lambda e: (seen.append(e), threads.append(threading.get_ident())), name="t"
+    )
     with qtbot.waitSignal(task.done, timeout=5000):
         pass
     assert task.result == "ok" and task.error is None
@@ -69,6 +70,7 @@ def test_many_tasks_wait_all(qtbot):
             ran_in[i] = threading.get_ident()
             time.sleep(0.02)
             return i * 2
+
         return fn
 
     tasks = [runner.start(job(i), name=f"job{i}") for i in range(5)]

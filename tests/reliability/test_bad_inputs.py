@@ -32,8 +32,12 @@ def huge_header_png(path: Path) -> Path:
     """A valid PNG header that claims 100000 x 100000 pixels (a decompression bomb)."""
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-                     + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -44,16 +48,22 @@ def rgb(h=96, w=128, seed=0):
 BAD_FILES = {
     "zero_bytes.png": (lambda p: p.write_bytes(b""), "empty"),
     "text.png": (lambda p: p.write_text("not an image at all"), "not a readable image"),
-    "truncated.png": (lambda p: (Image.fromarray(rgb()).save(p), p.write_bytes(p.read_bytes()[:300])),
-                      "truncated"),
-    "truncated.tif": (lambda p: (Image.fromarray(rgb(300, 300)).save(p),
-                                 p.write_bytes(p.read_bytes()[:2000])), "truncated"),
+    "truncated.png": (
+        lambda p: (Image.fromarray(rgb()).save(p), p.write_bytes(p.read_bytes()[:300])),
+        "truncated",
+    ),
+    "truncated.tif": (
+        lambda p: (Image.fromarray(rgb(300, 300)).save(p), p.write_bytes(p.read_bytes()[:2000])),
+        "truncated",
+    ),
     "bomb.png": (huge_header_png, "decompression-bomb"),
 }
 
 ODD_BUT_VALID = {
     "sixteen.png": lambda p: Image.fromarray(rgb()[..., 0].astype(np.uint16) * 257).save(p),
-    "sixteen_rgb.tif": lambda p: tifffile.imwrite(p, rgb().astype(np.uint16) * 16, photometric="rgb"),
+    "sixteen_rgb.tif": lambda p: tifffile.imwrite(
+        p, rgb().astype(np.uint16) * 16, photometric="rgb"
+    ),
     "rgba.png": lambda p: Image.fromarray(rgb()).convert("RGBA").save(p),
     "palette.png": lambda p: Image.fromarray(rgb()).convert("P").save(p),
     "grey.png": lambda p: Image.fromarray(rgb()[..., 0]).save(p),
@@ -93,6 +103,7 @@ def test_mask_values_other_than_0_255_mean_roof_when_non_zero(tmp_path):
 
 # -- through the CLI ------------------------------------------------------------------------------
 
+
 def cli_error(capsys, *args) -> str:
     code = main([str(a) for a in args])
     err = capsys.readouterr().err
@@ -118,11 +129,31 @@ def test_generate_rejects_bad_image(capsys, tmp_path, pair, name):
     make, needle = BAD_FILES[name]
     bad = tmp_path / name
     make(bad)
-    line = cli_error(capsys, "generate", "--image", bad, "--label", pair[1], "--out", tmp_path / "ds",
-                     "--patch", "64:0.5")
+    line = cli_error(
+        capsys,
+        "generate",
+        "--image",
+        bad,
+        "--label",
+        pair[1],
+        "--out",
+        tmp_path / "ds",
+        "--patch",
+        "64:0.5",
+    )
     assert name in line and needle in line
-    line = cli_error(capsys, "generate", "--image", pair[0], "--label", bad, "--out", tmp_path / "ds",
-                     "--patch", "64:0.5")
+    line = cli_error(
+        capsys,
+        "generate",
+        "--image",
+        pair[0],
+        "--label",
+        bad,
+        "--out",
+        tmp_path / "ds",
+        "--patch",
+        "64:0.5",
+    )
     assert name in line
 
 
@@ -134,8 +165,24 @@ def test_generate_accepts_odd_images_and_writes_binary_labels(tmp_path, pair, na
     mask = tmp_path / "m.png"
     Image.fromarray((np.arange(96 * 128).reshape(96, 128) % 3).astype(np.uint8)).save(mask)
     out = tmp_path / "ds"
-    assert main(["generate", "--image", str(odd), "--label", str(mask), "--out", str(out),
-                 "--patch", "32:0.5", "--resize", "32"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(odd),
+                "--label",
+                str(mask),
+                "--out",
+                str(out),
+                "--patch",
+                "32:0.5",
+                "--resize",
+                "32",
+            ]
+        )
+        == 0
+    )
     for label in (out / "train" / "label").iterdir():
         assert set(np.unique(np.asarray(Image.open(label)))) <= {0, 255}
 
@@ -144,8 +191,18 @@ def test_output_paths_that_are_files(capsys, tmp_path, pair):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     assert "blocker" in cli_error(capsys, "demo", blocker, "--size", "64")
-    assert "blocker" in cli_error(capsys, "generate", "--image", pair[0], "--label", pair[1],
-                                  "--out", blocker, "--patch", "64:0.5")
+    assert "blocker" in cli_error(
+        capsys,
+        "generate",
+        "--image",
+        pair[0],
+        "--label",
+        pair[1],
+        "--out",
+        blocker,
+        "--patch",
+        "64:0.5",
+    )
 
 
 def _dataset(root: Path, names=("a.png",), labels=("a.png",)) -> Path:
@@ -161,16 +218,24 @@ def _dataset(root: Path, names=("a.png",), labels=("a.png",)) -> Path:
 
 def test_dataset_problems_through_train(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert "not a dataset" in cli_error(capsys, "train", "--data", tmp_path / "empty", "--models", tmp_path / "m")
+    assert "not a dataset" in cli_error(
+        capsys, "train", "--data", tmp_path / "empty", "--models", tmp_path / "m"
+    )
     layout_only = _dataset(tmp_path / "layout", names=(), labels=())
-    assert "empty dataset" in cli_error(capsys, "train", "--data", layout_only, "--models", tmp_path / "m")
+    assert "empty dataset" in cli_error(
+        capsys, "train", "--data", layout_only, "--models", tmp_path / "m"
+    )
     no_label = _dataset(tmp_path / "nolabel", names=("a.png", "b b é.png"), labels=("a.png",))
-    line = cli_error(capsys, "train", "--data", no_label, "--models", tmp_path / "m", "--epochs", "1")
+    line = cli_error(
+        capsys, "train", "--data", no_label, "--models", tmp_path / "m", "--epochs", "1"
+    )
     assert "b b é.png" in line and "no label" in line
     blocker = tmp_path / "models_file"
     blocker.write_text("x")
     ok = _dataset(tmp_path / "ok", names=("a.png", "b.png"), labels=("a.png", "b.png"))
-    assert "models_file" in cli_error(capsys, "train", "--data", ok, "--models", blocker, "--epochs", "1")
+    assert "models_file" in cli_error(
+        capsys, "train", "--data", ok, "--models", blocker, "--epochs", "1"
+    )
 
 
 def test_label_without_image_is_ignored_and_reported_by_open_dataset(tmp_path):
@@ -185,6 +250,20 @@ def test_label_without_image_is_ignored_and_reported_by_open_dataset(tmp_path):
 def test_corrupt_image_inside_a_dataset_names_it(capsys, tmp_path):
     root = _dataset(tmp_path / "ds", names=("a.png", "b.png"), labels=("a.png", "b.png"))
     (root / "train" / "data" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    line = cli_error(capsys, "train", "--data", root, "--models", tmp_path / "m", "--epochs", "1",
-                     "--batch-size", "2", "--crop-size", "64", "--val-fraction", "0")
+    line = cli_error(
+        capsys,
+        "train",
+        "--data",
+        root,
+        "--models",
+        tmp_path / "m",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--val-fraction",
+        "0",
+    )
     assert "b.png" in line

@@ -26,8 +26,13 @@ KILLS = 6
 
 def _spawn(code: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60.0) -> None:
@@ -54,7 +59,7 @@ def test_sigkill_while_saving_a_label_keeps_a_whole_file(tmp_path):
         proc = _spawn(f"""
             import numpy as np
             from core.io import write_mask
-            masks = [np.load({str(tmp_path / 'a.npy')!r}), np.load({str(tmp_path / 'b.npy')!r})]
+            masks = [np.load({str(tmp_path / "a.npy")!r}), np.load({str(tmp_path / "b.npy")!r})]
             print("ready", flush=True)
             i = 0
             while True:
@@ -109,9 +114,28 @@ def test_sigkill_while_saving_a_checkpoint_keeps_a_loadable_file(tmp_path):
 def test_ctrl_c_during_train_saves_the_model_so_far(tmp_path, tiny_dataset):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "train", "--data", str(tiny_dataset), "--models", str(tmp_path),
-         "--epochs", "100000", "--batch-size", "2", "--crop-size", "64", "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            "--data",
+            str(tiny_dataset),
+            "--models",
+            str(tmp_path),
+            "--epochs",
+            "100000",
+            "--batch-size",
+            "2",
+            "--crop-size",
+            "64",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until at least one epoch is done
         line = proc.stderr.readline()
@@ -133,8 +157,12 @@ def test_resume_continues_from_a_checkpoint(tmp_path, tiny_dataset):
 
     config = TrainConfig(epochs=2, batch_size=2, crop_size=64, lr=1e-3)
     first = train(tiny_dataset, tmp_path, config)
-    second = train(tiny_dataset, tmp_path, TrainConfig(epochs=1, batch_size=2, crop_size=64, lr=1e-3),
-                   resume_from=first.model_path)
+    second = train(
+        tiny_dataset,
+        tmp_path,
+        TrainConfig(epochs=1, batch_size=2, crop_size=64, lr=1e-3),
+        resume_from=first.model_path,
+    )
     assert second.model_path.name == "model_v2.safetensors"
     assert [h.epoch for h in second.history] == [1, 2, 3]
     resumed = load_checkpoint(second.model_path, with_optimizer=True)

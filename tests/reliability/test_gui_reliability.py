@@ -48,6 +48,7 @@ SIZE = 64
 # fixtures
 # --------------------------------------------------------------------------------------------
 
+
 class CrashWatch:
     """Records every exception that reaches sys.excepthook, threading.excepthook or the app's
     crash dialog (then passes it on, so pytest-qt still sees it)."""
@@ -71,8 +72,11 @@ def crashes(monkeypatch) -> CrashWatch:
 
     monkeypatch.setattr(sys, "excepthook", sys_hook)
     monkeypatch.setattr(threading, "excepthook", thread_hook)
-    monkeypatch.setattr(gui_errors, "_show_crash",
-                        lambda message, details: watch.seen.append(f"crash dialog: {message}"))
+    monkeypatch.setattr(
+        gui_errors,
+        "_show_crash",
+        lambda message, details: watch.seen.append(f"crash dialog: {message}"),
+    )
     yield watch
     assert watch.seen == [], f"exceptions escaped: {watch.seen}"
 
@@ -188,6 +192,7 @@ def paint(window: MainWindow, points: list[tuple[float, float]]) -> None:
 # bad files (builders)
 # --------------------------------------------------------------------------------------------
 
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -195,8 +200,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _bomb(path: Path) -> None:
     """A valid PNG header claiming 100000 x 100000 pixels."""
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-                     + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _rgb(seed: int) -> np.ndarray:
@@ -210,7 +219,7 @@ def _truncated(path: Path) -> None:
 
 def _square_mask(size: tuple[int, int] = (SIZE, SIZE), value: int = 255) -> np.ndarray:
     mask = np.zeros(size, np.uint8)
-    mask[size[0] // 4:size[0] // 2, size[1] // 4:size[1] // 2] = value
+    mask[size[0] // 4 : size[0] // 2, size[1] // 4 : size[1] // 2] = value
     return mask
 
 
@@ -224,15 +233,19 @@ UNREADABLE = {
 
 #: Images read through a documented conversion (to 8-bit RGB); each keeps a good label.
 CONVERTED = {
-    "odd_sixteen_grey.png": lambda p: Image.fromarray(_rgb(2)[..., 0].astype(np.uint16) * 257).save(p),
-    "odd_sixteen_rgb.tif": lambda p: tifffile.imwrite(p, _rgb(3).astype(np.uint16) * 256,
-                                                       photometric="rgb"),
+    "odd_sixteen_grey.png": lambda p: Image.fromarray(_rgb(2)[..., 0].astype(np.uint16) * 257).save(
+        p
+    ),
+    "odd_sixteen_rgb.tif": lambda p: tifffile.imwrite(
+        p, _rgb(3).astype(np.uint16) * 256, photometric="rgb"
+    ),
     "odd_rgba.png": lambda p: Image.fromarray(_rgb(4)).convert("RGBA").save(p),
     "odd_palette.png": lambda p: Image.fromarray(_rgb(5)).convert("P").save(p),
     "odd_grey.png": lambda p: Image.fromarray(_rgb(6)[..., 0]).save(p),
     "odd_cmyk.jpg": lambda p: Image.fromarray(_rgb(7)).convert("CMYK").save(p, "JPEG"),
-    "odd_float.tif": lambda p: tifffile.imwrite(p, _rgb(14).astype(np.float32) / 255.0,
-                                                photometric="rgb"),
+    "odd_float.tif": lambda p: tifffile.imwrite(
+        p, _rgb(14).astype(np.float32) / 255.0, photometric="rgb"
+    ),
     "odd name with spaces.png": lambda p: Image.fromarray(_rgb(8)).save(p),
     "odd_näme_ünïcode_屋根.png": lambda p: Image.fromarray(_rgb(9)).save(p),
 }
@@ -252,11 +265,11 @@ def bad_dataset(root: Path) -> Path:
     Image.fromarray(_rgb(10)).save(data / "lab_other_size.png")
     Image.fromarray(_square_mask((32, 48))).save(label / "lab_other_size.png")
     Image.fromarray(_rgb(11)).save(data / "lab_values.png")
-    Image.fromarray(_square_mask(value=7)).save(label / "lab_values.png")   # 7 means roof too
+    Image.fromarray(_square_mask(value=7)).save(label / "lab_values.png")  # 7 means roof too
     Image.fromarray(_rgb(12)).save(data / "lab_truncated.png")
     _truncated(label / "lab_truncated.png")
-    Image.fromarray(_rgb(13)).save(data / "lab_missing.png")                 # image without label
-    Image.fromarray(_square_mask()).save(label / "lab_orphan.png")           # label without image
+    Image.fromarray(_rgb(13)).save(data / "lab_missing.png")  # image without label
+    Image.fromarray(_square_mask()).save(label / "lab_orphan.png")  # label without image
     return root
 
 
@@ -264,8 +277,10 @@ def bad_dataset(root: Path) -> Path:
 # 1. bad files inside a dataset opened in the window
 # --------------------------------------------------------------------------------------------
 
+
 def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
-        window, qtbot, tmp_path, messages):
+    window, qtbot, tmp_path, messages
+):
     """4 unreadable images, 9 converted ones (16-bit grey and RGB, RGBA, palette, grey, CMYK
     JPEG, float TIFF, spaces, non-ASCII), 5 label cases (other size, values 0/7, truncated, missing, orphan):
     18 bad inputs, each selected, then a good image selected after it."""
@@ -303,7 +318,9 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
         select(window, "train", name)
         path = root / "train" / "data" / name
         image = window.canvas.image()
-        assert image is not None and image.dtype == np.uint8 and image.shape == (SIZE, SIZE, 3), name
+        assert image is not None and image.dtype == np.uint8 and image.shape == (SIZE, SIZE, 3), (
+            name
+        )
         assert np.array_equal(image, read_image(path)) and image.std() > 5, name
         assert np.array_equal(window.canvas.label_array(), _square_mask() > 0), name
         assert len(messages.calls) == before, messages.calls[before:]
@@ -349,15 +366,18 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     loader = window.browser.thumbnails
     for name in UNREADABLE:
         loader.request(root / "train" / "data" / name)
-    qtbot.waitUntil(lambda: all(loader.error(root / "train" / "data" / n) for n in UNREADABLE),
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: all(loader.error(root / "train" / "data" / n) for n in UNREADABLE), timeout=10_000
+    )
     for name in UNREADABLE:
         assert name in loader.error(root / "train" / "data" / name)
     assert "decompression-bomb" in loader.error(root / "train" / "data" / "bad_bomb.png")
     for name in CONVERTED:
         loader.request(root / "train" / "data" / name)
-    qtbot.waitUntil(lambda: all(loader.pixmap(root / "train" / "data" / n) is not None
-                                for n in CONVERTED), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: all(loader.pixmap(root / "train" / "data" / n) is not None for n in CONVERTED),
+        timeout=10_000,
+    )
     for name in CONVERTED:  # the same conversion as the canvas: 16-bit is scaled, not white
         thumb = qimage2ndarray.rgb_view(loader.pixmap(root / "train" / "data" / name).toImage())
         assert thumb.shape[:2] == (40, 40) and thumb.std() > 5, name
@@ -370,13 +390,14 @@ def test_bad_files_in_an_open_dataset_show_a_message_and_the_app_goes_on(
     back_to_good()
 
 
-
 # --------------------------------------------------------------------------------------------
 # 2. closing the window during training
 # --------------------------------------------------------------------------------------------
 
+
 def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
-        window, qtbot, tiny_dataset, questions, prompts, messages):
+    window, qtbot, tiny_dataset, questions, prompts, messages
+):
     """3 close requests while a model trains and a label has unsaved edits: Cancel (edits), Save
     then No (training), then Yes. Nothing is lost: the label is saved, the run goes on after
     each refusal, and the Yes stops the thread and saves the model so far."""
@@ -427,8 +448,8 @@ def test_closing_during_training_asks_and_a_yes_stops_cleanly_and_saves(
 # 3. ten quick starts and stops
 # --------------------------------------------------------------------------------------------
 
-def test_ten_quick_starts_and_stops_leave_the_panel_working(
-        window, qtbot, tiny_dataset, messages):
+
+def test_ten_quick_starts_and_stops_leave_the_panel_working(window, qtbot, tiny_dataset, messages):
     """10 Start-then-Stop pairs, the Stop after 0 to 400 ms (before torch loads, during the first
     batch, mid-run), each also trying a second Start while stopping; then a full short run."""
     from core.checkpoint import list_models
@@ -463,7 +484,9 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
         qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=30_000)
     result = panel.last_result()
-    assert result.stopped is None and Path(blocker.args[0]).name == f"model_v{saved + 1}.safetensors"
+    assert (
+        result.stopped is None and Path(blocker.args[0]).name == f"model_v{saved + 1}.safetensors"
+    )
     assert window.prediction.model_path == Path(blocker.args[0])
     assert_training_ready(window)
     print(f"10 quick stops: {saved} saved a model, {10 - saved} stopped before the first batch")
@@ -473,8 +496,8 @@ def test_ten_quick_starts_and_stops_leave_the_panel_working(
 # 4. switching images and datasets while training
 # --------------------------------------------------------------------------------------------
 
-def test_switching_images_and_datasets_while_training(
-        window, qtbot, make_dataset, messages):
+
+def test_switching_images_and_datasets_while_training(window, qtbot, make_dataset, messages):
     """10 switches (images of both splits, next/previous, another dataset of another image size
     and back) while a model trains on the first dataset. The run finishes, on its own data, into
     its own models folder; the canvas always shows the image selected; the other dataset's
@@ -508,8 +531,9 @@ def test_switching_images_and_datasets_while_training(
     ]
     during = 0
     for i, step in enumerate(steps):
-        qtbot.waitUntil(lambda i=i: panel.plot.point_count() >= i + 1 or not panel.is_training(),
-                        timeout=60_000)
+        qtbot.waitUntil(
+            lambda i=i: panel.plot.point_count() >= i + 1 or not panel.is_training(), timeout=60_000
+        )
         running = panel.is_training()
         step()
         sample = window.browser.current_sample()
@@ -541,8 +565,8 @@ def test_switching_images_and_datasets_while_training(
 # 5. the dataset folder deleted while it is open
 # --------------------------------------------------------------------------------------------
 
-def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
-                                          prompts, messages):
+
+def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path, prompts, messages):
     """The folder is deleted (shutil.rmtree) with an image shown and its label edited; then
     saving, predicting (its model went too), refreshing the models, training, predicting the
     split with another model, selecting another image and reopening the dataset each give a
@@ -631,13 +655,15 @@ def test_deleting_the_open_dataset_folder(window, qtbot, make_dataset, tmp_path,
 
 
 def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
-        window, qtbot, tiny_dataset, tmp_path, messages):
+    window, qtbot, tiny_dataset, tmp_path, messages
+):
     """1 fault: the window closes 0 ms after a dilation change, while the re-scoring of the
     predicted split waits on its 250 ms debounce timer. Nothing may start once it is closed (the
     task's callbacks would touch the deleted window's widgets in whatever runs next)."""
     assert window.open_dataset(tiny_dataset)
-    assert window.prediction.set_model(save_untrained_model(tmp_path / "m",
-                                                            metadata={"threshold": 0.5}))
+    assert window.prediction.set_model(
+        save_untrained_model(tmp_path / "m", metadata={"threshold": 0.5})
+    )
     window.prediction.predict_split("test")
     qtbot.waitUntil(lambda: not window.prediction.is_busy(), timeout=60_000)
     assert window.prediction.metric_values() is not None
@@ -653,8 +679,10 @@ def test_closing_with_a_rescore_pending_starts_nothing_afterwards(
 # 6. unsaved edits survive a crash
 # --------------------------------------------------------------------------------------------
 
+
 def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
-        qtbot, make_dataset, prompts, messages, crashes):
+    qtbot, make_dataset, prompts, messages, crashes
+):
     """Paint, autosave, paint more, autosave, then the window is dropped without closeEvent (a
     crash). Faults: the crash, a corrupt recovery copy, two copies whose image changed size (one
     on the canvas when offered, one selected later), and a restart answered "Decide later". The next start (open_initial: the last dataset) offers the
@@ -699,7 +727,8 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
     other_label = root / "train" / "label" / "00002.png"
     for label in (first_label, other_label):
         annotate.MaskEditor(None, (32, 32), path=label).save_recovery(
-            annotate.recovery_path_for(annotation.recovery_dir(), label))
+            annotate.recovery_path_for(annotation.recovery_dir(), label)
+        )
 
     # restart 1: "Decide later" keeps every copy
     prompts.restore_answer = dialogs.LATER
@@ -708,8 +737,11 @@ def test_unsaved_edits_survive_a_crash_and_are_offered_at_the_next_start(
     assert second.dataset_path == root
     assert len(prompts.restore_offered) == 1
     offered = sorted(prompts.restore_offered[0])
-    assert [o.split()[0] for o in offered] == ["train/00000.png", "train/00002.png",
-                                               "train/00003.png"]
+    assert [o.split()[0] for o in offered] == [
+        "train/00000.png",
+        "train/00002.png",
+        "train/00003.png",
+    ]
     assert not second.annotation.has_unsaved() and copy.exists()
     dispose(second)
 

@@ -13,18 +13,28 @@ from core.errors import RooftopError
 from core.io import read_image, read_mask
 from core.predict import predict_probabilities
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FAST
-@given(h=st.integers(1, 48), w=st.integers(1, 48),
-       mode=st.sampled_from(["1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I", "F", "CMYK"]),
-       fmt=st.sampled_from(["PNG", "TIFF", "JPEG", "BMP"]), seed=st.integers(0, 1000))
-def test_reader_returns_rgb_uint8_and_bool_masks_or_a_clear_error(tmp_path_factory, h, w, mode, fmt, seed):
+@given(
+    h=st.integers(1, 48),
+    w=st.integers(1, 48),
+    mode=st.sampled_from(["1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I", "F", "CMYK"]),
+    fmt=st.sampled_from(["PNG", "TIFF", "JPEG", "BMP"]),
+    seed=st.integers(0, 1000),
+)
+def test_reader_returns_rgb_uint8_and_bool_masks_or_a_clear_error(
+    tmp_path_factory, h, w, mode, fmt, seed
+):
     rng = np.random.default_rng(seed)
     base = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     if mode in ("I;16", "I", "F"):
-        array = rng.integers(0, 65536, (h, w)).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode])
+        array = rng.integers(0, 65536, (h, w)).astype(
+            {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+        )
         image = Image.fromarray(array)
     else:
         image = base.convert(mode)
@@ -61,15 +71,21 @@ class PixelwiseModel(torch.nn.Module):
 
 
 @FAST
-@given(h=st.integers(1, 260), w=st.integers(1, 260), tile=st.sampled_from([32, 48, 64, 96]),
-       overlap_half=st.integers(0, 16), seed=st.integers(0, 100))
+@given(
+    h=st.integers(1, 260),
+    w=st.integers(1, 260),
+    tile=st.sampled_from([32, 48, 64, 96]),
+    overlap_half=st.integers(0, 16),
+    seed=st.integers(0, 100),
+)
 def test_tiling_covers_every_pixel_exactly(h, w, tile, overlap_half, seed):
     overlap = min(2 * overlap_half, tile // 2)
     overlap -= overlap % 2
     model = PixelwiseModel().eval()
     image = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    prob = predict_probabilities(model, image, tile=tile, overlap=overlap, batch_size=3,
-                                 precision="fp32")
+    prob = predict_probabilities(
+        model, image, tile=tile, overlap=overlap, batch_size=3, precision="fp32"
+    )
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         expected = torch.sigmoid(model(x))[0, 0].numpy()
