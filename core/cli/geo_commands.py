@@ -7,12 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.output import Formatter, ProgressBar, Reporter
+from core.cli.output import Formatter, ProgressBar, Reporter, format_area
 from core.cli.predict_commands import add_polygon_options
-
-
-def _area(total: float, unit: str) -> str:
-    return f"{total:,.1f} m²" if unit == "m" else f"{total:,.0f} px²"
 
 
 def cmd_vectorize(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
@@ -31,7 +27,7 @@ def cmd_vectorize(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
         )
     out.line(
         f"{args.mask} -> {done.path}: {done.buildings} buildings, "
-        f"{_area(done.total_area, done.unit)} of roof"
+        f"{format_area(done.total_area, done.unit)} of roof"
     )
     return {
         "polygons": str(done.path),

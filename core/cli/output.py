@@ -167,3 +167,8 @@ class StopOnInterrupt:
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def format_area(total: float, unit: str | None) -> str:
+    """``"1,234.5 m²"``, or ``"1,234 px²"`` for areas in pixels (an image without a CRS)."""
+    return f"{total:,.1f} m²" if unit == "m" else f"{total:,.0f} px²"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.output import Formatter, ProgressBar, Reporter
+from core.cli.output import Formatter, ProgressBar, Reporter, format_area
 from core.errors import ConfigError
 from core.predict_files import DEFAULT_SIMPLIFY
 
@@ -53,10 +53,6 @@ def _bands(text: str | None) -> tuple[int, ...] | None:
     return bands
 
 
-def _area(value: float, unit: str | None) -> str:
-    return f"{value:,.1f} m²" if unit == "m" else f"{value:,.0f} px²"
-
-
 def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.predict_files import PolygonOutput, predict_files
 
@@ -96,7 +92,7 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
         out.line(f"{r.source} -> {r.mask_path}{extra} ({r.roof_fraction:.1%} roof)")
         if r.polygons_path is not None:
             out.line(
-                f"  {r.buildings} buildings, {_area(r.roof_area, r.area_unit)} of roof -> "
+                f"  {r.buildings} buildings, {format_area(r.roof_area, r.area_unit)} of roof -> "
                 f"{r.polygons_path}"
             )
     return {
