@@ -371,14 +371,13 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open these images", exc)
             self.statusBar().showMessage(describe(exc), 10000)
             return False
-        if not self._show_dataset(dataset, dataset.root, remember=False):
-            return False
-        self.statusBar().showMessage(
-            f"Opened {len(dataset.test)} image(s) in {dataset.root}: predict them, export, or "
-            "paint labels (saved beside each image as NAME_label.png)",
-            10000,
+        return self._show_dataset(
+            dataset,
+            dataset.root,
+            remember=False,
+            message=f"Opened {len(dataset.test)} image(s) in {dataset.root}: predict them, "
+            "export, or paint labels (saved beside each image as NAME_label.png)",
         )
-        return True
 
     def open_dataset(self, path: Path) -> bool:
         """Open a dataset folder (``train/`` and ``test/`` with ``data/`` and ``label/``); a folder
@@ -394,15 +393,18 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open dataset", exc)
             self.statusBar().showMessage(describe(exc), 10000)
             return False
-        if not self._show_dataset(dataset, Path(path), remember=True):
-            return False
-        self.statusBar().showMessage(
-            f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test images", 8000
+        return self._show_dataset(
+            dataset,
+            Path(path),
+            remember=True,
+            message=f"Opened {path}: {len(dataset.train)} train and {len(dataset.test)} test "
+            "images",
         )
-        return True
 
-    def _show_dataset(self, dataset, path: Path, remember: bool) -> bool:
-        """Make ``dataset`` (rooted at ``path``) the one the window shows."""
+    def _show_dataset(self, dataset, path: Path, remember: bool, message: str) -> bool:
+        """Make ``dataset`` (rooted at ``path``) the one the window shows; ``message`` goes to
+        the status bar before the first image is selected and recovery copies are offered (their
+        own messages then follow it)."""
         if not self.annotation.resolve_unsaved():  # Cancel: keep the edits, stay here
             return False
         self.dataset, self.dataset_path = dataset, Path(path)
@@ -415,6 +417,7 @@ class MainWindow(QMainWindow):
             self.training.set_dataset(Path(path))
         self._remove_stale_temp_files()
         self._update_title()
+        self.statusBar().showMessage(message, 10000)
         self.canvas.set_message("Pick an image in the Dataset panel (PgDown / PgUp to step).")
         self.prediction._update_enabled()
         if self.browser.proxy.rowCount():

@@ -191,7 +191,8 @@ def test_combo_boxes_are_wide_enough_for_their_texts(qtbot, styled, tiny_dataset
 
 
 def _brightest(widget: QWidget) -> float:
-    pixels = qimage2ndarray.rgb_view(widget.grab().toImage()).astype(np.float32)
+    picture = widget.grab().toImage()  # alive while its pixels are viewed
+    pixels = qimage2ndarray.rgb_view(picture).astype(np.float32)
     return float(pixels[4:-4, 4:-4].mean(axis=2).max())  # inside the rounded border
 
 
