@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import qimage2ndarray
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
@@ -352,4 +353,40 @@ def test_command_line_raster_argument_opens_the_orthophoto(qtbot, tmp_path, geot
     win.open_initial(path)
     assert win.canvas.raster() is not None and win.canvas.raster().path == path
     qtbot.waitUntil(lambda: win.canvas.raster().overview is not None, timeout=20_000)
+    _close(win)
+
+
+def test_a_raster_without_overviews_shows_its_overview_band_by_band(qtbot, tmp_path, small_views):
+    """Without overviews of its own the decimated read decodes every block (30 s at 30,000 px):
+    it is read in bands, each painted as it arrives, so the first shows after a fraction."""
+    path = tmp_path / "plain.tif"
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=WIDTH,
+        height=HEIGHT,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=TRANSFORM,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        photometric="RGB",
+    ) as ds:
+        ds.write(data)
+    win = _window(qtbot, tmp_path)
+    assert win.open_orthophoto(path)
+    source = win.canvas.raster()
+    shown = []
+    source.overview_ready.connect(lambda: shown.append(source.overview.copy()))
+    _wait_tiles(qtbot, source)
+    qtbot.waitUntil(lambda: len(shown) >= raster_view.OVERVIEW_BANDS - 1, timeout=20_000)
+    first = qimage2ndarray.alpha_view(shown[0])
+    assert first[:4].all() and not first[-4:].any()  # the top band, the rest still transparent
+    last = qimage2ndarray.alpha_view(source.overview.copy())
+    assert last.all() and source.overview_factor == 4
     _close(win)
