@@ -92,21 +92,30 @@ class ProgressBar:
     def __init__(self, out: Reporter, desc: str, unit: str):
         self.out, self.desc, self.unit = out, desc, unit
         self._bar: Any = None
+        self._kind: tuple[str, int] | None = None  # the unit and total the bar counts
 
     def __call__(self, event: Any) -> None:
         if not isinstance(event, Progress) or not self.out.bars:
             return
+        kind = (event.unit, event.total)
+        if self._bar is not None and kind != self._kind:
+            # another count (the pixels of one orthophoto among the files): a bar of its own
+            self._bar.close()
+            self._bar = None
         if self._bar is None:
             from tqdm import tqdm
 
+            pixels = event.unit == "pixels"  # megapixels, with their rate and ETA
             self._bar = tqdm(
                 total=event.total,
                 desc=self.desc,
-                unit=self.unit,
+                unit="px" if pixels else (event.unit or self.unit),
+                unit_scale=pixels,
                 file=self.out.stream,
                 leave=False,
                 dynamic_ncols=True,
             )
+            self._kind = kind
         if event.item:
             self._bar.set_postfix_str(Path(event.item).name, refresh=False)
         self._bar.update(event.done - self._bar.n)

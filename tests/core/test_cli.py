@@ -260,7 +260,22 @@ def test_progress_bars_show_rate_and_eta_on_a_terminal_only():
     assert shown(_Terminal(), bars=False) == ""  # --json
 
 
-@pytest.mark.parametrize("command", ["demo", "generate", "train", "evaluate", "predict"])
+def test_an_orthophotos_pixels_get_a_bar_of_their_own_among_the_files():
+    stream = _Terminal()
+    with ProgressBar(Reporter(stream=stream), "predicting", "files") as bar:
+        for done in (250_000, 1_000_000):
+            bar(Progress(done, 1_000_000, "/in/town.tif", "pixels"))
+        bar(Progress(1, 2, "/in/town.tif", "files"))
+        bar(Progress(2, 2, "/in/b.png", "files"))
+    text = stream.getvalue()
+    assert "/1.00M" in text and "px/s" in text  # megapixels with their rate
+    assert "/2 " in text and "files/s" in text  # then the files, counted on their own
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["demo", "generate", "train", "evaluate", "predict", "vectorize", "rasterize", "export-onnx"],
+)
 def test_every_command_has_help(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
