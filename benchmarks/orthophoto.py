@@ -36,15 +36,16 @@ TARGETS = {"peak_gb_30000": 2.0, "windowed_over_in_memory": 0.9}
 CRS = "EPSG:32633"
 
 
-def make_geotiff(path: Path, side: int) -> Path:
-    """A ``side`` x ``side`` GeoTIFF mosaicked from the 2048 px demo scene (flipped per tile)."""
+def make_geotiff(path: Path, side: int, scene=None) -> Path:
+    """A ``side`` x ``side`` GeoTIFF mosaicked from the 2048 px demo scene (flipped per tile);
+    ``scene`` another ``(2048, 2048, 3)`` tile to mosaic (the scene's roof mask, for buildings)."""
     import numpy as np
     import rasterio
     from affine import Affine
 
     if path.is_file():
         return path
-    scene = demo_image(2048)
+    scene = demo_image(2048) if scene is None else scene
     tile = scene.shape[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial.tif")
