@@ -36,13 +36,8 @@ TRANSFORM = Affine(0.25, 0, 500_000, 0, -0.25, 5_000_000)
 CRS = "EPSG:32633"
 
 
-@pytest.fixture
-def geotiff(tmp_path):
-    """A 2000 x 1500 RGB GeoTIFF (UTM 33N, 0.25 m pixels) with overviews 2, 4, 8."""
-    path = tmp_path / "ortho.tif"
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
-    data[:, 200:260, 300:380] = 250  # a bright roof
+def _write_geotiff(path, data, overviews=()):
+    """A tiled RGB GeoTIFF of ``data`` (3, HEIGHT, WIDTH): UTM 33N, 0.25 m pixels."""
     with rasterio.open(
         path,
         "w",
@@ -59,8 +54,19 @@ def geotiff(tmp_path):
         photometric="RGB",
     ) as ds:
         ds.write(data)
-        ds.build_overviews([2, 4, 8], Resampling.average)
-    return path, data
+        if overviews:
+            ds.build_overviews(list(overviews), Resampling.average)
+    return path
+
+
+@pytest.fixture
+def geotiff(tmp_path):
+    """A 2000 x 1500 RGB GeoTIFF (UTM 33N, 0.25 m pixels) with overviews 2, 4, 8."""
+    path = tmp_path / "ortho.tif"
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
+    data[:, 200:260, 300:380] = 250  # a bright roof
+    return _write_geotiff(path, data, (2, 4, 8)), data
 
 
 @pytest.fixture
@@ -362,22 +368,7 @@ def test_a_raster_without_overviews_shows_its_overview_band_by_band(qtbot, tmp_p
     path = tmp_path / "plain.tif"
     rng = np.random.default_rng(1)
     data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=WIDTH,
-        height=HEIGHT,
-        count=3,
-        dtype="uint8",
-        crs=CRS,
-        transform=TRANSFORM,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        photometric="RGB",
-    ) as ds:
-        ds.write(data)
+    _write_geotiff(path, data)
     win = _window(qtbot, tmp_path)
     assert win.open_orthophoto(path)
     source = win.canvas.raster()
