@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from core.annotate.edits import _paint, _Plan, _plan_accept, _plan_fill, _plan_polygon
-from core.annotate.history import UNDO_LIMIT, UNDO_MAX_BYTES, Edit, UndoStack, _Stroke
+from core.annotate.history import UNDO_LIMIT, UNDO_MAX_BYTES, Edit, Revisions, UndoStack, _Stroke
 from core.annotate.recovery import load_recovery, save_recovery
 from core.annotate.regions import Point, Region, _bbox, _check_radius, _stroke_pieces
 from core.errors import ImageWriteError
 from core.io import write_mask
 
 
-class MaskEditor:
+class MaskEditor(Revisions):
     """One label mask being edited: tools, undo/redo, dirty flag, atomic save, recovery copies.
 
     ``MaskEditor(mask)`` edits a copy of ``mask``; ``MaskEditor(None, shape)`` starts from an empty
@@ -63,9 +63,7 @@ class MaskEditor:
             )
         self.path: Path | None = Path(path) if path is not None else None
         self.undo_stack = UndoStack(undo_limit, undo_max_bytes)
-        self._next_revision = 0
-        self.revision = 0
-        self.saved_revision: int | None = 0
+        Revisions.__init__(self)
         self._stroke: _Stroke | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -79,10 +77,6 @@ class MaskEditor:
         return self._mask.shape  # type: ignore[return-value]
 
     @property
-    def dirty(self) -> bool:
-        return self.revision != self.saved_revision
-
-    @property
     def can_undo(self) -> bool:
         return self.undo_stack.can_undo or self._stroke_changed()
 
@@ -93,15 +87,6 @@ class MaskEditor:
     @property
     def in_stroke(self) -> bool:
         return self._stroke is not None
-
-    def mark_saved(self) -> None:
-        """Declare the current content saved (e.g. written elsewhere): ``dirty`` becomes False."""
-        self.saved_revision = self.revision
-
-    def _new_revision(self) -> int:
-        self._next_revision += 1
-        self.revision = self._next_revision
-        return self.revision
 
     def _stroke_changed(self) -> bool:
         return self._stroke is not None and self._stroke.region is not None

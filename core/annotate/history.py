@@ -271,3 +271,27 @@ class _Stroke:
     last: tuple[float, float] | None = None
     region: Region | None = None
     snapshot: _TileSnapshot = field(default_factory=_TileSnapshot)
+
+
+class Revisions:
+    """Revision numbers of an editor's content: every change gets a new number, undo and redo
+    go back to the number the restored state had, and the content is :attr:`dirty` while its
+    revision is not the one last saved (``saved_revision`` None: never saved as it is)."""
+
+    def __init__(self) -> None:
+        self._next_revision = 0
+        self.revision = 0
+        self.saved_revision: int | None = 0
+
+    @property
+    def dirty(self) -> bool:
+        return self.revision != self.saved_revision
+
+    def mark_saved(self) -> None:
+        """Declare the current content saved (e.g. written elsewhere): ``dirty`` becomes False."""
+        self.saved_revision = self.revision
+
+    def _new_revision(self) -> int:
+        self._next_revision += 1
+        self.revision = self._next_revision
+        return self.revision

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.annotate.history import UNDO_LIMIT, UNDO_MAX_BYTES, _TileSnapshot
+from core.annotate.history import UNDO_LIMIT, UNDO_MAX_BYTES, Revisions, _TileSnapshot
 from core.annotate.recovery import load_recovery, save_recovery
 from core.annotate.regions import Region, _check_radius, _stroke_pieces
 from core.errors import ImageWriteError
@@ -47,7 +47,7 @@ class _Open:
     snapshot: _TileSnapshot = field(default_factory=_TileSnapshot)
 
 
-class StrokeEditor:
+class StrokeEditor(Revisions):
     """The stroke codes ``(H, W) uint8`` of one image being painted (see the module docstring).
 
     A stroke -- :meth:`begin_stroke` (code, radius), :meth:`stroke_to` on every move,
@@ -78,9 +78,7 @@ class StrokeEditor:
         self.undo_limit, self.undo_max_bytes = int(undo_limit), int(undo_max_bytes)
         self._undo: list[_CodeEdit] = []
         self._redo: list[_CodeEdit] = []
-        self._next_revision = 0
-        self.revision = 0
-        self.saved_revision: int | None = 0
+        Revisions.__init__(self)
         self._stroke: _Open | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -91,10 +89,6 @@ class StrokeEditor:
     @property
     def shape(self) -> tuple[int, int]:
         return self._codes.shape  # type: ignore[return-value]
-
-    @property
-    def dirty(self) -> bool:
-        return self.revision != self.saved_revision
 
     @property
     def in_stroke(self) -> bool:
@@ -115,14 +109,6 @@ class StrokeEditor:
 
     def is_empty(self) -> bool:
         return not self._codes.any()
-
-    def mark_saved(self) -> None:
-        self.saved_revision = self.revision
-
-    def _new_revision(self) -> int:
-        self._next_revision += 1
-        self.revision = self._next_revision
-        return self.revision
 
     # -- strokes -------------------------------------------------------------------------------
     def begin_stroke(self, code: int, radius: float = 5.0) -> None:
