@@ -75,6 +75,8 @@ def create_app(qt_args: list[str] | None = None) -> QApplication:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # GDAL reports every refused file at INFO through rasterio; the window shows it already
+    logging.getLogger("rasterio").setLevel(logging.WARNING)
     args, qt_args = parse_args(sys.argv[1:] if argv is None else list(argv))
     if QApplication.instance() is None:  # Qt would abort on a missing library or display
         problem = platform_check.startup_problem(qt_args=qt_args)
