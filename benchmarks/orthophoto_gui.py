@@ -10,12 +10,17 @@ subprocess (offscreen Qt, the real ``ImageCanvas`` at 1600 x 1000 and a
 ``RasterTileSource`` as the window makes them):
 
 * ``overview_first_paint_s``: from ``set_raster`` (the file not open yet) to the first paint of
-  the canvas that draws the overview (a synchronous ``viewport().repaint()`` once it arrives);
-* ``first_tiles_s``: then zoom 100 % on the centre: until every visible tile is drawn;
+  the canvas that draws the overview (a synchronous ``viewport().repaint()`` once it arrives; for
+  a file without overviews, its first band), with an empty overview cache;
+* ``first_tiles_s``: then zoom 100 % on the centre: until every visible tile is drawn (while the
+  overview of a file without overviews may still be reading); ``overview_whole_s``: from
+  ``set_raster`` until the whole overview is read;
 * ``pan_*``: ``--pans`` scripted pans of 700 px (a serpentine across the raster at 100 %), each
   waiting until its visible tiles are read and drawn: median and max time per pan;
 * ``peak_rss_mb``: the process's peak resident memory (``ru_maxrss``) at the end, with
-  ``rss_after_pans_mb`` and the tile cache's peak bytes.
+  ``rss_after_pans_mb`` and the tile cache's peak bytes;
+* ``reopen_first_paint_s``: the same file opened again in the same window (for a file without
+  overviews, from the overview kept by ``core.overview_cache``: ``reopen_from_cache``).
 
 Prints ONE JSON object on stdout; progress goes to stderr.
 """
@@ -54,26 +59,32 @@ canvas = ImageCanvas()
 canvas.resize(1600, 1000)
 canvas.show()
 app.processEvents()
-t0 = time.perf_counter()
-source = RasterTileSource({path!r}, runner)
-canvas.set_raster(source)
-while source.overview is None:
-    app.processEvents()
-    if source.error is not None:
-        raise source.error
-    time.sleep(0.002)
-item = canvas.raster_item()
-before = item.painted
-canvas.viewport().repaint()
-assert item.painted > before
-first_paint = time.perf_counter() - t0
+cache_dir = {cache_dir!r}  # empty: the first opening is not helped by an earlier run
+
+def open_and_paint():
+    t0 = time.perf_counter()
+    source = RasterTileSource({path!r}, runner, overview_cache_dir=cache_dir)
+    canvas.set_raster(source)
+    while source.overview is None:
+        app.processEvents()
+        if source.error is not None:
+            raise source.error
+        time.sleep(0.002)
+    item = canvas.raster_item()
+    before = item.painted
+    canvas.viewport().repaint()
+    assert item.painted > before
+    return source, t0, time.perf_counter() - t0
+
+source, t0, first_paint = open_and_paint()
 
 def settle(limit=120.0):
+    # the visible tiles, read while a progressive overview may still be reading
     t = time.perf_counter()
     app.processEvents()
     time.sleep(0.001)
     app.processEvents()
-    while source.is_busy() or source.pending():
+    while source.is_reading_tiles():
         app.processEvents()
         time.sleep(0.002)
         if time.perf_counter() - t > limit:
@@ -83,6 +94,10 @@ def settle(limit=120.0):
 
 canvas.zoom_100()
 first_tiles = settle()
+while source.is_opening():
+    app.processEvents()
+    time.sleep(0.002)
+overview_whole = time.perf_counter() - t0
 hbar, vbar = canvas.horizontalScrollBar(), canvas.verticalScrollBar()
 hbar.setValue(hbar.minimum()); vbar.setValue(vbar.minimum())
 settle()
@@ -98,10 +113,17 @@ for i in range({pans}):
     times.append(settle())
     peak_rss = max(peak_rss, rss_mb())
 times.sort()
+tiles_read, cache_peak = source.tiles_read, source.cache.peak_bytes
+canvas.set_raster(None)
+runner.wait_all(60000)
+source, _, reopen_paint = open_and_paint()  # the same file again: the kept overview
+reopen_cached = source.overview_from_cache
 result = dict(overview_first_paint_s=first_paint, overview_factor=source.overview_factor,
+              overview_whole_s=overview_whole, reopen_first_paint_s=reopen_paint,
+              reopen_from_cache=reopen_cached,
               file_overviews=list(source.info.overview_factors), first_tiles_s=first_tiles,
               pans=len(times), pan_median_s=times[len(times) // 2], pan_max_s=times[-1],
-              tiles_read=source.tiles_read, cache_peak_mb=source.cache.peak_bytes / 2**20,
+              tiles_read=tiles_read, cache_peak_mb=cache_peak / 2**20,
               cache_limit_mb=source.cache.max_bytes / 2**20, rss_after_pans_mb=rss_mb(),
               rss_sampled_peak_mb=peak_rss,
               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -134,11 +156,14 @@ def with_overviews(path: Path) -> Path:
 
 
 def run_child(path: Path, pans: int) -> dict:
+    import tempfile
+
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    code = CHILD.format(repo=str(REPO), path=str(path), pans=pans)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800
-    )
+    with tempfile.TemporaryDirectory(prefix="rooftop-overviews-") as cache_dir:
+        code = CHILD.format(repo=str(REPO), path=str(path), pans=pans, cache_dir=cache_dir)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800
+        )
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -504,7 +504,7 @@ class MainWindow(QMainWindow):
             return False
         self.annotation.set_sample(None)
         self.prediction.set_current(None)
-        source = RasterTileSource(path, self.runner)
+        source = RasterTileSource(path, self.runner, overview_cache_dir=cfg.overview_cache_dir())
         source.failed.connect(lambda exc, p=path: self._orthophoto_failed(p, exc))
         self.canvas.set_raster(source)
         self.prediction.raster_changed()

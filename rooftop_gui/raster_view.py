@@ -6,7 +6,10 @@ path) and reads:
 
 * an **overview** once (``RasterSource.read_overview``: the file's own overviews, else a decimated
   read) of at most :data:`OVERVIEW_MAX_SIDE` pixels a side, kept for as long as the raster is shown
-  and drawn stretched under everything;
+  and drawn stretched under everything. A raster without overviews of its own is read in bands
+  shown as they arrive (:func:`overview_bands`), and the result is kept in
+  :mod:`core.overview_cache` (when the source is given a folder for it), so that it opens at once
+  the next time;
 * **tiles** of :data:`TILE` x :data:`TILE` output pixels at levels of detail ``L`` (decimation
   ``2 ** L``; level 0 is full resolution), read on request in a background task, visible tiles
   first, and kept in a bounded LRU (:class:`TileCache`, :data:`CACHE_BYTES`), so memory stays
@@ -31,6 +34,7 @@ one overview read of a 30,000 px orthophoto that was 1.2 GB of the window's memo
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -44,7 +48,11 @@ from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from core import overview_cache
+from core.errors import RooftopError
 from rooftop_gui.workers import Task, TaskRunner
+
+log = logging.getLogger(__name__)
 
 #: Side in output pixels of a tile (at every level of detail).
 TILE = 512
@@ -104,31 +112,47 @@ class _Overview:
     factor: int
 
 
-#: A raster without overviews of its own is read for its overview in this many bands of rows,
-#: each shown as it arrives: the whole decimated read decodes every block (30 s at 30,000 px),
-#: its first band a sixteenth of that.
+#: A raster without overviews of its own is read for its overview in bands of rows, each shown
+#: as it arrives (the whole decimated read decodes every block: 30 s at 30,000 px): the first
+#: band is one row of the file's blocks, so that something shows within a second, and each next
+#: band twice the last, up to a sixteenth of the raster.
 OVERVIEW_BANDS = 16
+
+
+def overview_bands(height: int, block_rows: int, factor: int) -> list[tuple[int, int]]:
+    """``(row, rows)`` of the bands a progressive overview reads, top to bottom: each starts on
+    a multiple of ``factor`` (so its decimated rows land on whole rows of the overview) at or
+    after a block edge; one block row first, then doubling up to ``height / OVERVIEW_BANDS``."""
+    block_rows = max(1, block_rows)
+    largest = max(block_rows, math.ceil(height / OVERVIEW_BANDS))
+    bands, row, size = [], 0, block_rows
+    while row < height:
+        end = min(height, math.ceil(min(height, row + size) / factor) * factor)
+        if end <= row:
+            end = min(height, row + factor)
+        bands.append((row, end - row))
+        row, size = end, min(largest, size * 2)
+    return bands
 
 
 def _progressive_overview(source: Any, max_side: int, picture, on_progress, should_stop):
     """The overview of a raster without overviews, read band by band; each band read so far is
-    reported as an ``_Overview`` (the rest transparent), and the whole one is returned."""
+    reported as an ``_Overview`` (the rest transparent); returns ``(rgb, valid, factor)`` of the
+    whole one (None when stopped)."""
     factor = max(1, math.ceil(max(source.width, source.height) / max_side))
     out_h, out_w = math.ceil(source.height / factor), math.ceil(source.width / factor)
     rgb = np.zeros((out_h, out_w, 3), np.uint8)
     valid = np.zeros((out_h, out_w), bool)
-    band = factor * max(1, math.ceil(out_h / OVERVIEW_BANDS))  # source rows, a multiple of factor
-    for row in range(0, source.height, band):
+    for row, rows in overview_bands(source.height, source.block_shape[0], factor):
         if should_stop():
             return None
-        rows = min(band, source.height - row)
         part_rgb, part_valid = source.read_decimated(row, 0, rows, source.width, factor)
         top = row // factor
         rgb[top : top + len(part_rgb), : part_rgb.shape[1]] = part_rgb
         valid[top : top + len(part_valid), : part_valid.shape[1]] = part_valid
         if row + rows < source.height:
             on_progress(_Overview(picture(rgb, valid), factor))
-    return _Overview(picture(rgb, valid), factor)
+    return rgb, valid, factor
 
 
 @dataclass(frozen=True)
@@ -256,6 +280,7 @@ class RasterTileSource(QObject):
         color: tuple[int, int, int] = (0, 190, 255),
         cache_bytes: int | None = None,
         overview_max_side: int | None = None,
+        overview_cache_dir: str | Path | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -271,6 +296,10 @@ class RasterTileSource(QObject):
         self.error: BaseException | None = None
         self.tiles_read = 0
         self._overview_max_side = overview_max_side or OVERVIEW_MAX_SIDE
+        #: Where the overview of a raster without overviews of its own is kept for next time
+        #: (:mod:`core.overview_cache`); None: not kept.
+        self.overview_cache_dir = None if overview_cache_dir is None else Path(overview_cache_dir)
+        self.overview_from_cache = False
         self._reader: Any = None  # the core RasterSource (opened and used in worker threads)
         self._lock = threading.Lock()
         self._wanted: list[TileKey] = []
@@ -282,7 +311,7 @@ class RasterTileSource(QObject):
     def open(self) -> Task:
         """Open the raster and read its overview in the background."""
         path, kind, max_side = self.path, self.kind, self._overview_max_side
-        color = self.color
+        color, cache_dir = self.color, self.overview_cache_dir
 
         def work(on_progress, should_stop):
             from core.raster import open_raster
@@ -315,11 +344,27 @@ class RasterTileSource(QObject):
                         return mask_image(rgb, valid, color)
                     return argb_image(rgb, valid)
 
-                with open_raster(path, bands=(1,) if kind == "mask" else None) as other:
-                    if info.overview_factors or max(info.width, info.height) <= max_side:
+                if info.overview_factors or max(info.width, info.height) <= max_side:
+                    with open_raster(path, bands=(1,) if kind == "mask" else None) as other:
                         rgb, valid, factor = other.read_overview(max_side)
-                        return _Overview(picture(rgb, valid), factor)
-                    return _progressive_overview(other, max_side, picture, on_progress, should_stop)
+                    return _Overview(picture(rgb, valid), factor)
+                if cache_dir is not None:
+                    cached = overview_cache.load(cache_dir, path, kind, max_side)
+                    if cached is not None:
+                        self.overview_from_cache = True
+                        return _Overview(picture(cached.rgb, cached.valid), cached.factor)
+                with open_raster(path, bands=(1,) if kind == "mask" else None) as other:
+                    whole = _progressive_overview(
+                        other, max_side, picture, on_progress, should_stop
+                    )
+                if whole is None:
+                    return None
+                if cache_dir is not None:
+                    try:
+                        overview_cache.save(cache_dir, path, kind, max_side, *whole)
+                    except (OSError, RooftopError) as exc:  # only the next opening is slower
+                        log.warning("could not keep the overview of %s: %s", path, exc)
+                return _Overview(picture(whole[0], whole[1]), whole[2])
             except BaseException:
                 if self._reader is None:
                     reader.close()
@@ -386,6 +431,14 @@ class RasterTileSource(QObject):
 
     def is_busy(self) -> bool:
         return self._open_task is not None or self._tile_task is not None
+
+    def is_opening(self) -> bool:
+        """True until the overview is read whole (a progressive one shows band by band)."""
+        return self._open_task is not None
+
+    def is_reading_tiles(self) -> bool:
+        """True while requested tiles are being read."""
+        return self._tile_task is not None or self.pending() > 0
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Wait for the running reads (tests)."""

@@ -2,8 +2,8 @@
 
 * Settings: a QSettings. When ``ROOFTOP_CONFIG_DIR`` is set (tests set it), an INI file in that
   folder; otherwise the platform's usual place for organisation "Rooftop" / app "Rooftop Studio".
-* Data (the demo dataset, models made from it): ``ROOFTOP_DATA_DIR`` if set, else
-  ``platformdirs.user_data_dir("rooftop-studio")``.
+* Data (the demo dataset, models made from it, the overview cache): ``ROOFTOP_DATA_DIR`` if
+  set, else ``platformdirs.user_data_dir("rooftop-studio")``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("rooftop-studio", appauthor=False))
+
+
+def overview_cache_dir() -> Path:
+    """Where overviews of rasters without overviews of their own are kept
+    (:mod:`core.overview_cache`)."""
+    return data_dir() / "cache" / "overviews"
 
 
 def demo_dir() -> Path:

@@ -364,7 +364,8 @@ def test_command_line_raster_argument_opens_the_orthophoto(qtbot, tmp_path, geot
 
 def test_a_raster_without_overviews_shows_its_overview_band_by_band(qtbot, tmp_path, small_views):
     """Without overviews of its own the decimated read decodes every block (30 s at 30,000 px):
-    it is read in bands, each painted as it arrives, so the first shows after a fraction."""
+    it is read in bands, each painted as it arrives, so the first shows after a fraction; the
+    whole overview is kept, so the next opening shows it at once, until the file changes."""
     path = tmp_path / "plain.tif"
     rng = np.random.default_rng(1)
     data = rng.integers(0, 255, (3, HEIGHT, WIDTH), dtype=np.uint8)
@@ -374,13 +375,47 @@ def test_a_raster_without_overviews_shows_its_overview_band_by_band(qtbot, tmp_p
     source = win.canvas.raster()
     shown = []
     source.overview_ready.connect(lambda: shown.append(source.overview.copy()))
-    qtbot.waitUntil(lambda: len(shown) >= raster_view.OVERVIEW_BANDS // 2 + 1, timeout=20_000)
+    with rasterio.open(path) as ds:
+        bands = raster_view.overview_bands(HEIGHT, ds.block_shapes[0][0], 4)
+    assert len(bands) >= 4
+    qtbot.waitUntil(lambda: len(shown) >= len(bands), timeout=20_000)
     _wait_tiles(qtbot, source)
     qtbot.waitUntil(lambda: not source.is_busy(), timeout=20_000)
-    # bands were shown before the whole (the first ones may come before the test listens)
+    # bands were shown before the whole (the first may come before the test listens)
     partial = [qimage2ndarray.alpha_view(image) for image in shown]
     partial = [a for a in partial if a[:4].all() and not a[-4:].any()]
-    assert len(partial) >= raster_view.OVERVIEW_BANDS // 2
+    assert len(partial) >= len(bands) - 2
     whole = source.overview.copy()  # alive while its alpha is viewed
     assert qimage2ndarray.alpha_view(whole).all() and source.overview_factor == 4
+    assert not source.overview_from_cache
+    first = qimage2ndarray.rgb_view(whole).copy()
+
+    # opened again: the kept overview, whole at once, the same pixels
+    assert win.open_orthophoto(path)
+    again = win.canvas.raster()
+    qtbot.waitUntil(lambda: again.overview is not None and not again.is_busy(), timeout=20_000)
+    assert again.overview_from_cache
+    kept = again.overview.copy()
+    assert np.array_equal(qimage2ndarray.rgb_view(kept), first)
+
+    # the file changes: read afresh
+    data[:, :200] = 0
+    _write_geotiff(path, data)
+    assert win.open_orthophoto(path)
+    fresh = win.canvas.raster()
+    qtbot.waitUntil(lambda: fresh.overview is not None and not fresh.is_busy(), timeout=20_000)
+    assert not fresh.overview_from_cache
+    changed = fresh.overview.copy()
+    assert not qimage2ndarray.rgb_view(changed)[:50].any()
     _close(win)
+
+
+@pytest.mark.parametrize("height,block,factor", [(1500, 256, 4), (30_000, 512, 15), (100, 512, 3)])
+def test_overview_bands_cover_the_raster_on_whole_overview_rows(height, block, factor):
+    bands = raster_view.overview_bands(height, block, factor)
+    assert bands[0][0] == 0 and sum(rows for _, rows in bands) == height
+    ends = [row + rows for row, rows in bands]
+    assert ends[:-1] == [row for row, _ in bands[1:]]
+    assert all(row % factor == 0 for row, _ in bands)
+    assert bands[0][1] <= block + factor  # one row of blocks first: something shows at once
+    assert max(rows for _, rows in bands) <= max(block, -(-height // 16)) + factor
