@@ -259,7 +259,7 @@ class TrainingRunView(QWidget):
         )
         self.log(
             f"Done ({why}) in {format_duration(result.seconds)}: saved {path} "
-            f"(best epoch {result.best_epoch}, val IoU {fmt(result.val_iou)})"
+            f"(epoch {result.best_epoch}, val IoU {fmt(result.val_iou)})"
         )
         self.plot.set_title(path.name)
 

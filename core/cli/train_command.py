@@ -44,6 +44,7 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
         augment=not args.no_augment,
         balance=args.balance,
         tune_threshold=not args.no_tune_threshold,
+        keep=args.keep,
         precision=args.precision,
     )
 
@@ -93,7 +94,7 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     ]
     iou = "-" if result.val_iou is None else f"{result.val_iou:.3f}"
     out.line(
-        f"{why}: saved {result.model_path} (best epoch {result.best_epoch}, val IoU {iou}, "
+        f"{why}: saved {result.model_path} (epoch {result.best_epoch}, val IoU {iou}, "
         f"{result.samples_seen} samples, {result.seconds:.1f} s)"
     )
     return result.as_dict()
@@ -114,7 +115,7 @@ def add_commands(sub: Any) -> None:
         f"still saves. Architectures: {archs}. The original "
         "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
         "--loss bce --schedule constant --batch-size 32 --no-augment "
-        "--balance 0 --no-tune-threshold --weight-decay 0.",
+        "--balance 0 --no-tune-threshold --weight-decay 0 --keep best.",
     )
     p.add_argument(
         "--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)"
@@ -172,6 +173,13 @@ def add_commands(sub: Any) -> None:
         "--no-tune-threshold",
         action="store_true",
         help="keep the threshold 0.5 (default: tuned on validation, stored in the model)",
+    )
+    p.add_argument(
+        "--keep",
+        default="final",
+        choices=("final", "best"),
+        help="the model saved: the last epoch's (the schedule has annealed by then) or the "
+        "epoch with the best validation IoU",
     )
     p.add_argument(
         "--val-fraction",

@@ -106,6 +106,10 @@ class TrainConfig:
     balance: float = 0.5
     min_roof: float = 0.05
     tune_threshold: bool = True
+    #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
+    #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
+    #: epoch by) or ``best`` (the epoch with the best validation IoU).
+    keep: str = "final"
     #: Validation cost cap: at most this many images, each centre-cropped to at most this side.
     val_max_images: int | None = 32
     val_max_side: int | None = 1024
@@ -171,11 +175,18 @@ class TrainConfig:
             raise ConfigError(f"val_max_side must be at least {MIN_SIDE}, got {self.val_max_side}")
         if self.loader_threads is not None and not 0 <= self.loader_threads <= 16:
             raise ConfigError(f"loader threads must be from 0 to 16, got {self.loader_threads}")
+        if self.keep not in KEEP_CHOICES:
+            raise ConfigError(
+                f"unknown checkpoint choice {self.keep!r} (known: {', '.join(KEEP_CHOICES)})"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {self.precision!r} (known: {', '.join(PRECISIONS)})"
             )
 
+
+#: What the checkpoint keeps (``TrainConfig.keep``).
+KEEP_CHOICES: tuple[str, ...] = ("final", "best")
 
 #: The recommended recipe: the defaults of ``rooftop train`` (chosen by measurement,
 #: docs/model-quality.md); the fields not named here have the recommended values as defaults.
@@ -202,6 +213,7 @@ ORIGINAL_RECIPE: dict[str, Any] = {
     "balance": 0.0,
     "tune_threshold": False,
     "batch_size": 32,
+    "keep": "best",
 }
 
 

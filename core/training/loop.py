@@ -35,9 +35,14 @@ Data handling, compared with the original exercise:
 * with ``precision="auto"`` the forward pass runs in bfloat16 mixed precision on a GPU and on a
   CPU with native bfloat16 (AVX-512 BF16 or AMX): about 1.6x the samples per second for the
   U-Nets on such a CPU; weights, optimizer state and the loss stay float32;
-* the saved model is the epoch with the best validation IoU; with ``tune_threshold`` the
-  probability threshold is chosen on validation too (the IoU-best of 0.20, 0.25, ..., 0.80) and
-  stored in the checkpoint as the model's default ``threshold``.
+* the saved model is the last epoch's (``keep="final"``, the default: the schedule has annealed
+  by then, and picking an epoch by a few validation tiles picked early, undertrained ones:
+  docs/model-quality.md) or the epoch with the best validation IoU (``keep="best"``, the
+  original recipe's); with ``tune_threshold`` the probability threshold is chosen on
+  validation too (:func:`core.training.validate.robust_threshold` over 0.20, 0.25, ..., 0.80)
+  and stored in the checkpoint as the model's default ``threshold``;
+* validation holds out whole images (scenes), at least two when there are eight or more, and
+  scores the same centre crops of them every epoch.
 
 The original way (Adam 1e-4, BCE, no augmentation, constant rate) is
 ``TrainConfig(arch="prescribed", optimizer="adam", lr=1e-4, loss="bce", schedule="constant",
@@ -99,10 +104,15 @@ from core.training.validate import validate
 _now = time.monotonic
 
 
+#: From this many training images on, validation holds out at least two.
+MIN_SAMPLES_FOR_TWO_VAL = 8
+
+
 def split_validation(
     samples: list[Sample], fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """Random ``fraction`` of the training samples for validation (at least one when > 0).
+    """Random ``fraction`` of the training samples for validation (at least one when > 0, two
+    from :data:`MIN_SAMPLES_FOR_TWO_VAL` images on).
 
     When some images have full labels and others strokes only, validation is drawn from the
     fully labelled ones (at most half of them, so training keeps some), since a full label
@@ -113,7 +123,8 @@ def split_validation(
     rng = np.random.default_rng(seed)
     full = [i for i, s in enumerate(samples) if has_full_label(s)]
     pool = full if full and len(full) < len(samples) else list(range(len(samples)))
-    n_val = min(len(samples) - 1, max(1, int(round(len(samples) * fraction))))
+    least = 2 if len(samples) >= MIN_SAMPLES_FOR_TWO_VAL else 1  # one tile alone is too noisy
+    n_val = min(len(samples) - 1, max(least, int(round(len(samples) * fraction))))
     if pool is full:
         n_val = min(n_val, max(1, len(full) // 2))
     order = rng.permutation(len(pool))
@@ -333,7 +344,7 @@ def _train(
     total_samples = None if limit is None else limit * per_rank * world
     samples_seen = 0
     stopped: str | None = None
-    # The saved model is the best epoch of this run by validation IoU (the last one without val).
+    # The saved model: the last epoch, or (keep="best") the best by validation IoU.
     best_state, best_iou, best_epoch, best_threshold = None, -1.0, None, 0.5
     epoch_seconds: list[float] = []
     lr_now = config.lr
@@ -464,7 +475,9 @@ def _train(
                 score, threshold = (
                     (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
                 )
-                if score > best_iou:
+                if config.keep == "final":
+                    best_iou, best_epoch, best_threshold = score, epoch, threshold
+                elif score > best_iou:
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
                     best_state = copy.deepcopy(model.state_dict())
             if stopped:

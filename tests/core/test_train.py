@@ -6,6 +6,7 @@ Fast (tiny models, 64 px images); no assertion depends on wall-clock time."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,7 +186,19 @@ def test_validation_tunes_the_threshold():
     scores = validate(_RedModel(), cache, torch.device("cpu"), "bce")
     assert scores.iou == 0.0  # nothing reaches 0.5
     assert scores.tuned_iou == pytest.approx(1.0)
-    assert scores.threshold == 0.3  # of the perfect ones (0.2 ... 0.3), the closest to 0.5
+    # perfect from 0.2 to 0.3: the middle one, whose neighbours are perfect too
+    assert scores.threshold == 0.25
+
+
+def test_the_threshold_is_chosen_on_a_broad_maximum_not_a_spike():
+    from core.training.config import THRESHOLDS
+    from core.training.validate import robust_threshold
+
+    scores = dict.fromkeys(THRESHOLDS, 0.5)
+    scores.update({0.35: 0.70, 0.4: 0.71, 0.45: 0.70, 0.75: 0.72})  # 0.75 alone peaks
+    assert robust_threshold(scores) == 0.4
+    flat = dict.fromkeys(THRESHOLDS, 0.6)
+    assert robust_threshold(flat) == 0.5  # ties: the nearest to 0.5
 
 
 def test_tuned_threshold_is_stored_and_loaded(dataset, tmp_path):
@@ -364,3 +377,47 @@ def test_bad_recipe_values_are_config_errors():
         TrainConfig(optimizer="sgd").validate()
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="step").validate()
+
+
+def test_the_checkpoint_keeps_the_final_epoch_or_the_best(dataset, tmp_path, monkeypatch):
+    """keep="final" (the default) saves the last epoch's weights and its validation scores;
+    keep="best" the epoch with the best validation IoU, even when a later one is worse."""
+    from core.training import loop
+    from core.training.validate import ValidationScores
+
+    ious = iter([0.2, 0.9, 0.4])  # epoch 2 is the best by validation
+
+    def fake_validate(*_args, **_kwargs):
+        return ValidationScores(0.1, next(ious), 0.5, 0.5)
+
+    for keep, epoch in (("final", 3), ("best", 2)):
+        ious = iter([0.2, 0.9, 0.4])
+        monkeypatch.setattr(loop, "validate", fake_validate)
+        weights = {}
+        result = train(
+            dataset,
+            tmp_path / keep,
+            _config(epochs=3, keep=keep, tune_threshold=False),
+            on_weights=lambda e, state, weights=weights: weights.__setitem__(e, state),
+        )
+        assert result.best_epoch == epoch
+        assert result.val_iou == [0.2, 0.9, 0.4][epoch - 1]
+        saved = load_checkpoint(result.model_path).model.state_dict()
+        assert all(torch.equal(saved[k], weights[epoch][k].float()) for k in saved)
+        assert not all(torch.equal(saved[k], weights[epoch % 3 + 1][k].float()) for k in saved)
+
+
+def test_validation_holds_out_two_images_from_eight_on():
+    from core.dataset import Sample
+    from core.training.loop import MIN_SAMPLES_FOR_TWO_VAL, split_validation
+
+    def samples(n):
+        return [
+            Sample(f"i{i}.png", "train", Path(f"/d/i{i}.png"), Path(f"/l/{i}.png"))
+            for i in range(n)
+        ]
+
+    assert len(split_validation(samples(MIN_SAMPLES_FOR_TWO_VAL - 1), 0.1, 0)[1]) == 1
+    train_part, val = split_validation(samples(10), 0.1, 0)
+    assert len(val) == 2 and len(train_part) == 8
+    assert len(split_validation(samples(40), 0.1, 0)[1]) == 4  # the share beyond that
