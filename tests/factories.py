@@ -113,3 +113,15 @@ def save_prescribed_model(folder: Path, metadata: dict) -> Path:
     """``save_untrained_model(folder, "prescribed", metadata)`` (the name tests/gui/test_rescore.py
     and test_prediction.py call it by)."""
     return save_untrained_model(folder, "prescribed", metadata)
+
+
+class FakeClock:
+    """``time.monotonic`` that advances a fixed step per call, so a budget ends after a known
+    number of clock reads whatever the machine's speed."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 1000.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now

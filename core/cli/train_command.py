@@ -22,11 +22,12 @@ def _of(epoch: int, epochs: int | None, width: int = 0) -> str:
     return f"{epoch:>{width}}" if epochs is None else f"{epoch:>{width}}/{epochs}"
 
 
-def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
-    from core.training.config import BatchProgress, EpochResult, TrainConfig, TrainingStarted
-    from core.training.loop import train
+def train_config(args: argparse.Namespace) -> Any:
+    """The ``TrainConfig`` of ``rooftop train``'s arguments (what the window's Train runs with
+    the same settings: a test checks the two agree)."""
+    from core.training.config import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         arch=args.arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -47,6 +48,13 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
         keep=args.keep,
         precision=args.precision,
     )
+
+
+def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
+    from core.training.config import BatchProgress, EpochResult, TrainingStarted
+    from core.training.loop import train
+
+    config = train_config(args)
 
     def progress(event: Any) -> None:
         if isinstance(event, TrainingStarted):

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.training.config import DEFAULT_EPOCHS, MIN_EPOCH_SAMPLES, EpochResult, TrainConfig
-from tests.factories import write_dataset
+from tests.factories import FakeClock, write_dataset
 
 pytest.importorskip("torch")
 
@@ -31,18 +31,6 @@ def _quick(**kw) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig(**base)
-
-
-class FakeClock:
-    """``time.monotonic`` that advances a fixed step per call, so a budget ends after a known
-    number of clock reads whatever the machine's speed."""
-
-    def __init__(self, step: float) -> None:
-        self.now, self.step = 1000.0, step
-
-    def monotonic(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 def test_epoch_limit_follows_whichever_limit_is_given():

@@ -466,6 +466,41 @@ def test_defaults_are_a_five_minute_budget_and_the_command_lines_recipe(panel):
     assert panel.start_button.text() == "Train for 5 min"
 
 
+def test_the_windows_default_train_is_the_command_lines(qtbot, panel, tmp_path, monkeypatch):
+    """Issue 13: the window's Train, settings untouched but a short budget, runs the config of
+    ``rooftop train --max-minutes 1`` and sees the same samples in that budget (within 10 %) on
+    the demo data. The budget is measured with a clock that advances 1 s per read, so both runs
+    get the same budget in clock reads whatever the machine's load."""
+    from core.cli import build_parser
+    from core.cli.train_command import train_config
+    from core.generate import GenerateConfig, PatchSpec, generate_dataset
+    from core.synthetic import write_demo
+    from core.training import loop
+    from tests.factories import FakeClock
+
+    image, labels = write_demo(tmp_path / "scene", size=512, seed=0)
+    dataset = tmp_path / "demo"
+    config = GenerateConfig(patches=(PatchSpec.parse("256:0.5"),), resize=128)
+    generate_dataset(image, labels, dataset, config)
+    args = build_parser().parse_args(
+        ["train", "--data", str(dataset), "--models", str(tmp_path / "cli"), "--max-minutes", "1"]
+    )
+    cli_config = train_config(args)
+    panel.form.use_time_budget(1)
+    assert panel.config() == cli_config
+
+    monkeypatch.setattr(loop, "_now", FakeClock(1.0).monotonic)
+    cli = loop.train(dataset, tmp_path / "cli", cli_config)
+    monkeypatch.setattr(loop, "_now", FakeClock(1.0).monotonic)
+    panel.set_dataset(dataset)
+    assert panel.start_training()
+    wait_idle(qtbot, panel, timeout=300_000)
+    window = panel.last_result()
+    assert window is not None and window.stopped == "time"
+    assert cli.stopped == "time" and len(cli.history) >= 2  # the budget, not an epoch count
+    assert abs(window.samples_seen - cli.samples_seen) <= 0.1 * cli.samples_seen
+
+
 def test_epochs_are_the_alternative_to_the_time_budget(panel):
     form = panel.form
     assert form.epochs_spin.value() == 100  # core's DEFAULT_EPOCHS
