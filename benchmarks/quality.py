@@ -20,6 +20,11 @@ the default a user gets from ``rooftop train --max-minutes M`` (the budget alone
   no augmentation, constant learning rate, threshold 0.5;
 * ours: ``TrainConfig(**DEFAULT_RECIPE)``: the defaults of ``rooftop train``.
 
+``--starter-minutes M`` first trains ours on the synthetic demo scene (as ``--demo`` makes it)
+for ``M`` minutes and starts every real-data run from its weights (``--init MODEL``: from a given
+model), with a fresh optimizer and schedule, as ``rooftop train --init`` does: whether a starter
+model shipped with the package would raise real-data IoU in the same budget.
+
 ``--demo`` trains only ours (``--minutes`` default 2) on the synthetic demo scene
 (``core.synthetic.write_demo`` at 1024 px, cut by ``core.generate.generate_dataset`` into 256 px
 windows with stride 0.5, resized to 256) and reports its test IoU.
@@ -116,7 +121,9 @@ def build_demo_split(out: Path) -> dict[str, list[str]]:
     return {"train_patches": result.n_train, "test_patches": result.n_test}
 
 
-def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
+def run(
+    name: str, dataset: Path, work: Path, config: Any, init_from: Path | None = None
+) -> dict[str, Any]:
     from core.evaluate import evaluate
     from core.training.config import BatchProgress, EpochResult
     from core.training.loop import train
@@ -135,7 +142,13 @@ def run(name: str, dataset: Path, work: Path, config: Any) -> dict[str, Any]:
             pass
 
     note(f"training {name} ({config.arch}) for {config.max_minutes} min on {config.device} ...")
-    result = train(dataset, work / f"models_{name.replace(' ', '_')}", config, on_progress=progress)
+    result = train(
+        dataset,
+        work / f"models_{name.replace(' ', '_')}",
+        config,
+        on_progress=progress,
+        init_from=init_from,
+    )
     scores = evaluate(dataset, result.model_path, split="test", device=config.device)
     m = scores.metrics
     note(f"  {name}: test IoU {m['iou']:.4f} F1 {m['f1']:.4f} ({result.samples_seen} samples)")
@@ -212,6 +225,19 @@ def main(argv: list[str] | None = None) -> int:
         help="the fixed split, leave-one-subset-out, or both",
     )
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start ours from this model's weights (what `rooftop train --init MODEL` does)",
+    )
+    parser.add_argument(
+        "--starter-minutes",
+        type=float,
+        default=None,
+        help="first train a starter model on the synthetic demo scene for this many minutes "
+        "(the defaults), then start ours from it (a candidate model to ship with the package)",
+    )
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None else (2.0 if args.demo else 5.0)
 
@@ -253,6 +279,17 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "seeds": seeds,
         }
+        init_from = args.init
+        if args.starter_minutes:
+            build_demo_split(work / "starter")
+            starter_config = TrainConfig(
+                **{**ours, "max_minutes": args.starter_minutes, "device": args.device}
+            )
+            starter = run("starter", work / "starter" / "dataset", work, starter_config)
+            init_from = next((work / "models_starter").glob("model_v*.safetensors"))
+            result["starter"] = {"minutes": args.starter_minutes, **starter}
+        if init_from is not None:
+            result["init"] = str(init_from)
         if args.demo:
             split = build_demo_split(work / "demo")
             dataset = work / "demo" / "dataset"
@@ -274,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
             fixed["ours"] = summary(
-                [run("ours", dataset, work / f"s{seed}", config(ours, seed)) for seed in seeds]
+                [
+                    run("ours", dataset, work / f"s{seed}", config(ours, seed), init_from)
+                    for seed in seeds
+                ]
             )
             if "prescribed" in fixed and fixed["prescribed"]["mean"]:
                 fixed["iou_ratio"] = rnd(fixed["ours"]["mean"] / fixed["prescribed"]["mean"], 2)
@@ -292,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                             dataset,
                             work / f"loso_{held_out}_s{seed}",
                             config(ours, seed),
+                            init_from,
                         )
                         for seed in seeds
                     ]
