@@ -42,6 +42,7 @@ def train_config(args: argparse.Namespace) -> Any:
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
+        warmup=args.warmup,
         augment=not args.no_augment,
         balance=args.balance,
         tune_threshold=not args.no_tune_threshold,
@@ -123,7 +124,7 @@ def add_commands(sub: Any) -> None:
         f"still saves. Architectures: {archs}. The original "
         "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
         "--loss bce --schedule constant --batch-size 32 --no-augment "
-        "--balance 0 --no-tune-threshold --weight-decay 0 --keep best.",
+        "--balance 0 --no-tune-threshold --weight-decay 0 --warmup 0 --keep best.",
     )
     p.add_argument(
         "--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)"
@@ -165,6 +166,12 @@ def add_commands(sub: Any) -> None:
         choices=("cosine", "constant"),
         help="learning rate after a 5 %% warm-up: cosine decay over the run (epochs, "
         "or --max-minutes when that ends first) or constant",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=recipe.get("warmup", 0.05),
+        help="share of the run spent warming the learning rate up from 0",
     )
     p.add_argument(
         "--no-augment",

@@ -469,3 +469,24 @@ def test_predict_output_path_is_a_file(capsys, tmp_path, model, scene):
 
 def test_demo_bad_size(capsys, tmp_path):
     expect_error(capsys, ["demo", tmp_path / "s", "--size", "10"], "size")
+
+
+def test_train_arguments_map_onto_the_config():
+    """``rooftop train``'s options reach ``TrainConfig``: nothing but the budget given is the
+    default recipe; ``--keep best`` and the original recipe's flags are what they say."""
+    from core.cli import build_parser
+    from core.cli.train_command import train_config
+    from core.training.config import ORIGINAL_RECIPE, TrainConfig
+
+    def config(*extra):
+        args = ["train", "--data", "d", "--models", "m", *extra]
+        return train_config(build_parser().parse_args(args))
+
+    assert config("--max-minutes", "5") == TrainConfig(max_minutes=5.0)
+    assert config("--epochs", "3", "--keep", "best").keep == "best"
+    original = config(
+        *"--arch prescribed --optimizer adam --lr 1e-4 --loss bce --schedule constant "
+        "--batch-size 32 --no-augment --balance 0 --no-tune-threshold --weight-decay 0 "
+        "--warmup 0 --keep best".split()
+    )
+    assert original == TrainConfig(**ORIGINAL_RECIPE)
