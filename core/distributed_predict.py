@@ -13,7 +13,7 @@
 * then every rank hands its results to the others (one gather), and rank 0 writes each
   orthophoto's outputs from the strips through the same path as a single process
   (:func:`core.orthophoto.predict_raster` with ``probability_strips``): threshold and dilation
-  across strip edges, the one georeferenced ``NAME.tif`` (``core.raster.RasterWriter``), the
+  across strip edges, the one georeferenced ``NAME.tif`` (``core.raster_writer.RasterWriter``), the
   probabilities, the composite and the building polygons (one ``StripVectorizer`` over the whole
   raster, so a building across a strip edge is one polygon). The strips are replayed in the
   pieces a single process makes, so every output equals a single process's, file for file.

@@ -32,7 +32,8 @@ from core.device import resolve_precision
 from core.errors import ConfigError, ImageReadError
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
-from core.raster import BLOCK_SIZE, RASTER_SUFFIXES, RasterSource, RasterWriter
+from core.raster import BLOCK_SIZE, RASTER_SUFFIXES, RasterSource
+from core.raster_writer import RasterWriter
 from core.tiled_inference import TileEngine, stream_probabilities
 
 #: Longest side of the decimated composite of an orthophoto.

@@ -168,7 +168,7 @@ def rasterize_footprints_file(
         )
     from affine import Affine
 
-    from core.raster import RasterWriter
+    from core.raster_writer import RasterWriter
 
     roof = 0
     with RasterWriter(out_path, like, kind="mask") as writer:

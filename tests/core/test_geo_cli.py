@@ -15,7 +15,7 @@ from affine import Affine  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from core.cli import main  # noqa: E402
-from core.raster import write_mask_raster  # noqa: E402
+from core.raster_writer import write_mask_raster  # noqa: E402
 from core.synthetic import make_scene  # noqa: E402
 
 CRS = "EPSG:32633"

@@ -17,7 +17,7 @@ import rasterio.shutil
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from core import raster
+from core import raster, raster_writer
 from core.errors import ConfigError, ImageReadError, ImageWriteError, RooftopError
 from core.io import is_temp_file_name, read_image, scale_to_uint8, write_bytes_atomic
 from core.raster import open_raster
@@ -96,7 +96,7 @@ def test_scene_geotiff_reads_with_its_grid_and_writes_a_mask_on_it(tmp_path):
         rgb, valid = src.read()
         np.testing.assert_array_equal(rgb, image)
         assert valid.all()
-        out = raster.write_mask_raster(tmp_path / "roofs.tif", src, mask)
+        out = raster_writer.write_mask_raster(tmp_path / "roofs.tif", src, mask)
     with rasterio.open(out) as ds:
         assert ds.crs.to_epsg() == 32633 and ds.transform == TRANSFORM
         assert (ds.width, ds.height, ds.count, ds.dtypes[0]) == (256, 256, 1, "uint8")
@@ -306,7 +306,7 @@ def test_tiff_without_crs_and_plain_png_work_on_the_pixel_grid(tmp_path):
         assert not src.is_georeferenced and src.crs is None
         assert src.transform == rasterio.Affine.identity()
         np.testing.assert_array_equal(src.read()[0], image)
-        out = raster.write_mask_raster(tmp_path / "nocrs_mask.tif", src, mask)
+        out = raster_writer.write_mask_raster(tmp_path / "nocrs_mask.tif", src, mask)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(out) as ds:
@@ -455,7 +455,7 @@ def test_cog_mask_has_overviews_tiles_and_its_no_data_mask(tmp_path):
     mask[100:300, 200:400] = True
     valid = np.ones_like(mask)
     valid[:, :50] = False
-    out = raster.write_mask_raster(tmp_path / "roofs_cog.tif", grid, mask, valid, cog=True)
+    out = raster_writer.write_mask_raster(tmp_path / "roofs_cog.tif", grid, mask, valid, cog=True)
     assert raster.is_cloud_optimized(out)
     with rasterio.open(out) as ds:
         assert ds.crs.to_epsg() == 32633 and ds.transform == TRANSFORM
@@ -469,7 +469,7 @@ def test_cog_mask_has_overviews_tiles_and_its_no_data_mask(tmp_path):
         assert not small[:, :10].any() and small[:, 15:].all()
     assert files_in(tmp_path) == {"roofs_cog.tif"}
 
-    plain = raster.write_mask_raster(tmp_path / "roofs.tif", grid, mask, valid)
+    plain = raster_writer.write_mask_raster(tmp_path / "roofs.tif", grid, mask, valid)
     assert not raster.is_cloud_optimized(plain)
     with rasterio.open(plain) as ds:
         assert ds.overviews(1) == [2, 4] and ds.block_shapes[0] == (512, 512)
@@ -481,7 +481,9 @@ def test_probability_encoding(tmp_path):
     valid = np.array([[True, True, True, True], [False, True, True, True]])
     grid = {"width": 4, "height": 2, "crs": CRS, "transform": TRANSFORM}
     for cog in (False, True):
-        out = raster.write_probability_raster(tmp_path / f"p{cog}.tif", grid, prob, valid, cog=cog)
+        out = raster_writer.write_probability_raster(
+            tmp_path / f"p{cog}.tif", grid, prob, valid, cog=cog
+        )
         with rasterio.open(out) as ds:
             assert ds.nodata == 255 and ds.scales == (1 / 254,) and ds.dtypes[0] == "uint8"
             values = ds.read(1)
@@ -490,7 +492,9 @@ def test_probability_encoding(tmp_path):
         assert np.isnan(decoded[0, 3]) and np.isnan(decoded[1, 0])
         assert abs(decoded[0, 1] - 0.5) <= 1 / 508
     with pytest.raises(ValueError):
-        raster.write_probability_raster(tmp_path / "int.tif", grid, np.zeros((2, 4), np.uint8))
+        raster_writer.write_probability_raster(
+            tmp_path / "int.tif", grid, np.zeros((2, 4), np.uint8)
+        )
     assert not any(is_temp_file_name(n) for n in files_in(tmp_path))
 
 
@@ -498,7 +502,7 @@ def test_strips_in_any_order_and_temp_files_until_close(tmp_path):
     path, image, mask = scene_tif(tmp_path, 256)
     target = tmp_path / "strips.tif"
     with open_raster(path) as src:
-        writer = raster.RasterWriter(target, src, kind="mask", cog=True)
+        writer = raster_writer.RasterWriter(target, src, kind="mask", cog=True)
     temps = [n for n in files_in(tmp_path) if n != "scene.tif"]
     assert len(temps) == 2 and all(is_temp_file_name(n) for n in temps)  # COG: final + work
     for row in (200, 100, 0):
@@ -515,19 +519,19 @@ def test_missing_rows_exception_or_abort_leave_nothing(tmp_path):
     target = tmp_path / "t.tif"
     target.write_bytes(b"the old file")
     grid = {"width": 64, "height": 64, "crs": CRS, "transform": TRANSFORM}
-    writer = raster.RasterWriter(target, grid)
+    writer = raster_writer.RasterWriter(target, grid)
     writer.write_rows(0, np.ones((32, 64), bool))
     with pytest.raises(ValueError, match="never written"):
         writer.close()
-    with pytest.raises(RuntimeError), raster.RasterWriter(target, grid, cog=True) as w:
+    with pytest.raises(RuntimeError), raster_writer.RasterWriter(target, grid, cog=True) as w:
         w.write_rows(0, np.ones((64, 64), bool))
         raise RuntimeError("the job stopped")
-    raster.RasterWriter(target, grid).abort()
+    raster_writer.RasterWriter(target, grid).abort()
     with pytest.raises(ValueError):
-        raster.RasterWriter(target, grid).write_rows(60, np.ones((8, 64), bool))
+        raster_writer.RasterWriter(target, grid).write_rows(60, np.ones((8, 64), bool))
     assert files_in(tmp_path) == {"t.tif"} and target.read_bytes() == b"the old file"
     with pytest.raises(ImageWriteError) as info:
-        raster.RasterWriter(tmp_path / "no" / "such.tif", grid)
+        raster_writer.RasterWriter(tmp_path / "no" / "such.tif", grid)
     one_line_error(info.value, tmp_path / "no" / "such.tif")
 
 
@@ -545,7 +549,7 @@ def test_disk_full_removes_temp_files_and_names_the_target(tmp_path, monkeypatch
     else:
         monkeypatch.setattr(rasterio.shutil, "copy", _no_space)
     with pytest.raises(ImageWriteError) as info:
-        raster.write_mask_raster(target, grid, np.ones((64, 64), bool), cog=True)
+        raster_writer.write_mask_raster(target, grid, np.ones((64, 64), bool), cog=True)
     assert "No space left on device" in one_line_error(info.value, target)
     assert files_in(tmp_path) == {"full.tif"} and target.read_bytes() == b"the old file"
 
@@ -553,14 +557,16 @@ def test_disk_full_removes_temp_files_and_names_the_target(tmp_path, monkeypatch
 def test_file_mode_is_that_of_atomic_output(tmp_path):
     grid = {"width": 16, "height": 16, "crs": CRS, "transform": TRANSFORM}
     reference = write_bytes_atomic(tmp_path / "ref.bin", b"x")
-    new = raster.write_mask_raster(tmp_path / "new.tif", grid, np.zeros((16, 16), bool), cog=True)
+    new = raster_writer.write_mask_raster(
+        tmp_path / "new.tif", grid, np.zeros((16, 16), bool), cog=True
+    )
     assert new.stat().st_mode == reference.stat().st_mode
     old_ref, old = tmp_path / "old_ref.bin", tmp_path / "old.tif"
     for p in (old_ref, old):
         p.write_bytes(b"old")
         p.chmod(0o640)
     write_bytes_atomic(old_ref, b"y")
-    raster.write_mask_raster(old, grid, np.zeros((16, 16), bool))
+    raster_writer.write_mask_raster(old, grid, np.zeros((16, 16), bool))
     assert old.stat().st_mode == old_ref.stat().st_mode
 
 
