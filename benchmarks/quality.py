@@ -9,7 +9,7 @@ repository). The split is fixed and keeps every source scene (each tile is its o
 side: the test split is one tile of each source, :data:`TEST_TILES`; the other 10 are the train
 split. Tiles are written whole into a temporary ``DATASET/{train,test}/{data,label}/`` (same file
 name for image and label); the trainer crops them (256 px crops; the tiles are 256 or 650 px),
-and holds out 10 % of the train split (one tile, chosen by the seed) for validation.
+and holds out two tiles of the train split (chosen by the seed) for validation.
 
 Both runs go through the public API (``core.training.loop.train`` then ``core.evaluate.evaluate`` on the
 test split, with each model's own threshold) and get the same time budget (``--minutes``, which
