@@ -84,6 +84,7 @@ class ModelList(QWidget):
     deleted = Signal(object)  # Path: a model file was deleted
     message = Signal(str)  # something for the log
     folder_requested = Signal()  # the "…" button: choose another folder
+    refreshed = Signal()  # the list was read again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -205,6 +206,7 @@ class ModelList(QWidget):
         finally:
             self.tree.blockSignals(False)
         self._update_enabled()
+        self.refreshed.emit()
 
     def _item_for(self, path: Path) -> QTreeWidgetItem | None:
         for i in range(self.tree.topLevelItemCount()):

@@ -14,6 +14,7 @@ which leaves a short screen's height to the curves (remembered too).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -21,6 +22,7 @@ from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -179,6 +181,14 @@ class TrainingForm(QWidget):
             "Arithmetic of the network: auto uses "
             "bfloat16 where the hardware has it; weights stay float32",
         )
+        self.init_box = QComboBox()
+        self.init_box.setToolTip(
+            "New weights, or an earlier model's weights to fine-tune (its architecture; a "
+            "fresh optimizer and schedule): rooftop train --init MODEL"
+        )
+        self.init_box.activated.connect(self._init_chosen)
+        self._init_file: Path | None = None
+        self.set_start_models([])
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -209,6 +219,8 @@ class TrainingForm(QWidget):
             for column, (text, editor) in enumerate(pairs or ()):
                 grid.addWidget(_label(text, editor), row, 2 * column)
                 grid.addWidget(editor, row, 2 * column + 1)
+        grid.addWidget(_label("Start from", self.init_box), len(rows), 0)
+        grid.addWidget(self.init_box, len(rows), 1, 1, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         layout = QVBoxLayout(self)
@@ -250,7 +262,50 @@ class TrainingForm(QWidget):
             self.samples_spin,
             self.device_box,
             self.precision_box,
+            self.init_box,
         )
+
+    # ----------------------------------------------------------------- start from
+    def set_start_models(self, paths: list[Path]) -> None:
+        """The models offered to start from (the models folder's, newest first); the choice
+        stays on the same file when it is still there, else falls back to new weights."""
+        current = self.init_model()
+        box = self.init_box
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("New weights", None)
+        for path in paths:
+            box.addItem(f"{Path(path).stem} (fine-tune)", str(path))
+        if self._init_file is not None and self._init_file not in [Path(p) for p in paths]:
+            box.addItem(f"{self._init_file.name} (fine-tune)", str(self._init_file))
+        box.addItem("Model file…", "choose")
+        index = box.findData(str(current)) if current is not None else 0
+        box.setCurrentIndex(max(0, index))
+        box.blockSignals(False)
+
+    def init_model(self) -> Path | None:
+        """The model whose weights the next run starts from; None: new weights."""
+        data = self.init_box.currentData()
+        return None if data in (None, "choose") else Path(data)
+
+    def _init_chosen(self, index: int) -> None:
+        if self.init_box.itemData(index) != "choose":
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Start from model", str(Path.home()), "Models (*.safetensors);;All files (*)"
+        )
+        if not path:
+            self.init_box.setCurrentIndex(0)
+            return
+        self._init_file = Path(path)
+        models = [
+            Path(self.init_box.itemData(i))
+            for i in range(self.init_box.count())
+            if self.init_box.itemData(i) not in (None, "choose")
+        ]
+        self.init_box.setCurrentIndex(0)  # (so the rebuilt list does not keep "Model file…")
+        self.set_start_models([m for m in models if m != self._init_file])
+        self.init_box.setCurrentIndex(self.init_box.findData(str(self._init_file)))
 
     # ----------------------------------------------------------------- state
     def set_running(self, running: bool) -> None:
@@ -291,9 +346,11 @@ class TrainingForm(QWidget):
             lr = format_lr(self.learning_rate())
         except ConfigError:
             lr = self.lr_box.currentText()
+        init = self.init_model()
+        start = "" if init is None else f" · from {init.stem}"
         return (
             f"{self.arch_box.currentData()} · {self.budget_text()} · "
-            f"{self.loss_box.currentData()} · lr {lr} · batch {self.batch_spin.value()}"
+            f"{self.loss_box.currentData()} · lr {lr} · batch {self.batch_spin.value()}{start}"
         )
 
     def is_folded(self) -> bool:

@@ -64,8 +64,10 @@ def run_training(
     on_progress: Callable[[Any], None],
     should_stop: Callable[[], bool],
     on_weights: Callable[[int, dict], None] | None = None,
+    init_from: Path | None = None,
 ) -> Any:
-    """Train in the calling (worker) thread: ``core.training.loop.train(..., config)``."""
+    """Train in the calling (worker) thread: ``core.training.loop.train(..., config)``, from
+    ``init_from``'s weights when given."""
     import torch
 
     from core.training.loop import train
@@ -80,6 +82,7 @@ def run_training(
         on_progress=on_progress,
         should_stop=should_stop,
         on_weights=on_weights,
+        init_from=init_from,
     )
 
 
@@ -161,6 +164,9 @@ class TrainingPanel(QWidget):
         self.model_list.selected.connect(self._model_selected)
         self.model_list.deleted.connect(self._model_deleted)
         self.model_list.message.connect(self.run_view.log)
+        self.model_list.refreshed.connect(
+            lambda: self.form.set_start_models([m.path for m in self.model_list.models()])
+        )
         self.set_dataset(None)
 
     # ----------------------------------------------------------------- per-dataset memory
@@ -287,8 +293,17 @@ class TrainingPanel(QWidget):
             show_error(self, "Cannot start training", text[:1].upper() + text[1:])
             return False
         dataset, models_dir = self._dataset, self._models_dir
+        init_from = self.form.init_model()
+        if init_from is not None and not init_from.is_file():
+            show_error(self, "Cannot start training", f"{init_from}: model file not found")
+            return False
         self._run_dataset, self._last_result = dataset, None
         self.run_view.begin(config, dataset)
+        if init_from is not None:
+            self.run_view.log(
+                f"Starting from the weights of {init_from} (its architecture; a fresh "
+                "optimizer and schedule)."
+            )
 
         from rooftop_gui.active_learning import live_weights_hook
 
@@ -302,6 +317,8 @@ class TrainingPanel(QWidget):
             extra = {}
             if "on_weights" in inspect.signature(run).parameters:
                 extra["on_weights"] = live_weights_hook(config, on_progress, live_on)
+            if init_from is not None:
+                extra["init_from"] = init_from
             return run(
                 dataset, models_dir, config, throttle_batches(on_progress), should_stop, **extra
             )

@@ -197,6 +197,54 @@ def test_stop_finishes_within_a_batch_and_saves_the_model(qtbot, panel, tiny_dat
     assert_ready(panel)
 
 
+def test_a_run_can_start_from_an_earlier_models_weights(
+    qtbot, panel, tiny_dataset, monkeypatch, dialogs
+):
+    """Issue 13: "Start from" offers the models folder's models and any model file; the run
+    starts from those weights (``rooftop train --init``), recorded in the new model."""
+    from core.checkpoint import read_metadata
+
+    panel.set_dataset(tiny_dataset)
+    configure_quick_training(panel, epochs=1)
+    form = panel.form
+    assert form.init_model() is None and form.init_box.currentText() == "New weights"
+    assert panel.start_training()
+    wait_idle(qtbot, panel)
+    first = tiny_dataset / "models" / "model_v1.safetensors"
+    assert read_metadata(first)["initialised_from"] is None
+    index = form.init_box.findData(str(first.resolve()))
+    if index < 0:
+        index = form.init_box.findData(str(first))
+    assert index > 0, [form.init_box.itemText(i) for i in range(form.init_box.count())]
+    form.init_box.setCurrentIndex(index)
+    assert "from model_v1" in form.summary()
+    assert panel.start_training()
+    wait_idle(qtbot, panel)
+    second = tiny_dataset / "models" / "model_v2.safetensors"
+    assert Path(read_metadata(second)["initialised_from"]).resolve() == first.resolve()
+    assert "Starting from the weights of" in panel.log_view.toPlainText()
+
+    # a model file from elsewhere, through "Model file…"
+    elsewhere = tiny_dataset.parent / "other.safetensors"
+    elsewhere.write_bytes(first.read_bytes())
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(elsewhere), ""))
+    choose = form.init_box.findData("choose")
+    form.init_box.setCurrentIndex(choose)
+    form.init_box.activated.emit(choose)
+    assert form.init_model() == elsewhere
+    # Cancel in the dialog falls back to new weights
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    choose = form.init_box.findData("choose")
+    form.init_box.setCurrentIndex(choose)
+    form.init_box.activated.emit(choose)
+    assert form.init_model() is None
+    # a chosen file that is gone by the time Train is pressed: a clear error, no run
+    form.init_box.setCurrentIndex(form.init_box.findData(str(elsewhere)))
+    elsewhere.unlink()
+    assert not panel.start_training()
+    assert dialogs.errors[-1] == ("Cannot start training", f"{elsewhere}: model file not found")
+
+
 def test_shutdown_stops_and_waits_for_the_thread(qtbot, panel, tiny_dataset):
     panel.set_dataset(tiny_dataset)
     configure_quick_training(panel, epochs=10_000)
