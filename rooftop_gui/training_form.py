@@ -130,8 +130,8 @@ class TrainingForm(QWidget):
         self.arch_box = choice_box(ARCHITECTURE_CHOICES, "Network architecture")
         self.time_radio = QRadioButton("Time budget")
         self.time_radio.setToolTip(
-            "Train until this many minutes are used, then save the best "
-            "epoch (the learning rate anneals over the budget)"
+            "Train until this many minutes are used, then save the model "
+            "(the learning rate anneals over the budget)"
         )
         self.minutes_spin = QSpinBox()
         self.minutes_spin.setRange(1, 100_000)

@@ -42,7 +42,9 @@ Data handling, compared with the original exercise:
   validation too (:func:`core.training.validate.robust_threshold` over 0.20, 0.25, ..., 0.80)
   and stored in the checkpoint as the model's default ``threshold``;
 * validation holds out whole images (scenes), at least two when there are eight or more, and
-  scores the same centre crops of them every epoch.
+  scores the same centre crops of them every epoch;
+* with a time budget, training stops when only the last validation's time is left (at most a
+  quarter of the budget), so the final validation and the save fit in the budget.
 
 The original way (Adam 1e-4, BCE, no augmentation, constant rate) is
 ``TrainConfig(arch="prescribed", optimizer="adam", lr=1e-4, loss="bce", schedule="constant",
@@ -347,6 +349,7 @@ def _train(
     # The saved model: the last epoch, or (keep="best") the best by validation IoU.
     best_state, best_iou, best_epoch, best_threshold = None, -1.0, None, 0.5
     epoch_seconds: list[float] = []
+    reserve = 0.0  # seconds kept for the final validation: the last one's time
     lr_now = config.lr
 
     def progress_now(elapsed: float | None = None) -> float:
@@ -379,8 +382,10 @@ def _train(
                     )
                 elif stop_requested():
                     stopped = "user"
-                elif deadline is not None and samples_seen and _now() >= deadline:
-                    stopped = "time"  # (after at least one batch, so a time limit always saves)
+                elif deadline is not None and samples_seen and _now() + reserve >= deadline:
+                    # (after at least one batch, so a time limit always saves; the last
+                    # validation's time is kept for the final one, so the run ends in its budget)
+                    stopped = "time"
                 if stopped:
                     break
                 indices = plan[batch][0]
@@ -428,6 +433,7 @@ def _train(
                 break  # stopped before this epoch trained anything
             if world > 1:  # the epoch's loss over every rank's crops
                 loss_sum, loss_count = distributed.total(loss_sum, loss_count)
+            validation_start = _now()
             scores = (
                 None
                 if not main
@@ -440,6 +446,7 @@ def _train(
                     amp_dtype=amp_dtype,
                 )
             )
+            reserve = min(_now() - validation_start, (budget or 0) / 4)
             seconds = _now() - epoch_start
             epoch_seconds.append(seconds)
             eta = None

@@ -87,6 +87,27 @@ def test_the_budget_ends_the_run_first_when_it_is_shorter(dataset, tmp_path, mon
     assert result.stopped == "time" and len(result.history) < 1000
 
 
+def test_the_final_validation_fits_in_the_budget(dataset, tmp_path, monkeypatch):
+    """Each validation takes 5 s of a 30 s budget here: training stops when the last
+    validation's time is all that is left, so the run, final validation included, ends within
+    its budget (before, it overran by a whole validation)."""
+    from core.training import loop
+
+    clock = FakeClock(step=0.1)
+    real_validate = loop.validate
+
+    def slow_validate(*args, **kwargs):
+        clock.now += 5.0
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_now", clock.monotonic)
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    # epochs of many batches, so that the budget ends one midway (then validated)
+    result = loop.train(dataset, tmp_path / "m", _quick(max_minutes=0.5, samples_per_epoch=40))
+    assert result.stopped == "time" and len(result.history) >= 2
+    assert result.seconds <= 30.5
+
+
 def test_init_starts_a_new_run_from_a_models_weights(dataset, tmp_path):
     """``init_from`` (``rooftop train --init``): the first model's weights, its architecture,
     a fresh optimizer and history."""
