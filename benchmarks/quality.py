@@ -226,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
     parser.add_argument(
+        "--subsets",
+        nargs="+",
+        choices=LOSO_SUBSETS,
+        default=None,
+        help="with --protocol loso: hold out only these subsets (default: each of the five)",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -321,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             result["fixed"] = fixed
         if not args.demo and args.protocol in ("loso", "both"):
             loso: dict[str, Any] = {}
-            for held_out in LOSO_SUBSETS:
+            for held_out in args.subsets or LOSO_SUBSETS:
                 dataset = work / f"loso_{held_out}"
                 split = build_loso_split(args.devdata, dataset, held_out)
                 note(f"leave-one-subset-out: testing on {held_out} ({len(split['test'])} tiles)")
