@@ -147,7 +147,8 @@ def test_short_run_adds_model_emits_it_and_keeps_ui_responsive(qtbot, panel, tin
     ticker.setInterval(10)
 
     def tick() -> None:
-        gaps.append(clock.restart())
+        if panel.is_training():
+            gaps.append(clock.restart())
 
     ticker.timeout.connect(tick)
     with qtbot.waitSignal(panel.model_activated, timeout=60_000) as blocker:
@@ -172,8 +173,10 @@ def test_short_run_adds_model_emits_it_and_keeps_ui_responsive(qtbot, panel, tin
     assert "s/epoch" in panel.run_view.speed_label.text()
     assert running == [True, False]
     assert_ready(panel)
-    # Responsiveness, not speed: the GUI thread's timer kept firing while the model trained.
-    assert len(gaps) > 5
+    # Responsiveness, not speed: the GUI thread's timer kept firing while the model trained (a
+    # blocked event loop delivers at most one late timeout once it runs again; how many ticks
+    # fit depends on how fast the run is, so only more than one is asked for).
+    assert len(gaps) >= 2
     # (how late the ticks were is a wall-clock figure: benchmarks/gui_latency.py measures it)
 
 
