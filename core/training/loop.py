@@ -44,7 +44,9 @@ Data handling, compared with the original exercise:
 * validation holds out whole images (scenes), at least two when there are eight or more, and
   scores the same centre crops of them every epoch;
 * with a time budget, training stops when only the last validation's time is left (at most a
-  quarter of the budget), so the final validation and the save fit in the budget.
+  quarter of the budget), so the final validation and the save fit in the budget (in one
+  process; under torchrun only rank 0 validates and the ranks must stop on the same batch, so
+  they stop at the budget itself).
 
 The original way (Adam 1e-4, BCE, no augmentation, constant rate) is
 ``TrainConfig(arch="prescribed", optimizer="adam", lr=1e-4, loss="bce", schedule="constant",
