@@ -247,6 +247,21 @@ def save_checkpoint(
     return path
 
 
+def input_stretch_of(meta: dict[str, Any], path: Path) -> str:
+    """The input stretch a checkpoint's model was trained with (``none`` for files written before
+    there was a choice); a CheckpointError for one this version does not know."""
+    from core.input_stretch import STRETCHES
+
+    name = meta.get("input_stretch", "none")
+    if name not in STRETCHES:
+        raise CheckpointError(
+            f"the model expects input stretch {name!r}, which this version does not know "
+            f"(known: {', '.join(STRETCHES)}); update Rooftop Studio",
+            path,
+        )
+    return name
+
+
 @dataclass
 class LoadedModel:
     """A model rebuilt from a checkpoint, in eval mode, with its metadata."""
@@ -288,6 +303,7 @@ def load_checkpoint(
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
         raise CheckpointError(f"weights do not fit architecture {arch!r} ({detail})", path) from exc
     model.to(device).eval()
+    model.input_stretch = input_stretch_of(meta, path)
     optimizer_state = None
     if with_optimizer and "optimizer" in meta:
         optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])

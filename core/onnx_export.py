@@ -40,6 +40,13 @@ DEEPNESS_KEYS = (
     "standardization_std",
 )
 INPUT_NAME, OUTPUT_NAME = "image", "roof_probability"
+#: Said in the model's description (and by ``rooftop export-onnx``) for a model trained with an
+#: input stretch: the graph takes the stretched pixels, which Deepness does not make.
+STRETCH_NOTE = (
+    "; trained on images stretched per band to their 2nd-98th percentiles "
+    "(rooftop_input_stretch): give it orthophotos stretched that way, or expect weaker "
+    "predictions in QGIS"
+)
 OPSET = 18
 
 
@@ -79,7 +86,13 @@ class ExportedOnnx:
 
 
 def deepness_metadata(
-    threshold: float, tile: int, overlap: int, resolution_cm: float | None, arch: str, source: str
+    threshold: float,
+    tile: int,
+    overlap: int,
+    resolution_cm: float | None,
+    arch: str,
+    source: str,
+    input_stretch: str = "none",
 ) -> dict[str, Any]:
     """The metadata (values before JSON encoding) written into an exported model."""
     meta: dict[str, Any] = {
@@ -95,6 +108,7 @@ def deepness_metadata(
         "rooftop_arch": arch,
         "rooftop_source": source,
         "rooftop_overlap_px": overlap,
+        "rooftop_input_stretch": input_stretch,
     }
     if resolution_cm is not None:
         meta["resolution"] = float(resolution_cm)
@@ -117,6 +131,7 @@ def export_onnx(
     import torch
 
     from core.checkpoint import load_checkpoint
+    from core.input_stretch import model_stretch
     from core.io import write_bytes_atomic
     from core.tiled_inference import check_tiling
 
@@ -160,7 +175,13 @@ def export_onnx(
             f"cannot be exported to ONNX ({type(exc).__name__}: {exc})", model_path
         ) from exc
     meta = deepness_metadata(
-        loaded.threshold, tile, overlap, resolution_cm, loaded.arch, Path(model_path).name
+        loaded.threshold,
+        tile,
+        overlap,
+        resolution_cm,
+        loaded.arch,
+        Path(model_path).name,
+        model_stretch(loaded.model),
     )
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -169,6 +190,7 @@ def export_onnx(
     proto.doc_string = (
         "Rooftop Studio roof segmentation: input RGB / 255, NCHW; output the "
         "roof probability (sigmoid)"
+        + (STRETCH_NOTE if meta["rooftop_input_stretch"] != "none" else "")
     )
     onnx.checker.check_model(proto)
     path = write_bytes_atomic(out_path, proto.SerializeToString())

@@ -30,6 +30,7 @@ import torch
 from core.checkpoint import LoadedModel
 from core.device import resolve_precision
 from core.errors import ConfigError, ImageReadError
+from core.input_stretch import model_stretch, raster_stretch_table, stretched_reader
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
 from core.raster import BLOCK_SIZE, RASTER_SUFFIXES, RasterSource
@@ -285,9 +286,12 @@ def _probability_strips(
     """``(row_off, prob, valid)`` strips of ``source`` (all rows, or ``rows=(a, b)``), the
     probability 0 where there is no data."""
     valid_rows = _ValidRows(source)
+    table = None  # a model trained with an input stretch: one table for the whole raster
+    if model_stretch(model) != "none":
+        table = raster_stretch_table(source.path, source.bands, source=source)
     strips = stream_probabilities(
         model,
-        valid_rows.read_rows,
+        stretched_reader(valid_rows.read_rows, table),
         source.height,
         source.width,
         device,

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from core.device import resolve_device, resolve_precision
 from core.errors import RooftopError
+from core.input_stretch import apply_table, model_stretch, stretch
 from core.io import (
     read_image,
     read_image_and_mask,
@@ -56,10 +57,15 @@ def predict_probabilities(
     on_progress: ProgressCallback | None = None,
     precision: str = "auto",
     engine: TileEngine | None = None,
+    stretch_table: np.ndarray | None = None,
 ) -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
 
     ``engine`` (``core.onnx_export.OnnxEngine``) runs the tiles instead of torch.
+
+    A model trained with an input stretch (:mod:`core.input_stretch`) sees the image stretched
+    by ``stretch_table``: the table of the whole raster when ``image`` is a window of one
+    (``core.input_stretch.raster_stretch_table``), else (None) the image's own.
 
     ``device``: where to run (None: the model's own device). ``precision``: ``auto`` runs the network in bfloat16 where the device computes it natively
     (core.device.resolve_precision; probabilities move by about 1e-3), ``fp32`` exactly.
@@ -72,6 +78,7 @@ def predict_probabilities(
         device = resolve_device(device)
     model.eval()
     amp_dtype = resolve_precision(precision, device, model)
+    image = model_input(model, image, stretch_table)
     h, w = image.shape[:2]
     out = np.empty((h, w), np.float32)
     # the same row-of-tiles loop as a windowed orthophoto (core.orthophoto), over the array
@@ -95,6 +102,16 @@ def predict_probabilities(
     return out
 
 
+def model_input(
+    model: torch.nn.Module, image: np.ndarray, stretch_table: np.ndarray | None = None
+) -> np.ndarray:
+    """``image`` as ``model`` expects it: stretched by ``stretch_table`` (or by its own table)
+    when the model was trained with an input stretch, else unchanged."""
+    if model_stretch(model) == "none":
+        return image
+    return apply_table(image, stretch_table) if stretch_table is not None else stretch(image)
+
+
 def predict_whole(
     model: torch.nn.Module,
     image: np.ndarray,
@@ -108,6 +125,7 @@ def predict_whole(
     h, w = image.shape[:2]
     ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     amp_dtype = resolve_precision(precision, device, model)
+    image = model_input(model, image)
     return forward(model, pad_image(image, ph, pw)[None], device, False, amp_dtype)[0, :h, :w]
 
 

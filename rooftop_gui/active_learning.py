@@ -45,6 +45,7 @@ class LiveWeights:
     state: dict = field(repr=False)
     arch: str = "liteunet"
     arch_params: dict = field(default_factory=dict)
+    input_stretch: str = "none"
 
 
 def live_weights_hook(
@@ -66,7 +67,7 @@ def live_weights_hook(
         if now - last[0] < interval:
             return
         last[0] = now
-        emit(LiveWeights(epoch, state, config.arch, dict(config.arch_params)))
+        emit(LiveWeights(epoch, state, config.arch, dict(config.arch_params), config.input_stretch))
 
     return on_weights
 
@@ -80,6 +81,7 @@ def predict_with_weights(weights: LiveWeights, image: np.ndarray) -> np.ndarray:
 
     model = build_model(weights.arch, **weights.arch_params)
     model.load_state_dict(weights.state)
+    model.input_stretch = weights.input_stretch
     model.eval()
     with torch.inference_mode():
         return predict_probabilities(model, image, device="cpu")

@@ -412,14 +412,22 @@ class OrthophotoPanel(QWidget):
         raster = self.raster()
 
         def work(on_progress, should_stop):
+            from core.input_stretch import model_stretch, raster_stretch_table
             from core.predict import predict_probabilities
             from core.raster import open_raster
 
+            loaded = holder.get(model_path)
+            table = None  # the whole raster's, so the window matches the whole prediction
             with open_raster(path) as source:
                 rgb, valid = source.read_window(y0, x0, h, w)
-            loaded = holder.get(model_path)
+                if model_stretch(loaded.model) != "none":
+                    table = raster_stretch_table(path, source.bands, source=source)
             prob = predict_probabilities(
-                loaded.model, rgb, should_stop=should_stop, on_progress=on_progress
+                loaded.model,
+                rgb,
+                should_stop=should_stop,
+                on_progress=on_progress,
+                stretch_table=table,
             )
             prob[~valid] = 0.0  # no data is never roof
             return WindowPrediction(x0, y0, prob)

@@ -54,7 +54,7 @@ def cmd_rasterize(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 
 
 def cmd_export_onnx(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
-    from core.onnx_export import export_onnx
+    from core.onnx_export import STRETCH_NOTE, export_onnx
 
     done = export_onnx(
         args.model, args.out, tile=args.tile, overlap=args.overlap, resolution_cm=args.resolution
@@ -67,6 +67,8 @@ def cmd_export_onnx(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             "to the training imagery's"
         )
     )
+    if done.metadata.get("rooftop_input_stretch", "none") != "none":
+        note += STRETCH_NOTE
     out.line(
         f"{args.model} -> {done.path} (Deepness Segmentor, {done.tile} px tiles, "
         f"threshold {done.metadata['seg_thresh']:.2f}){note}"

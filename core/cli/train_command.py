@@ -47,6 +47,7 @@ def train_config(args: argparse.Namespace) -> Any:
         balance=args.balance,
         tune_threshold=not args.no_tune_threshold,
         keep=args.keep,
+        input_stretch=args.input_stretch,
         precision=args.precision,
     )
 
@@ -110,7 +111,8 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 
 
 def add_commands(sub: Any) -> None:
-    from core.training.config import ARCHITECTURE_CHOICES, PRECISIONS
+    from core.input_stretch import STRETCHES
+    from core.training.config import ARCHITECTURE_CHOICES, DEFAULT_INPUT_STRETCH, PRECISIONS
     from core.training.config import DEFAULT_RECIPE as recipe
 
     archs = "; ".join(f"{k}: {v}" for k, v in ARCHITECTURE_CHOICES)
@@ -195,6 +197,14 @@ def add_commands(sub: Any) -> None:
         choices=("final", "best"),
         help="the model saved: the last epoch's (the schedule has annealed by then) or the "
         "epoch with the best validation IoU",
+    )
+    p.add_argument(
+        "--input-stretch",
+        default=DEFAULT_INPUT_STRETCH,
+        choices=STRETCHES,
+        help="per-image contrast stretch the model learns on and predicts with: none (RGB as "
+        "it is) or percentile (each band cut at its 2nd and 98th percentile, as QGIS shows "
+        "rasters; one stretch per orthophoto)",
     )
     p.add_argument(
         "--val-fraction",

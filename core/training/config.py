@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.input_stretch import check_stretch
 
 #: (name, help) of the architectures of ``core.models`` (a test checks the two lists agree).
 ARCHITECTURE_CHOICES: tuple[tuple[str, str], ...] = (
@@ -67,6 +68,8 @@ DEFAULT_EPOCHS = 100
 #: An epoch is one crop of every training image, but at least this many crops, so that a small
 #: dataset (a few large tiles) is not validated after every handful of crops.
 MIN_EPOCH_SAMPLES = 64
+#: ``TrainConfig.input_stretch`` unless set (benchmarks/quality.py measured the choice).
+DEFAULT_INPUT_STRETCH = "none"
 #: Thresholds tried when tuning on validation.
 THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 
@@ -106,6 +109,9 @@ class TrainConfig:
     balance: float = 0.5
     min_roof: float = 0.05
     tune_threshold: bool = True
+    #: Per-image contrast stretch of the input (:mod:`core.input_stretch`): ``none`` (RGB / 255)
+    #: or ``percentile`` (each band cut at its 2nd and 98th percentile, QGIS's default).
+    input_stretch: str = DEFAULT_INPUT_STRETCH
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).
@@ -175,6 +181,7 @@ class TrainConfig:
             raise ConfigError(f"val_max_side must be at least {MIN_SIDE}, got {self.val_max_side}")
         if self.loader_threads is not None and not 0 <= self.loader_threads <= 16:
             raise ConfigError(f"loader threads must be from 0 to 16, got {self.loader_threads}")
+        check_stretch(self.input_stretch)
         if self.keep not in KEEP_CHOICES:
             raise ConfigError(
                 f"unknown checkpoint choice {self.keep!r} (known: {', '.join(KEEP_CHOICES)})"

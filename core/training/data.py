@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from core.dataset import Sample
 from core.errors import ImageReadError
+from core.input_stretch import stretch
 from core.io import read_image, read_image_and_mask
 from core.scribbles import read_scribble, target_and_known
 from core.training.config import MIN_SIDE, TrainConfig
@@ -47,8 +48,9 @@ class ImageCache:
     around which its crops are cut.
     """
 
-    def __init__(self, samples: list[Sample]):
+    def __init__(self, samples: list[Sample], input_stretch: str = "none"):
         self.samples = samples
+        self.input_stretch = input_stretch
         self._data: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(samples)
         self._known: dict[int, np.ndarray] = {}
         self._centres: dict[int, np.ndarray] = {}
@@ -83,6 +85,8 @@ class ImageCache:
                     f"{MIN_SIDE} px a side",
                     sample.image_path,
                 )
+            if self.input_stretch == "percentile":
+                image = stretch(image)
             item = (image, mask)
             self._data[index] = item
         return item

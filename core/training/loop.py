@@ -81,6 +81,7 @@ from core.device import (
     tune_cpu_allocator,
 )
 from core.errors import ConfigError, DatasetError, ImageReadError
+from core.input_stretch import model_stretch
 from core.io import ensure_folder, image_size
 from core.models import build_model
 from core.progress import ProgressCallback, StopCheck, Stopped
@@ -287,13 +288,16 @@ def _train(
         # The optimizer state only fits the optimizer that wrote it (checkpoints written before
         # the optimizer was configurable used Adam).
         config.optimizer = resumed.metadata.get("config", {}).get("optimizer", "adam")
+        config.input_stretch = model_stretch(model)
         history = [EpochResult(**h) for h in resumed.metadata.get("history", [])]
     elif init_from is not None:
         start = load_checkpoint(init_from, device="cpu")
         model = start.model
         config.arch, config.arch_params = start.arch, dict(start.arch_params)
+        config.input_stretch = model_stretch(model)  # its weights learnt that input
     else:
         model = build_model(config.arch, **config.arch_params)
+    model.input_stretch = config.input_stretch
     model.to(device).train()
     model = model.to(memory_format=torch.channels_last)
     model = distributed.sync_batch_norm(model, device)
@@ -311,7 +315,8 @@ def _train(
         group["lr"] = config.lr
         base_lrs.append(config.lr)
 
-    train_cache, val_cache = ImageCache(train_samples), ImageCache(val_samples)
+    train_cache = ImageCache(train_samples, config.input_stretch)
+    val_cache = ImageCache(val_samples, config.input_stretch)
     crop = _crop_size_for(train_cache, config.crop_size, getattr(model, "size_multiple", 1))
     threads = config.loader_threads
     if threads is None:
@@ -526,6 +531,7 @@ def _train(
         "threshold": best_threshold,
         "threshold_source": "validation" if config.tune_threshold and best_iou >= 0 else "default",
         "normalization": "rgb / 255",
+        "input_stretch": config.input_stretch,
         "precision": precision_name(amp_dtype),
         "samples_seen": samples_seen + (resumed.metadata.get("samples_seen", 0) if resumed else 0),
         "stopped": stopped,
