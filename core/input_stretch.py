@@ -26,7 +26,16 @@ import numpy as np
 
 from core.errors import ConfigError
 
-STRETCHES = ("none", "percentile")
+#: ``(name, help)`` of each stretch (the command line's and the window's choices).
+STRETCH_CHOICES: tuple[tuple[str, str], ...] = (
+    ("none", "the pixels as they are (RGB / 255)"),
+    (
+        "percentile",
+        "each band stretched to its 2nd-98th percentile, once per image or orthophoto "
+        "(as QGIS shows rasters)",
+    ),
+)
+STRETCHES = tuple(name for name, _help in STRETCH_CHOICES)
 #: The cumulative count cut (percent of the valid pixels below / above): QGIS's default.
 LOW_PERCENT, HIGH_PERCENT = 2.0, 98.0
 #: A band whose cut range is narrower than this many levels (a flat or nearly empty image) is

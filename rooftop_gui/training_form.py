@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import ConfigError
+from core.input_stretch import STRETCH_CHOICES
 from core.training.config import (
     ARCHITECTURE_CHOICES,
     DEFAULT_EPOCHS,
@@ -181,6 +182,11 @@ class TrainingForm(QWidget):
             "Arithmetic of the network: auto uses "
             "bfloat16 where the hardware has it; weights stay float32",
         )
+        self.stretch_box = choice_box(
+            STRETCH_CHOICES,
+            "Contrast stretch of each image before the network (the model remembers it and "
+            "prediction applies the same): rooftop train --input-stretch",
+        )
         self.init_box = QComboBox()
         self.init_box.setToolTip(
             "New weights, or an earlier model's weights to fine-tune (its architecture; a "
@@ -214,6 +220,7 @@ class TrainingForm(QWidget):
             (("Learning rate", self.lr_box), ("Batch", self.batch_spin)),
             (("Crops/epoch", self.samples_spin), ("Crop", self.crop_spin)),
             (("Device", self.device_box), ("Precision", self.precision_box)),
+            (("Stretch", self.stretch_box),),
         )
         for row, pairs in enumerate(rows):
             for column, (text, editor) in enumerate(pairs or ()):
@@ -245,7 +252,13 @@ class TrainingForm(QWidget):
         self.lr_box.setMinimumWidth(72)
 
     def choice_boxes(self) -> tuple[QComboBox, ...]:
-        return (self.arch_box, self.loss_box, self.device_box, self.precision_box)
+        return (
+            self.arch_box,
+            self.loss_box,
+            self.device_box,
+            self.precision_box,
+            self.stretch_box,
+        )
 
     def editors(self) -> tuple[QWidget, ...]:
         """Every control that changes the next run (disabled while one trains)."""
@@ -262,6 +275,7 @@ class TrainingForm(QWidget):
             self.samples_spin,
             self.device_box,
             self.precision_box,
+            self.stretch_box,
             self.init_box,
         )
 
@@ -396,6 +410,7 @@ class TrainingForm(QWidget):
                 "loss": self.loss_box.currentData(),
                 "device": self.device_box.currentData(),
                 "precision": self.precision_box.currentData(),
+                "input_stretch": self.stretch_box.currentData(),
                 "crop_size": self.crop_spin.value(),
                 "samples_per_epoch": samples or None,
                 "epochs": None if budget else self.epochs_spin.value(),
@@ -422,6 +437,7 @@ class TrainingForm(QWidget):
                 (self.loss_box, "loss"),
                 (self.device_box, "device"),
                 (self.precision_box, "precision"),
+                (self.stretch_box, "input_stretch"),
             ):
                 default = getattr(d, name)
                 index = box.findData(str(s.value(self._key(name), default)))
@@ -451,6 +467,7 @@ class TrainingForm(QWidget):
             (self.loss_box, "loss"),
             (self.device_box, "device"),
             (self.precision_box, "precision"),
+            (self.stretch_box, "input_stretch"),
         ):
             s.setValue(self._key(name), box.currentData())
         s.setValue(self._key("budget"), "time" if self.uses_time_budget() else "epochs")

@@ -18,6 +18,7 @@ from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from core.errors import ConfigError
+from core.input_stretch import STRETCHES
 from core.progress import Stopped
 from core.training.config import (
     ARCHITECTURE_CHOICES,
@@ -596,6 +597,8 @@ def test_hyper_parameters_and_models_folder_are_remembered(
     form.samples_spin.setValue(192)
     form.device_box.setCurrentIndex(form.device_box.findData("cpu"))
     form.precision_box.setCurrentIndex(form.precision_box.findData("fp32"))
+    other_stretch = next(n for n in STRETCHES if n != TrainConfig().input_stretch)
+    form.stretch_box.setCurrentIndex(form.stretch_box.findData(other_stretch))
     form.minutes_spin.setValue(12)
     form.set_folded(True)
     first, second = make_dataset("a", n_train=2, n_test=1), make_dataset("b", n_train=2, n_test=1)
@@ -622,6 +625,7 @@ def test_hyper_parameters_and_models_folder_are_remembered(
             "loss": "dice",
             "device": "cpu",
             "precision": "fp32",
+            "input_stretch": other_stretch,
             "crop_size": 128,
             "samples_per_epoch": 192,
         }
