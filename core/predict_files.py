@@ -188,7 +188,8 @@ def _predict_files(
     if polygons is not None:
         polygons.path(Path(out_dir), "x")  # a bad format fails before any output is written
     tile_engine = _tile_engine(engine, model, loaded, tile, overlap, tta)
-    out_dir = ensure_folder(out_dir)
+    out_dir = Path(out_dir)
+    created = not out_dir.exists()  # removed again if it stays empty (a bad input)
     plans = []
     targets: dict[Path, Path] = {}
     sources = {f.resolve() for f in files}
@@ -231,17 +232,31 @@ def _predict_files(
     )
     from core.training import distributed
 
-    if distributed.is_active():
-        from core.distributed_predict import predict_shared
+    ensure_folder(out_dir)
+    try:
+        if distributed.is_active():
+            from core.distributed_predict import predict_shared
 
-        return predict_shared(loaded, plans, out_dir, options, on_progress, should_stop)
-    results = []
-    for index, (source, target, is_ortho, has_crs) in enumerate(plans):
-        check_stop(should_stop, "prediction")
-        run = _predict_raster_file if is_ortho else _predict_image_file
-        results.append(run(loaded, source, out_dir, target, has_crs=has_crs, **options))
-        report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
-    return results
+            return predict_shared(loaded, plans, out_dir, options, on_progress, should_stop)
+        results = []
+        for index, (source, target, is_ortho, has_crs) in enumerate(plans):
+            check_stop(should_stop, "prediction")
+            run = _predict_raster_file if is_ortho else _predict_image_file
+            results.append(run(loaded, source, out_dir, target, has_crs=has_crs, **options))
+            report(on_progress, Progress(index + 1, len(plans), str(source), unit="files"))
+        return results
+    except BaseException:
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if nothing is in it (a folder this run made, left empty by a failure)."""
+    try:
+        folder.rmdir()  # fails on a folder that is not empty: what was written stays
+    except OSError:
+        pass
 
 
 ENGINES = ("torch", "onnxruntime")

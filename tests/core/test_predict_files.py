@@ -140,7 +140,7 @@ def test_bad_orthophotos_get_one_line_and_leave_nothing(tmp_path, roofs, capsys)
     empty = _write(tmp_path / "empty.tif", np.zeros((64, 64), bool), nodata=0)
     with pytest.raises(ImageReadError, match="empty.tif.*no valid pixels"):
         predict_files(_loaded(), [empty], tmp_path / "out")
-    assert not (tmp_path / "out" / "empty.tif").exists()
+    assert not (tmp_path / "out").exists()  # the folder made for it is removed again
     src = _write(tmp_path / "town.tif", roofs)
     data = src.read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
@@ -150,7 +150,12 @@ def test_bad_orthophotos_get_one_line_and_leave_nothing(tmp_path, roofs, capsys)
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cut.tif" in err[0]
-    assert not list((tmp_path / "o").glob("cut*"))
+    assert not (tmp_path / "o").exists()
+    kept = tmp_path / "kept"  # a folder that was there before stays, empty or not
+    kept.mkdir()
+    with pytest.raises(ImageReadError):
+        predict_files(_loaded(), [empty], kept)
+    assert kept.is_dir()
 
 
 def test_the_cli_predicts_an_orthophoto_with_polygons(tmp_path, roofs, capsys):
