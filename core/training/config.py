@@ -112,6 +112,9 @@ class TrainConfig:
     #: Per-image contrast stretch of the input (:mod:`core.input_stretch`): ``none`` (RGB / 255)
     #: or ``percentile`` (each band cut at its 2nd and 98th percentile, QGIS's default).
     input_stretch: str = DEFAULT_INPUT_STRETCH
+    #: Weight of the colour-affinity regulariser on the pixels strokes leave unlabelled
+    #: (core.training.losses.colour_affinity_loss; 0 = off); full labels are not affected.
+    stroke_affinity: float = 0.5
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).
@@ -182,6 +185,8 @@ class TrainConfig:
         if self.loader_threads is not None and not 0 <= self.loader_threads <= 16:
             raise ConfigError(f"loader threads must be from 0 to 16, got {self.loader_threads}")
         check_stretch(self.input_stretch)
+        if not 0 <= self.stroke_affinity <= 10:
+            raise ConfigError(f"stroke affinity must be from 0 to 10, got {self.stroke_affinity}")
         if self.keep not in KEEP_CHOICES:
             raise ConfigError(
                 f"unknown checkpoint choice {self.keep!r} (known: {', '.join(KEEP_CHOICES)})"

@@ -102,7 +102,7 @@ from core.training.data import (
     photometric_jitter,
     to_input_tensor,
 )
-from core.training.losses import compute_loss
+from core.training.losses import colour_affinity_loss, compute_loss
 from core.training.validate import validate
 
 #: The clock of time budgets and timings (a test replaces it with a fake one).
@@ -412,6 +412,11 @@ def _train(
                 with autocast(device, amp_dtype):
                     logits = net(x)
                 loss = compute_loss(config.loss, logits, target, known)
+                if known is not None and config.stroke_affinity:
+                    # strokes: the unlabelled pixels follow the image's colour edges
+                    loss = loss + config.stroke_affinity * colour_affinity_loss(
+                        logits, x, 1.0 - known.float()
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -46,3 +46,47 @@ def compute_loss(
     if name == "bce+dice":
         return bce_loss(logits, target, known) + dice_loss(logits, target, known=known)
     raise ConfigError(f"unknown loss {name!r}")
+
+
+def colour_affinity_loss(
+    logits: torch.Tensor,
+    image: torch.Tensor,
+    weight: torch.Tensor,
+    radius: int = 2,
+    sigma_rgb: float = 0.1,
+    sigma_xy: float = 2.0,
+    factor: int = 2,
+) -> torch.Tensor:
+    """A regulariser of the pixels strokes leave unlabelled: neighbouring pixels of similar colour
+    should get the same class (the relaxed Potts term of CRF losses for scribble supervision,
+    Tang et al. 2018, in a local window as in Obukhov et al.'s gated CRF loss).
+
+    For each pixel ``i`` (of the batch ``logits`` and ``image``, ``(N, 3, H, W)`` in [0, 1],
+    averaged over ``factor`` x ``factor`` blocks first): the expected disagreement with its
+    neighbours ``j`` within ``radius``, ``sum_j w_ij (p_i (1 - p_j) + p_j (1 - p_i)) / sum_j w_ij``
+    with ``w_ij = exp(-|rgb_i - rgb_j|^2 / 2 sigma_rgb^2 - |i - j|^2 / 2 sigma_xy^2)``; averaged
+    over the pixels with ``weight`` ``(N, 1, H, W)`` (1 for the unlabelled ones). Edges of colour
+    cost nothing to cut, so the roof edges the strokes never reach follow the image's own edges.
+    """
+    prob = torch.sigmoid(logits.float())
+    image, weight = image.float(), weight.float()
+    if factor > 1:
+        prob, image, weight = (F.avg_pool2d(t, factor) for t in (prob, image, weight))
+    n, _, h, w = prob.shape
+    k = 2 * radius + 1
+    near_prob = F.unfold(prob, k, padding=radius).view(n, k * k, h, w)
+    near_rgb = F.unfold(image, k, padding=radius).view(n, image.shape[1], k * k, h, w)
+    colour = ((near_rgb - image[:, :, None]) ** 2).sum(1)
+    offsets = torch.arange(-radius, radius + 1, dtype=prob.dtype, device=prob.device)
+    distance = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(1, k * k, 1, 1)
+    inside = F.unfold(torch.ones(1, 1, h, w, device=prob.device), k, padding=radius)
+    affinity = (
+        torch.exp(-colour / (2 * sigma_rgb**2) - distance / (2 * sigma_xy**2))
+        * inside.view(1, k * k, h, w)  # neighbours outside the crop do not count
+    )
+    affinity[:, (k * k) // 2] = 0.0  # nor the pixel itself
+    disagreement = prob * (1 - near_prob) + (1 - prob) * near_prob
+    per_pixel = (affinity * disagreement).sum(1, keepdim=True) / affinity.sum(
+        1, keepdim=True
+    ).clamp(min=1e-6)
+    return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)

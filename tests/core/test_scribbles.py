@@ -128,3 +128,42 @@ def test_a_batch_of_full_labels_has_no_known_map():
     )
     assert knowns is None
     assert UNLABELLED == 0
+
+
+def _two_colours(size: int = 32) -> torch.Tensor:
+    """A dark left half and a bright right half, ``(1, 3, size, size)`` in [0, 1]."""
+    image = torch.full((1, 3, size, size), 0.2)
+    image[..., size // 2 :] = 0.8
+    return image
+
+
+def test_the_affinity_regulariser_lets_a_prediction_cut_only_along_colour_edges():
+    from core.training.losses import colour_affinity_loss
+
+    image, size = _two_colours(), 32
+    everywhere = torch.ones(1, 1, size, size)
+    along_edge = torch.full((1, 1, size, size), -12.0)
+    along_edge[..., size // 2 :] = 12.0  # roof exactly where the colour changes
+    across = torch.full((1, 1, size, size), -12.0)
+    across[..., size // 2 :, :] = 12.0  # a cut through both uniform halves
+    follows = float(colour_affinity_loss(along_edge, image, everywhere))
+    cuts = float(colour_affinity_loss(across, image, everywhere))
+    assert follows < 1e-3 and cuts > 0.05 and cuts > 100 * follows
+    uncertain = float(colour_affinity_loss(torch.zeros(1, 1, size, size), image, everywhere))
+    assert uncertain == pytest.approx(0.5, abs=1e-3)  # p = 0.5 everywhere: half disagree
+
+
+def test_the_affinity_regulariser_counts_only_the_weighted_pixels_and_pulls_them_in_line():
+    from core.training.losses import colour_affinity_loss
+
+    image, size = _two_colours(), 32
+    logits = torch.full((1, 1, size, size), 2.0)
+    logits[..., 8:10, 6:8] = -2.0  # one wrong block inside the uniform left half
+    logits.requires_grad_(True)
+    assert float(colour_affinity_loss(logits, image, torch.zeros(1, 1, size, size))) == 0.0
+    weight = torch.zeros(1, 1, size, size)
+    weight[..., :, : size // 2] = 1.0  # the left half is unlabelled
+    colour_affinity_loss(logits, image, weight).backward()
+    grad = logits.grad[0, 0]
+    assert float(grad[8:10, 6:8].max()) < 0  # descending raises the wrong block to roof
+    assert float(grad[:, size // 2 + 3 :].abs().max()) < 1e-12  # the right half: not counted
