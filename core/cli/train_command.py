@@ -48,6 +48,7 @@ def train_config(args: argparse.Namespace) -> Any:
         tune_threshold=not args.no_tune_threshold,
         keep=args.keep,
         input_stretch=args.input_stretch,
+        stroke_affinity=args.stroke_affinity,
         precision=args.precision,
     )
 
@@ -112,7 +113,12 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
 
 def add_commands(sub: Any) -> None:
     from core.input_stretch import STRETCHES
-    from core.training.config import ARCHITECTURE_CHOICES, DEFAULT_INPUT_STRETCH, PRECISIONS
+    from core.training.config import (
+        ARCHITECTURE_CHOICES,
+        DEFAULT_INPUT_STRETCH,
+        PRECISIONS,
+        TrainConfig,
+    )
     from core.training.config import DEFAULT_RECIPE as recipe
 
     archs = "; ".join(f"{k}: {v}" for k, v in ARCHITECTURE_CHOICES)
@@ -205,6 +211,13 @@ def add_commands(sub: Any) -> None:
         help="per-image contrast stretch the model learns on and predicts with: none (RGB as "
         "it is) or percentile (each band cut at its 2nd and 98th percentile, as QGIS shows "
         "rasters; one stretch per orthophoto)",
+    )
+    p.add_argument(
+        "--stroke-affinity",
+        type=float,
+        default=TrainConfig.stroke_affinity,
+        help="weight of the regulariser that makes the pixels strokes leave unlabelled follow "
+        "the image's colour edges (0 = off; images with full labels are not affected)",
     )
     p.add_argument(
         "--val-fraction",
