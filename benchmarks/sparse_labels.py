@@ -268,7 +268,7 @@ def draw_curves(
     draw.text((width // 2 - 80, height - 22), "labelled train images", fill=(40, 40, 40))
     draw.text(
         (margin, 14),
-        f"test IoU (mean of {seeds} seed(s), {minutes:g} min per model)",
+        f"test IoU (mean of {seeds} seed{'' if seeds == 1 else 's'}, {minutes:g} min per model)",
         fill=(40, 40, 40),
     )
     colours = {"label_next": (214, 40, 160), "random": (60, 110, 200)}
