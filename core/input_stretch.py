@@ -62,9 +62,11 @@ def identity_table() -> np.ndarray:
     return np.tile(np.arange(256, dtype=np.uint8), (3, 1))
 
 
-def table_from_histograms(hist: np.ndarray) -> np.ndarray:
-    """The stretch table of per-band histograms ``(3, 256)`` of counts (module docstring)."""
-    table = identity_table()
+def ranges_from_histograms(hist: np.ndarray) -> np.ndarray:
+    """``(3, 2)`` int: each band's ``(low, high)``, the values that become 0 and 255, from
+    per-band histograms ``(3, 256)`` of counts (module docstring); ``(0, 255)`` for a band
+    without pixels."""
+    ranges = np.tile(np.array([0, 255]), (3, 1))
     for band in range(3):
         counts = hist[band].astype(np.float64)
         total = counts.sum()
@@ -78,9 +80,22 @@ def table_from_histograms(hist: np.ndarray) -> np.ndarray:
             low = max(0, math.floor(middle - MIN_RANGE / 2))
             high = min(255, low + MIN_RANGE)
             low = high - MIN_RANGE
+        ranges[band] = low, high
+    return ranges
+
+
+def table_from_ranges(ranges: np.ndarray) -> np.ndarray:
+    """The ``(3, 256) uint8`` table mapping each band's ``(low, high)`` linearly onto 0 .. 255."""
+    table = identity_table()
+    for band, (low, high) in enumerate(ranges):
         values = (np.arange(256, dtype=np.float64) - low) * 255.0 / (high - low)
         table[band] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return table
+
+
+def table_from_histograms(hist: np.ndarray) -> np.ndarray:
+    """The stretch table of per-band histograms ``(3, 256)`` of counts (module docstring)."""
+    return table_from_ranges(ranges_from_histograms(hist))
 
 
 def histograms(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -118,17 +133,22 @@ def stretched_reader(read_rows: RowReader, table: np.ndarray | None) -> RowReade
 
 
 def raster_table_from_source(source) -> np.ndarray:
-    """The stretch table of a whole raster (``core.raster.RasterSource``): from all its pixels up
+    """:func:`table_from_ranges` of :func:`raster_ranges_from_source`."""
+    return table_from_ranges(raster_ranges_from_source(source))
+
+
+def raster_ranges_from_source(source) -> np.ndarray:
+    """The stretch ranges of a whole raster (``core.raster.RasterSource``): from all its pixels up
     to :data:`SAMPLE_MAX_SIDE` a side, else from an overview when the file has them, else from a
     :data:`SAMPLE_GRID` x :data:`SAMPLE_GRID` grid of windows spread over it (a decimated read of
     a raster without overviews would read every block)."""
     width, height = source.width, source.height
     if max(width, height) <= SAMPLE_MAX_SIDE:
         rgb, valid = source.read()
-        return stretch_table(rgb, valid)
+        return ranges_from_histograms(histograms(rgb, valid))
     if source.overview_factors:
         rgb, valid, _factor = source.read_overview(SAMPLE_MAX_SIDE // 2)
-        return stretch_table(rgb, valid)
+        return ranges_from_histograms(histograms(rgb, valid))
     hist = np.zeros((3, 256), np.int64)
     side_y, side_x = min(SAMPLE_WINDOW, height), min(SAMPLE_WINDOW, width)
     for i in range(SAMPLE_GRID):
@@ -137,33 +157,56 @@ def raster_table_from_source(source) -> np.ndarray:
             x = round((width - side_x) * (j + 0.5) / SAMPLE_GRID)
             rgb, valid = source.read_window(y, x, side_y, side_x, boundless=False)
             hist += histograms(rgb, valid)
-    return table_from_histograms(hist)
+    return ranges_from_histograms(hist)
 
 
-_RASTER_TABLES: dict[tuple, np.ndarray] = {}
-_RASTER_TABLES_MAX = 16
+_RASTER_STRETCHES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_RASTER_STRETCHES_MAX = 16
 
 
-def raster_stretch_table(path: str | Path, bands=None, source=None) -> np.ndarray:
-    """:func:`raster_table_from_source` of the raster at ``path``, remembered for the file as it
-    is (its path, size and modification time: an edited file is sampled again). ``source``: the
-    raster already open (else it is opened with ``bands``)."""
+def _raster_stretch(path: str | Path, bands, source) -> tuple[np.ndarray, np.ndarray]:
+    """``(ranges, table)`` of the raster at ``path``, remembered for the file as it is (its
+    path, size and modification time: an edited file is sampled again)."""
     path = Path(path)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(bands or ()))
-    table = _RASTER_TABLES.get(key)
-    if table is None:
+    found = _RASTER_STRETCHES.get(key)
+    if found is None:
         if source is None:
             from core.raster import open_raster
 
             with open_raster(path, bands=bands) as opened:
-                table = raster_table_from_source(opened)
+                ranges = raster_ranges_from_source(opened)
         else:
-            table = raster_table_from_source(source)
-        if len(_RASTER_TABLES) >= _RASTER_TABLES_MAX:
-            _RASTER_TABLES.pop(next(iter(_RASTER_TABLES)))
-        _RASTER_TABLES[key] = table
-    return table
+            ranges = raster_ranges_from_source(source)
+        found = (ranges, table_from_ranges(ranges))
+        if len(_RASTER_STRETCHES) >= _RASTER_STRETCHES_MAX:
+            _RASTER_STRETCHES.pop(next(iter(_RASTER_STRETCHES)))
+        _RASTER_STRETCHES[key] = found
+    return found
+
+
+def raster_stretch_table(path: str | Path, bands=None, source=None) -> np.ndarray:
+    """:func:`raster_table_from_source` of the raster at ``path`` (``source``: the raster already
+    open, else it is opened with ``bands``), remembered until the file changes."""
+    return _raster_stretch(path, bands, source)[1]
+
+
+def raster_stretch_ranges(path: str | Path, bands=None, source=None) -> np.ndarray:
+    """Each band's ``(low, high)`` of :func:`raster_stretch_table` (``(3, 2)`` int)."""
+    return _raster_stretch(path, bands, source)[0]
+
+
+def image_stretch_ranges(path: str | Path) -> np.ndarray:
+    """The stretch ranges of an image or raster file (a raster's by :func:`raster_stretch_ranges`,
+    a plain image's from all its pixels)."""
+    from core.raster import RASTER_SUFFIXES
+
+    if Path(path).suffix.lower() in RASTER_SUFFIXES:
+        return raster_stretch_ranges(path)
+    from core.io import read_image
+
+    return ranges_from_histograms(histograms(read_image(path)))
 
 
 def model_stretch(model) -> str:

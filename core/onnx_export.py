@@ -93,6 +93,8 @@ def deepness_metadata(
     arch: str,
     source: str,
     input_stretch: str = "none",
+    stretch_ranges: Any = None,
+    stretch_source: str | None = None,
 ) -> dict[str, Any]:
     """The metadata (values before JSON encoding) written into an exported model."""
     meta: dict[str, Any] = {
@@ -110,6 +112,13 @@ def deepness_metadata(
         "rooftop_overlap_px": overlap,
         "rooftop_input_stretch": input_stretch,
     }
+    if stretch_ranges is not None:
+        # Deepness feeds (x / 255 - mean) / std; with these that is (x - low) / (high - low),
+        # the stretch of training, which the graph clamps to [0, 1] as training's table did
+        low, high = np.asarray(stretch_ranges, np.float64).T
+        meta["standardization_mean"] = [round(v, 6) for v in (low / 255.0).tolist()]
+        meta["standardization_std"] = [round(v, 6) for v in ((high - low) / 255.0).tolist()]
+        meta["rooftop_stretch_from"] = stretch_source
     if resolution_cm is not None:
         meta["resolution"] = float(resolution_cm)
     return meta
@@ -122,8 +131,14 @@ def export_onnx(
     tile: int = 512,
     overlap: int = 64,
     resolution_cm: float | None = None,
+    stretch_from: str | Path | None = None,
 ) -> ExportedOnnx:
     """Write the model of ``model_path`` (a checkpoint) as ONNX to ``out_path`` (atomically).
+
+    ``stretch_from``: for a model trained with an input stretch, the orthophoto (or image) the
+    model will be run on in QGIS: its stretch is written as Deepness's per-band standardization,
+    so the plugin feeds the model what it learnt on. Without it such a model is exported with a
+    warning (:data:`STRETCH_NOTE`).
 
     ``resolution_cm``: the ground resolution of the training imagery in cm/px (default: the
     checkpoint's ``resolution_cm`` metadata when it has one; else omitted and QGIS uses the
@@ -131,7 +146,7 @@ def export_onnx(
     import torch
 
     from core.checkpoint import load_checkpoint
-    from core.input_stretch import model_stretch
+    from core.input_stretch import image_stretch_ranges, model_stretch
     from core.io import write_bytes_atomic
     from core.tiled_inference import check_tiling
 
@@ -151,7 +166,8 @@ def export_onnx(
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.net(x))
+            # [0, 1] as in training (a no-op for x / 255; clips a standardized stretch)
+            return torch.sigmoid(self.net(x.clamp(0.0, 1.0)))
 
     _require("onnxscript")  # torch's exporter (torch.export based) writes through it
     wrapper = Probabilities(loaded.model).eval()
@@ -174,6 +190,15 @@ def export_onnx(
         raise CheckpointError(
             f"cannot be exported to ONNX ({type(exc).__name__}: {exc})", model_path
         ) from exc
+    stretch = model_stretch(loaded.model)
+    ranges = None
+    if stretch_from is not None:
+        if stretch == "none":
+            raise ConfigError(
+                "--stretch-from is for models trained with an input stretch; this one sees the "
+                "pixels as they are"
+            )
+        ranges = image_stretch_ranges(stretch_from)
     meta = deepness_metadata(
         loaded.threshold,
         tile,
@@ -181,7 +206,9 @@ def export_onnx(
         resolution_cm,
         loaded.arch,
         Path(model_path).name,
-        model_stretch(loaded.model),
+        stretch,
+        ranges,
+        None if stretch_from is None else Path(stretch_from).name,
     )
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -190,7 +217,7 @@ def export_onnx(
     proto.doc_string = (
         "Rooftop Studio roof segmentation: input RGB / 255, NCHW; output the "
         "roof probability (sigmoid)"
-        + (STRETCH_NOTE if meta["rooftop_input_stretch"] != "none" else "")
+        + (STRETCH_NOTE if stretch != "none" and ranges is None else "")
     )
     onnx.checker.check_model(proto)
     path = write_bytes_atomic(out_path, proto.SerializeToString())
@@ -227,7 +254,13 @@ class OnnxEngine:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.threshold = float(json.loads(meta.get("seg_thresh", "0.5")))
         self.size_multiple = 1
+        # Deepness's standardization, as the plugin applies it
+        self.mean = np.asarray(
+            json.loads(meta.get("standardization_mean", "[0, 0, 0]")), np.float32
+        )
+        self.std = np.asarray(json.loads(meta.get("standardization_std", "[1, 1, 1]")), np.float32)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        x = (x - self.mean[None, :, None, None]) / self.std[None, :, None, None]
         return self.session.run(None, {INPUT_NAME: x})[0][:, 0]

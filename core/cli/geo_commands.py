@@ -57,7 +57,12 @@ def cmd_export_onnx(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     from core.onnx_export import STRETCH_NOTE, export_onnx
 
     done = export_onnx(
-        args.model, args.out, tile=args.tile, overlap=args.overlap, resolution_cm=args.resolution
+        args.model,
+        args.out,
+        tile=args.tile,
+        overlap=args.overlap,
+        resolution_cm=args.resolution,
+        stretch_from=args.stretch_from,
     )
     note = (
         ""
@@ -68,7 +73,12 @@ def cmd_export_onnx(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
         )
     )
     if done.metadata.get("rooftop_input_stretch", "none") != "none":
-        note += STRETCH_NOTE
+        stretch_from = done.metadata.get("rooftop_stretch_from")
+        note += (
+            STRETCH_NOTE + " (--stretch-from ORTHOPHOTO writes that one's stretch into the model)"
+            if stretch_from is None
+            else f"; the input stretch of {stretch_from} is in its standardization"
+        )
     out.line(
         f"{args.model} -> {done.path} (Deepness Segmentor, {done.tile} px tiles, "
         f"threshold {done.metadata['seg_thresh']:.2f}){note}"
@@ -144,6 +154,14 @@ def add_commands(sub: Any) -> None:
         metavar="CM_PER_PX",
         help="ground resolution of the training imagery in cm per pixel (default: "
         "the model's, when it knows it)",
+    )
+    p.add_argument(
+        "--stretch-from",
+        type=Path,
+        default=None,
+        metavar="IMAGE",
+        help="for a model trained with --input-stretch percentile: the orthophoto it will run "
+        "on in QGIS, whose stretch is written as the model's standardization",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_export_onnx)

@@ -132,7 +132,8 @@ def add_commands(sub: Any) -> None:
         f"still saves. Architectures: {archs}. The original "
         "exercise's recipe: --arch prescribed --optimizer adam --lr 1e-4 "
         "--loss bce --schedule constant --batch-size 32 --no-augment "
-        "--balance 0 --no-tune-threshold --weight-decay 0 --warmup 0 --keep best.",
+        "--balance 0 --no-tune-threshold --weight-decay 0 --warmup 0 --keep best "
+        "--input-stretch none.",
     )
     p.add_argument(
         "--data", required=True, type=Path, help="dataset folder (from `rooftop generate`)"

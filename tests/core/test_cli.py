@@ -487,6 +487,6 @@ def test_train_arguments_map_onto_the_config():
     original = config(
         *"--arch prescribed --optimizer adam --lr 1e-4 --loss bce --schedule constant "
         "--batch-size 32 --no-augment --balance 0 --no-tune-threshold --weight-decay 0 "
-        "--warmup 0 --keep best".split()
+        "--warmup 0 --keep best --input-stretch none".split()
     )
     assert original == TrainConfig(**ORIGINAL_RECIPE)

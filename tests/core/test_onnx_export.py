@@ -61,3 +61,43 @@ def test_bad_exports_say_why(tmp_path):
     with pytest.raises(CheckpointError, match="junk.onnx"):
         read_onnx_metadata(tmp_path / "junk.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_stretch_model_exported_for_an_orthophoto_gets_its_stretch_as_standardization(
+    tmp_path, capsys
+):
+    from PIL import Image
+
+    from core.cli import main
+    from core.input_stretch import stretch_table
+    from core.predict import model_input
+
+    model_path = save_untrained_model(
+        tmp_path, arch="liteunet", metadata={"input_stretch": "percentile"}
+    )
+    rng = np.random.default_rng(1)
+    dark = (rng.integers(0, 256, (256, 256, 3)) * 0.4 + 10).astype(np.uint8)
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    exported = export_onnx(
+        model_path, tmp_path / "m.onnx", tile=256, overlap=32, stretch_from=tmp_path / "dark.png"
+    )
+    meta = exported.metadata
+    assert meta["rooftop_input_stretch"] == "percentile" and meta["rooftop_stretch_from"]
+    assert all(0 < m < 0.2 for m in meta["standardization_mean"])
+    assert all(0 < s < 0.5 for s in meta["standardization_std"])
+    # Deepness's standardization of the raw pixels = our stretch (up to rounding to 8 bits)
+    loaded = load_checkpoint(model_path)
+    stretched = model_input(loaded.model, dark, stretch_table(dark))
+    x = torch.from_numpy(stretched[None]).permute(0, 3, 1, 2).float() / 255.0
+    with torch.inference_mode():
+        expected = torch.sigmoid(loaded.model.eval()(x))[:, 0].numpy()
+    got = OnnxEngine(exported.path).forward(dark[None])
+    assert float(np.abs(got - expected).max()) < 2e-2
+    # without an orthophoto: a warning; and a model without a stretch refuses one
+    code = main(["export-onnx", str(model_path), "--out", str(tmp_path / "w.onnx")])
+    said = capsys.readouterr()
+    assert code == 0 and "2nd-98th percentiles" in said.out + said.err
+    assert "--stretch-from" in said.out + said.err
+    plain = save_untrained_model(tmp_path, arch="liteunet", name="model_v2.safetensors")
+    with pytest.raises(ConfigError, match="stretch-from"):
+        export_onnx(plain, tmp_path / "p.onnx", stretch_from=tmp_path / "dark.png")
