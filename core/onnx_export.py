@@ -10,7 +10,10 @@ documentation), ``tiles_overlap`` in percent of the tile, ``seg_thresh`` (the mo
 threshold), ``seg_small_segment`` and ``standardization_mean`` / ``standardization_std`` (0 and
 1: Deepness divides by 255 as our training did). Plus ``rooftop_*`` keys for our own tools.
 
-``OnnxEngine`` runs such a file with onnxruntime: the prediction engine ``--engine onnxruntime``.
+``OnnxEngine`` runs such a file with onnxruntime (with its standardization, as Deepness applies it):
+the prediction engine ``--engine onnxruntime``. A model trained with an input stretch
+(:mod:`core.input_stretch`) exported with ``stretch_from=ORTHOPHOTO`` carries that raster's
+per-band stretch as its standardization, so that Deepness feeds it what it learnt on.
 
 Needs the ``onnx``, ``onnxscript`` (torch's exporter writes through it) and ``onnxruntime``
 packages: ``pip install "rooftop-studio[onnx]"``.
