@@ -218,7 +218,8 @@ def add_commands(sub: Any) -> None:
         type=float,
         default=TrainConfig.stroke_affinity,
         help="weight of the regulariser that makes the pixels strokes leave unlabelled follow "
-        "the image's colour edges (0 = off; images with full labels are not affected)",
+        "the image's colour edges (0 = off, the default; e.g. 0.5; images with full labels "
+        "are not affected)",
     )
     p.add_argument(
         "--val-fraction",

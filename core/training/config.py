@@ -114,8 +114,10 @@ class TrainConfig:
     #: or ``percentile`` (each band cut at its 2nd and 98th percentile, QGIS's default).
     input_stretch: str = DEFAULT_INPUT_STRETCH
     #: Weight of the colour-affinity regulariser on the pixels strokes leave unlabelled
-    #: (core.training.losses.colour_affinity_loss; 0 = off); full labels are not affected.
-    stroke_affinity: float = 0.5
+    #: (core.training.losses.colour_affinity_loss; 0 = off); full labels are not affected. Off by
+    #: default: at 0.5 it scored 0.432 against 0.426 without (docs/sparse-labels.md), within the
+    #: noise, and cost 15-25 % of the crops of a time budget.
+    stroke_affinity: float = 0.0
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).

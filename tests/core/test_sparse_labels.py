@@ -3,6 +3,7 @@ dataset of strokes only trains and saves, and a bad stroke file is an error nami
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -72,7 +73,8 @@ def _config(**kw):
     return TrainConfig(**base)
 
 
-def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path):
+@pytest.mark.parametrize("affinity", [0.0, 0.5])
+def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path, affinity):
     from core.checkpoint import load_checkpoint
     from core.training.loop import train
 
@@ -88,10 +90,11 @@ def test_a_dataset_of_strokes_only_trains_and_saves(tmp_path):
     result = train(
         root,
         tmp_path / "models",
-        _config(),
+        dataclasses.replace(_config(), stroke_affinity=affinity),
         on_weights=lambda epoch, state: weights.append((epoch, state)),
     )
     assert result.model_path.is_file() and len(result.history) == 2
+    assert all(np.isfinite(h.train_loss) for h in result.history)
     assert load_checkpoint(result.model_path).metadata["metrics"]["train_images"] >= 4
     assert [e for e, _ in weights] == [1, 2]
     state = weights[-1][1]
