@@ -220,14 +220,15 @@ class TrainingForm(QWidget):
             (("Learning rate", self.lr_box), ("Batch", self.batch_spin)),
             (("Crops/epoch", self.samples_spin), ("Crop", self.crop_spin)),
             (("Device", self.device_box), ("Precision", self.precision_box)),
-            (("Stretch", self.stretch_box),),
         )
         for row, pairs in enumerate(rows):
             for column, (text, editor) in enumerate(pairs or ()):
                 grid.addWidget(_label(text, editor), row, 2 * column)
                 grid.addWidget(editor, row, 2 * column + 1)
         grid.addWidget(_label("Start from", self.init_box), len(rows), 0)
-        grid.addWidget(self.init_box, len(rows), 1, 1, 3)
+        grid.addWidget(self.init_box, len(rows), 1)
+        grid.addWidget(_label("Stretch", self.stretch_box), len(rows), 2)
+        grid.addWidget(self.stretch_box, len(rows), 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         layout = QVBoxLayout(self)
