@@ -54,18 +54,26 @@ OPSET = 18
 
 
 class _quiet_exporter:
-    """Silence the exporter's log lines about operators we do not use (torchvision's)."""
+    """Silence the exporter's log lines about operators we do not use (torchvision's) and its
+    deprecation warnings."""
 
     def __enter__(self):
         import logging
+        import warnings
 
         self._loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript")]
         self._levels = [lg.level for lg in self._loggers]
         for lg in self._loggers:
             lg.setLevel(logging.ERROR)
+        # and the exporter's own deprecation notices, which are not the user's to act on
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return self
 
     def __exit__(self, *exc):
+        self._warnings.__exit__(*exc)
         for lg, level in zip(self._loggers, self._levels, strict=True):
             lg.setLevel(level)
 
