@@ -419,3 +419,36 @@ def test_overview_bands_cover_the_raster_on_whole_overview_rows(height, block, f
     assert all(row % factor == 0 for row, _ in bands)
     assert bands[0][1] <= block + factor  # one row of blocks first: something shows at once
     assert max(rows for _, rows in bands) <= max(block, -(-height // 16)) + factor
+
+
+def test_a_stretch_model_predicts_the_visible_area_with_the_whole_rasters_stretch(
+    qtbot, tmp_path, geotiff
+):
+    from core.checkpoint import load_checkpoint
+    from core.input_stretch import raster_stretch_table
+    from core.predict import predict_probabilities
+    from core.raster import open_raster
+
+    path, _data = geotiff
+    model = save_untrained_model(tmp_path, metadata={"input_stretch": "percentile"})
+    win = _window(qtbot, tmp_path)
+    assert win.prediction.set_model(model)
+    win.open_orthophoto(path)
+    source = win.canvas.raster()
+    qtbot.waitUntil(lambda: source.overview is not None, timeout=20_000)
+    win.canvas.zoom_100()
+    panel = win.prediction.orthophoto
+    qtbot.waitUntil(panel.visible_button.isEnabled, timeout=5000)
+    x0, y0, w, h = panel.visible_window()
+    with qtbot.waitSignal(panel.window_predicted, timeout=120_000):
+        assert panel.predict_visible() is not None
+    assert panel.wait(60_000)
+    with open_raster(path) as raster:
+        rgb, valid = raster.read_window(y0, x0, h, w)
+    loaded = load_checkpoint(model)
+    expected = predict_probabilities(loaded.model, rgb, stretch_table=raster_stretch_table(path))
+    expected[~valid] = 0.0
+    assert np.array_equal(win.canvas.probability(), expected)  # one stretch for the raster
+    own = predict_probabilities(loaded.model, rgb)  # the window's own stretch differs
+    assert not np.array_equal(own, expected)
+    _close(win)
