@@ -169,9 +169,9 @@ def test_raster_without_crs_says_pixel_coordinates(qtbot, tmp_path):
     _close(win)
 
 
-def test_predict_visible_area_overlays_a_prediction(qtbot, tmp_path, geotiff):
-    path, _data = geotiff
-    model = save_untrained_model(tmp_path)
+def _predict_visible_area(qtbot, tmp_path, path, model):
+    """A window showing the orthophoto at ``path`` at 100 %, its visible area predicted by
+    ``model``: ``(window, (x0, y0, w, h))``."""
     win = _window(qtbot, tmp_path)
     assert win.prediction.set_model(model)
     win.open_orthophoto(path)
@@ -180,10 +180,18 @@ def test_predict_visible_area_overlays_a_prediction(qtbot, tmp_path, geotiff):
     win.canvas.zoom_100()
     panel = win.prediction.orthophoto
     qtbot.waitUntil(panel.visible_button.isEnabled, timeout=5000)
-    x0, y0, w, h = panel.visible_window()
+    area = panel.visible_window()
     with qtbot.waitSignal(panel.window_predicted, timeout=120_000):
         assert panel.predict_visible() is not None
     assert panel.wait(60_000)
+    return win, area
+
+
+def test_predict_visible_area_overlays_a_prediction(qtbot, tmp_path, geotiff):
+    path, _data = geotiff
+    win, (x0, y0, w, h) = _predict_visible_area(
+        qtbot, tmp_path, path, save_untrained_model(tmp_path)
+    )
     prob = win.canvas.probability()
     assert prob.shape == (h, w) and win.canvas.probability_offset() == (x0, y0)
     shown = win.canvas.displayed_mask()
@@ -431,18 +439,7 @@ def test_a_stretch_model_predicts_the_visible_area_with_the_whole_rasters_stretc
 
     path, _data = geotiff
     model = save_untrained_model(tmp_path, metadata={"input_stretch": "percentile"})
-    win = _window(qtbot, tmp_path)
-    assert win.prediction.set_model(model)
-    win.open_orthophoto(path)
-    source = win.canvas.raster()
-    qtbot.waitUntil(lambda: source.overview is not None, timeout=20_000)
-    win.canvas.zoom_100()
-    panel = win.prediction.orthophoto
-    qtbot.waitUntil(panel.visible_button.isEnabled, timeout=5000)
-    x0, y0, w, h = panel.visible_window()
-    with qtbot.waitSignal(panel.window_predicted, timeout=120_000):
-        assert panel.predict_visible() is not None
-    assert panel.wait(60_000)
+    win, (x0, y0, w, h) = _predict_visible_area(qtbot, tmp_path, path, model)
     with open_raster(path) as raster:
         rgb, valid = raster.read_window(y0, x0, h, w)
     loaded = load_checkpoint(model)
