@@ -429,15 +429,17 @@ def test_overview_bands_cover_the_raster_on_whole_overview_rows(height, block, f
     assert max(rows for _, rows in bands) <= max(block, -(-height // 16)) + factor
 
 
-def test_a_stretch_model_predicts_the_visible_area_with_the_whole_rasters_stretch(
-    qtbot, tmp_path, geotiff
-):
+def test_a_stretch_model_predicts_the_visible_area_with_the_whole_rasters_stretch(qtbot, tmp_path):
     from core.checkpoint import load_checkpoint
     from core.input_stretch import raster_stretch_table
     from core.predict import predict_probabilities
     from core.raster import open_raster
 
-    path, _data = geotiff
+    # brighter from left to right: a window's own stretch is not the whole raster's
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(20, 220, WIDTH)[None, None, :]
+    data = np.clip(ramp + rng.integers(-20, 21, (3, HEIGHT, WIDTH)), 0, 255).astype(np.uint8)
+    path = _write_geotiff(tmp_path / "ramp.tif", data, (2, 4, 8))
     model = save_untrained_model(tmp_path, metadata={"input_stretch": "percentile"})
     win, (x0, y0, w, h) = _predict_visible_area(qtbot, tmp_path, path, model)
     with open_raster(path) as raster:
