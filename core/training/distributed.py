@@ -134,6 +134,10 @@ def session(device: torch.device, backend: str | None = None) -> Iterator[torch.
     dist.init_process_group(chosen, timeout=datetime.timedelta(seconds=timeout_seconds()))
     try:
         yield device
+        # Leave together: a rank that tore its group down while another still wrote its
+        # checkpoint could abort in gloo's threads at exit ("terminate called without an
+        # active exception"). Not after an error: the others may never arrive.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
