@@ -132,11 +132,6 @@ def stretched_reader(read_rows: RowReader, table: np.ndarray | None) -> RowReade
     return lambda y0, y1: apply_table(read_rows(y0, y1), table)
 
 
-def raster_table_from_source(source) -> np.ndarray:
-    """:func:`table_from_ranges` of :func:`raster_ranges_from_source`."""
-    return table_from_ranges(raster_ranges_from_source(source))
-
-
 def raster_ranges_from_source(source) -> np.ndarray:
     """The stretch ranges of a whole raster (``core.raster.RasterSource``): from all its pixels up
     to :data:`SAMPLE_MAX_SIDE` a side, else from an overview when the file has them, else from a
@@ -187,7 +182,7 @@ def _raster_stretch(path: str | Path, bands, source) -> tuple[np.ndarray, np.nda
 
 
 def raster_stretch_table(path: str | Path, bands=None, source=None) -> np.ndarray:
-    """:func:`raster_table_from_source` of the raster at ``path`` (``source``: the raster already
+    """The stretch table of :func:`raster_ranges_from_source` of the raster at ``path`` (``source``: the raster already
     open, else it is opened with ``bands``), remembered until the file changes."""
     return _raster_stretch(path, bands, source)[1]
 

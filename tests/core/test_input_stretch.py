@@ -12,10 +12,11 @@ from core.input_stretch import (
     MIN_RANGE,
     apply_table,
     identity_table,
+    raster_ranges_from_source,
     raster_stretch_table,
-    raster_table_from_source,
     stretch,
     stretch_table,
+    table_from_ranges,
 )
 
 
@@ -80,7 +81,7 @@ class _FakeRaster:
 
 def test_a_large_raster_without_overviews_is_sampled_in_windows():
     raster = _FakeRaster(30_000, 20_000)
-    table = raster_table_from_source(raster)
+    table = table_from_ranges(raster_ranges_from_source(raster))
     assert len(raster.windows) == 64
     assert {x for _y, x, _h, _w in raster.windows} != {0}  # spread over the raster
     assert table[0, 40] < 30 and table[0, 139] > 225
