@@ -121,7 +121,7 @@ def mean(values: list[float]) -> float | None:
 
 def strokes_vs_full(devdata: Path, work: Path, minutes: float, seeds: int) -> dict[str, Any]:
     full_root, stroke_root = work / "full", work / "strokes"
-    split = build_devdata_split(devdata, full_root)
+    split = build_devdata_split(devdata, full_root, "three")
     runs: dict[str, list[dict[str, Any]]] = {"full": [], "strokes": []}
     shares: dict[str, float] = {}
     for seed in range(seeds):
@@ -185,7 +185,7 @@ def active_learning(
     from core.uncertainty import label_next_order
 
     pool = work / "pool"
-    build_devdata_split(devdata, pool)
+    build_devdata_split(devdata, pool, "three")
     tiles = sorted(p.name for p in (pool / "train" / "data").glob("*.png"))
     curves: dict[str, list[list[float]]] = {"label_next": [], "random": []}
     for seed in range(seeds):
@@ -307,7 +307,7 @@ def live_cost(devdata: Path, work: Path, minutes: float, repeats: int = 3) -> di
     defaults = TrainConfig()  # the architecture the runs train (the defaults)
 
     root = work / "live"
-    build_devdata_split(devdata, root)
+    build_devdata_split(devdata, root, "three")
     tile = read_image(sorted((root / "test" / "data").glob("*.png"))[0])[:512, :512].copy()
     previews: list[float] = []
     last = [-float("inf")]
