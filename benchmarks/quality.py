@@ -189,6 +189,8 @@ def run(
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "val_iou": rnd(result.val_iou, 4),
+        # the last validation at threshold 0.5 (val_iou is at the model's own threshold)
+        "val_iou_at_half": rnd(result.history[-1].val_iou, 4),
         "seconds": rnd(result.seconds, 1),
         "stopped": result.stopped,
         "config": {k: v for k, v in vars(config).items() if k not in ("device", "max_minutes")},

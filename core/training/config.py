@@ -118,6 +118,9 @@ class TrainConfig:
     #: default: at 0.5 it scored 0.432 against 0.426 without (docs/sparse-labels.md), within the
     #: noise, and cost 15-25 % of the crops of a time budget.
     stroke_affinity: float = 0.0
+    #: Decay of an exponential moving average of the weights, updated after every batch, which is
+    #: what validation scores and the checkpoint keeps (0 = off: the weights as trained).
+    ema: float = 0.0
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).
@@ -190,6 +193,8 @@ class TrainConfig:
         check_stretch(self.input_stretch)
         if not 0 <= self.stroke_affinity <= 10:
             raise ConfigError(f"stroke affinity must be from 0 to 10, got {self.stroke_affinity}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"EMA decay must be from 0 up to (not including) 1, got {self.ema}")
         if self.keep not in KEEP_CHOICES:
             raise ConfigError(
                 f"unknown checkpoint choice {self.keep!r} (known: {', '.join(KEEP_CHOICES)})"
