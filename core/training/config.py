@@ -41,6 +41,10 @@ LOSS_CHOICES: tuple[tuple[str, str], ...] = (
     ("bce+dice", "binary cross-entropy plus soft Dice: robust when roofs are a small fraction"),
     ("bce", "binary cross-entropy per pixel (the original exercise's loss)"),
     ("dice", "soft Dice over the batch: optimises overlap directly"),
+    (
+        "bce+lovasz",
+        "binary cross-entropy plus the Lovasz hinge, a convex surrogate of the IoU of each image",
+    ),
 )
 LOSSES = tuple(name for name, _help in LOSS_CHOICES)
 #: (name, help) of the devices (``cuda:N`` is accepted too).
@@ -118,6 +122,10 @@ class TrainConfig:
     #: default: at 0.5 it scored 0.432 against 0.426 without (docs/sparse-labels.md), within the
     #: noise, and cost 15-25 % of the crops of a time budget.
     stroke_affinity: float = 0.0
+    #: Self-training on strokes: from half the run on, an image labelled by strokes only also
+    #: learns from the unlabelled pixels the model is this sure of (probability at least this:
+    #: roof; at most 1 minus it: background); 0 = off. Full labels are not affected.
+    pseudo_labels: float = 0.0
     #: Decay of an exponential moving average of the weights, updated after every batch, which is
     #: what validation scores and the checkpoint keeps (0 = off: the weights as trained).
     ema: float = 0.0
@@ -193,6 +201,11 @@ class TrainConfig:
         check_stretch(self.input_stretch)
         if not 0 <= self.stroke_affinity <= 10:
             raise ConfigError(f"stroke affinity must be from 0 to 10, got {self.stroke_affinity}")
+        if self.pseudo_labels and not 0.5 < self.pseudo_labels < 1:
+            raise ConfigError(
+                f"pseudo-label confidence must be above 0.5 and below 1 (or 0: off), "
+                f"got {self.pseudo_labels}"
+            )
         if not 0 <= self.ema < 1:
             raise ConfigError(f"EMA decay must be from 0 up to (not including) 1, got {self.ema}")
         if self.keep not in KEEP_CHOICES:

@@ -1,4 +1,4 @@
-"""Training losses: binary cross-entropy, soft Dice and their sum, averaged over pixels.
+"""Training losses: binary cross-entropy, soft Dice, the Lovasz hinge, and sums of them.
 
 With ``known`` (a ``(N, 1, H, W)`` map of labelled pixels, for strokes: :mod:`core.scribbles`)
 only the labelled pixels count: unlabelled ones change neither the loss nor its gradient.
@@ -33,6 +33,34 @@ def bce_loss(
     return total / known.sum().clamp(min=1.0)
 
 
+def lovasz_hinge_loss(
+    logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The Lovasz hinge (Berman et al., CVPR 2018): a convex surrogate of 1 - IoU of the roof
+    class, per image of the batch and averaged. Each pixel's hinge error ``1 - logit * sign``
+    is weighted by how much it would raise the image's Jaccard loss, taken in decreasing order
+    of error (the Lovasz extension's gradient); only ``known`` pixels count."""
+    losses = []
+    for i in range(logits.shape[0]):
+        scores, truth = logits[i].reshape(-1), target[i].reshape(-1)
+        if known is not None:
+            keep = known[i].reshape(-1) > 0
+            scores, truth = scores[keep], truth[keep]
+        if truth.numel() == 0:
+            losses.append(logits[i].sum() * 0.0)
+            continue
+        errors = 1.0 - scores * (2.0 * truth - 1.0)
+        errors, order = torch.sort(errors, descending=True)
+        truth = truth[order]
+        roof = truth.sum()
+        intersection = roof - truth.cumsum(0)
+        union = roof + (1.0 - truth).cumsum(0)
+        jaccard = 1.0 - intersection / union
+        weights = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        losses.append(torch.dot(F.relu(errors), weights))
+    return torch.stack(losses).mean()
+
+
 def compute_loss(
     name: str, logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -45,6 +73,8 @@ def compute_loss(
         return dice_loss(logits, target, known=known)
     if name == "bce+dice":
         return bce_loss(logits, target, known) + dice_loss(logits, target, known=known)
+    if name == "bce+lovasz":
+        return bce_loss(logits, target, known) + lovasz_hinge_loss(logits, target, known)
     raise ConfigError(f"unknown loss {name!r}")
 
 
