@@ -6,12 +6,18 @@ cost of the window's live preview.
     python benchmarks/sparse_labels.py --live-cost [--minutes 2]
 
 The data is ../shared/devdata, split exactly as ``benchmarks/quality.py`` does (its
-``build_devdata_split``: one tile of each source to test, the other 10 to train).
+``build_devdata_split``: one tile of each of the five sources to test, the other 32 to train;
+``--fixed-split three``: the first three sources, 3 to test and 10 to train, the split of the
+active-learning curves in docs/sparse-labels.md).
 
 **Strokes vs. full labels** (default): the same train split trained twice per seed with the
 defaults a user gets (``TrainConfig(max_minutes=M, seed=s)``, nothing else set), once with the
 full labels and once with simulated strokes only (the train labels removed, a stroke file
 ``train/scribble/NAME.png`` per tile), scored on the test split's full labels.
+
+``--variant FIELD=JSON`` adds a third run per seed: the same strokes trained with that
+TrainConfig field set (e.g. ``pseudo_labels=0.9``, self-training), reported with its share of
+the full-label IoU beside the plain strokes'.
 
 *How the strokes are simulated* (:func:`core.scribbles.simulate_strokes`): from each tile's true
 mask, up to 12 straight strokes inside roofs (one per roof, largest roofs first, then more on the
@@ -53,6 +59,7 @@ says so and exits 0. The full runs are CPU-heavy (hours on 2 cores):
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -65,6 +72,10 @@ from _common import REPO, emit, machine, note, rnd
 from quality import DEFAULT_DEVDATA, build_devdata_split
 
 PLOT = REPO / "docs" / "sparse_labels_active.png"
+#: TrainConfig fields set by ``--set FIELD=JSON`` (exploring; empty: the user's defaults).
+OVERRIDES: dict[str, Any] = {}
+#: The fixed split of ``benchmarks/quality.py`` these runs use (``--fixed-split``).
+SPLIT = {"which": "five"}
 LIVE_INTERVAL_S = 15.0
 
 
@@ -89,13 +100,19 @@ def write_strokes(root: Path, seed: int, max_fraction: float = 0.02) -> dict[str
 
 
 def train_and_score(
-    dataset: Path, work: Path, minutes: float, seed: int, name: str, on_weights=None
+    dataset: Path,
+    work: Path,
+    minutes: float,
+    seed: int,
+    name: str,
+    on_weights=None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from core.evaluate import evaluate
     from core.training.config import TrainConfig
     from core.training.loop import train
 
-    config = TrainConfig(max_minutes=minutes, seed=seed)
+    config = TrainConfig(**{**OVERRIDES, **(overrides or {}), "max_minutes": minutes, "seed": seed})
     models = work / f"models_{name}_{seed}"
     result = train(dataset, models, config, on_weights=on_weights)
     scores = evaluate(dataset, result.model_path, split="test", device="cpu")
@@ -114,15 +131,30 @@ def train_and_score(
     }
 
 
+def parse_fields(items: list[str]) -> dict[str, Any]:
+    """``FIELD=JSON`` arguments as a dict of TrainConfig fields."""
+    fields = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        fields[key] = json.loads(value)
+    return fields
+
+
 def mean(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return rnd(sum(values) / len(values), 4) if values else None
 
 
-def strokes_vs_full(devdata: Path, work: Path, minutes: float, seeds: int) -> dict[str, Any]:
+def strokes_vs_full(
+    devdata: Path, work: Path, minutes: float, seeds: int, variant: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Full labels against strokes, per seed; with ``variant`` (TrainConfig fields) also the
+    strokes trained with those fields set, on the same strokes."""
     full_root, stroke_root = work / "full", work / "strokes"
-    split = build_devdata_split(devdata, full_root, "three")
+    split = build_devdata_split(devdata, full_root, SPLIT["which"])
     runs: dict[str, list[dict[str, Any]]] = {"full": [], "strokes": []}
+    if variant:
+        runs["strokes_variant"] = []
     shares: dict[str, float] = {}
     for seed in range(seeds):
         runs["full"].append(train_and_score(full_root, work, minutes, seed, "full"))
@@ -131,24 +163,32 @@ def strokes_vs_full(devdata: Path, work: Path, minutes: float, seeds: int) -> di
         shutil.copytree(full_root, stroke_root)
         shares = write_strokes(stroke_root, seed)
         runs["strokes"].append(train_and_score(stroke_root, work, minutes, seed, "strokes"))
+        if variant:
+            runs["strokes_variant"].append(
+                train_and_score(stroke_root, work, minutes, seed, "variant", overrides=variant)
+            )
     for rows in runs.values():
         for r in rows:
             r.pop("model", None)
-    return {
+    full = mean([r["test_iou"] for r in runs["full"]])
+
+    def report(name: str) -> dict[str, Any]:
+        iou = mean([r["test_iou"] for r in runs[name]])
+        share = rnd(iou / full, 3) if iou is not None and full else None
+        return {"mean_test_iou": iou, "share_of_full": share, "runs": runs[name]}
+
+    result = {
         "split": split,
         "labelled_share_of_pixels": {
             "max": rnd(max(shares.values()), 4),
             "mean": rnd(sum(shares.values()) / len(shares), 4),
         },
-        "full_labels": {
-            "mean_test_iou": mean([r["test_iou"] for r in runs["full"]]),
-            "runs": runs["full"],
-        },
-        "strokes": {
-            "mean_test_iou": mean([r["test_iou"] for r in runs["strokes"]]),
-            "runs": runs["strokes"],
-        },
+        "full_labels": {"mean_test_iou": full, "runs": runs["full"]},
+        "strokes": report("strokes"),
     }
+    if variant:
+        result["strokes_variant"] = {"config": variant, **report("strokes_variant")}
+    return result
 
 
 def _doubts(model_path: Path, root: Path, names: list[str]) -> dict[str, float]:
@@ -185,7 +225,7 @@ def active_learning(
     from core.uncertainty import label_next_order
 
     pool = work / "pool"
-    build_devdata_split(devdata, pool, "three")
+    build_devdata_split(devdata, pool, SPLIT["which"])
     tiles = sorted(p.name for p in (pool / "train" / "data").glob("*.png"))
     curves: dict[str, list[list[float]]] = {"label_next": [], "random": []}
     for seed in range(seeds):
@@ -307,7 +347,7 @@ def live_cost(devdata: Path, work: Path, minutes: float, repeats: int = 3) -> di
     defaults = TrainConfig()  # the architecture the runs train (the defaults)
 
     root = work / "live"
-    build_devdata_split(devdata, root, "three")
+    build_devdata_split(devdata, root, SPLIT["which"])
     tile = read_image(sorted((root / "test" / "data").glob("*.png"))[0])[:512, :512].copy()
     previews: list[float] = []
     last = [-float("inf")]
@@ -484,7 +524,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--roofs", type=int, default=40, help="roofs measured by --clicks")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="strokes vs full: also train the strokes with this TrainConfig field set, "
+        "e.g. pseudo_labels=0.9 (repeat for several fields)",
+    )
+    parser.add_argument(
+        "--fixed-split",
+        choices=("five", "three"),
+        default="five",
+        help="quality.py's fixed split of all five sources (default) or of the first three",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a TrainConfig field of every run (exploring), e.g. pseudo_labels=0.9",
+    )
     args = parser.parse_args(argv)
+    SPLIT["which"] = args.fixed_split
+    OVERRIDES.update(parse_fields(args.set))
     if args.clicks:
         started = time.time()
         result = {"clicks": clicks_per_roof(args.roofs)}
@@ -504,7 +567,9 @@ def main(argv: list[str] | None = None) -> int:
             result = {"active": active_learning(args.devdata, work, args.minutes, args.seeds)}
         else:
             result = {
-                "strokes_vs_full": strokes_vs_full(args.devdata, work, args.minutes, args.seeds)
+                "strokes_vs_full": strokes_vs_full(
+                    args.devdata, work, args.minutes, args.seeds, parse_fields(args.variant)
+                )
             }
     finally:
         if args.keep is None:
@@ -513,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "minutes": args.minutes,
             "seeds": args.seeds,
+            "config_overrides": OVERRIDES,
+            "fixed_split": args.fixed_split,
             "machine": machine(),
             "wall_seconds": rnd(time.time() - started, 1),
         }

@@ -91,6 +91,25 @@ class ImageCache:
             self._data[index] = item
         return item
 
+    def partly_labelled(self) -> list[int]:
+        """The images learnt from their strokes (no full label)."""
+        return [i for i, s in enumerate(self.samples) if not has_full_label(s) and has_strokes(s)]
+
+    def add_pseudo_labels(self, index: int, probability: np.ndarray, confidence: float) -> int:
+        """Label the unlabelled pixels of partly labelled image ``index`` the model is sure of:
+        roof where ``probability >= confidence``, background where it is ``<= 1 - confidence``
+        (the strokes keep their labels). Returns how many pixels it labelled."""
+        image, mask = self.get(index)
+        known = self._known[index]
+        roof = (probability >= confidence) & ~known
+        ground = (probability <= 1.0 - confidence) & ~known
+        mask = mask.copy()
+        mask[roof] = True
+        mask[ground] = False
+        self._data[index] = (image, mask)
+        self._known[index] = known | roof | ground
+        return int(np.count_nonzero(roof) + np.count_nonzero(ground))
+
     def known(self, index: int) -> np.ndarray | None:
         """The labelled pixels of a partly labelled image (None: every pixel is labelled)."""
         self.get(index)

@@ -42,6 +42,10 @@ Data handling, compared with the original exercise:
   average; with ``tune_threshold`` the probability threshold is chosen on
   validation too (:func:`core.training.validate.robust_threshold` over 0.20, 0.25, ..., 0.80)
   and stored in the checkpoint as the model's default ``threshold``;
+* with ``pseudo_labels`` (self-training on strokes), once half the run is done, each image
+  labelled by strokes only is predicted by the model of that moment, and its unlabelled pixels
+  the model is sure of (probability at least ``pseudo_labels``, or at most 1 minus it) are
+  learnt from for the rest of the run; the strokes keep their labels;
 * validation holds out whole images (scenes), at least two when there are eight or more, and
   scores the same centre crops of them every epoch;
 * with a time budget, training stops when only the last validation's time is left (at most a
@@ -82,9 +86,10 @@ from core.device import (
     tune_cpu_allocator,
 )
 from core.errors import ConfigError, DatasetError, ImageReadError
-from core.input_stretch import model_stretch
+from core.input_stretch import identity_table, model_stretch
 from core.io import ensure_folder, image_size
 from core.models import build_model
+from core.predict import predict_probabilities
 from core.progress import ProgressCallback, StopCheck, Stopped
 from core.training import distributed
 from core.training.config import (
@@ -200,6 +205,22 @@ def moving_average(model: torch.nn.Module, decay: float):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def add_pseudo_labels(
+    model: torch.nn.Module, cache: ImageCache, device: torch.device, config: TrainConfig
+) -> int:
+    """Self-training: each partly labelled image of ``cache`` also learns from the pixels
+    ``model`` is sure of (``config.pseudo_labels``); returns how many pixels were labelled."""
+    added = 0
+    for index in cache.partly_labelled():
+        image, _mask = cache.get(index)  # already stretched as the model expects
+        probability = predict_probabilities(
+            model, image, device=device, precision=config.precision, stretch_table=identity_table()
+        )
+        added += cache.add_pseudo_labels(index, probability, config.pseudo_labels)
+    model.train()
+    return added
 
 
 def _agreed_stop(
@@ -372,6 +393,7 @@ def _train(
     epoch_seconds: list[float] = []
     reserve = 0.0  # seconds kept for the final validation: the last one's time
     lr_now = config.lr
+    pseudo_labelled = False  # config.pseudo_labels: done once, at half the run
 
     def progress_now(elapsed: float | None = None) -> float:
         done = 0.0 if total_samples is None else samples_seen / total_samples
@@ -517,6 +539,9 @@ def _train(
                     best_state = copy.deepcopy(kept.state_dict())
             if stopped:
                 break
+            if config.pseudo_labels and not pseudo_labelled and progress_now() >= 0.5:
+                pseudo_labelled = True
+                add_pseudo_labels(kept, train_cache, device, config)
     finally:
         loader.close()
 

@@ -127,3 +127,49 @@ def test_a_bad_stroke_file_is_an_error_naming_it(tmp_path, problem):
         assert "48 x 32 but the image is 64 x 64" in str(info.value)
     with pytest.raises(ImageReadError):
         read_scribble(bad, (64, 64))
+
+
+def test_pseudo_labels_fill_only_unlabelled_pixels_the_model_is_sure_of(tmp_path):
+    from core.training.data import ImageCache
+
+    root = write_dataset(
+        tmp_path / "ds", n_train=2, n_test=0, with_labels=False, with_strokes="train"
+    )
+    cache = ImageCache(open_dataset(root).train)
+    assert cache.partly_labelled() == [0, 1]
+    _image, before = cache.get(0)
+    before, known_before = before.copy(), cache.known(0).copy()
+    probability = np.full(before.shape, 0.5, np.float32)
+    probability[:, :20] = 0.97  # sure: roof
+    probability[:, 40:] = 0.02  # sure: background
+    added = cache.add_pseudo_labels(0, probability, 0.9)
+    _image, after = cache.get(0)
+    known = cache.known(0)
+    # the strokes keep their labels, even where the model is sure of the other class
+    assert np.array_equal(after[known_before], before[known_before])
+    fresh = known & ~known_before
+    assert added == np.count_nonzero(fresh) > 0
+    assert after[:, :20][fresh[:, :20]].all() and not after[:, 40:][fresh[:, 40:]].any()
+    assert not fresh[:, 20:40].any()  # unsure pixels stay unlabelled
+
+
+def test_pseudo_labels_are_added_once_at_half_the_run(tmp_path, monkeypatch):
+    from core.training import loop
+
+    root = write_dataset(
+        tmp_path / "ds", n_train=6, n_test=0, with_labels=False, with_strokes="train"
+    )
+    calls = []
+    real = loop.add_pseudo_labels
+
+    def spy(model, cache, device, config):
+        calls.append(len(calls))
+        added = real(model, cache, device, config)
+        assert model.training  # training goes on in train mode
+        return added
+
+    monkeypatch.setattr(loop, "add_pseudo_labels", spy)
+    result = loop.train(root, tmp_path / "models", _config(epochs=4, pseudo_labels=0.9))
+    assert calls == [0] and len(result.history) == 4
+    with pytest.raises(Exception, match="pseudo-label confidence"):
+        _config(pseudo_labels=0.3).validate()
