@@ -49,6 +49,8 @@ def train_config(args: argparse.Namespace) -> Any:
         keep=args.keep,
         input_stretch=args.input_stretch,
         stroke_affinity=args.stroke_affinity,
+        pseudo_labels=args.pseudo_labels,
+        ema=args.ema,
         precision=args.precision,
     )
 
@@ -116,6 +118,7 @@ def add_commands(sub: Any) -> None:
     from core.training.config import (
         ARCHITECTURE_CHOICES,
         DEFAULT_INPUT_STRETCH,
+        LOSSES,
         PRECISIONS,
         TrainConfig,
     )
@@ -157,9 +160,7 @@ def add_commands(sub: Any) -> None:
         "--batch-size", type=positive_int, default=recipe["batch_size"], help="images per batch"
     )
     p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate")
-    p.add_argument(
-        "--loss", default=recipe["loss"], choices=("bce", "dice", "bce+dice"), help="loss function"
-    )
+    p.add_argument("--loss", default=recipe["loss"], choices=LOSSES, help="loss function")
     p.add_argument(
         "--optimizer", default=recipe["optimizer"], choices=("adamw", "adam"), help="optimizer"
     )
@@ -220,6 +221,23 @@ def add_commands(sub: Any) -> None:
         help="weight of the regulariser that makes the pixels strokes leave unlabelled follow "
         "the image's colour edges (0 = off, the default; e.g. 0.5; images with full labels "
         "are not affected)",
+    )
+    p.add_argument(
+        "--pseudo-labels",
+        type=float,
+        default=TrainConfig.pseudo_labels,
+        metavar="CONFIDENCE",
+        help="self-training on strokes: from half the run on, an image labelled by strokes "
+        "only also learns from the pixels the model is this sure of (e.g. 0.9; 0 = off, the "
+        "default; the strokes keep their labels)",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=TrainConfig.ema,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay per batch "
+        "(e.g. 0.995) and save it instead of the last weights (0 = off, the default)",
     )
     p.add_argument(
         "--val-fraction",
