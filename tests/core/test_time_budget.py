@@ -105,7 +105,36 @@ def test_the_final_validation_fits_in_the_budget(dataset, tmp_path, monkeypatch)
     # epochs of many batches, so that the budget ends one midway (then validated)
     result = loop.train(dataset, tmp_path / "m", _quick(max_minutes=0.5, samples_per_epoch=40))
     assert result.stopped == "time" and len(result.history) >= 2
-    assert result.seconds <= 30.5
+    assert result.seconds <= 30.5 + 1e-6
+
+
+def test_with_a_budget_validation_keeps_to_its_share_of_the_time(dataset, tmp_path, monkeypatch):
+    """Each validation takes 3 s: with a 2-minute budget the run validates its first and last
+    epoch and otherwise only as often as keeps validation near VALIDATION_SHARE of the time,
+    and the epochs in between report no validation scores."""
+    from core.training import loop
+
+    clock = FakeClock(step=0.1)
+    real_validate = loop.validate
+    calls = []
+
+    def slow_validate(*args, **kwargs):
+        calls.append(clock.now)
+        clock.now += 3.0
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_now", clock.monotonic)
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    result = loop.train(dataset, tmp_path / "m", _quick(max_minutes=2))
+    validated = [h for h in result.history if h.val_iou is not None]
+    assert result.history[0].val_iou is not None and result.history[-1].val_iou is not None
+    assert len(validated) == len(calls) < len(result.history)
+    assert all(h.val_loss is None for h in result.history if h.val_iou is None)
+    assert 3.0 * len(calls) <= 2 * loop.VALIDATION_SHARE * result.seconds
+    # a run of epochs validates every one of them
+    calls.clear()
+    epochs = loop.train(dataset, tmp_path / "e", _quick(epochs=3))
+    assert len(calls) == 3 and all(h.val_iou is not None for h in epochs.history)
 
 
 def test_init_starts_a_new_run_from_a_models_weights(dataset, tmp_path):
