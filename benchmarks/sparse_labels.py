@@ -146,7 +146,12 @@ def mean(values: list[float]) -> float | None:
 
 
 def strokes_vs_full(
-    devdata: Path, work: Path, minutes: float, seeds: int, variant: dict[str, Any] | None = None
+    devdata: Path,
+    work: Path,
+    minutes: float,
+    seeds: int,
+    variant: dict[str, Any] | None = None,
+    first_seed: int = 0,
 ) -> dict[str, Any]:
     """Full labels against strokes, per seed; with ``variant`` (TrainConfig fields) also the
     strokes trained with those fields set, on the same strokes."""
@@ -156,7 +161,7 @@ def strokes_vs_full(
     if variant:
         runs["strokes_variant"] = []
     shares: dict[str, float] = {}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         runs["full"].append(train_and_score(full_root, work, minutes, seed, "full"))
         if stroke_root.exists():
             shutil.rmtree(stroke_root)
@@ -512,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devdata", type=Path, default=DEFAULT_DEVDATA)
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="strokes vs full: seeds from this one on"
+    )
     parser.add_argument("--active", action="store_true", help="active-learning curves")
     parser.add_argument("--live-cost", action="store_true", help="cost of the live preview")
     parser.add_argument(
@@ -568,7 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = {
                 "strokes_vs_full": strokes_vs_full(
-                    args.devdata, work, args.minutes, args.seeds, parse_fields(args.variant)
+                    args.devdata,
+                    work,
+                    args.minutes,
+                    args.seeds,
+                    parse_fields(args.variant),
+                    args.first_seed,
                 )
             }
     finally:

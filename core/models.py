@@ -209,7 +209,7 @@ class LiteUNet(nn.Module):
     bf16_on_cpu = True
 
     def __init__(
-        self, width: int = 16, depth: int = 4, residual: bool = False, separable: bool = False
+        self, width: int = 8, depth: int = 4, residual: bool = False, separable: bool = False
     ) -> None:
         super().__init__()
         if not 1 <= depth <= 5 or not 4 <= width <= 128:

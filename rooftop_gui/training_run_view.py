@@ -245,10 +245,15 @@ class TrainingRunView(QWidget):
         self.plot.add_epoch(result)
         partial = "" if result.complete else " (partial)"
         rate = f" · {run['rate']:.0f} crops/s" if run.get("rate") else ""
+        # with a time budget only some epochs are validated (a tenth of the time at most)
+        scores = (
+            f" · val loss {fmt(result.val_loss, 4)} · val IoU {fmt(result.val_iou)}"
+            if result.val_loss is not None
+            else ""
+        )
         self.log(
             f"Epoch {_of(result.epoch, result.epochs)}{partial}: train loss "
-            f"{result.train_loss:.4f} · val loss {fmt(result.val_loss, 4)} · val IoU "
-            f"{fmt(result.val_iou)} · {result.seconds:.1f} s/epoch{rate} · ETA "
+            f"{result.train_loss:.4f}{scores} · {result.seconds:.1f} s/epoch{rate} · ETA "
             f"{format_duration(result.eta_seconds)}"
         )
 

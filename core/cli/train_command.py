@@ -45,12 +45,11 @@ def train_config(args: argparse.Namespace) -> Any:
         warmup=args.warmup,
         augment=not args.no_augment,
         balance=args.balance,
-        tune_threshold=not args.no_tune_threshold,
+        tune_threshold=args.tune_threshold,
         keep=args.keep,
         input_stretch=args.input_stretch,
         stroke_affinity=args.stroke_affinity,
         pseudo_labels=args.pseudo_labels,
-        ema=args.ema,
         precision=args.precision,
     )
 
@@ -195,9 +194,11 @@ def add_commands(sub: Any) -> None:
         help="probability of drawing again a crop with under 5 %% roof (0 = off)",
     )
     p.add_argument(
-        "--no-tune-threshold",
-        action="store_true",
-        help="keep the threshold 0.5 (default: tuned on validation, stored in the model)",
+        "--tune-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.tune_threshold,
+        help="choose the model's threshold on the held-out images and store it in the model "
+        "(default: keep 0.5, which held up better on new tiles: docs/model-quality.md)",
     )
     p.add_argument(
         "--keep",
@@ -230,14 +231,6 @@ def add_commands(sub: Any) -> None:
         help="self-training on strokes: from half the run on, an image labelled by strokes "
         "only also learns from the pixels the model is this sure of (e.g. 0.9; 0 = off, the "
         "default; the strokes keep their labels)",
-    )
-    p.add_argument(
-        "--ema",
-        type=float,
-        default=TrainConfig.ema,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights with this decay per batch "
-        "(e.g. 0.995) and save it instead of the last weights (0 = off, the default)",
     )
     p.add_argument(
         "--val-fraction",

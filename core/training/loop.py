@@ -38,8 +38,7 @@ Data handling, compared with the original exercise:
 * the saved model is the last epoch's (``keep="final"``, the default: the schedule has annealed
   by then, and picking an epoch by a few validation tiles picked early, undertrained ones:
   docs/model-quality.md) or the epoch with the best validation IoU (``keep="best"``, the
-  original recipe's), of the weights as trained or (``ema`` > 0) of their exponential moving
-  average; with ``tune_threshold`` the probability threshold is chosen on
+  original recipe's); with ``tune_threshold`` the probability threshold is chosen on
   validation too (:func:`core.training.validate.robust_threshold` over 0.20, 0.25, ..., 0.80)
   and stored in the checkpoint as the model's default ``threshold``;
 * with ``pseudo_labels`` (self-training on strokes), once half the run is done, each image
@@ -207,16 +206,6 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
     )
 
 
-def moving_average(model: torch.nn.Module, decay: float):
-    """An exponential moving average of ``model``'s weights and batch-norm statistics
-    (``torch.optim.swa_utils.AveragedModel``), or None when ``decay`` is 0."""
-    if not decay:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
 def add_pseudo_labels(
     model: torch.nn.Module, cache: ImageCache, device: torch.device, config: TrainConfig
 ) -> int:
@@ -360,9 +349,6 @@ def _train(
     model = model.to(memory_format=torch.channels_last)
     model = distributed.sync_batch_norm(model, device)
     optimizer = _make_optimizer(config, model)
-    averaged = moving_average(model, config.ema)
-    # what validation scores, the live preview shows and the checkpoint keeps
-    kept = model if averaged is None else averaged.module
     if resumed is not None and resumed.optimizer_state is not None:
         try:
             optimizer.load_state_dict(resumed.optimizer_state)
@@ -483,8 +469,6 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if averaged is not None:
-                    averaged.update_parameters(model)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise ConfigError(
@@ -532,7 +516,7 @@ def _train(
                 None
                 if not main or not due
                 else validate(
-                    kept,
+                    model,
                     val_cache,
                     device,
                     config.loss,
@@ -569,7 +553,7 @@ def _train(
             if on_weights is not None:  # a CPU copy of this epoch's weights (live preview)
                 on_weights(
                     epoch,
-                    {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()},
+                    {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
                 )
             if scores is not None:
                 score, threshold = _score_and_threshold(scores, config.tune_threshold)
@@ -577,12 +561,12 @@ def _train(
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
                 elif score > best_iou:
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
-                    best_state = copy.deepcopy(kept.state_dict())
+                    best_state = copy.deepcopy(model.state_dict())
             if stopped:
                 break
             if config.pseudo_labels and not pseudo_labelled and progress_now() >= 0.5:
                 pseudo_labelled = True
-                add_pseudo_labels(kept, train_cache, device, config)
+                add_pseudo_labels(model, train_cache, device, config)
     finally:
         loader.close()
 
@@ -591,7 +575,7 @@ def _train(
     if main and len(val_cache) and history[-1].val_iou is None:
         # the budget ended the run right after an epoch left unvalidated: score the weights saved
         scores = validate(
-            kept, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
+            model, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
         )
         history[-1] = dataclasses.replace(
             history[-1], **_score_fields(scores, config.tune_threshold)
@@ -602,8 +586,8 @@ def _train(
             best_state = None  # these are the weights in hand
     final_state = None
     if best_state is not None and best_epoch != history[-1].epoch:
-        final_state = copy.deepcopy(kept.state_dict())
-        kept.load_state_dict(best_state)
+        final_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
     if best_epoch is None:
         best_epoch = history[-1].epoch
     if not main:  # rank 0 writes the checkpoint
@@ -640,10 +624,10 @@ def _train(
         "world_size": world,
         "global_batch_size": config.batch_size * world,
     }
-    kept.to("cpu")
-    save_checkpoint(model_path, kept, metadata, optimizer_state=optimizer.state_dict())
+    model.to("cpu")
+    save_checkpoint(model_path, model, metadata, optimizer_state=optimizer.state_dict())
     if final_state is not None:
-        kept.load_state_dict(final_state)
+        model.load_state_dict(final_state)
     return TrainResult(
         model_path=model_path,
         history=history,

@@ -490,5 +490,6 @@ def test_train_arguments_map_onto_the_config():
         "--warmup 0 --keep best --input-stretch none".split()
     )
     assert original == TrainConfig(**ORIGINAL_RECIPE)
-    tried = config("--ema", "0.995", "--pseudo-labels", "0.9", "--loss", "bce+lovasz")
-    assert (tried.ema, tried.pseudo_labels, tried.loss) == (0.995, 0.9, "bce+lovasz")
+    assert config("--tune-threshold").tune_threshold is True
+    tried = config("--pseudo-labels", "0.9", "--loss", "bce+lovasz")
+    assert (tried.pseudo_labels, tried.loss) == (0.9, "bce+lovasz")

@@ -59,6 +59,7 @@ def _config(**kw) -> TrainConfig:
         val_fraction=0.25,
         device="cpu",
         seed=0,
+        tune_threshold=True,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -211,6 +212,8 @@ def test_tuned_threshold_is_stored_and_loaded(dataset, tmp_path):
     assert best.threshold == result.threshold and best.val_iou_tuned == result.val_iou
     untuned = train(dataset, tmp_path / "m", _config(epochs=1, tune_threshold=False))
     assert untuned.threshold == 0.5 and read_metadata(untuned.model_path)["threshold"] == 0.5
+    assert read_metadata(untuned.model_path)["threshold_source"] == "default"
+    assert TrainConfig().tune_threshold is False  # the user's default keeps 0.5
 
 
 def test_events_have_the_documented_fields(dataset, tmp_path):
@@ -421,26 +424,3 @@ def test_validation_holds_out_two_images_from_eight_on():
     train_part, val = split_validation(samples(10), 0.1, 0)
     assert len(val) == 2 and len(train_part) == 8
     assert len(split_validation(samples(40), 0.1, 0)[1]) == 4  # the share beyond that
-
-
-def test_ema_saves_the_moving_average_of_the_weights(dataset, tmp_path):
-    """With ``ema`` the live preview and the checkpoint get the moving average; the weights as
-    trained follow the same path (the average does not feed back), so the two differ."""
-    plain = train(dataset, tmp_path / "plain", _config(epochs=2, precision="fp32"))
-    previews = {}
-    averaged = train(
-        dataset,
-        tmp_path / "ema",
-        _config(epochs=2, precision="fp32", ema=0.5),
-        on_weights=lambda epoch, state: previews.__setitem__(epoch, state),
-    )
-    assert read_metadata(averaged.model_path)["config"]["ema"] == 0.5
-    kept = load_checkpoint(averaged.model_path).model.state_dict()
-    trained = load_checkpoint(plain.model_path).model.state_dict()
-    assert all(torch.equal(kept[k], previews[2][k].float()) for k in kept)
-    weights = [k for k, v in kept.items() if v.is_floating_point() and "running" not in k]
-    assert any(not torch.equal(kept[k], trained[k]) for k in weights)
-    # the average does not feed back into training: the same losses
-    assert plain.history[-1].train_loss == pytest.approx(averaged.history[-1].train_loss)
-    with pytest.raises(ConfigError, match="EMA decay"):
-        TrainConfig(ema=1.0).validate()
