@@ -29,6 +29,7 @@ def train_config(args: argparse.Namespace) -> Any:
 
     return TrainConfig(
         arch=args.arch,
+        arch_params={} if args.width is None else {"width": args.width},
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -147,6 +148,14 @@ def add_commands(sub: Any) -> None:
         "--arch",
         default=recipe["arch"],
         help="architecture: " + ", ".join(k for k, _v in ARCHITECTURE_CHOICES),
+    )
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=None,
+        help="channels of the U-Nets' first level, doubled at each level below (default: 8 "
+        "for liteunet, 16 for unet and resunet; wider learns more per crop but sees fewer "
+        "crops in a time budget: 16 is worth trying on a GPU)",
     )
     p.add_argument(
         "--epochs",

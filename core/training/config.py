@@ -161,6 +161,14 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})"
             )
+        if self.arch == "prescribed" and self.arch_params:
+            raise ConfigError(
+                "the prescribed architecture has no parameters (--width applies to liteunet, "
+                "unet and resunet)"
+            )
+        width = self.arch_params.get("width")
+        if width is not None and not (isinstance(width, int) and 4 <= width <= 128):
+            raise ConfigError(f"--width must be a whole number from 4 to 128, got {width}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
         if self.epochs is not None and self.epochs < 1:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from core.cli import main
 from core.cli.output import ProgressBar, Reporter
+from core.errors import ConfigError
 from core.progress import Progress, Stopped
 
 
@@ -491,5 +492,9 @@ def test_train_arguments_map_onto_the_config():
     )
     assert original == TrainConfig(**ORIGINAL_RECIPE)
     assert config("--tune-threshold").tune_threshold is True
+    assert config("--width", "16").arch_params == {"width": 16}
+    for bad in (["--arch", "prescribed", "--width", "16"], ["--width", "200"]):
+        with pytest.raises(ConfigError, match="width"):
+            config(*bad).validate()
     tried = config("--pseudo-labels", "0.9", "--loss", "bce+lovasz")
     assert (tried.pseudo_labels, tried.loss) == (0.9, "bce+lovasz")
