@@ -111,3 +111,14 @@ def demo_image(size: int, seed: int = 0):
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, image)
     return image
+
+
+def parse_fields(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=JSON`` arguments as a dict of TrainConfig fields (exploring)."""
+    fields = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set/--variant: expected FIELD=JSON, got {item!r}")
+        fields[key] = json.loads(value)
+    return fields

@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, emit, machine, note, rnd
+from _common import REPO, emit, machine, note, parse_fields, rnd
 
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
 #: Every source of the devdata (the fixed split and the leave-one-subset-out protocol).
@@ -307,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.arch:
             ours["arch"] = args.arch
         ours["arch_params"] = json.loads(args.arch_params)
-        for item in args.set:
-            key, _, value = item.partition("=")
-            ours[key] = json.loads(value)
+        ours.update(parse_fields(args.set))
         seeds = list(range(args.seeds))
 
         def config(recipe: dict[str, Any], seed: int) -> Any:

@@ -59,7 +59,6 @@ says so and exits 0. The full runs are CPU-heavy (hours on 2 cores):
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -68,7 +67,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, emit, machine, note, rnd
+from _common import REPO, emit, machine, note, parse_fields, rnd
 from quality import DEFAULT_DEVDATA, build_devdata_split
 
 PLOT = REPO / "docs" / "sparse_labels_active.png"
@@ -129,15 +128,6 @@ def train_and_score(
         "samples_per_minute": rnd(result.samples_seen / max(result.seconds, 1e-9) * 60, 1),
         "model": result.model_path,
     }
-
-
-def parse_fields(items: list[str]) -> dict[str, Any]:
-    """``FIELD=JSON`` arguments as a dict of TrainConfig fields."""
-    fields = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        fields[key] = json.loads(value)
-    return fields
 
 
 def mean(values: list[float]) -> float | None:

@@ -114,9 +114,9 @@ class TrainConfig:
     balance: float = 0.5
     min_roof: float = 0.05
     #: Choose the model's threshold on validation (robust_threshold) instead of keeping 0.5.
-    #: Off by default: on devdata the few held-out tiles chose 0.20 to 0.30 in 6 of 6 runs
-    #: while the test tiles peaked at 0.40 to 0.55; 0.5 scored higher on average
-    #: (docs/model-quality.md).
+    #: Off by default: on devdata the few held-out tiles chose 0.20 in 5 of 9 runs (0.20 to
+    #: 0.50) while the test tiles peaked at 0.40 to 0.55, and 0.5 scored higher on average in
+    #: each of the three sets of three runs (docs/model-quality.md).
     tune_threshold: bool = False
     #: Per-image contrast stretch of the input (:mod:`core.input_stretch`): ``none`` (RGB / 255)
     #: or ``percentile`` (each band cut at its 2nd and 98th percentile, QGIS's default).
