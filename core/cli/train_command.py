@@ -50,7 +50,6 @@ def train_config(args: argparse.Namespace) -> Any:
         keep=args.keep,
         input_stretch=args.input_stretch,
         stroke_affinity=args.stroke_affinity,
-        pseudo_labels=args.pseudo_labels,
         precision=args.precision,
     )
 
@@ -231,15 +230,6 @@ def add_commands(sub: Any) -> None:
         help="weight of the regulariser that makes the pixels strokes leave unlabelled follow "
         "the image's colour edges (0 = off, the default; e.g. 0.5; images with full labels "
         "are not affected)",
-    )
-    p.add_argument(
-        "--pseudo-labels",
-        type=float,
-        default=TrainConfig.pseudo_labels,
-        metavar="CONFIDENCE",
-        help="self-training on strokes: from half the run on, an image labelled by strokes "
-        "only also learns from the pixels the model is this sure of (e.g. 0.9; 0 = off, the "
-        "default; the strokes keep their labels)",
     )
     p.add_argument(
         "--val-fraction",

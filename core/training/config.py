@@ -128,7 +128,9 @@ class TrainConfig:
     stroke_affinity: float = 0.0
     #: Self-training on strokes: from half the run on, an image labelled by strokes only also
     #: learns from the unlabelled pixels the model is this sure of (probability at least this:
-    #: roof; at most 1 minus it: background); 0 = off. Full labels are not affected.
+    #: roof; at most 1 minus it: background); 0 = off. Full labels are not affected. Off, and
+    #: not on the command line: at 0.9 it scored below the plain strokes (docs/sparse-labels.md);
+    #: ``benchmarks/sparse_labels.py --variant pseudo_labels=0.9`` measures it.
     pseudo_labels: float = 0.0
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
