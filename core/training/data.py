@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from core.dataset import Sample
 from core.errors import ImageReadError
-from core.input_stretch import stretch
+from core.input_stretch import identity_table, stretch
 from core.io import read_image, read_image_and_mask
+from core.predict import predict_probabilities
 from core.scribbles import read_scribble, target_and_known
 from core.training.config import MIN_SIDE, TrainConfig
 
@@ -353,3 +354,19 @@ class BatchLoader:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def add_pseudo_labels(
+    model: torch.nn.Module, cache: ImageCache, device: torch.device, config: TrainConfig
+) -> int:
+    """Self-training: each partly labelled image of ``cache`` also learns from the pixels
+    ``model`` is sure of (``config.pseudo_labels``); returns how many pixels were labelled."""
+    added = 0
+    for index in cache.partly_labelled():
+        image, _mask = cache.get(index)  # already stretched as the model expects
+        probability = predict_probabilities(
+            model, image, device=device, precision=config.precision, stretch_table=identity_table()
+        )
+        added += cache.add_pseudo_labels(index, probability, config.pseudo_labels)
+    model.train()
+    return added

@@ -89,10 +89,9 @@ from core.device import (
     tune_cpu_allocator,
 )
 from core.errors import ConfigError, DatasetError, ImageReadError
-from core.input_stretch import identity_table, model_stretch
+from core.input_stretch import model_stretch
 from core.io import ensure_folder, image_size
 from core.models import build_model
-from core.predict import predict_probabilities
 from core.progress import ProgressCallback, StopCheck, Stopped
 from core.training import distributed
 from core.training.config import (
@@ -106,13 +105,14 @@ from core.training.config import (
 from core.training.data import (
     BatchLoader,
     ImageCache,
+    add_pseudo_labels,
     has_full_label,
     has_strokes,
     photometric_jitter,
     to_input_tensor,
 )
 from core.training.losses import colour_affinity_loss, compute_loss
-from core.training.validate import ValidationScores, validate
+from core.training.validate import score_and_threshold, score_fields, validate
 
 #: With a time budget, the share of the time validation may take: an epoch is validated when
 #: the training since the last validation took at least (1 - share) / share times as long as
@@ -204,38 +204,6 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
         ],
         lr=config.lr,
     )
-
-
-def add_pseudo_labels(
-    model: torch.nn.Module, cache: ImageCache, device: torch.device, config: TrainConfig
-) -> int:
-    """Self-training: each partly labelled image of ``cache`` also learns from the pixels
-    ``model`` is sure of (``config.pseudo_labels``); returns how many pixels were labelled."""
-    added = 0
-    for index in cache.partly_labelled():
-        image, _mask = cache.get(index)  # already stretched as the model expects
-        probability = predict_probabilities(
-            model, image, device=device, precision=config.precision, stretch_table=identity_table()
-        )
-        added += cache.add_pseudo_labels(index, probability, config.pseudo_labels)
-    model.train()
-    return added
-
-
-def _score_fields(scores: ValidationScores | None, tuned: bool) -> dict[str, float | None]:
-    """An :class:`EpochResult`'s validation fields (all None for an epoch not validated)."""
-    tuned = tuned and scores is not None
-    return {
-        "val_loss": scores.loss if scores else None,
-        "val_iou": scores.iou if scores else None,
-        "val_iou_tuned": scores.tuned_iou if tuned else None,
-        "threshold": scores.threshold if tuned else None,
-    }
-
-
-def _score_and_threshold(scores: ValidationScores, tuned: bool) -> tuple[float, float]:
-    """The validation IoU a model is judged by, and the threshold it is kept with."""
-    return (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
 
 
 def _agreed_stop(
@@ -408,6 +376,11 @@ def _train(
     lr_now = config.lr
     pseudo_labelled = False  # config.pseudo_labels: done once, at half the run
 
+    def score_now():
+        return validate(
+            model, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
+        )
+
     def progress_now(elapsed: float | None = None) -> float:
         done = 0.0 if total_samples is None else samples_seen / total_samples
         if budget:
@@ -512,18 +485,7 @@ def _train(
                 or validation_start - last_validation_end
                 >= validation_seconds * (1 - VALIDATION_SHARE) / VALIDATION_SHARE
             )
-            scores = (
-                None
-                if not main or not due
-                else validate(
-                    model,
-                    val_cache,
-                    device,
-                    config.loss,
-                    max_side=config.val_max_side,
-                    amp_dtype=amp_dtype,
-                )
-            )
+            scores = score_now() if main and due else None
             if due:
                 last_validation_end = _now()
                 validation_seconds = last_validation_end - validation_start
@@ -546,7 +508,7 @@ def _train(
                 samples_seen=samples_seen,
                 complete=stopped is None,
                 lr=lr_now,
-                **_score_fields(scores, config.tune_threshold),
+                **score_fields(scores, config.tune_threshold),
             )
             history.append(result)
             emit(result)
@@ -556,7 +518,7 @@ def _train(
                     {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
                 )
             if scores is not None:
-                score, threshold = _score_and_threshold(scores, config.tune_threshold)
+                score, threshold = score_and_threshold(scores, config.tune_threshold)
                 if config.keep == "final":
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
                 elif score > best_iou:
@@ -574,13 +536,11 @@ def _train(
         raise Stopped("training was stopped before the first batch finished; nothing to save")
     if main and len(val_cache) and history[-1].val_iou is None:
         # the budget ended the run right after an epoch left unvalidated: score the weights saved
-        scores = validate(
-            model, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
-        )
+        scores = score_now()
         history[-1] = dataclasses.replace(
-            history[-1], **_score_fields(scores, config.tune_threshold)
+            history[-1], **score_fields(scores, config.tune_threshold)
         )
-        score, threshold = _score_and_threshold(scores, config.tune_threshold)
+        score, threshold = score_and_threshold(scores, config.tune_threshold)
         if config.keep == "final" or score > best_iou:
             best_iou, best_epoch, best_threshold = score, history[-1].epoch, threshold
             best_state = None  # these are the weights in hand

@@ -124,3 +124,19 @@ def robust_threshold(scores: dict[float, float]) -> float:
         key=lambda i: (round(smoothed(i), 9), -abs(THRESHOLDS[i] - 0.5)),
     )
     return THRESHOLDS[best]
+
+
+def score_fields(scores: ValidationScores | None, tuned: bool) -> dict[str, float | None]:
+    """An :class:`EpochResult`'s validation fields (all None for an epoch not validated)."""
+    tuned = tuned and scores is not None
+    return {
+        "val_loss": scores.loss if scores else None,
+        "val_iou": scores.iou if scores else None,
+        "val_iou_tuned": scores.tuned_iou if tuned else None,
+        "threshold": scores.threshold if tuned else None,
+    }
+
+
+def score_and_threshold(scores: ValidationScores, tuned: bool) -> tuple[float, float]:
+    """The validation IoU a model is judged by, and the threshold it is kept with."""
+    return (scores.tuned_iou, scores.threshold) if tuned else (scores.iou, 0.5)
