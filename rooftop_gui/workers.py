@@ -1,10 +1,9 @@
 """Background tasks: run a plain function in a QThread and hear about it through Qt signals.
 
 The core's long functions take two plain callbacks, ``on_progress(event)`` and
-``should_stop() -> bool``. A :class:`Worker` wraps such a function ``fn(on_progress, should_stop)``
-and runs it in its own :class:`QThread` (``worker.moveToThread(thread)``,
-``thread.started -> worker.run``, ``done -> thread.quit``; the worker moves back to the GUI
-thread when it ends, and both are deleted there)::
+``should_stop() -> bool``. A :class:`TaskThread` runs such a function ``fn(on_progress, should_stop)``
+as its ``run`` (a QThread without an event loop; the thread object itself lives in the GUI thread
+and is deleted there once it has finished)::
 
     task = start_task(lambda on_progress, should_stop: heavy(on_progress=on_progress,
                                                              should_stop=should_stop),
@@ -29,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -55,55 +54,48 @@ def live_threads() -> list[str]:
         return alive
 
 
-class Worker(QObject):
-    """Runs ``fn(on_progress, should_stop)`` once, in whatever thread it has been moved to.
+class TaskThread(QThread):
+    """A QThread whose ``run`` calls ``fn(report, should_stop)`` itself, without an event loop.
 
-    Signals (emitted from the worker's thread):
+    No object but this one takes part, and it lives in the thread that made it (the GUI thread),
+    so nothing is ever moved between threads or destroyed in the ending one. (An earlier design
+    ran a worker QObject inside the thread and moved it back to the GUI thread when it ended; that
+    ``moveToThread`` takes Qt's locks of both threads while holding the GIL, and once in a while
+    deadlocked against a GUI thread waiting for the GIL inside Qt.)
+
+    Signals, emitted from the running thread and queued to receivers in other threads:
     ``progress(object)`` for every event ``fn`` reports, then exactly one of
-    ``finished(object)`` (the return value) or ``failed(object)`` (the exception), then ``done()``.
+    ``result_ready(object)`` (the return value) or ``error_raised(object)`` (the exception), then
+    QThread's own ``finished()``.
     """
 
     progress = Signal(object)
-    finished = Signal(object)
-    failed = Signal(object)
-    done = Signal()
+    result_ready = Signal(object)
+    error_raised = Signal(object)
 
     def __init__(self, fn: TaskFn, name: str = "") -> None:
         super().__init__()
         self._fn = fn
         self.name = name or getattr(fn, "__name__", "task")
-        self._stop = threading.Event()
-
-    def request_stop(self) -> None:
-        """Ask ``fn`` to stop: its ``should_stop()`` returns True from now on (thread-safe)."""
-        self._stop.set()
+        self.setObjectName(f"rooftop-{self.name}")
+        self.stop_event = threading.Event()
 
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        return self.stop_event.is_set()
 
     def _report(self, event: Any) -> None:
         self.progress.emit(event)
 
-    @Slot()
-    def run(self) -> None:
+    def run(self) -> None:  # runs in the new thread
         try:
             result = self._fn(self._report, self.should_stop)
         except BaseException as exc:  # noqa: BLE001 - errors cross the thread as objects
             log.debug("task %s failed: %r", self.name, exc)
-            self.failed.emit(exc)
+            self.error_raised.emit(exc)
         else:
-            self.finished.emit(result)
+            self.result_ready.emit(result)
         finally:
-            # Go back to the GUI thread before this thread ends, so that this object is
-            # destroyed there. Destroying a Python-made QObject in the worker thread (deleteLater
-            # run by the ending thread) takes the GIL inside ~QObject while it holds Qt's
-            # connection lock, and a GUI thread that holds the GIL while connecting or
-            # disconnecting anything deadlocks against it (seen in about 1 of 10 runs of the GUI
-            # tests).
-            app = QCoreApplication.instance()
-            if app is not None:
-                self.moveToThread(app.thread())
-            self.done.emit()
+            self._fn = None  # drop what the task holds (a model, images) as soon as it ends
 
 
 class Task(QObject):
@@ -117,21 +109,22 @@ class Task(QObject):
     failed = Signal(object)
     done = Signal()
 
-    def __init__(self, worker: Worker, thread: QThread, parent: QObject | None = None) -> None:
+    def __init__(self, thread: TaskThread, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.worker = worker
         self.thread = thread
-        self.name = worker.name
+        self.name = thread.name
         self.started_at = time.monotonic()
-        self._stop_event = worker._stop
+        self._stop_event = thread.stop_event
         self._stop_requested = False
         self._done = False
         self.result: Any = None
         self.error: BaseException | None = None
-        # Slots of this object (living in the GUI thread) get queued calls from the worker thread.
-        worker.progress.connect(self._on_progress)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
+        # Slots of this object (living in the GUI thread) get queued calls from the task's thread;
+        # QThread.finished comes last, after everything the task emitted.
+        thread.progress.connect(self._on_progress)
+        thread.result_ready.connect(self._on_finished)
+        thread.error_raised.connect(self._on_failed)
+        thread.finished.connect(self._on_thread_finished)
 
     # ----------------------------------------------------------------- control
     def request_stop(self) -> None:
@@ -202,18 +195,8 @@ class TaskRunner(QObject):
         name: str = "",
     ) -> Task:
         """Run ``fn(on_progress, should_stop)`` in a new QThread; callbacks run in this thread."""
-        worker = Worker(fn, name=name)
-        thread = QThread()
-        thread.setObjectName(f"rooftop-{worker.name}")
-        task = Task(worker, thread)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        # QThread.quit is thread-safe; a direct call from the worker thread ends the thread's
-        # event loop even while the GUI thread is blocked in wait() (a queued call would not).
-        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        # thread.finished is emitted in the worker thread: route it through the Task's slot so
-        # that bookkeeping happens in this thread.
-        thread.finished.connect(task._on_thread_finished)
+        thread = TaskThread(fn, name=name)
+        task = Task(thread)
         task.done.connect(lambda t=task: self._forget(t))
         if on_progress is not None:
             task.progress.connect(on_progress)
@@ -235,9 +218,8 @@ class TaskRunner(QObject):
             self._tasks.remove(task)
         with _LIVE_LOCK:
             _LIVE_THREADS.discard(task.thread)
-        # Both live in this (GUI) thread now (the worker moved back when it ended), so both are
-        # destroyed here and never in the finished thread.
-        task.worker.deleteLater()
+        # The thread object lives in this (GUI) thread and its run() has returned: it is
+        # destroyed here, never in the finished thread.
         task.thread.deleteLater()
         self.task_done.emit(task)
 

@@ -97,17 +97,22 @@ def test_many_emits_do_not_free_true(qtbot):
     assert sys.getrefcount(True) >= before - 1_000
 
 
-def test_the_worker_is_destroyed_in_the_gui_thread_not_the_finished_one(qtbot):
-    """Deleting a Python-made QObject in the ending worker thread can deadlock with a GUI
-    thread that holds the GIL while (dis)connecting signals, so the worker comes back first."""
+def test_nothing_lives_in_the_task_thread_and_it_is_destroyed_in_the_gui_thread(qtbot):
+    """Moving or deleting a Python-made QObject across threads can deadlock with a GUI thread
+    that holds the GIL inside Qt, so no object lives in the task's thread: its QThread object
+    belongs to the GUI thread, runs fn in run(), and is deleted there after it has finished."""
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    destroyed_in = []
-    task = start_task(lambda on_progress, should_stop: None, name="t")
-    task.worker.destroyed.connect(lambda *_: destroyed_in.append(threading.get_ident()))
+    gui = QCoreApplication.instance().thread()
+    ran_in, destroyed_in = [], []
+    task = start_task(
+        lambda on_progress, should_stop: ran_in.append(threading.get_ident()), name="t"
+    )
+    task.thread.destroyed.connect(lambda *_: destroyed_in.append(threading.get_ident()))
     with qtbot.waitSignal(task.done, timeout=5000):
         pass
-    assert task.worker.thread() is QCoreApplication.instance().thread()
+    assert ran_in and ran_in != [threading.get_ident()]  # fn ran in the task's own thread
+    assert task.thread.thread() is gui
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     qtbot.waitUntil(lambda: bool(destroyed_in), timeout=2000)
     assert destroyed_in == [threading.get_ident()]
