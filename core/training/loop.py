@@ -112,7 +112,13 @@ from core.training.data import (
     to_input_tensor,
 )
 from core.training.losses import colour_affinity_loss, compute_loss
-from core.training.validate import score_and_threshold, score_fields, validate
+from core.training.validate import (
+    guess_validation_seconds,
+    score_and_threshold,
+    score_fields,
+    validate,
+    validation_pixels,
+)
 
 #: With a time budget, the share of the time validation may take: an epoch is validated when
 #: the training since the last validation took at least (1 - share) / share times as long as
@@ -372,6 +378,10 @@ def _train(
     best_state, best_iou, best_epoch, best_threshold = None, -1.0, None, 0.5
     epoch_seconds: list[float] = []
     reserve = 0.0  # seconds kept for the final validation: the last one's time
+    # before the first validation: a guess from the training speed and the validation's size
+    # (a first epoch as long as the budget would otherwise overrun it by a whole validation)
+    val_pixels: int | None = None
+    pixels_trained, training_started = 0, _now()
     last_validation_end, validation_seconds = None, 0.0
     lr_now = config.lr
     pseudo_labelled = False  # config.pseudo_labels: done once, at half the run
@@ -411,10 +421,22 @@ def _train(
                     )
                 elif stop_requested():
                     stopped = "user"
-                elif deadline is not None and samples_seen and _now() + reserve >= deadline:
+                elif deadline is not None and samples_seen:
                     # (after at least one batch, so a time limit always saves; the last
                     # validation's time is kept for the final one, so the run ends in its budget)
-                    stopped = "time"
+                    now = _now()
+                    keep = reserve
+                    if last_validation_end is None and main and len(val_cache):
+                        if val_pixels is None:
+                            val_pixels = validation_pixels(val_cache, config.val_max_side)
+                        keep = min(
+                            budget / 4,
+                            guess_validation_seconds(
+                                val_pixels, pixels_trained, now - training_started
+                            ),
+                        )
+                    if now + keep >= deadline:
+                        stopped = "time"
                 if stopped:
                     break
                 indices = plan[batch][0]
@@ -451,6 +473,7 @@ def _train(
                 loss_sum += loss_value * len(indices)
                 loss_count += len(indices)
                 samples_seen += len(indices) * world
+                pixels_trained += x.shape[0] * x.shape[-2] * x.shape[-1]
                 emit(
                     BatchProgress(
                         epoch,

@@ -108,6 +108,35 @@ def test_the_final_validation_fits_in_the_budget(dataset, tmp_path, monkeypatch)
     assert result.seconds <= 30.5 + 1e-6
 
 
+def test_a_first_epoch_longer_than_the_budget_keeps_time_for_its_validation(tmp_path, monkeypatch):
+    """Many images and a short budget: the first epoch is still running when the budget ends, and
+    no validation has been timed yet. The time kept for it is guessed from the training speed
+    and the validation's pixels (a forward pass costs 0.4 of a training step's time per pixel
+    here), so the run ends within its budget instead of overrunning by a whole validation."""
+    from core.training import loop
+    from core.training.config import BatchProgress
+
+    dataset = write_dataset(tmp_path / "big", n_train=4, n_test=1, size=256)
+    clock = FakeClock(step=0.1)
+    events = []
+    real_validate = loop.validate
+
+    def slow_validate(model, cache, *args, **kwargs):
+        batch = [e for e in events if isinstance(e, BatchProgress)][-1]
+        seconds_per_pixel = batch.elapsed_seconds / (batch.samples_seen * 64 * 64)
+        pixels = sum(cache.get(i)[1].size for i in range(len(cache)))
+        clock.now += 0.4 * pixels * seconds_per_pixel
+        return real_validate(model, cache, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "_now", clock.monotonic)
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    config = _quick(max_minutes=0.5, samples_per_epoch=2000, val_fraction=0.5)
+    result = loop.train(dataset, tmp_path / "m", config, on_progress=events.append)
+    assert result.stopped == "time" and len(result.history) == 1
+    assert result.history[0].val_iou is not None
+    assert result.seconds <= 30.5 + 1e-6
+
+
 def test_with_a_budget_validation_keeps_to_its_share_of_the_time(dataset, tmp_path, monkeypatch):
     """Each validation takes 3 s: with a 2-minute budget the run validates its first and last
     epoch and otherwise only as often as keeps validation near VALIDATION_SHARE of the time,
