@@ -66,6 +66,10 @@ def target_and_known(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes == ROOF, codes != UNLABELLED
 
 
+#: The image area (px) the stroke counts of :func:`simulate_strokes` are given for: a 256 px square.
+STROKE_COUNT_AREA = 256 * 256
+
+
 def simulate_strokes(
     mask: np.ndarray,
     rng: np.random.Generator | int = 0,
@@ -75,15 +79,19 @@ def simulate_strokes(
     radius: float = 2.0,
     length: float = 24.0,
     margin: float = 3.0,
+    per_area: float | None = STROKE_COUNT_AREA,
 ) -> np.ndarray:
     """Strokes a user might paint on an image whose true roof is ``mask`` (benchmarks, tests).
 
-    Up to ``roof_strokes`` straight strokes of ``radius`` inside roofs (one per roof, largest
-    roofs first, then more on the largest) and ``background_strokes`` on the ground, each about
-    ``length`` px long in a random direction from a random pixel at least ``margin`` px inside
-    its class (so a stroke never crosses a roof edge: a user paints well inside), clipped to the
-    class shrunk by ``margin - radius``. At most ``max_fraction`` of the pixels end up labelled
-    (strokes stop being added past it). Same ``rng`` seed, same strokes.
+    ``roof_strokes`` straight strokes of ``radius`` inside roofs (one per roof, largest roofs
+    first, then more on the largest) and ``background_strokes`` on the ground, for every
+    ``per_area`` pixels of the image (a larger image gets proportionally more, at least one of
+    each; ``None``: that many per image). Each is about ``length`` px long in a random direction
+    from a random pixel at least ``margin`` px inside its class (so a stroke never crosses a roof
+    edge: a user paints well inside), clipped to the class shrunk by ``margin - radius``. Roof
+    and ground strokes take turns, so both get their share when the budget ends: at most
+    ``max_fraction`` of the pixels end up labelled (strokes stop being added past it). Same
+    ``rng`` seed, same strokes.
     """
     from scipy import ndimage
 
@@ -93,6 +101,7 @@ def simulate_strokes(
     codes = np.zeros(mask.shape, np.uint8)
     budget = int(max_fraction * mask.size)
     yy, xx = np.mgrid[0:height, 0:width]
+    scale = 1.0 if per_area is None else mask.size / per_area
 
     def stroke(inside: np.ndarray, start: tuple[int, int], code: int) -> None:
         angle = rng.uniform(0, np.pi)
@@ -115,12 +124,15 @@ def simulate_strokes(
             near.flat[flat] = False
         codes[box][near] = code
 
-    for value, count, code in ((True, roof_strokes, ROOF), (False, background_strokes, BACKGROUND)):
+    planned: list[list[tuple[np.ndarray, tuple[int, int], int]]] = []
+    for value, per, code in ((True, roof_strokes, ROOF), (False, background_strokes, BACKGROUND)):
+        count = max(1, round(per * scale)) if per > 0 else 0
         region = mask if value else ~mask
         depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
         inside = depth >= max(margin - radius, 1.0)
         seeds = depth >= margin
-        if not seeds.any():
+        if not seeds.any() or count == 0:
+            planned.append([])
             continue
         if value:
             labels, n = ndimage.label(seeds)
@@ -134,8 +146,12 @@ def simulate_strokes(
         else:
             points = np.flatnonzero(seeds)
             starts = [divmod(int(points[i]), width) for i in rng.integers(len(points), size=count)]
-        for start in starts:
-            stroke(inside, start, code)
+        planned.append([(inside, start, code) for start in starts])
+    roofs, grounds = planned
+    for k in range(max(len(roofs), len(grounds))):  # roof and ground take turns
+        for strokes in (roofs, grounds):
+            if k < len(strokes):
+                stroke(*strokes[k])
     return codes
 
 

@@ -81,6 +81,7 @@ def write_dataset(
                     radius=1.5,
                     length=size / 4,
                     margin=2.5,
+                    per_area=None,
                 )
                 target = scribble_path_for(root, split, name)
                 target.parent.mkdir(parents=True, exist_ok=True)

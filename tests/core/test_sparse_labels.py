@@ -52,6 +52,24 @@ def test_simulated_strokes_stay_inside_their_class_and_the_budget():
     assert np.array_equal(codes, simulate_strokes(mask, 1, max_fraction=0.02))
 
 
+def test_simulated_strokes_grow_with_the_image_and_label_both_classes_within_the_budget():
+    """A user paints about as densely on a large tile as on a small one, and paints the ground
+    as well as the roofs: roof and ground strokes take turns until the budget is used."""
+    yy, xx = np.mgrid[0:512, 0:512]
+    mask = ((yy // 32) % 2 == 0) & ((xx // 32) % 2 == 0)  # 64 roofs of 32 px, a quarter roof
+    small = simulate_strokes(mask[:256, :256], 0, max_fraction=0.01)
+    large = simulate_strokes(mask, 0, max_fraction=0.01)
+    for codes in (small, large):
+        roof, ground = np.count_nonzero(codes == ROOF), np.count_nonzero(codes == BACKGROUND)
+        assert roof + ground <= 0.01 * codes.size
+        assert roof + ground >= 0.009 * codes.size  # the counts for the area fill the budget
+        assert 0.6 < roof / ground < 1.6  # neither class takes the whole budget
+    # with room to spare: 48 + 48 strokes on 512 px, against 12 + 12 counted per image
+    dense = simulate_strokes(mask, 0, max_fraction=0.2)
+    fixed = simulate_strokes(mask, 0, max_fraction=0.2, per_area=None)
+    assert np.count_nonzero(fixed) < 0.5 * np.count_nonzero(dense)
+
+
 torch = pytest.importorskip("torch")
 
 
