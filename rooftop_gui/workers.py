@@ -1,9 +1,9 @@
 """Background tasks: run a plain function in a QThread and hear about it through Qt signals.
 
 The core's long functions take two plain callbacks, ``on_progress(event)`` and
-``should_stop() -> bool``. A :class:`TaskThread` runs such a function ``fn(on_progress, should_stop)``
-as its ``run`` (a QThread without an event loop; the thread object itself lives in the GUI thread
-and is deleted there once it has finished)::
+``should_stop() -> bool``. A :class:`TaskThread` runs such a function
+``fn(on_progress, should_stop)`` as its ``run`` (a QThread without an event loop; the thread
+object itself lives in the GUI thread and is deleted there once it has finished)::
 
     task = start_task(lambda on_progress, should_stop: heavy(on_progress=on_progress,
                                                              should_stop=should_stop),
@@ -99,9 +99,10 @@ class TaskThread(QThread):
 
 
 class Task(QObject):
-    """Handle of one running :class:`Worker`, living in the thread that started it.
+    """Handle of one running :class:`TaskThread`, living in the thread that started it.
 
-    Its signals mirror the worker's but are emitted in the starting (GUI) thread.
+    Its signals mirror the thread's (``result_ready`` as ``finished``, ``error_raised`` as
+    ``failed``, QThread's ``finished`` as ``done``) but are emitted in the starting (GUI) thread.
     """
 
     progress = Signal(object)
