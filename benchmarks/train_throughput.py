@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     train_samples = open_dataset(dataset).train
     n = min(args.samples, len(train_samples))
     # ours takes the first n images (samples_per_epoch cycles through 0..n-1 each epoch); so does (a)
-    from core.training.loop import split_validation
+    from core.training.data import split_validation
 
     ours_images, _ = split_validation(train_samples, 0.0, 0)
     subset = ours_images[:n]

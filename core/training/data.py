@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.dataset import Sample
+from core.dataset import Sample, require_labels
 from core.errors import ImageReadError
 from core.input_stretch import identity_table, stretch
 from core.io import read_image, read_image_and_mask
@@ -370,3 +370,42 @@ def add_pseudo_labels(
         added += cache.add_pseudo_labels(index, probability, config.pseudo_labels)
     model.train()
     return added
+
+
+#: From this many training images on, validation holds out at least two.
+MIN_SAMPLES_FOR_TWO_VAL = 8
+
+
+def split_validation(
+    samples: list[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Random ``fraction`` of the training samples for validation (at least one when > 0, two
+    from :data:`MIN_SAMPLES_FOR_TWO_VAL` images on).
+
+    When some images have full labels and others strokes only, validation is drawn from the
+    fully labelled ones (at most half of them, so training keeps some), since a full label
+    scores the whole image; with strokes only, held-out strokes validate.
+    """
+    if fraction <= 0 or len(samples) < 2:
+        return list(samples), []
+    rng = np.random.default_rng(seed)
+    full = [i for i, s in enumerate(samples) if has_full_label(s)]
+    pool = full if full and len(full) < len(samples) else list(range(len(samples)))
+    least = 2 if len(samples) >= MIN_SAMPLES_FOR_TWO_VAL else 1  # one tile alone is too noisy
+    n_val = min(len(samples) - 1, max(least, int(round(len(samples) * fraction))))
+    if pool is full:
+        n_val = min(n_val, max(1, len(full) // 2))
+    order = rng.permutation(len(pool))
+    val_idx = {pool[i] for i in order[:n_val].tolist()}
+    train = [s for i, s in enumerate(samples) if i not in val_idx]
+    val = [s for i, s in enumerate(samples) if i in val_idx]
+    return train, val
+
+
+def labelled_samples(samples: list[Sample]) -> list[Sample]:
+    """The samples training can learn from: every one must have a full label, unless some have
+    strokes: then those with a full label or strokes (the others are not labelled yet)."""
+    if not any(has_strokes(s) for s in samples):
+        require_labels(samples, "training")
+        return list(samples)
+    return [s for s in samples if has_full_label(s) or has_strokes(s)]

@@ -80,7 +80,7 @@ from core.checkpoint import (
     remove_stale_model_temp_files,
     save_checkpoint,
 )
-from core.dataset import Sample, open_dataset, require_labels
+from core.dataset import open_dataset
 from core.device import (
     autocast,
     precision_name,
@@ -106,18 +106,17 @@ from core.training.data import (
     BatchLoader,
     ImageCache,
     add_pseudo_labels,
-    has_full_label,
-    has_strokes,
+    labelled_samples,
     photometric_jitter,
+    split_validation,
     to_input_tensor,
 )
 from core.training.losses import colour_affinity_loss, compute_loss
 from core.training.validate import (
-    guess_validation_seconds,
+    ValidationReserve,
     score_and_threshold,
     score_fields,
     validate,
-    validation_pixels,
 )
 
 #: With a time budget, the share of the time validation may take: an epoch is validated when
@@ -128,45 +127,6 @@ VALIDATION_SHARE = 0.1
 
 #: The clock of time budgets and timings (a test replaces it with a fake one).
 _now = time.monotonic
-
-
-#: From this many training images on, validation holds out at least two.
-MIN_SAMPLES_FOR_TWO_VAL = 8
-
-
-def split_validation(
-    samples: list[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
-    """Random ``fraction`` of the training samples for validation (at least one when > 0, two
-    from :data:`MIN_SAMPLES_FOR_TWO_VAL` images on).
-
-    When some images have full labels and others strokes only, validation is drawn from the
-    fully labelled ones (at most half of them, so training keeps some), since a full label
-    scores the whole image; with strokes only, held-out strokes validate.
-    """
-    if fraction <= 0 or len(samples) < 2:
-        return list(samples), []
-    rng = np.random.default_rng(seed)
-    full = [i for i, s in enumerate(samples) if has_full_label(s)]
-    pool = full if full and len(full) < len(samples) else list(range(len(samples)))
-    least = 2 if len(samples) >= MIN_SAMPLES_FOR_TWO_VAL else 1  # one tile alone is too noisy
-    n_val = min(len(samples) - 1, max(least, int(round(len(samples) * fraction))))
-    if pool is full:
-        n_val = min(n_val, max(1, len(full) // 2))
-    order = rng.permutation(len(pool))
-    val_idx = {pool[i] for i in order[:n_val].tolist()}
-    train = [s for i, s in enumerate(samples) if i not in val_idx]
-    val = [s for i, s in enumerate(samples) if i in val_idx]
-    return train, val
-
-
-def labelled_samples(samples: list[Sample]) -> list[Sample]:
-    """The samples training can learn from: every one must have a full label, unless some have
-    strokes: then those with a full label or strokes (the others are not labelled yet)."""
-    if not any(has_strokes(s) for s in samples):
-        require_labels(samples, "training")
-        return list(samples)
-    return [s for s in samples if has_full_label(s) or has_strokes(s)]
 
 
 def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
@@ -377,11 +337,10 @@ def _train(
     # The saved model: the last epoch, or (keep="best") the best by validation IoU.
     best_state, best_iou, best_epoch, best_threshold = None, -1.0, None, 0.5
     epoch_seconds: list[float] = []
-    reserve = 0.0  # seconds kept for the final validation: the last one's time
-    # before the first validation: a guess from the training speed and the validation's size
-    # (a first epoch as long as the budget would otherwise overrun it by a whole validation)
-    val_pixels: int | None = None
-    pixels_trained, training_started = 0, _now()
+    # seconds kept for the final validation (the last one's time, or a guess before the first)
+    reserve = ValidationReserve(
+        val_cache if main else None, config.val_max_side, budget or 0.0, _now()
+    )
     last_validation_end, validation_seconds = None, 0.0
     lr_now = config.lr
     pseudo_labelled = False  # config.pseudo_labels: done once, at half the run
@@ -422,20 +381,10 @@ def _train(
                 elif stop_requested():
                     stopped = "user"
                 elif deadline is not None and samples_seen:
-                    # (after at least one batch, so a time limit always saves; the last
-                    # validation's time is kept for the final one, so the run ends in its budget)
+                    # (after at least one batch, so a time limit always saves; the final
+                    # validation's time is kept, so the run ends in its budget)
                     now = _now()
-                    keep = reserve
-                    if last_validation_end is None and main and len(val_cache):
-                        if val_pixels is None:
-                            val_pixels = validation_pixels(val_cache, config.val_max_side)
-                        keep = min(
-                            budget / 4,
-                            guess_validation_seconds(
-                                val_pixels, pixels_trained, now - training_started
-                            ),
-                        )
-                    if now + keep >= deadline:
+                    if now + reserve.seconds(now) >= deadline:
                         stopped = "time"
                 if stopped:
                     break
@@ -473,7 +422,7 @@ def _train(
                 loss_sum += loss_value * len(indices)
                 loss_count += len(indices)
                 samples_seen += len(indices) * world
-                pixels_trained += x.shape[0] * x.shape[-2] * x.shape[-1]
+                reserve.trained(x.shape[0] * x.shape[-2] * x.shape[-1])
                 emit(
                     BatchProgress(
                         epoch,
@@ -498,7 +447,8 @@ def _train(
                 # the budget will likely end the run before another epoch has trained
                 or (
                     deadline is not None
-                    and validation_start + reserve + seconds_trained >= deadline
+                    and validation_start + reserve.seconds(validation_start) + seconds_trained
+                    >= deadline
                 )
             )
             due = (
@@ -512,7 +462,7 @@ def _train(
             if due:
                 last_validation_end = _now()
                 validation_seconds = last_validation_end - validation_start
-                reserve = min(validation_seconds, (budget or 0) / 4)
+                reserve.timed(validation_seconds)
             seconds = _now() - epoch_start
             epoch_seconds.append(seconds)
             eta = None

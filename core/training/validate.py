@@ -126,12 +126,34 @@ def validation_pixels(cache: ImageCache, max_side: int | None) -> int:
     return total
 
 
-def guess_validation_seconds(val_pixels: int, pixels_trained: int, seconds: float) -> float:
-    """What a first validation of ``val_pixels`` will take, from the training so far
-    (``pixels_trained`` in ``seconds``), before any validation has been timed."""
-    if pixels_trained <= 0 or val_pixels <= 0:
-        return 0.0
-    return FORWARD_SHARE * val_pixels * seconds / pixels_trained
+class ValidationReserve:
+    """The seconds a time budget keeps for the run's final validation: the last validation's
+    time, or before any has been timed a guess from the training speed and the validation's
+    pixels (a forward pass at :data:`FORWARD_SHARE` of a training step's time per pixel); at
+    most a quarter of the budget. Without it a first epoch as long as the budget overran it by a
+    whole validation."""
+
+    def __init__(self, cache: ImageCache | None, max_side: int | None, budget: float, now: float):
+        self._cache, self._max_side, self._cap = cache, max_side, budget / 4
+        self._started, self._pixels_trained = now, 0
+        self._val_pixels: int | None = None
+        self._timed: float | None = None
+
+    def trained(self, pixels: int) -> None:
+        self._pixels_trained += pixels
+
+    def timed(self, seconds: float) -> None:
+        self._timed = seconds
+
+    def seconds(self, now: float) -> float:
+        if self._timed is not None:
+            return min(self._timed, self._cap)
+        if not self._cache or self._pixels_trained <= 0:
+            return 0.0
+        if self._val_pixels is None:
+            self._val_pixels = validation_pixels(self._cache, self._max_side)
+        per_pixel = (now - self._started) / self._pixels_trained
+        return min(self._cap, FORWARD_SHARE * self._val_pixels * per_pixel)
 
 
 def robust_threshold(scores: dict[float, float]) -> float:

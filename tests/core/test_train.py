@@ -412,7 +412,7 @@ def test_the_checkpoint_keeps_the_final_epoch_or_the_best(dataset, tmp_path, mon
 
 def test_validation_holds_out_two_images_from_eight_on():
     from core.dataset import Sample
-    from core.training.loop import MIN_SAMPLES_FOR_TWO_VAL, split_validation
+    from core.training.data import MIN_SAMPLES_FOR_TWO_VAL, split_validation
 
     def samples(n):
         return [
