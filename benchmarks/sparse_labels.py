@@ -33,8 +33,10 @@ larger tiles of shanghai, rio and spacenet got 0.6 to 1.3 %.) The seed of tile `
 
 **Active learning** (``--active``): start from 2 fully labelled train tiles (the first two of a
 seeded permutation) and add one tile at a time until 8, either in the window's "label next"
-order (the tile whose unlabelled pixels the current model doubts most:
-:func:`core.uncertainty.image_uncertainty` of its prediction) or in random order; after each
+order (:func:`core.label_next.label_next_order`: the doubt of the current model over each
+tile's pixels, :func:`core.uncertainty.image_uncertainty`, weighed by how new the tile looks
+next to the labelled ones) or in random order (``--orders`` adds ``doubt_only``, the doubt
+alone, the window's order until 2026-12-02's evening); after each
 addition a model is trained from scratch for ``M`` minutes on the labelled tiles and its test
 IoU recorded. Reports the IoU at 4 and 8 tiles (mean of the seeds) and saves the curves as
 ``docs/sparse_labels_active.png`` (drawn with Pillow).
@@ -57,7 +59,8 @@ noise of other work on the machine).
 
 Prints ONE JSON object on stdout; progress goes to stderr. When the devdata folder is absent it
 says so and exits 0. The full runs are CPU-heavy (hours on 2 cores):
-``--minutes 5 --seeds 3`` trains 6 models; ``--active --minutes 5 --seeds 3`` trains 39 (the start model of a seed serves both orders).
+``--minutes 5 --seeds 3`` trains 6 models; ``--active --minutes 5 --seeds 3`` trains 39 (the start model of a seed serves every order; 18 more per
+added order).
 """
 
 from __future__ import annotations
@@ -216,21 +219,41 @@ def _copy_tiles(pool: Path, root: Path, train_names: list[str]) -> None:
                     shutil.copyfile(f, root / split / kind / f.name)
 
 
+def _looks(root: Path, names: list[str]) -> dict[str, Any]:
+    from core.io import read_image
+    from core.label_next import appearance
+
+    return {name: appearance(read_image(root / "train" / "data" / name)) for name in names}
+
+
+#: The orders ``--active`` compares (``--orders``): the window's label next (doubt weighed by
+#: novelty), doubt alone (the order before 2026-12-02's evening), and random.
+ORDERS = ("label_next", "doubt_only", "random")
+
+
 def active_learning(
-    devdata: Path, work: Path, minutes: float, seeds: int, start: int = 2, stop: int = 8
+    devdata: Path,
+    work: Path,
+    minutes: float,
+    seeds: int,
+    orders: tuple[str, ...] = ("label_next", "random"),
+    start: int = 2,
+    stop: int = 8,
 ) -> dict[str, Any]:
     import numpy as np
 
-    from core.uncertainty import label_next_order
+    from core.label_next import label_next_order
 
     pool = work / "pool"
     build_devdata_split(devdata, pool, SPLIT["which"])
     tiles = sorted(p.name for p in (pool / "train" / "data").glob("*.png"))
-    curves: dict[str, list[list[float]]] = {"label_next": [], "random": []}
+    looks = _looks(pool, tiles)
+    curves: dict[str, list[list[float]]] = {k: [] for k in orders}
+    picks: dict[str, list[list[str]]] = {k: [] for k in orders}
     for seed in range(seeds):
         order = [tiles[i] for i in np.random.default_rng(seed).permutation(len(tiles))]
-        first_run: dict[str, Any] | None = None  # the start model, shared by both orders
-        for strategy in ("label_next", "random"):
+        first_run: dict[str, Any] | None = None  # the start model, shared by every order
+        for strategy in orders:
             labelled = order[:start]
             rest = [t for t in order if t not in labelled]
             curve = []
@@ -246,15 +269,21 @@ def active_learning(
                 curve.append(run["test_iou"])
                 if len(labelled) >= stop or not rest:
                     break
-                if strategy == "label_next":
-                    doubts = _doubts(run["model"], pool, rest)
-                    pick = label_next_order(doubts, rest)[0]
-                else:
+                if strategy == "random":
                     pick = rest[0]  # the seeded permutation: a random order
+                else:
+                    doubts = _doubts(run["model"], pool, rest)
+                    pick = label_next_order(
+                        doubts,
+                        rest,
+                        looks if strategy == "label_next" else None,
+                        [looks[t] for t in labelled],
+                    )[0]
                 labelled.append(pick)
                 rest.remove(pick)
                 shutil.rmtree(root, ignore_errors=True)
             curves[strategy].append(curve)
+            picks[strategy].append(list(labelled))
     counts = list(range(start, stop + 1))
     means = {
         k: [mean([c[i] for c in v if i < len(c)]) for i in range(len(counts))]
@@ -269,6 +298,7 @@ def active_learning(
         "images": counts,
         "mean_test_iou": means,
         "curves_per_seed": curves,
+        "labelled_tiles_per_seed": picks,
         "iou_at_4": {k: at(k, 4) for k in means},
         "iou_at_8": {k: at(k, 8) for k in means},
         "plot": str(PLOT.relative_to(REPO)),
@@ -310,7 +340,7 @@ def draw_curves(
         f"test IoU (mean of {seeds} seed{'' if seeds == 1 else 's'}, {minutes:g} min per model)",
         fill=(40, 40, 40),
     )
-    colours = {"label_next": (214, 40, 160), "random": (60, 110, 200)}
+    colours = {"label_next": (214, 40, 160), "doubt_only": (240, 150, 30), "random": (60, 110, 200)}
     for row, (name, vs) in enumerate(means.items()):
         points = [xy(i, v) for i, v in enumerate(vs) if v is not None]
         colour = colours.get(name, (0, 0, 0))
@@ -515,6 +545,13 @@ def main(argv: list[str] | None = None) -> int:
         "--first-seed", type=int, default=0, help="strokes vs full: seeds from this one on"
     )
     parser.add_argument("--active", action="store_true", help="active-learning curves")
+    parser.add_argument(
+        "--orders",
+        nargs="+",
+        choices=ORDERS,
+        default=["label_next", "random"],
+        help="--active: the orders compared",
+    )
     parser.add_argument("--live-cost", action="store_true", help="cost of the live preview")
     parser.add_argument(
         "--clicks",
@@ -566,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.live_cost:
             result = {"live_cost": live_cost(args.devdata, work, args.minutes, args.repeats)}
         elif args.active:
-            result = {"active": active_learning(args.devdata, work, args.minutes, args.seeds)}
+            orders = tuple(args.orders)
+            result = {
+                "active": active_learning(args.devdata, work, args.minutes, args.seeds, orders)
+            }
         else:
             result = {
                 "strokes_vs_full": strokes_vs_full(

@@ -1,5 +1,6 @@
-"""What the model doubts: per-pixel uncertainty, a per-image score for "label next", and the
-window of a given size where the model doubts most. Torch-free and Qt-free.
+"""What the model doubts: per-pixel uncertainty, a per-image score (the order it makes is
+:mod:`core.label_next`'s), and the window of a given size where the model doubts most.
+Torch-free and Qt-free.
 
 The uncertainty of a probability ``p`` at the decision threshold ``t`` is how close ``p`` is to
 ``t``: ``1 - |p - t| / (t if p < t else 1 - t)``; at ``t = 0.5`` that is ``1 - |2p - 1|``: 1 on
@@ -8,7 +9,6 @@ the threshold, 0 at a confident 0 or 1.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +38,6 @@ def image_uncertainty(
     free = ~labelled
     count = int(np.count_nonzero(free))
     return float(u[free].sum(dtype=np.float64) / count) if count else 0.0
-
-
-def label_next_order(
-    scores: Mapping[Hashable, float], keys: Iterable[Hashable] | None = None
-) -> list[Hashable]:
-    """Keys by "label next": the highest uncertainty first; ties and keys without a score (at
-    the end) keep the order of ``keys`` (default: the mapping's), so the order is stable."""
-    keys = list(scores) if keys is None else list(keys)
-    position = {k: i for i, k in enumerate(keys)}
-
-    def rank(key: Hashable) -> tuple[int, float, int]:
-        score = scores.get(key)
-        if score is None or not np.isfinite(score):
-            return (1, 0.0, position[key])
-        return (0, -float(score), position[key])
-
-    return sorted(keys, key=rank)
 
 
 @dataclass(frozen=True)
@@ -97,7 +80,6 @@ def most_uncertain_window(
 __all__ = [
     "Window",
     "image_uncertainty",
-    "label_next_order",
     "most_uncertain_window",
     "uncertainty",
 ]

@@ -296,7 +296,7 @@ class SampleTableModel(QAbstractTableModel):
 
     def set_doubt(self, scores: dict[Key, float]) -> None:
         """The "label next" scores (mean uncertainty over unlabelled pixels) of some images."""
-        from core.uncertainty import label_next_order
+        from core.label_next import label_next_order
 
         self._doubt.update(scores)
         order = label_next_order(

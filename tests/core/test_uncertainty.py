@@ -1,5 +1,4 @@
-"""What the model doubts (issue 16): the uncertainty map, "label next" ranking (stable for a
-fixed model), the most uncertain window, and smart select on the demo scene."""
+"""What the model doubts (issue 16): the uncertainty map, the most uncertain window, and smart select on the demo scene."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import pytest
 from core.smart_select import smart_select
 from core.uncertainty import (
     image_uncertainty,
-    label_next_order,
     most_uncertain_window,
     uncertainty,
 )
@@ -32,20 +30,6 @@ def test_image_score_counts_unlabelled_pixels_only():
     assert image_uncertainty(p, labelled) == pytest.approx(0.0)
     assert image_uncertainty(p, ~labelled) == pytest.approx(1.0)
     assert image_uncertainty(p, np.ones((10, 10), bool)) == 0.0
-
-
-def test_label_next_order_is_stable_for_a_fixed_model():
-    rng = np.random.default_rng(0)
-    probs = {f"{i:03d}": rng.random((16, 16)).astype(np.float32) ** (i % 4 + 1) for i in range(12)}
-    probs["tie-a"] = probs["tie-b"] = np.full((16, 16), 0.5, np.float32)
-    keys = sorted(probs)
-    scores = {k: image_uncertainty(p) for k, p in probs.items()}
-    first = label_next_order(scores, keys)
-    assert first == label_next_order(dict(reversed(list(scores.items()))), keys)
-    assert first[:2] == ["tie-a", "tie-b"]  # the most doubtful first, ties by the given order
-    values = [scores[k] for k in first]
-    assert values == sorted(values, reverse=True)
-    assert label_next_order({"a": 0.1}, ["b", "a", "c"]) == ["a", "b", "c"]
 
 
 def test_most_uncertain_window_matches_brute_force():
