@@ -42,6 +42,10 @@ LOSS_CHOICES: tuple[tuple[str, str], ...] = (
     ("bce", "binary cross-entropy per pixel (the original exercise's loss)"),
     ("dice", "soft Dice over the batch: optimises overlap directly"),
     (
+        "focal+dice",
+        "focal loss (cross-entropy that discounts the easy pixels) plus soft Dice",
+    ),
+    (
         "bce+lovasz",
         "binary cross-entropy plus the Lovasz hinge, a convex surrogate of the IoU of each image",
     ),

@@ -1,4 +1,4 @@
-"""Training losses: binary cross-entropy, soft Dice, the Lovasz hinge, and sums of them.
+"""Training losses: binary cross-entropy, focal, soft Dice, the Lovasz hinge, and sums of them.
 
 With ``known`` (a ``(N, 1, H, W)`` map of labelled pixels, for strokes: :mod:`core.scribbles`)
 only the labelled pixels count: unlabelled ones change neither the loss nor its gradient.
@@ -31,6 +31,28 @@ def bce_loss(
         return F.binary_cross_entropy_with_logits(logits, target)
     total = F.binary_cross_entropy_with_logits(logits, target, weight=known, reduction="sum")
     return total / known.sum().clamp(min=1.0)
+
+
+#: The focal loss's exponent (Lin et al. 2017's gamma): how much the well-classified pixels
+#: are discounted (0: plain cross-entropy).
+FOCAL_GAMMA = 2.0
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    known: torch.Tensor | None = None,
+    gamma: float = FOCAL_GAMMA,
+) -> torch.Tensor:
+    """The focal loss (Lin et al., ICCV 2017) without class weighting: each pixel's
+    cross-entropy times ``(1 - p_t) ** gamma``, ``p_t`` the probability given to its true class,
+    so the pixels already classified well weigh little and the hard ones (roof edges, shadows)
+    drive the gradient; averaged over the (``known``) pixels."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    weighted = (1.0 - torch.exp(-ce)) ** gamma * ce
+    if known is None:
+        return weighted.mean()
+    return (weighted * known).sum() / known.sum().clamp(min=1.0)
 
 
 def lovasz_hinge_loss(
@@ -73,6 +95,8 @@ def compute_loss(
         return dice_loss(logits, target, known=known)
     if name == "bce+dice":
         return bce_loss(logits, target, known) + dice_loss(logits, target, known=known)
+    if name == "focal+dice":
+        return focal_loss(logits, target, known) + dice_loss(logits, target, known=known)
     if name == "bce+lovasz":
         return bce_loss(logits, target, known) + lovasz_hinge_loss(logits, target, known)
     raise ConfigError(f"unknown loss {name!r}")

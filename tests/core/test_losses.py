@@ -1,5 +1,6 @@
 """The Lovasz hinge: on predictions with unit margins it is exactly the Jaccard loss of the
-mistakes, it is zero for confident right answers, and it reaches the gradient to the pixels."""
+mistakes, it is zero for confident right answers, and it reaches the gradient to the pixels.
+The focal loss: cross-entropy at gamma 0, the easy pixels discounted otherwise."""
 
 from __future__ import annotations
 
@@ -41,3 +42,24 @@ def test_lovasz_hinge_pushes_the_worst_pixels_the_right_way():
     # a step against the gradient raises roof logits and lowers background ones on average
     step = -logits.grad
     assert float(step[target > 0].mean()) > 0 > float(step[target == 0].mean())
+
+
+def test_focal_loss_is_cross_entropy_that_discounts_the_easy_pixels():
+    from core.training.losses import bce_loss, focal_loss
+
+    logits = torch.tensor([[[[4.0, -4.0, 0.2, -0.3]]]])
+    target = torch.tensor([[[[1.0, 0.0, 0.0, 1.0]]]])  # two easy pixels, two wrong ones
+    assert focal_loss(logits, target, gamma=0.0).item() == pytest.approx(
+        bce_loss(logits, target).item(), rel=1e-6
+    )
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_true = torch.exp(-ce)
+    expected = ((1 - p_true) ** 2 * ce).mean()
+    assert focal_loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    # the easy pixels (p_true 0.98) weigh almost nothing next to the wrong ones
+    per_pixel = (1 - p_true) ** 2 * ce
+    assert per_pixel[..., :2].sum() < 1e-3 * per_pixel[..., 2:].sum()
+    known = torch.tensor([[[[1.0, 1.0, 0.0, 0.0]]]])
+    assert focal_loss(logits, target, known).item() == pytest.approx(
+        per_pixel[..., :2].mean().item(), rel=1e-5
+    )

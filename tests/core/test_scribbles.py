@@ -50,7 +50,7 @@ def test_accepting_a_prediction_keeps_the_strokes():
     assert label.sum() == 2
 
 
-@pytest.mark.parametrize("name", ["bce", "dice", "bce+dice", "bce+lovasz"])
+@pytest.mark.parametrize("name", ["bce", "dice", "bce+dice", "focal+dice", "bce+lovasz"])
 def test_masked_loss_ignores_unlabelled_pixels(name):
     """Whatever the network says and the target holds where nothing is labelled, the loss and
     its gradient are the same."""
@@ -83,7 +83,7 @@ def test_without_unlabelled_pixels_the_masked_loss_is_the_plain_one():
     logits = torch.randn(2, 1, 8, 8, generator=gen)
     target = (torch.rand(2, 1, 8, 8, generator=gen) > 0.5).float()
     everything = torch.ones(2, 1, 8, 8, dtype=torch.bool)
-    for name in ("bce", "dice", "bce+dice", "bce+lovasz"):
+    for name in ("bce", "dice", "bce+dice", "focal+dice", "bce+lovasz"):
         assert float(compute_loss(name, logits, target, everything)) == pytest.approx(
             float(compute_loss(name, logits, target)), rel=1e-5
         )
@@ -160,7 +160,7 @@ def test_the_affinity_regulariser_counts_only_the_weighted_pixels_and_pulls_them
     logits = torch.full((1, 1, size, size), 2.0)
     logits[..., 8:10, 6:8] = -2.0  # one wrong block inside the uniform left half
     logits.requires_grad_(True)
-    assert float(colour_affinity_loss(logits, image, torch.zeros(1, 1, size, size))) == 0.0
+    assert colour_affinity_loss(logits, image, torch.zeros(1, 1, size, size)).item() == 0.0
     weight = torch.zeros(1, 1, size, size)
     weight[..., :, : size // 2] = 1.0  # the left half is unlabelled
     colour_affinity_loss(logits, image, weight).backward()
