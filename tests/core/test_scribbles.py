@@ -160,7 +160,7 @@ def test_the_affinity_regulariser_counts_only_the_weighted_pixels_and_pulls_them
     logits = torch.full((1, 1, size, size), 2.0)
     logits[..., 8:10, 6:8] = -2.0  # one wrong block inside the uniform left half
     logits.requires_grad_(True)
-    assert colour_affinity_loss(logits, image, torch.zeros(1, 1, size, size)).item() == 0.0
+    assert colour_affinity_loss(logits, image, torch.zeros(1, 1, size, size)).detach().item() == 0.0
     weight = torch.zeros(1, 1, size, size)
     weight[..., :, : size // 2] = 1.0  # the left half is unlabelled
     colour_affinity_loss(logits, image, weight).backward()
