@@ -5,10 +5,9 @@
   every :data:`LIVE_INTERVAL_S` seconds, predicted in the background on the window's
   :class:`~rooftop_gui.workers.TaskRunner`; the user sees where to paint next. The training
   panel's "Live preview" box turns it on or off.
-* **Sort by label next** (N): the browser's Doubt column shows the mean uncertainty
-  (:mod:`core.uncertainty`) over each image's unlabelled pixels, from the predictions made so
-  far (Predict split), and ranks the images by it weighed by how new each looks next to the
-  labelled ones (:mod:`core.label_next`): the most doubtful of each kind of image first.
+* **Sort by label next** (N): the browser's Doubt column ranks the images by the mean
+  uncertainty (:mod:`core.uncertainty`) over their unlabelled pixels, from the predictions
+  made so far (Predict split); the most doubtful first.
 * **Jump to doubt** (J): pan and zoom the canvas to the window of the current image where the
   model doubts most (strokes count as known).
 """
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: The live preview predicts at most this often (seconds between two handed-out weights).
 LIVE_INTERVAL_S = 15.0
-#: The looks of at most this many labelled images (evenly spaced) stand for what is labelled.
-KNOWN_LOOKS = 200
 #: The side of the window Jump to doubt zooms to: a quarter of the image's short side, within
 #: these bounds (image pixels), and at most half of it.
 JUMP_MIN, JUMP_MAX = 64, 384
@@ -107,7 +104,6 @@ class ActiveLearning(QObject):
         self._pending: LiveWeights | None = None
         self._task = None
         self.previews = 0
-        self._looks: dict[Path, tuple[float, np.ndarray]] = {}  # image path -> (mtime, look)
 
         self.label_next_action = make_action(
             self,
@@ -185,52 +181,13 @@ class ActiveLearning(QObject):
                 "(Prediction > Predict split), then sort by label next."
             )
             return scores
-        looks, known = self.looks_for_label_next(scores)
         self.browser.model.clear_doubt()
-        self.browser.set_doubt(scores, looks, known)
+        self.browser.set_doubt(scores)
         self.browser.sort_label_next()
         self.status_message.emit(
-            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first, "
-            "spread over the kinds of image."
+            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first."
         )
         return scores
-
-    def looks_for_label_next(self, scores: dict) -> tuple[dict, list]:
-        """The looks (:func:`core.label_next.appearance`) of the scored images, and those of
-        the labelled ones (at most :data:`KNOWN_LOOKS`); an image that cannot be read has none
-        (it counts as new)."""
-        samples = self.browser.samples()
-        looks = {}
-        for sample in samples:
-            key = sample_key(sample)
-            if key in scores:
-                look = self._look(sample.image_path)
-                if look is not None:
-                    looks[key] = look
-        labelled = [
-            s for s in samples if self.browser.model.label_state(sample_key(s)) == "labelled"
-        ]
-        if len(labelled) > KNOWN_LOOKS:
-            picks = np.linspace(0, len(labelled) - 1, KNOWN_LOOKS).astype(int)
-            labelled = [labelled[i] for i in picks]
-        known = [look for s in labelled if (look := self._look(s.image_path)) is not None]
-        return looks, known
-
-    def _look(self, path: Path) -> np.ndarray | None:
-        from core.io import read_image
-        from core.label_next import appearance
-
-        try:
-            mtime = Path(path).stat().st_mtime
-            cached = self._looks.get(Path(path))
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-            look = appearance(read_image(path))
-        except (OSError, RooftopError, ValueError) as exc:
-            log.info("no look for label next: %s", exc)
-            return None
-        self._looks[Path(path)] = (mtime, look)
-        return look
 
     # ------------------------------------------------------------------ jump
     def jump_to_doubt(self):

@@ -294,23 +294,13 @@ class SampleTableModel(QAbstractTableModel):
             return "labelled"
         return "partly labelled" if self._strokes.get(key) else "unlabelled"
 
-    def set_doubt(
-        self,
-        scores: dict[Key, float],
-        looks: dict[Key, Any] | None = None,
-        known: list | tuple = (),
-    ) -> None:
-        """The "label next" scores (mean uncertainty over unlabelled pixels) of some images, and
-        the rank they give with the images' ``looks`` and the ``known`` looks of labelled ones
-        (:func:`core.label_next.label_next_order`; without looks: by doubt alone)."""
+    def set_doubt(self, scores: dict[Key, float]) -> None:
+        """The "label next" scores (mean uncertainty over unlabelled pixels) of some images."""
         from core.label_next import label_next_order
 
         self._doubt.update(scores)
         order = label_next_order(
-            self._doubt,
-            [k for k in map(sample_key, self._samples) if k in self._doubt],
-            looks,
-            known,
+            self._doubt, [k for k in map(sample_key, self._samples) if k in self._doubt]
         )
         self._doubt_rank = {key: rank for rank, key in enumerate(order)}
         if self._samples:
@@ -651,10 +641,8 @@ class DatasetBrowser(QWidget):
         """The most doubtful images first (the Doubt column's label-next rank)."""
         self.view.sortByColumn(SampleTableModel.DOUBT, Qt.SortOrder.AscendingOrder)
 
-    def set_doubt(
-        self, scores: dict[Key, float], looks: dict[Key, Any] | None = None, known=()
-    ) -> None:
-        self.model.set_doubt(scores, looks, known)
+    def set_doubt(self, scores: dict[Key, float]) -> None:
+        self.model.set_doubt(scores)
 
     def set_strokes_saved(self, sample: Any, stroke_path: Path) -> Any:
         """``sample``'s strokes were written: it is partly labelled (unless labelled); returns

@@ -236,32 +236,6 @@ def test_uncertainty_layer_jump_to_doubt_and_label_next(window, qtbot, dataset, 
     assert scores[("train", "00002.png")] == pytest.approx(expected_doubt, rel=1e-5)
 
 
-def test_label_next_puts_an_image_unlike_the_labelled_ones_before_a_more_doubted_lookalike(
-    window, qtbot, dataset, monkeypatch
-):
-    # The labelled images are noise of 60-120 grey levels; 00002 (unlabelled) looks like them,
-    # 00004 (unlabelled, bright) does not. The model doubts 00002 a little more, yet 00004 is
-    # the one to label next: the labelled images already teach what 00002 shows.
-    rng = np.random.default_rng(5)
-    bright = rng.integers(200, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(bright).save(dataset / "train" / "data" / "00004.png")
-    (dataset / "train" / "data" / "00005.png").write_bytes(b"not a png")  # unreadable: no look
-    open_image(window, qtbot, dataset, "train", "00002.png")
-    probs = {"00002.png": np.full((64, 64), 0.45, np.float32)}
-    probs["00004.png"] = np.full((64, 64), 0.40, np.float32)
-    monkeypatch.setattr(window.prediction, "cached_probability", lambda s: probs.get(s.name))
-    scores = window.active.sort_label_next()
-    assert scores[("train", "00002.png")] > scores[("train", "00004.png")] > 0
-    looks, known = window.active.looks_for_label_next(scores)
-    assert set(looks) == {("train", "00002.png"), ("train", "00004.png")}
-    assert len(known) == 3  # 00000, 00001 and test/00003 are labelled
-    order = [
-        window.browser.proxy.index(r, 0).data() for r in range(window.browser.proxy.rowCount())
-    ]
-    assert order[:2] == ["00004.png", "00002.png"]
-    assert window.active._look(dataset / "train" / "data" / "00005.png") is None
-
-
 def test_live_preview_predicts_the_current_image_with_the_epoch_weights(window, qtbot, dataset):
     torch = pytest.importorskip("torch")
     from core.models import build_model
