@@ -33,10 +33,10 @@ larger tiles of shanghai, rio and spacenet got 0.6 to 1.3 %.) The seed of tile `
 
 **Active learning** (``--active``): start from 2 fully labelled train tiles (the first two of a
 seeded permutation) and add one tile at a time until 8, either in the window's "label next"
-order (:func:`core.label_next.label_next_order`: the doubt of the current model over each
-tile's pixels, :func:`core.uncertainty.image_uncertainty`, weighed by how new the tile looks
-next to the labelled ones) or in random order (``--orders`` adds ``doubt_only``, the doubt
-alone, the window's order until 2026-12-02's evening); after each
+order (:func:`core.label_next.label_next_order`: the tile whose pixels the current model doubts
+most, :func:`core.uncertainty.image_uncertainty` of its prediction) or in random order
+(``--orders`` adds ``novelty``: the doubt weighed by how new the tile looks next to the labelled
+ones, which scored lower and is not the window's); after each
 addition a model is trained from scratch for ``M`` minutes on the labelled tiles and its test
 IoU recorded. Reports the IoU at 4 and 8 tiles (mean of the seeds) and saves the curves as
 ``docs/sparse_labels_active.png`` (drawn with Pillow).
@@ -226,9 +226,10 @@ def _looks(root: Path, names: list[str]) -> dict[str, Any]:
     return {name: appearance(read_image(root / "train" / "data" / name)) for name in names}
 
 
-#: The orders ``--active`` compares (``--orders``): the window's label next (doubt weighed by
-#: novelty), doubt alone (the order before 2026-12-02's evening), and random.
-ORDERS = ("label_next", "doubt_only", "random")
+#: The orders ``--active`` compares (``--orders``): the window's label next (the doubt alone),
+#: the doubt weighed by novelty (:mod:`core.label_next` with looks; measured, not the window's),
+#: and random.
+ORDERS = ("label_next", "novelty", "random")
 
 
 def active_learning(
@@ -276,7 +277,7 @@ def active_learning(
                     pick = label_next_order(
                         doubts,
                         rest,
-                        looks if strategy == "label_next" else None,
+                        looks if strategy == "novelty" else None,
                         [looks[t] for t in labelled],
                     )[0]
                 labelled.append(pick)
@@ -340,7 +341,7 @@ def draw_curves(
         f"test IoU (mean of {seeds} seed{'' if seeds == 1 else 's'}, {minutes:g} min per model)",
         fill=(40, 40, 40),
     )
-    colours = {"label_next": (214, 40, 160), "doubt_only": (240, 150, 30), "random": (60, 110, 200)}
+    colours = {"label_next": (214, 40, 160), "novelty": (240, 150, 30), "random": (60, 110, 200)}
     for row, (name, vs) in enumerate(means.items()):
         points = [xy(i, v) for i, v in enumerate(vs) if v is not None]
         colour = colours.get(name, (0, 0, 0))

@@ -1,5 +1,12 @@
-"""Which image to label next: the ones the model doubts most, spread over what the images look
-like. Torch-free and Qt-free.
+"""Which image to label next: the ones the model doubts most, optionally spread over what the
+images look like. Torch-free and Qt-free.
+
+The window's "label next" is the doubt alone (:func:`label_next_order` without looks). The
+weighting by novelty below was measured (``benchmarks/sparse_labels.py --active --orders
+label_next novelty random``, docs/sparse-labels.md) and scored *below* random order: it covers
+every source by the fifth tile, but its first pick is the most unusual one (the coarse potsdam
+tiles, each time), which teaches least about the rest. It stays for experiments and batch
+selection, not as the default.
 
 Doubt alone (:func:`core.uncertainty.image_uncertainty`) ranks first the images of a kind the
 model has not learnt yet, but all of them: five tiles of the same unseen town come before any of
