@@ -248,7 +248,7 @@ def active_learning(
     pool = work / "pool"
     build_devdata_split(devdata, pool, SPLIT["which"])
     tiles = sorted(p.name for p in (pool / "train" / "data").glob("*.png"))
-    looks = _looks(pool, tiles)
+    looks = _looks(pool, tiles) if "novelty" in orders else {}
     curves: dict[str, list[list[float]]] = {k: [] for k in orders}
     picks: dict[str, list[list[str]]] = {k: [] for k in orders}
     for seed in range(seeds):
@@ -274,12 +274,11 @@ def active_learning(
                     pick = rest[0]  # the seeded permutation: a random order
                 else:
                     doubts = _doubts(run["model"], pool, rest)
-                    pick = label_next_order(
-                        doubts,
-                        rest,
-                        looks if strategy == "novelty" else None,
-                        [looks[t] for t in labelled],
-                    )[0]
+                    if strategy == "novelty":
+                        known = [looks[t] for t in labelled]
+                        pick = label_next_order(doubts, rest, looks, known)[0]
+                    else:
+                        pick = label_next_order(doubts, rest)[0]
                 labelled.append(pick)
                 rest.remove(pick)
                 shutil.rmtree(root, ignore_errors=True)
