@@ -50,6 +50,7 @@ def train_config(args: argparse.Namespace) -> Any:
         keep=args.keep,
         input_stretch=args.input_stretch,
         stroke_affinity=args.stroke_affinity,
+        ema_decay=args.ema,
         precision=args.precision,
     )
 
@@ -214,6 +215,14 @@ def add_commands(sub: Any) -> None:
         choices=("final", "best"),
         help="the model saved: the last epoch's (the schedule has annealed by then) or the "
         "epoch with the best validation IoU",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=TrainConfig.ema_decay,
+        metavar="DECAY",
+        help="save an exponential moving average of the weights with this decay (e.g. 0.999; "
+        "warmed up, so short runs work too); 0 = off, the default",
     )
     p.add_argument(
         "--input-stretch",

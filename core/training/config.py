@@ -136,6 +136,10 @@ class TrainConfig:
     #: not on the command line: at 0.9 it scored below the plain strokes (docs/sparse-labels.md);
     #: ``benchmarks/sparse_labels.py --variant pseudo_labels=0.9`` measures it.
     pseudo_labels: float = 0.0
+    #: Decay of an exponential moving average of the weights, warmed up
+    #: (:mod:`core.training.weight_average`); the average is what is validated and saved.
+    #: 0 = off (the default until measured to help: docs/model-quality.md).
+    ema_decay: float = 0.0
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).
@@ -220,6 +224,10 @@ class TrainConfig:
             raise ConfigError(
                 f"pseudo-label confidence must be above 0.5 and below 1 (or 0: off), "
                 f"got {self.pseudo_labels}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(
+                f"--ema must be from 0 (off) up to (not including) 1, got {self.ema_decay}"
             )
         if self.keep not in KEEP_CHOICES:
             raise ConfigError(

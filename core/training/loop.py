@@ -41,6 +41,8 @@ Data handling, compared with the original exercise:
   original recipe's); with ``tune_threshold`` the probability threshold is chosen on
   validation too (:func:`core.training.validate.robust_threshold` over 0.20, 0.25, ..., 0.80)
   and stored in the checkpoint as the model's default ``threshold``;
+* with ``ema_decay`` (off by default) the model validated, previewed and saved is an exponential
+  moving average of the weights, warmed up (:mod:`core.training.weight_average`);
 * with ``pseudo_labels`` (self-training on strokes), once half the run is done, each image
   labelled by strokes only is predicted by the model of that moment, and its unlabelled pixels
   the model is sure of (probability at least ``pseudo_labels``, or at most 1 minus it) are
@@ -118,6 +120,7 @@ from core.training.validate import (
     score_fields,
     validate,
 )
+from core.training.weight_average import WeightAverage
 
 #: With a time budget, the share of the time validation may take: an epoch is validated when
 #: the training since the last validation took at least (1 - share) / share times as long as
@@ -283,6 +286,9 @@ def _train(
     model = model.to(memory_format=torch.channels_last)
     model = distributed.sync_batch_norm(model, device)
     optimizer = _make_optimizer(config, model)
+    # the weights validated and saved: the model's own, or their moving average (ema_decay)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    kept = model if average is None else average.model
     if resumed is not None and resumed.optimizer_state is not None:
         try:
             optimizer.load_state_dict(resumed.optimizer_state)
@@ -347,7 +353,7 @@ def _train(
 
     def score_now():
         return validate(
-            model, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
+            kept, val_cache, device, config.loss, max_side=config.val_max_side, amp_dtype=amp_dtype
         )
 
     def progress_now(elapsed: float | None = None) -> float:
@@ -413,6 +419,8 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update(model)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise ConfigError(
@@ -488,7 +496,7 @@ def _train(
             if on_weights is not None:  # a CPU copy of this epoch's weights (live preview)
                 on_weights(
                     epoch,
-                    {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                    {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()},
                 )
             if scores is not None:
                 score, threshold = score_and_threshold(scores, config.tune_threshold)
@@ -496,12 +504,12 @@ def _train(
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
                 elif score > best_iou:
                     best_iou, best_epoch, best_threshold = score, epoch, threshold
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = copy.deepcopy(kept.state_dict())
             if stopped:
                 break
             if config.pseudo_labels and not pseudo_labelled and progress_now() >= 0.5:
                 pseudo_labelled = True
-                add_pseudo_labels(model, train_cache, device, config)
+                add_pseudo_labels(kept, train_cache, device, config)
     finally:
         loader.close()
 
@@ -519,8 +527,8 @@ def _train(
             best_state = None  # these are the weights in hand
     final_state = None
     if best_state is not None and best_epoch != history[-1].epoch:
-        final_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(best_state)
+        final_state = copy.deepcopy(kept.state_dict())
+        kept.load_state_dict(best_state)
     if best_epoch is None:
         best_epoch = history[-1].epoch
     if not main:  # rank 0 writes the checkpoint
@@ -557,10 +565,10 @@ def _train(
         "world_size": world,
         "global_batch_size": config.batch_size * world,
     }
-    model.to("cpu")
-    save_checkpoint(model_path, model, metadata, optimizer_state=optimizer.state_dict())
+    kept.to("cpu")
+    save_checkpoint(model_path, kept, metadata, optimizer_state=optimizer.state_dict())
     if final_state is not None:
-        model.load_state_dict(final_state)
+        kept.load_state_dict(final_state)
     return TrainResult(
         model_path=model_path,
         history=history,
