@@ -371,12 +371,17 @@ class TrainingForm(QWidget):
     def is_folded(self) -> bool:
         return not self.fold_button.isChecked()
 
-    def set_folded(self, folded: bool) -> None:
-        """Hide the fields and show :meth:`summary` instead (or the other way round)."""
-        if self.fold_button.isChecked() == folded:
-            self.fold_button.setChecked(not folded)  # toggled: _show_fold
-        else:
-            self._show_fold()
+    def set_folded(self, folded: bool, remember: bool = True) -> None:
+        """Hide the fields and show :meth:`summary` instead (or the other way round); not
+        ``remember``: the user's choice, in the settings, stays as it was."""
+        loading, self._loading = self._loading, self._loading or not remember
+        try:
+            if self.fold_button.isChecked() == folded:
+                self.fold_button.setChecked(not folded)  # toggled: _show_fold
+            else:
+                self._show_fold()
+        finally:
+            self._loading = loading
 
     def _show_fold(self, *_args: Any) -> None:
         folded = self.is_folded()

@@ -123,6 +123,7 @@ class TrainingPanel(QWidget):
         self._task: Task | None = None
         self._run_dataset: Path | None = None
         self._last_result: Any = None
+        self._unfold_after_run = False  # the settings were open when the run started
         self._shutting_down = False
 
         self.form = TrainingForm(settings, self)
@@ -298,6 +299,10 @@ class TrainingPanel(QWidget):
             show_error(self, "Cannot start training", f"{init_from}: model file not found")
             return False
         self._run_dataset, self._last_result = dataset, None
+        # open settings fold to their summary while the run trains, so its curves and log get
+        # the room (at 1366 x 768 they were squeezed to a strip), and open again when it ends
+        self._unfold_after_run = not self.form.is_folded()
+        self.form.set_folded(True, remember=False)
         self.run_view.begin(config, dataset)
         if init_from is not None:
             self.run_view.log(
@@ -400,6 +405,9 @@ class TrainingPanel(QWidget):
 
     def _on_done(self) -> None:
         self._task = None
+        if self._unfold_after_run:
+            self._unfold_after_run = False
+            self.form.set_folded(False, remember=False)
         result = self._last_result
         self.run_view.done(Path(result.model_path) if result is not None else None)
         self._update_enabled()

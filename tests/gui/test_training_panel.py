@@ -672,6 +672,26 @@ def test_the_settings_fold_to_a_summary(qtbot, panel):
     assert form.body.isVisible() and not form.summary_label.isVisible()
 
 
+def test_open_settings_fold_while_a_run_trains_and_open_again_after(
+    qtbot, panel, tiny_dataset, settings
+):
+    """At 1366 x 768 open settings squeezed the curves to a strip: a run folds them to their
+    summary and opens them again when it ends, without changing what the user chose."""
+    panel.set_dataset(tiny_dataset)
+    configure_quick_training(panel, epochs=2)
+    form = panel.form
+    assert not form.is_folded()
+    assert panel.start_training()
+    assert form.is_folded() and form.summary_label.isVisible()
+    wait_idle(qtbot, panel, timeout=60_000)
+    assert not form.is_folded() and form.body.isVisible()
+    assert settings.value("training/folded") in (None, False, "false")
+    form.set_folded(True)  # folded by the user: stays folded after a run
+    assert panel.start_training()
+    wait_idle(qtbot, panel, timeout=60_000)
+    assert form.is_folded()
+
+
 # --------------------------------------------------------------------------------------------
 # pure helpers and contracts
 # --------------------------------------------------------------------------------------------
