@@ -26,7 +26,7 @@ from core.training.config import (
 from core.training.data import ImageCache, photometric_jitter, random_crop_batch
 from core.training.loop import lr_factor, train
 from core.training.validate import validate
-from tests.factories import bright_squares, write_dataset
+from tests.factories import bright_squares, tiny_train_config, write_dataset
 
 TINY = {"width": 8, "depth": 2}
 
@@ -47,22 +47,7 @@ def dataset(tmp_path_factory):
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(
-        arch="liteunet",
-        arch_params=dict(TINY),
-        epochs=3,
-        batch_size=4,
-        lr=1e-2,
-        loss="bce+dice",
-        crop_size=64,
-        samples_per_epoch=8,
-        val_fraction=0.25,
-        device="cpu",
-        seed=0,
-        tune_threshold=True,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(**{"arch_params": dict(TINY), **kw})
 
 
 def test_loop_learns_a_trivial_problem(dataset, tmp_path):

@@ -11,7 +11,7 @@ from core.errors import ConfigError
 from core.training.config import TrainConfig
 from core.training.loop import train
 from core.training.weight_average import WeightAverage, warmed_decay
-from tests.factories import bright_squares, write_dataset
+from tests.factories import bright_squares, tiny_train_config, write_dataset
 
 
 def test_the_decay_is_warmed_up_then_capped():
@@ -52,26 +52,13 @@ def test_a_decay_outside_zero_to_one_is_refused():
 
 def test_a_run_with_ema_validates_and_saves_the_average(tmp_path):
     dataset = write_dataset(tmp_path / "ds", n_train=8, n_test=2, draw=bright_squares)
-    config = dict(
-        arch="liteunet",
-        arch_params={"width": 8, "depth": 2},
-        epochs=12,
-        batch_size=4,
-        lr=1e-2,
-        crop_size=64,
-        samples_per_epoch=8,
-        val_fraction=0.25,
-        device="cpu",
-        seed=0,
-        photometric=False,
-        tune_threshold=True,
-    )
-    plain = train(dataset, tmp_path / "plain", TrainConfig(**config))
+    config = dict(epochs=12, photometric=False)
+    plain = train(dataset, tmp_path / "plain", tiny_train_config(**config))
     weights = {}
     averaged = train(
         dataset,
         tmp_path / "ema",
-        TrainConfig(**config, ema_decay=0.9),
+        tiny_train_config(**config, ema_decay=0.9),
         on_weights=lambda epoch, state: weights.__setitem__(epoch, state),
     )
     assert read_metadata(averaged.model_path)["config"]["ema_decay"] == 0.9
