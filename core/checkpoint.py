@@ -262,6 +262,19 @@ def input_stretch_of(meta: dict[str, Any], path: Path) -> str:
     return name
 
 
+def resolution_of(meta: dict[str, Any], path: Path) -> float | None:
+    """The ground resolution (cm per pixel) a checkpoint's model learnt at, None when unknown;
+    a CheckpointError for a value that is not a positive number."""
+    value = meta.get("resolution_cm")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise CheckpointError(
+            f"resolution_cm must be a positive number of cm per pixel, got {value!r}", path
+        )
+    return float(value)
+
+
 @dataclass
 class LoadedModel:
     """A model rebuilt from a checkpoint, in eval mode, with its metadata."""
@@ -304,6 +317,7 @@ def load_checkpoint(
         raise CheckpointError(f"weights do not fit architecture {arch!r} ({detail})", path) from exc
     model.to(device).eval()
     model.input_stretch = input_stretch_of(meta, path)
+    model.ground_resolution_cm = resolution_of(meta, path)
     optimizer_state = None
     if with_optimizer and "optimizer" in meta:
         optimizer_state = _unflatten_optimizer(tensors, meta["optimizer"])

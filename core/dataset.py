@@ -14,6 +14,7 @@ PNGs. :func:`open_dataset` scans the folders without decoding an image. Patch ge
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,9 @@ class Sample:
     label_path: Path | None
     #: The strokes (partial label, :mod:`core.scribbles`): ``<split>/scribble/NAME.png``.
     scribble_path: Path | None = None
+    #: Its ground resolution in cm per pixel when the dataset's ``manifest.csv`` gives it (the
+    #: ``gsd_m`` of ``rooftop generate`` from a georeferenced image; :mod:`core.ground_resolution`).
+    ground_resolution_cm: float | None = None
 
     @property
     def partly_labelled(self) -> bool:
@@ -92,6 +96,57 @@ _LAYOUT = (
 )
 
 
+#: The file ``rooftop generate`` writes beside the splits (core.generate.MANIFEST_NAME).
+MANIFEST = "manifest.csv"
+
+
+def manifest_resolutions(root: Path) -> dict[str, float]:
+    """Ground resolution (cm per pixel) by image name from ``root/manifest.csv``'s ``gsd_m``
+    column ({} without the file, the column or a value); a DatasetError naming the manifest for
+    a value that is not a positive number."""
+    path = root / MANIFEST
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise DatasetError(f"cannot read the manifest ({exc.strerror or exc})", path) from exc
+    # read once per version of the file: the browser opens the dataset often
+    return dict(_read_resolutions(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_resolutions(name: str, _mtime_ns: int, _size: int) -> tuple[tuple[str, float], ...]:
+    import csv
+
+    path = Path(name)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "gsd_m" not in reader.fieldnames:
+                return ()
+            found: dict[str, float] = {}
+            for line, row in enumerate(reader, start=2):
+                text = (row.get("gsd_m") or "").strip()
+                if not text:
+                    continue
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = float("nan")
+                if not value > 0 or value == float("inf"):
+                    raise DatasetError(
+                        f"line {line}: gsd_m must be a positive number of m per pixel, got {text!r}",
+                        path,
+                    )
+                found[row.get("name", "")] = value * 100.0
+            return tuple(found.items())
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read the manifest ({exc})", path) from exc
+
+
 def open_dataset(root: str | Path) -> Dataset:
     """Scan ``root/{train,test}/{data,label,scribble}`` (no image is decoded).
 
@@ -111,6 +166,7 @@ def open_dataset(root: str | Path) -> Dataset:
         raise DatasetError(f"is not a dataset: {_LAYOUT}", root)
     remove_stale_temp_files(root)
     dataset = Dataset(root=root)
+    resolutions: dict[str, float] | None = None
     for split in SPLITS:
         images = _scan(root / split / "data")
         labels = _scan(root / split / "label")
@@ -134,6 +190,15 @@ def open_dataset(root: str | Path) -> Dataset:
                 replace(s, scribble_path=scribbles.pop(Path(s.name).stem, None)) for s in samples
             ]
             dataset.orphan_scribbles.extend(sorted(scribbles.values()))
+        if resolutions is None:
+            resolutions = manifest_resolutions(root)
+        if resolutions:
+            samples = [
+                replace(s, ground_resolution_cm=resolutions.get(s.name))
+                if s.name in resolutions
+                else s
+                for s in samples
+            ]
         setattr(dataset, split, samples)
     if not dataset.train and not dataset.test:
         raise DatasetError("empty dataset: there are no images in train/data or test/data", root)

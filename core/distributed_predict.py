@@ -169,6 +169,7 @@ def _predict_strip(
                 bands=options.get("bands"),
                 should_stop=options.get("should_stop"),
                 engine=options.get("engine"),
+                ground_resolution=options.get("ground_resolution"),
             ):
                 if row_off != row or prob.shape != (len(prob), width):
                     raise ValueError(

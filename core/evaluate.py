@@ -14,6 +14,7 @@ from core.checkpoint import LoadedModel, load_checkpoint
 from core.dataset import open_dataset, require_labels
 from core.device import resolve_device
 from core.errors import ConfigError, DatasetError
+from core.ground_resolution import check_resolution
 from core.metrics import Confusion
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.predict import bce_from_probabilities, predict_samples
@@ -69,12 +70,17 @@ def evaluate(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     precision: str = "auto",
+    gsd: float | None = None,
 ) -> EvaluationResult:
     """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split.
 
     ``on_progress`` receives ``Progress(done, total, item=<image name>)`` after each image;
     ``should_stop`` is polled before each image and between batches of tiles (Stopped,
-    "evaluation stopped"). An image or label that cannot be read is an error."""
+    "evaluation stopped"). An image or label that cannot be read is an error.
+
+    ``gsd`` (m per pixel): the images' ground sample distance where their georeferencing gives
+    none; a model that records its ground resolution sees each image resampled to it
+    (:mod:`core.ground_resolution`), and is scored on the image's own grid."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
     dilation = check_kernel(dilation)
@@ -101,6 +107,7 @@ def evaluate(
         should_stop=should_stop,
         on_progress=on_progress,
         what="evaluation",
+        ground_resolution=None if gsd is None else check_resolution(gsd, "--gsd") * 100.0,
     ):
         if result.error is not None:
             raise result.error

@@ -87,6 +87,9 @@ class ExportItem:
     image: np.ndarray | None = None
     label: np.ndarray | None = None
     tag: Any = None
+    #: Its ground resolution when its dataset's manifest gives it (``Sample``'s), for a
+    #: prediction at the model's (:func:`core.ground_resolution.sample_resolution`).
+    ground_resolution_cm: float | None = None
 
 
 @dataclass

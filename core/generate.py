@@ -2,7 +2,9 @@
 
 The dataset's layout is ``core.dataset``'s (``DATASET/{train,test}/{data,label}/NNNNN.png``);
 generation also writes ``DATASET/manifest.csv``, one row per patch: ``name, split, source_image,
-x, y, size, rotation, resize``. Names run across both splits (``00000.png``, ``00001.png``...;
+x, y, size, rotation, resize, gsd_m`` (``gsd_m``: the patch's ground sample distance in m per pixel,
+the source's times ``size / resize``, when the source is georeferenced in a projected CRS; else
+empty; training reads it, :mod:`core.ground_resolution`). Names run across both splits (``00000.png``, ``00001.png``...;
 more than five digits only when there are more than 100,000 patches). Labels are single-channel
 0/255 PNGs.
 
@@ -47,6 +49,7 @@ from PIL import Image
 
 from core.dataset import SPLITS
 from core.errors import ConfigError, DatasetError, ImageReadError, ImageWriteError
+from core.ground_resolution import file_resolution
 from core.io import ensure_folder, image_size, read_image, read_image_and_mask, write_bytes_atomic
 from core.progress import Progress, ProgressCallback, StopCheck, Stopped, check_stop, report
 from core.spatial_split import split_windows
@@ -54,7 +57,17 @@ from core.windows import axis_starts
 
 #: The manifest: one row per patch (module docstring).
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS = ("name", "split", "source_image", "x", "y", "size", "rotation", "resize")
+MANIFEST_COLUMNS = (
+    "name",
+    "split",
+    "source_image",
+    "x",
+    "y",
+    "size",
+    "rotation",
+    "resize",
+    "gsd_m",
+)
 #: Smallest window or resize we accept (smaller patches carry no context for a roof).
 MIN_PATCH = 8
 #: Most windows a plan may make (a million patches is about a terabyte of PNGs).
@@ -473,13 +486,16 @@ def generate_dataset(
             should_stop,
         )
         source = os.path.abspath(image_path)
+        source_cm = file_resolution(image_path)
         text = _io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
         for name, split, x, y, s, r in zip(
             names, splits.tolist(), xs.tolist(), ys.tolist(), ss.tolist(), rs.tolist(), strict=True
         ):
-            writer.writerow([name, split, source, x, y, s, r, config.resize or s])
+            out_size = config.resize or s
+            gsd = "" if source_cm is None else f"{source_cm / 100 * s / out_size:.6g}"
+            writer.writerow([name, split, source, x, y, s, r, out_size, gsd])
         write_bytes_atomic(staging / MANIFEST_NAME, text.getvalue().encode("utf-8"))
         _install(staging, out_dir)
     except OSError as exc:

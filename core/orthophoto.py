@@ -30,6 +30,7 @@ import torch
 from core.checkpoint import LoadedModel
 from core.device import resolve_precision
 from core.errors import ConfigError, ImageReadError
+from core.ground_resolution import model_resolution, prediction_scale, resolution_of_grid
 from core.input_stretch import model_stretch, raster_stretch_table, stretched_reader
 from core.postprocess import check_kernel, check_threshold, to_mask
 from core.progress import Progress, ProgressCallback, StopCheck, report
@@ -176,6 +177,7 @@ def predict_raster(
     on_mask_rows=None,
     engine: TileEngine | None = None,
     probability_strips: Iterable[Strip] | None = None,
+    ground_resolution: float | None = None,
 ) -> PredictedRaster:
     """Predict the raster at ``source_path`` and write its georeferenced mask (see the module
     docstring). ``on_mask_rows(row_off, mask_rows, prob_rows, valid_rows)``, when given, sees
@@ -185,7 +187,10 @@ def predict_raster(
 
     ``probability_strips``: the raster's probabilities already predicted (``(row_off, prob,
     valid)`` top to bottom, as :func:`probability_rows` yields them, e.g. by several processes,
-    :mod:`core.distributed_predict`): written as if predicted here."""
+    :mod:`core.distributed_predict`): written as if predicted here.
+
+    ``ground_resolution`` (cm per pixel): the raster's when its georeferencing gives none (no
+    CRS); a model that records its own sees the raster resampled to it."""
     from core.device import resolve_device
 
     source_path, out_dir = Path(source_path), Path(out_dir)
@@ -229,6 +234,7 @@ def predict_raster(
                         tta=tta,
                         should_stop=should_stop,
                         engine=engine,
+                        ground_resolution=ground_resolution,
                     )
                 for row_off, prob, valid in strips:
                     pending_prob[row_off] = (prob, valid)
@@ -282,9 +288,13 @@ def _probability_strips(
     engine: TileEngine | None,
     rows: tuple[int, int] | None = None,
     on_progress: ProgressCallback | None = None,
+    ground_resolution: float | None = None,
 ) -> Iterator[Strip]:
     """``(row_off, prob, valid)`` strips of ``source`` (all rows, or ``rows=(a, b)``), the
-    probability 0 where there is no data."""
+    probability 0 where there is no data. A model that records its ground resolution sees the
+    raster resampled to it when the raster's own is known (:mod:`core.ground_resolution`)."""
+    own = resolution_of_grid(source.crs, source.transform)
+    scale = prediction_scale(model_resolution(model), own or ground_resolution, source.path)
     valid_rows = _ValidRows(source)
     table = None  # a model trained with an input stretch: one table for the whole raster
     if model_stretch(model) != "none":
@@ -303,6 +313,7 @@ def _probability_strips(
         engine=engine,
         rows=rows,
         on_progress=on_progress,
+        scale=scale,
     )
     for row_off, prob in strips:
         valid = valid_rows.take(row_off, row_off + len(prob))
@@ -324,6 +335,7 @@ def probability_rows(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     engine: TileEngine | None = None,
+    ground_resolution: float | None = None,
 ) -> Iterator[Strip]:
     """The probabilities of rows ``rows=(a, b)`` of the raster at ``source_path``, bit for bit
     those :func:`predict_raster` computes for them: ``(row_off, prob, valid)`` strips, top to
@@ -353,6 +365,7 @@ def probability_rows(
             engine=engine,
             rows=rows,
             on_progress=on_progress,
+            ground_resolution=ground_resolution,
         )
 
 

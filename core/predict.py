@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from core.device import resolve_device, resolve_precision
 from core.errors import RooftopError
+from core.ground_resolution import model_resolution, prediction_scale, sample_resolution
 from core.input_stretch import apply_table, model_stretch, stretch
 from core.io import (
     read_image,
@@ -58,8 +59,12 @@ def predict_probabilities(
     precision: str = "auto",
     engine: TileEngine | None = None,
     stretch_table: np.ndarray | None = None,
+    ground_resolution: float | None = None,
 ) -> np.ndarray:
     """Roof probability map ``(H, W) float32`` of an ``(H, W, 3) uint8`` image of any size.
+
+    ``ground_resolution``: the image's, in cm per pixel; a model that records its own
+    (:mod:`core.ground_resolution`) then sees the image resampled to it (None: as it is).
 
     ``engine`` (``core.onnx_export.OnnxEngine``) runs the tiles instead of torch.
 
@@ -78,6 +83,7 @@ def predict_probabilities(
         device = resolve_device(device)
     model.eval()
     amp_dtype = resolve_precision(precision, device, model)
+    scale = prediction_scale(model_resolution(model), ground_resolution)
     image = model_input(model, image, stretch_table)
     h, w = image.shape[:2]
     out = np.empty((h, w), np.float32)
@@ -97,9 +103,19 @@ def predict_probabilities(
         on_progress=on_progress,
         prefetch=False,
         engine=engine,
+        scale=scale,
     ):
         out[row : row + len(strip)] = strip
     return out
+
+
+def image_resolution(source: Any, given: float | None, model: torch.nn.Module) -> float | None:
+    """The ground resolution to predict an image at (``source``: its dataset sample or its file):
+    ``given`` (the user's), else its own (:func:`core.ground_resolution.sample_resolution`) when
+    the model records one (nothing is read for a model that does not)."""
+    if given is not None or model_resolution(model) is None:
+        return given
+    return sample_resolution(source)
 
 
 def model_input(
@@ -158,6 +174,7 @@ def predict_samples(
     should_stop: StopCheck | None = None,
     on_progress: ProgressCallback | None = None,
     what: str = "prediction",
+    ground_resolution: float | None = None,
 ) -> Iterator[SamplePrediction]:
     """Predict ``samples`` (``core.dataset.Sample``: anything with ``name`` and ``image_path``)
     one by one, yielding a :class:`SamplePrediction` for each, in order.
@@ -168,7 +185,10 @@ def predict_samples(
     given as ``label``. ``on_progress`` receives ``Progress(done, total, item=name)`` before each
     image is yielded; ``should_stop`` is polled before each image and between batches of tiles
     (Stopped, "<what> stopped", ends the iteration). The tiling is checked before the first image.
-    The arguments of the tiling are :func:`predict_probabilities`'s.
+    The arguments of the tiling are :func:`predict_probabilities`'s. Each image is seen at
+    the model's ground resolution when both are known: the image's is ``ground_resolution``
+    (cm per pixel, for every image) or else its georeferencing's
+    (:func:`core.ground_resolution.file_resolution`).
     """
     check_tiling(tile, overlap, getattr(model, "size_multiple", 1))
     total = len(samples)
@@ -190,6 +210,7 @@ def predict_samples(
                 tta=tta,
                 should_stop=should_stop,
                 precision=precision,
+                ground_resolution=image_resolution(sample, ground_resolution, model),
             )
             result = SamplePrediction(sample, prob, None, label)
         except RooftopError as exc:

@@ -23,6 +23,7 @@ from core.checkpoint import LoadedModel, load_checkpoint
 from core.device import resolve_device, resolve_precision
 from core.errors import ConfigError, ImageReadError
 from core.export import composite, composite_path, mask_path
+from core.ground_resolution import check_resolution
 from core.image_collection import collect_inputs, find_label_for
 from core.io import (
     ensure_folder,
@@ -33,7 +34,7 @@ from core.io import (
 )
 from core.orthophoto import RASTER_SUFFIXES, output_paths, predict_raster
 from core.postprocess import check_kernel, check_threshold, to_mask
-from core.predict import predict_probabilities
+from core.predict import image_resolution, predict_probabilities
 from core.progress import Progress, ProgressCallback, StopCheck, check_stop, report
 from core.tiled_inference import check_tiling
 
@@ -108,6 +109,7 @@ def predict_files(
     bands: Sequence[int] | None = None,
     polygons: PolygonOutput | None = None,
     engine: str = "torch",
+    gsd: float | None = None,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -120,6 +122,10 @@ def predict_files(
     ``engine``: ``torch``, or ``onnxruntime`` (the model exported to ONNX with ``tile`` x
     ``tile`` inputs into a temporary file, then run by onnxruntime in float32; ``tta`` and
     ``precision`` are torch's only).
+
+    ``gsd``: the ground sample distance (m per pixel) of inputs whose georeferencing gives none
+    (a PNG, a raster without a CRS): a model that records its ground resolution sees every
+    input resampled to it (:mod:`core.ground_resolution`); the outputs stay on the input's grid.
 
     Under ``torchrun`` the processes share the work (:mod:`core.distributed_predict`: images
     dealt out, each orthophoto split into row strips merged by rank 0); the outputs are a single
@@ -146,6 +152,7 @@ def predict_files(
             bands=bands,
             polygons=polygons,
             engine=engine,
+            gsd=gsd,
         )
 
     if distributed.launch_env() is None:
@@ -174,8 +181,10 @@ def _predict_files(
     bands,
     polygons,
     engine,
+    gsd,
 ) -> list[PredictedFile]:
     dilation = check_kernel(dilation)
+    given = None if gsd is None else check_resolution(gsd, "--gsd") * 100.0
     files = collect_inputs(inputs)
     torch_device = resolve_device(device)
     loaded = (
@@ -229,6 +238,7 @@ def _predict_files(
         on_progress=on_progress,
         should_stop=should_stop,
         engine=tile_engine,
+        ground_resolution=given,
     )
     from core.training import distributed
 
@@ -300,6 +310,7 @@ def _predict_image_file(
     polygons,
     should_stop,
     engine=None,
+    ground_resolution=None,
     **_unused,
 ) -> PredictedFile:
     image = read_image(source)
@@ -313,6 +324,7 @@ def _predict_image_file(
         should_stop=should_stop,
         precision=precision,
         engine=engine,
+        ground_resolution=image_resolution(source, ground_resolution, loaded.model),
     )
     mask = to_mask(prob, threshold, dilation)
     write_mask(target, mask)
@@ -380,6 +392,7 @@ def _predict_raster_file(
     should_stop,
     engine=None,
     probability_strips=None,
+    ground_resolution=None,
 ) -> PredictedFile:
     warnings = (
         []
@@ -431,6 +444,7 @@ def _predict_raster_file(
         on_mask_rows=on_rows if strips is not None else None,
         engine=engine,
         probability_strips=probability_strips,
+        ground_resolution=ground_resolution,
     )
     result = PredictedFile(
         source,

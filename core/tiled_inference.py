@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from core.device import autocast
 from core.errors import ConfigError
@@ -119,6 +120,31 @@ def forward(
     return prob[:, 0].float().cpu().numpy()
 
 
+def input_grid(tile: int, overlap: int, scale: float) -> tuple[int, int]:
+    """The tile and overlap on an image that the model sees enlarged by ``scale``
+    (:mod:`core.ground_resolution`): ``tile / scale`` px, each resampled to ``tile``."""
+    tile_in = max(8, round(tile / scale))
+    overlap_in = min(tile_in // 2, 2 * round(overlap / scale / 2))
+    return tile_in, overlap_in
+
+
+def resampled(run: Callable[[np.ndarray], np.ndarray], size: int) -> Callable:
+    """``run`` for tiles of any size: each ``(N, h, w, 3) uint8`` batch is resized to ``size`` x
+    ``size`` (bilinear, antialiased when shrinking), run, and its probabilities resized back to
+    ``h`` x ``w``."""
+
+    def run_resampled(batch: np.ndarray) -> np.ndarray:
+        h, w = batch.shape[1:3]
+        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=size < max(h, w))
+        pixels = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        prob = torch.from_numpy(np.ascontiguousarray(run(pixels.numpy())))[:, None]
+        back = F.interpolate(prob, size=(h, w), mode="bilinear", antialias=size > min(h, w))
+        return back[:, 0].numpy()
+
+    return run_resampled
+
+
 def cpu_batch_size(batch_size: int, tile: int, device: torch.device) -> int:
     """Tiles per forward pass: at most :data:`CPU_BATCH_PIXELS` a pass on the CPU."""
     if device.type == "cpu":
@@ -172,6 +198,7 @@ def stream_probabilities(
     prefetch: bool = True,
     engine: TileEngine | None = None,
     rows: tuple[int, int] | None = None,
+    scale: float = 1.0,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row_offset, probabilities)`` strips, top to bottom, that together cover the
     ``height`` x ``width`` image exactly once; each strip is ``(rows, width) float32``.
@@ -186,6 +213,11 @@ def stream_probabilities(
     Reports ``Progress(done, total, unit="tiles")``; raises ``core.progress.Stopped`` when
     ``should_stop()`` says so (before each batch of tiles; an image of one tile is one pass, which
     the caller decides to start).
+
+    ``scale`` != 1: the model sees the image enlarged (> 1) or shrunk by ``scale``, to its own
+    ground resolution (:mod:`core.ground_resolution`): the grid is laid on the image in tiles of
+    :func:`input_grid`, each resampled to ``tile`` px and its probabilities back (:func:`resampled`),
+    so the probabilities are on the image's grid.
     """
     multiple = getattr(model, "size_multiple", 1)
     check_tiling(tile, overlap, multiple)
@@ -196,10 +228,13 @@ def stream_probabilities(
             return engine.forward(batch)
         return forward(model, batch, device, tta, amp_dtype)
 
+    if scale != 1.0:
+        run = resampled(run, tile)
+        (tile, overlap), multiple = input_grid(tile, overlap, scale), 1
     first, end = (0, height) if rows is None else (max(0, rows[0]), min(height, rows[1]))
     if end <= first:
         return
-    if height <= tile and width <= tile and engine is not None:
+    if height <= tile and width <= tile and (engine is not None or scale != 1.0):
         image = pad_image(read_rows(0, height), tile, tile)
         yield first, run(image[None])[0, first:end, :width]
         report(on_progress, Progress(1, 1, unit="tiles"))

@@ -149,3 +149,40 @@ def tiny_train_config(**overrides):
     )
     fields.update(overrides)
     return TrainConfig(**fields)
+
+
+def write_geotiff(path: Path, image: np.ndarray, pixel_m: float, crs: str | None = "EPSG:32633"):
+    """An RGB (or one-band) uint8 GeoTIFF at ``path`` with square pixels of ``pixel_m`` map
+    units (metres in the default UTM zone; ``crs=None``: a geotransform without a CRS)."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    bands = image[..., None] if image.ndim == 2 else image
+    h, w, count = bands.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=count,
+        dtype="uint8",
+        crs=crs,
+        transform=Affine(pixel_m, 0.0, 500_000.0, 0.0, -pixel_m, 5_800_000.0),
+    ) as dst:
+        dst.write(np.moveaxis(bands, -1, 0))
+    return path
+
+
+def write_geotiff_dataset(root: Path, pixel_sizes: list[float], size: int = 64) -> Path:
+    """``root/train/{data,label}/tN.tif``: :func:`bright_squares` tiles as GeoTIFFs with pixels
+    of the given sizes (m), their masks beside them under the same names; an empty test split."""
+    rng = np.random.default_rng(0)
+    for index, pixel in enumerate(pixel_sizes):
+        image, mask = bright_squares(rng, size)
+        write_geotiff(root / "train" / "data" / f"t{index}.tif", image, pixel)
+        (root / "train" / "label").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "train" / "label" / f"t{index}.tif")
+    (root / "test" / "data").mkdir(parents=True, exist_ok=True)
+    return root

@@ -26,6 +26,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             overlap=args.overlap,
             on_progress=bar,
             precision=args.precision,
+            gsd=args.gsd,
         )
     m = result.metrics
     out.line(
@@ -84,6 +85,7 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             bands=_bands(args.bands),
             polygons=polygons,
             engine=args.engine,
+            gsd=args.gsd,
         )
     for r in results:
         for warning in r.warnings:
@@ -115,7 +117,12 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
     }
 
 
-def add_polygon_options(p: argparse.ArgumentParser, simplify_default: float) -> None:
+GSD_HELP = "ground sample distance in m/px for an image without a CRS (areas in m²)"
+
+
+def add_polygon_options(
+    p: argparse.ArgumentParser, simplify_default: float, gsd_help: str = GSD_HELP
+) -> None:
     p.add_argument(
         "--min-area",
         type=float,
@@ -135,7 +142,7 @@ def add_polygon_options(p: argparse.ArgumentParser, simplify_default: float) -> 
         "--gsd",
         type=float,
         default=None,
-        help="ground sample distance in m/px for an image without a CRS (areas in m²)",
+        help=gsd_help,
     )
 
 
@@ -178,6 +185,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--model", required=True, type=Path, help="model file (.safetensors)")
     p.add_argument("--split", default="test", choices=("train", "test"), help="which split")
     add_postprocess(p)
+    p.add_argument(
+        "--gsd",
+        type=float,
+        default=None,
+        help="ground sample distance in m/px of images without a CRS, when the model knows "
+        "its ground resolution: they are resampled to it (default: a GeoTIFF's own; else as they are)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
     p.set_defaults(run=cmd_evaluate)
 
@@ -228,7 +242,12 @@ def add_commands(sub: Any) -> None:
         help="also write one polygon per building with its area: NAME.gpkg (the "
         "image's CRS) or NAME.geojson (WGS 84, georeferenced images only)",
     )
-    add_polygon_options(p, DEFAULT_SIMPLIFY)
+    add_polygon_options(
+        p,
+        DEFAULT_SIMPLIFY,
+        "ground sample distance in m/px of images without a CRS: areas in m², and a model "
+        "that knows its ground resolution sees them resampled to it",
+    )
     p.add_argument(
         "--engine",
         default="torch",

@@ -25,6 +25,7 @@ def _of(epoch: int, epochs: int | None, width: int = 0) -> str:
 def train_config(args: argparse.Namespace) -> Any:
     """The ``TrainConfig`` of ``rooftop train``'s arguments (what the window's Train runs with
     the same settings: a test checks the two agree)."""
+    from core.ground_resolution import check_resolution
     from core.training.config import TrainConfig
 
     return TrainConfig(
@@ -51,6 +52,9 @@ def train_config(args: argparse.Namespace) -> Any:
         input_stretch=args.input_stretch,
         stroke_affinity=args.stroke_affinity,
         ema_decay=args.ema,
+        ground_resolution_cm=None
+        if args.gsd is None
+        else check_resolution(args.gsd, "--gsd") * 100,
         precision=args.precision,
     )
 
@@ -69,6 +73,11 @@ def cmd_train(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
                 f"{event.train_images} train / {event.val_images} validation images, "
                 f"{event.crop_size} px crops; will save {event.model_path}"
             )
+            if config.ground_resolution_cm is not None:  # set by --gsd or the GeoTIFF tiles
+                out.line(
+                    f"ground resolution {config.ground_resolution_cm / 100:g} m/px: "
+                    "georeferenced images are resampled to it, here and in predictions"
+                )
             world = int(os.environ.get("WORLD_SIZE", "1") or 1)
             if world > 1:
                 out.line(
@@ -223,6 +232,16 @@ def add_commands(sub: Any) -> None:
         metavar="DECAY",
         help="save an exponential moving average of the weights with this decay (e.g. 0.999; "
         "warmed up, so short runs work too); 0 = off, the default",
+    )
+    p.add_argument(
+        "--gsd",
+        type=float,
+        default=None,
+        metavar="M",
+        help="the ground sample distance (m/px) the model learns at and predictions resample "
+        "images to; georeferenced training images (GeoTIFF) are resampled to it, the others "
+        "taken to be at it (default: the finest of the georeferenced training images; none: "
+        "images are used as they are)",
     )
     p.add_argument(
         "--input-stretch",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.ground_resolution import check_resolution
 from core.input_stretch import check_stretch
 
 #: (name, help) of the architectures of ``core.models`` (a test checks the two lists agree).
@@ -140,6 +141,11 @@ class TrainConfig:
     #: (:mod:`core.training.weight_average`); the average is what is validated and saved.
     #: 0 = off (the default until measured to help: docs/model-quality.md).
     ema_decay: float = 0.0
+    #: The ground resolution the model learns at, in cm per pixel (:mod:`core.ground_resolution`):
+    #: training images whose georeferencing gives their own are resampled to it, the others are
+    #: taken to be at it, and predictions resample images to it. None: the finest resolution of
+    #: the georeferenced training images (none is shrunk), or unknown when none is georeferenced.
+    ground_resolution_cm: float | None = None
     #: Which epoch the checkpoint keeps: ``final`` (the last; the cosine schedule has annealed
     #: the learning rate to zero by then, and a few validation tiles are too noisy to pick an
     #: epoch by) or ``best`` (the epoch with the best validation IoU).
@@ -225,6 +231,7 @@ class TrainConfig:
                 f"pseudo-label confidence must be above 0.5 and below 1 (or 0: off), "
                 f"got {self.pseudo_labels}"
             )
+        check_resolution(self.ground_resolution_cm, "ground_resolution_cm")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(
                 f"--ema must be from 0 (off) up to (not including) 1, got {self.ema_decay}"

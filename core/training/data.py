@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from core.dataset import Sample, require_labels
 from core.errors import ImageReadError
+from core.ground_resolution import prediction_scale, resample_pair, sample_resolution
 from core.input_stretch import identity_table, stretch
-from core.io import read_image, read_image_and_mask
+from core.io import image_size, read_image, read_image_and_mask
 from core.predict import predict_probabilities
 from core.scribbles import read_scribble, target_and_known
 from core.training.config import MIN_SIDE, TrainConfig
@@ -49,9 +50,18 @@ class ImageCache:
     around which its crops are cut.
     """
 
-    def __init__(self, samples: list[Sample], input_stretch: str = "none"):
+    def __init__(
+        self,
+        samples: list[Sample],
+        input_stretch: str = "none",
+        ground_resolution: float | None = None,
+    ):
         self.samples = samples
         self.input_stretch = input_stretch
+        #: The model's ground resolution (cm per pixel): an image whose own is known is
+        #: resampled to it when decoded (:mod:`core.ground_resolution`); None: as they are.
+        self.ground_resolution = ground_resolution
+        self._scales: dict[int, float] = {}
         self._data: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(samples)
         self._known: dict[int, np.ndarray] = {}
         self._centres: dict[int, np.ndarray] = {}
@@ -63,11 +73,16 @@ class ImageCache:
         item = self._data[index]
         if item is None:
             sample = self.samples[index]
+            scale = self.scale(index)
             if has_full_label(sample) or not has_strokes(sample):
                 image, mask = read_image_and_mask(sample.image_path, sample.label_path)
+                if scale != 1.0:
+                    image, mask = resample_pair(image, mask, scale)
             else:
                 image = read_image(sample.image_path)
                 codes = read_scribble(sample.scribble_path, image.shape[:2])
+                if scale != 1.0:
+                    image, codes = resample_pair(image, codes, scale)
                 mask, known = target_and_known(codes)
                 if not known.any():
                     raise ImageReadError(
@@ -91,6 +106,24 @@ class ImageCache:
             item = (image, mask)
             self._data[index] = item
         return item
+
+    def scale(self, index: int) -> float:
+        """How much image ``index`` is enlarged (> 1) or shrunk when decoded, to the model's
+        ground resolution (1.0: its own resolution is unknown or the same)."""
+        if self.ground_resolution is None:
+            return 1.0
+        if index not in self._scales:
+            sample = self.samples[index]
+            self._scales[index] = prediction_scale(
+                self.ground_resolution, sample_resolution(sample), sample.image_path
+            )
+        return self._scales[index]
+
+    def size(self, index: int) -> tuple[int, int]:
+        """Width and height of image ``index`` as training sees it (its header only)."""
+        w, h = image_size(self.samples[index].image_path)
+        scale = self.scale(index)
+        return (w, h) if scale == 1.0 else (max(1, round(w * scale)), max(1, round(h * scale)))
 
     def partly_labelled(self) -> list[int]:
         """The images learnt from their strokes (no full label)."""

@@ -91,8 +91,9 @@ from core.device import (
     tune_cpu_allocator,
 )
 from core.errors import ConfigError, DatasetError, ImageReadError
+from core.ground_resolution import finest_resolution, model_resolution
 from core.input_stretch import model_stretch
-from core.io import ensure_folder, image_size
+from core.io import ensure_folder
 from core.models import build_model
 from core.progress import ProgressCallback, StopCheck, Stopped
 from core.training import distributed
@@ -134,8 +135,8 @@ _now = time.monotonic
 
 def _crop_size_for(cache: ImageCache, wanted: int, multiple: int) -> int:
     smallest = wanted
-    for sample in cache.samples:
-        w, h = image_size(sample.image_path)  # header only, no decoding
+    for index, sample in enumerate(cache.samples):
+        w, h = cache.size(index)  # header only, no decoding
         if min(w, h) < MIN_SIDE:
             raise ImageReadError(
                 f"image is {w} x {h}; training needs at least {MIN_SIDE} px a side",
@@ -282,6 +283,12 @@ def _train(
     else:
         model = build_model(config.arch, **config.arch_params)
     model.input_stretch = config.input_stretch
+    # the scale its weights learnt (a resumed run's always; a starting model's unless set)
+    if resumed is not None or (init_from is not None and config.ground_resolution_cm is None):
+        config.ground_resolution_cm = model_resolution(model)
+    if config.ground_resolution_cm is None:
+        config.ground_resolution_cm = finest_resolution(labelled)
+    model.ground_resolution_cm = config.ground_resolution_cm
     model.to(device).train()
     model = model.to(memory_format=torch.channels_last)
     model = distributed.sync_batch_norm(model, device)
@@ -302,8 +309,8 @@ def _train(
         group["lr"] = config.lr
         base_lrs.append(config.lr)
 
-    train_cache = ImageCache(train_samples, config.input_stretch)
-    val_cache = ImageCache(val_samples, config.input_stretch)
+    train_cache = ImageCache(train_samples, config.input_stretch, config.ground_resolution_cm)
+    val_cache = ImageCache(val_samples, config.input_stretch, config.ground_resolution_cm)
     crop = _crop_size_for(train_cache, config.crop_size, getattr(model, "size_multiple", 1))
     threads = config.loader_threads
     if threads is None:
@@ -556,6 +563,8 @@ def _train(
         "threshold_source": "validation" if config.tune_threshold and best_iou >= 0 else "default",
         "normalization": "rgb / 255",
         "input_stretch": config.input_stretch,
+        # the ground resolution it learnt at (core.ground_resolution); Deepness's `resolution`
+        "resolution_cm": config.ground_resolution_cm,
         "precision": precision_name(amp_dtype),
         "samples_seen": samples_seen + (resumed.metadata.get("samples_seen", 0) if resumed else 0),
         "stopped": stopped,
