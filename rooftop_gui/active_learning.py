@@ -46,6 +46,7 @@ class LiveWeights:
     arch: str = "liteunet"
     arch_params: dict = field(default_factory=dict)
     input_stretch: str = "none"
+    ground_resolution_cm: float | None = None  # the run's (core.ground_resolution)
 
 
 def live_weights_hook(
@@ -67,24 +68,36 @@ def live_weights_hook(
         if now - last[0] < interval:
             return
         last[0] = now
-        emit(LiveWeights(epoch, state, config.arch, dict(config.arch_params), config.input_stretch))
+        emit(
+            LiveWeights(
+                epoch,
+                state,
+                config.arch,
+                dict(config.arch_params),
+                config.input_stretch,
+                config.ground_resolution_cm,
+            )
+        )
 
     return on_weights
 
 
-def predict_with_weights(weights: LiveWeights, image: np.ndarray) -> np.ndarray:
-    """The probability map of ``image`` by a model of ``weights`` (CPU; worker thread)."""
+def predict_with_weights(weights: LiveWeights, image: np.ndarray, source: Any = None) -> np.ndarray:
+    """The probability map of ``image`` (of ``source``, its dataset sample or file, which may
+    give its ground resolution) by a model of ``weights`` (CPU; worker thread)."""
     import torch
 
     from core.models import build_model
-    from core.predict import predict_probabilities
+    from core.predict import image_resolution, predict_probabilities
 
     model = build_model(weights.arch, **weights.arch_params)
     model.load_state_dict(weights.state)
     model.input_stretch = weights.input_stretch
+    model.ground_resolution_cm = weights.ground_resolution_cm
     model.eval()
+    at = None if source is None else image_resolution(source, None, model)
     with torch.inference_mode():
-        return predict_probabilities(model, image, device="cpu")
+        return predict_probabilities(model, image, device="cpu", ground_resolution=at)
 
 
 class ActiveLearning(QObject):
@@ -235,7 +248,7 @@ class ActiveLearning(QObject):
         image = image.copy()
 
         def work(_on_progress, _should_stop):
-            return predict_with_weights(weights, image)
+            return predict_with_weights(weights, image, sample)
 
         def finished(prob):
             current = self.annotation.sample

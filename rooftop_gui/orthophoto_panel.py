@@ -412,6 +412,7 @@ class OrthophotoPanel(QWidget):
         raster = self.raster()
 
         def work(on_progress, should_stop):
+            from core.ground_resolution import resolution_of_grid
             from core.input_stretch import model_stretch, raster_stretch_table
             from core.predict import predict_probabilities
             from core.raster import open_raster
@@ -422,12 +423,14 @@ class OrthophotoPanel(QWidget):
                 rgb, valid = source.read_window(y0, x0, h, w)
                 if model_stretch(loaded.model) != "none":
                     table = raster_stretch_table(path, source.bands, source=source)
+                at = resolution_of_grid(source.crs, source.transform)
             prob = predict_probabilities(
                 loaded.model,
                 rgb,
                 should_stop=should_stop,
                 on_progress=on_progress,
                 stretch_table=table,
+                ground_resolution=at,  # the model sees it at its own, as the whole raster
             )
             prob[~valid] = 0.0  # no data is never roof
             return WindowPrediction(x0, y0, prob)

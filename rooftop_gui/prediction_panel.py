@@ -373,10 +373,13 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
         image = image.copy()
 
         def work(on_progress, should_stop):
-            from core.predict import predict_probabilities
+            from core.predict import image_resolution, predict_probabilities
 
             loaded = holder.get(model_path)
-            return predict_probabilities(loaded.model, image, should_stop=should_stop)
+            at = image_resolution(sample, None, loaded.model)
+            return predict_probabilities(
+                loaded.model, image, should_stop=should_stop, ground_resolution=at
+            )
 
         def done(prob):
             self.cache.put(key, prob)
@@ -518,6 +521,7 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
                     self.canvas.image(),
                     self.canvas.label_array(),
                     tag=self._key(sample),
+                    ground_resolution_cm=sample.ground_resolution_cm,
                 )
             ]
             model_path = self.model_path
@@ -530,7 +534,14 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
             model_path = self.model_path
             keys = [self._key(s) for s in samples]
             items = [
-                ExportItem(s.name, s.image_path, s.label_path, self.cache.get(key), tag=key)
+                ExportItem(
+                    s.name,
+                    s.image_path,
+                    s.label_path,
+                    self.cache.get(key),
+                    tag=key,
+                    ground_resolution_cm=s.ground_resolution_cm,
+                )
                 for s, key in zip(samples, keys, strict=True)
             ]
             if model_path is None and any(item.prob is None for item in items):
@@ -549,10 +560,13 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
             from core.export import export_outputs
 
             def predict(item, image):
-                from core.predict import predict_probabilities
+                from core.predict import image_resolution, predict_probabilities
 
                 loaded = holder.get(model_path)  # loaded once, for the first image without one
-                prob = predict_probabilities(loaded.model, image, should_stop=should_stop)
+                at = image_resolution(item, None, loaded.model)
+                prob = predict_probabilities(
+                    loaded.model, image, should_stop=should_stop, ground_resolution=at
+                )
                 on_progress(PredictionMade(item.tag, prob))
                 return prob
 

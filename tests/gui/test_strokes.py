@@ -255,6 +255,7 @@ def test_live_preview_predicts_the_current_image_with_the_epoch_weights(window, 
 def test_the_live_weights_hook_is_throttled_and_can_be_turned_off():
     class Config:
         arch, arch_params, input_stretch = "liteunet", {"width": 8}, "percentile"
+        ground_resolution_cm = 30.0
 
     sent, now, on = [], [0.0], [True]
     hook = live_weights_hook(
@@ -265,6 +266,7 @@ def test_the_live_weights_hook_is_throttled_and_can_be_turned_off():
         hook(epoch, {"w": epoch})
     assert [w.epoch for w in sent] == [1, 4, 6]
     assert all(w.input_stretch == "percentile" for w in sent)  # the preview stretches alike
+    assert all(w.ground_resolution_cm == 30.0 for w in sent)  # and sees the same scale
     on[0] = False
     now[0] = 100
     hook(7, {})
