@@ -70,24 +70,66 @@ FIRST_TEST_TILES = ("crowdai_6.png", "potsdam_7_9.png", "spacenet_shanghai_img94
 #: One tile of each source for testing; everything else trains. The shanghai and rio tiles have
 #: a building fraction near their source's median, and the shanghai one no neighbour in the grid.
 TEST_TILES = (*FIRST_TEST_TILES, "shanghai_6_4.png", "rio_img55.png")
+FIRST_TEST_STEMS = {Path(name).stem for name in FIRST_TEST_TILES}
 FIXED_SPLITS = {"five": (LOSO_SUBSETS, TEST_TILES), "three": (FIRST_SUBSETS, FIRST_TEST_TILES)}
 
 
-def build_devdata_split(devdata: Path, out: Path, which: str = "five") -> dict[str, list[str]]:
+#: The ground sample distance of each devdata source in m per pixel, as its README gives it
+#: (``--georeferenced``); shanghai's is undocumented (0.3-0.6), so its tiles stay PNGs.
+DEVDATA_GSD = {"crowdai": 0.3, "potsdam": 1.17, "spacenet": 0.3, "rio": 0.5}
+
+
+def copy_pair(image: Path, mask: Path, out: Path, split: str, gsd: float | None) -> None:
+    """Copy one tile and its mask into ``out/<split>/{data,label}/``: as they are (PNG), or
+    with ``gsd`` as a GeoTIFF in a UTM zone with pixels of ``gsd`` m (the mask too, so the two
+    keep one name), as a tile cut from a georeferenced orthophoto would be."""
+    if gsd is None:
+        for kind, source in (("data", image), ("label", mask)):
+            target = out / split / kind / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import Affine
+
+    name = image.with_suffix(".tif").name
+    for kind, source in (("data", image), ("label", mask)):
+        pixels = np.asarray(Image.open(source))
+        bands = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+        target = out / split / kind / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(
+            target,
+            "w",
+            driver="GTiff",
+            width=bands.shape[2],
+            height=bands.shape[1],
+            count=bands.shape[0],
+            dtype="uint8",
+            crs="EPSG:32633",
+            transform=Affine(gsd, 0.0, 500_000.0, 0.0, -gsd, 5_800_000.0),
+        ) as dst:
+            dst.write(bands)
+
+
+def build_devdata_split(
+    devdata: Path, out: Path, which: str = "five", georeferenced: bool = False
+) -> dict[str, list[str]]:
     """Write ``out/{train,test}/{data,label}/NAME.png`` from the devdata subsets: the fixed
-    split of all five sources (``which="five"``) or of the first three."""
+    split of all five sources (``which="five"``) or of the first three (``georeferenced``:
+    GeoTIFFs at :data:`DEVDATA_GSD` where it is known)."""
     subsets, test_tiles = FIXED_SPLITS[which]
     split: dict[str, list[str]] = {"train": [], "test": []}
     for subset in subsets:
+        gsd = DEVDATA_GSD.get(subset) if georeferenced else None
         for image in sorted((devdata / subset / "images").glob("*.png")):
             mask = devdata / subset / "masks" / image.name
             if not mask.is_file():
                 raise SystemExit(f"devdata: {image} has no mask {mask}")
             name = "test" if image.name in test_tiles else "train"
-            for kind, source in (("data", image), ("label", mask)):
-                target = out / name / kind / image.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+            copy_pair(image, mask, out, name, gsd)
             split[name].append(image.name)
     missing = set(test_tiles) - set(split["test"])
     if missing:
@@ -95,20 +137,17 @@ def build_devdata_split(devdata: Path, out: Path, which: str = "five") -> dict[s
     return split
 
 
-def build_loso_split(devdata: Path, out: Path, held_out: str) -> dict[str, list[str]]:
+def build_loso_split(
+    devdata: Path, out: Path, held_out: str, georeferenced: bool = False
+) -> dict[str, list[str]]:
     """``out/{train,test}/...``: the tiles of ``held_out`` to test, of every other subset to
-    train on."""
+    train on (``georeferenced``: as :func:`build_devdata_split`)."""
     split: dict[str, list[str]] = {"train": [], "test": []}
     for subset in LOSO_SUBSETS:
+        gsd = DEVDATA_GSD.get(subset) if georeferenced else None
         for image in sorted((devdata / subset / "images").glob("*.png")):
             name = "test" if subset == held_out else "train"
-            for kind, source in (
-                ("data", image),
-                ("label", devdata / subset / "masks" / image.name),
-            ):
-                target = out / name / kind / image.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+            copy_pair(image, devdata / subset / "masks" / image.name, out, name, gsd)
             split[name].append(image.name)
     return split
 
@@ -165,7 +204,7 @@ def run(
     )
     scores = evaluate(dataset, result.model_path, split="test", device=config.device)
     m = scores.metrics
-    first_three = [s.confusion for s in scores.per_image if s.name in FIRST_TEST_TILES]
+    first_three = [s.confusion for s in scores.per_image if Path(s.name).stem in FIRST_TEST_STEMS]
     note(f"  {name}: test IoU {m['iou']:.4f} F1 {m['f1']:.4f} ({result.samples_seen} samples)")
     tta, by_threshold = tta_iou(dataset, result.model_path, config.device)
     return {
@@ -209,16 +248,20 @@ def tta_iou(dataset: Path, model_path: Path, device: str) -> tuple[float, dict[s
     from core.io import read_image_and_mask
     from core.metrics import Confusion
     from core.postprocess import to_mask
-    from core.predict import predict_probabilities
+    from core.predict import image_resolution, predict_probabilities
 
     loaded = load_checkpoint(model_path, device=device)
     total = Confusion()
     curve = {t: Confusion() for t in CURVE_THRESHOLDS}
     for sample in open_dataset(dataset).test:
         image, truth = read_image_and_mask(sample.image_path, sample.label_path)
-        prob = predict_probabilities(loaded.model, image, device=device, tta=True)
+        # at the model's ground resolution, as `rooftop evaluate` predicts a GeoTIFF tile
+        at = image_resolution(sample.image_path, None, loaded.model)
+        prob = predict_probabilities(
+            loaded.model, image, device=device, tta=True, ground_resolution=at
+        )
         total = total + Confusion.from_masks(to_mask(prob, loaded.threshold), truth)
-        plain = predict_probabilities(loaded.model, image, device=device)
+        plain = predict_probabilities(loaded.model, image, device=device, ground_resolution=at)
         for t in CURVE_THRESHOLDS:
             curve[t] = curve[t] + Confusion.from_masks(to_mask(plain, t), truth)
     return total.iou, {f"{t:.2f}": rnd(c.iou, 4) for t, c in curve.items()}
@@ -265,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the fixed split of all five sources (default) or of the first three",
     )
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the models")
+    parser.add_argument(
+        "--georeferenced",
+        action="store_true",
+        help="write the tiles as GeoTIFFs at their source's ground sample distance (DEVDATA_GSD, "
+        "from the devdata README), as tiles cut from orthophotos are: training and prediction "
+        "then resample them to the model's ground resolution, as they do for a user's",
+    )
     parser.add_argument(
         "--subsets",
         nargs="+",
@@ -318,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result: dict[str, Any] = {
             "benchmark": "quality",
+            "georeferenced": DEVDATA_GSD if args.georeferenced else None,
             "budget_minutes": minutes,
             "device": args.device,
             "torch_threads": torch.get_num_threads(),
@@ -346,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.demo and args.protocol in ("fixed", "both"):
             dataset = work / "devdata"
-            split = build_devdata_split(args.devdata, dataset, args.fixed_split)
+            split = build_devdata_split(args.devdata, dataset, args.fixed_split, args.georeferenced)
             fixed: dict[str, Any] = {
                 "data": str(args.devdata),
                 "fixed_split": args.fixed_split,
@@ -375,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             loso: dict[str, Any] = {}
             for held_out in args.subsets or LOSO_SUBSETS:
                 dataset = work / f"loso_{held_out}"
-                split = build_loso_split(args.devdata, dataset, held_out)
+                split = build_loso_split(args.devdata, dataset, held_out, args.georeferenced)
                 note(f"leave-one-subset-out: testing on {held_out} ({len(split['test'])} tiles)")
                 loso[held_out] = summary(
                     [
