@@ -36,8 +36,10 @@ class Sample:
     label_path: Path | None
     #: The strokes (partial label, :mod:`core.scribbles`): ``<split>/scribble/NAME.png``.
     scribble_path: Path | None = None
-    #: Its ground resolution in cm per pixel when the dataset's ``manifest.csv`` gives it (the
-    #: ``gsd_m`` of ``rooftop generate`` from a georeferenced image; :mod:`core.ground_resolution`).
+    #: The ground resolution in cm per pixel of the imagery it stands for, when the dataset's
+    #: ``manifest.csv`` gives it: the ``source_gsd_m`` of the orthophoto ``rooftop generate`` cut
+    #: it from (a patch generate enlarged or shrunk is that source's scale augmentation, so it
+    #: is taken at the source's resolution; :mod:`core.ground_resolution`).
     ground_resolution_cm: float | None = None
 
     @property
@@ -98,11 +100,13 @@ _LAYOUT = (
 
 #: The file ``rooftop generate`` writes beside the splits (core.generate.MANIFEST_NAME).
 MANIFEST = "manifest.csv"
+#: The manifest column of the source image's ground sample distance in m per pixel.
+COLUMN = "source_gsd_m"
 
 
 def manifest_resolutions(root: Path) -> dict[str, float]:
-    """Ground resolution (cm per pixel) by image name from ``root/manifest.csv``'s ``gsd_m``
-    column ({} without the file, the column or a value); a DatasetError naming the manifest for
+    """Ground resolution (cm per pixel) by image name from ``root/manifest.csv``'s
+    ``source_gsd_m`` column ({} without the file, the column or a value); a DatasetError naming the manifest for
     a value that is not a positive number."""
     path = root / MANIFEST
     try:
@@ -123,11 +127,11 @@ def _read_resolutions(name: str, _mtime_ns: int, _size: int) -> tuple[tuple[str,
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            if not reader.fieldnames or "gsd_m" not in reader.fieldnames:
+            if not reader.fieldnames or COLUMN not in reader.fieldnames:
                 return ()
             found: dict[str, float] = {}
             for line, row in enumerate(reader, start=2):
-                text = (row.get("gsd_m") or "").strip()
+                text = (row.get(COLUMN) or "").strip()
                 if not text:
                     continue
                 try:
@@ -136,7 +140,7 @@ def _read_resolutions(name: str, _mtime_ns: int, _size: int) -> tuple[tuple[str,
                     value = float("nan")
                 if not value > 0 or value == float("inf"):
                     raise DatasetError(
-                        f"line {line}: gsd_m must be a positive number of m per pixel, got {text!r}",
+                        f"line {line}: {COLUMN} must be a positive number of m per pixel, got {text!r}",
                         path,
                     )
                 found[row.get("name", "")] = value * 100.0

@@ -2,9 +2,11 @@
 
 The dataset's layout is ``core.dataset``'s (``DATASET/{train,test}/{data,label}/NNNNN.png``);
 generation also writes ``DATASET/manifest.csv``, one row per patch: ``name, split, source_image,
-x, y, size, rotation, resize, gsd_m`` (``gsd_m``: the patch's ground sample distance in m per pixel,
-the source's times ``size / resize``, when the source is georeferenced in a projected CRS; else
-empty; training reads it, :mod:`core.ground_resolution`). Names run across both splits (``00000.png``, ``00001.png``...;
+x, y, size, rotation, resize, source_gsd_m`` (``source_gsd_m``: the ground sample distance of the
+source image in m per pixel when it is georeferenced in a projected CRS, else empty; training
+aligns sources of different resolutions by it, :mod:`core.ground_resolution`, and leaves the
+patches that are enlarged or shrunk from their source as they are: that is the multi-scale
+augmentation of ``--patches``). Names run across both splits (``00000.png``, ``00001.png``...;
 more than five digits only when there are more than 100,000 patches). Labels are single-channel
 0/255 PNGs.
 
@@ -66,7 +68,7 @@ MANIFEST_COLUMNS = (
     "size",
     "rotation",
     "resize",
-    "gsd_m",
+    "source_gsd_m",
 )
 #: Smallest window or resize we accept (smaller patches carry no context for a roof).
 MIN_PATCH = 8
@@ -487,6 +489,7 @@ def generate_dataset(
         )
         source = os.path.abspath(image_path)
         source_cm = file_resolution(image_path)
+        gsd = "" if source_cm is None else f"{source_cm / 100:.6g}"
         text = _io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
@@ -494,7 +497,6 @@ def generate_dataset(
             names, splits.tolist(), xs.tolist(), ys.tolist(), ss.tolist(), rs.tolist(), strict=True
         ):
             out_size = config.resize or s
-            gsd = "" if source_cm is None else f"{source_cm / 100 * s / out_size:.6g}"
             writer.writerow([name, split, source, x, y, s, r, out_size, gsd])
         write_bytes_atomic(staging / MANIFEST_NAME, text.getvalue().encode("utf-8"))
         _install(staging, out_dir)

@@ -8,8 +8,8 @@ exported to ONNX), and every prediction path shows it an image resampled to that
 resampled back, so every output stays on the image's own grid.
 
 An image's resolution comes from its georeferencing (a raster in a projected coordinate system:
-the pixel size times the metres of its linear unit), from its dataset's manifest (``gsd_m``,
-written by ``rooftop generate`` from a georeferenced image) or from the user (``--gsd``, in m per pixel, for images without one).
+the pixel size times the metres of its linear unit), from its dataset's manifest (``source_gsd_m``,
+written by ``rooftop generate`` from a georeferenced orthophoto: a patch stands for its source) or from the user (``--gsd``, in m per pixel, for images without one).
 Resolutions within :data:`SAME` of each other are taken as equal (no resampling), and a scale
 beyond :data:`MAX_SCALE` either way is refused: it means a wrong resolution, not a model that
 could see roofs there.

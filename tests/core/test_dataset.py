@@ -109,9 +109,9 @@ def test_layout_names_and_manifest_match_the_files(tmp_path):
         "size",
         "rotation",
         "resize",
-        "gsd_m",
+        "source_gsd_m",
     ]
-    assert {r["gsd_m"] for r in rows} == {""}  # a PNG source has no ground resolution
+    assert {r["source_gsd_m"] for r in rows} == {""}  # a PNG source has no ground resolution
     assert len(rows) == result.n_train + result.n_test
     assert result.n_train > 0 and result.n_test > 0
     assert result.manifest_path == out / "manifest.csv" and result.dataset_dir == out

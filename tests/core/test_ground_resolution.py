@@ -20,7 +20,7 @@ from core.ground_resolution import (
     resolution_of_grid,
 )
 from core.models import build_model
-from core.predict import predict_probabilities
+from core.predict import image_resolution, predict_probabilities
 from core.training.data import ImageCache
 from core.training.loop import train
 from tests.factories import (
@@ -124,6 +124,17 @@ def test_a_model_without_a_resolution_ignores_the_images():
     np.testing.assert_array_equal(plain, same)
 
 
+def test_an_images_own_resolution_comes_before_the_users_gsd(tmp_path):
+    model = RedIsRoof()
+    assert image_resolution(tmp_path / "a.png", 90.0, model) == 90.0  # no model resolution
+    model.ground_resolution_cm = 30.0
+    geotiff = write_geotiff(tmp_path / "a.tif", _half_red(16, 16), 0.6)
+    Image.fromarray(_half_red(16, 16)).save(tmp_path / "a.png")
+    assert image_resolution(geotiff, 90.0, model) == pytest.approx(60.0)  # its CRS's
+    assert image_resolution(tmp_path / "a.png", 90.0, model) == 90.0  # --gsd for the others
+    assert image_resolution(tmp_path / "a.png", None, model) is None
+
+
 def test_an_absurd_scale_is_refused():
     model = RedIsRoof()
     model.ground_resolution_cm = 10.0
@@ -214,7 +225,7 @@ def test_train_gsd_option(tmp_path):
         config("--gsd", "-1")
 
 
-def test_generate_records_the_patches_resolution_and_the_dataset_reads_it(tmp_path):
+def test_generate_records_the_sources_resolution_and_the_dataset_reads_it(tmp_path):
     from core.dataset import open_dataset
     from core.errors import DatasetError
     from core.generate import GenerateConfig, PatchSpec, generate_dataset
@@ -227,9 +238,10 @@ def test_generate_records_the_patches_resolution_and_the_dataset_reads_it(tmp_pa
     config = GenerateConfig(patches=(PatchSpec.parse("64:0.5"),), resize=32, test_fraction=0.2)
     out = generate_dataset(source, label, tmp_path / "ds", config).dataset_dir
     samples = open_dataset(out).train + open_dataset(out).test
-    # 64 source pixels of 0.5 m resized to 32: 1 m per pixel
-    assert [s.ground_resolution_cm for s in samples] == pytest.approx([100.0] * len(samples))
-    assert finest_resolution(samples) == pytest.approx(100.0)
+    # 64 source pixels of 0.5 m resized to 32 are generate's scale augmentation: the samples
+    # stand for the 0.5 m source, and a model trained on them learns at 0.5 m
+    assert [s.ground_resolution_cm for s in samples] == pytest.approx([50.0] * len(samples))
+    assert finest_resolution(samples) == pytest.approx(50.0)
     # a PNG source has no resolution: the column is empty, the samples have none
     Image.fromarray(image).save(tmp_path / "plain.png")
     plain = generate_dataset(tmp_path / "plain.png", label, tmp_path / "ds2", config).dataset_dir
@@ -239,5 +251,5 @@ def test_generate_records_the_patches_resolution_and_the_dataset_reads_it(tmp_pa
     lines = manifest.read_text().splitlines()
     lines[1] = ",".join(lines[1].split(",")[:-1] + ["-1"])
     manifest.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"manifest\.csv.*line 2: gsd_m"):
+    with pytest.raises(DatasetError, match=r"manifest\.csv.*line 2: source_gsd_m"):
         open_dataset(out)
