@@ -111,11 +111,13 @@ def predict_probabilities(
 
 def image_resolution(source: Any, given: float | None, model: torch.nn.Module) -> float | None:
     """The ground resolution to predict an image at (``source``: its dataset sample or its file):
-    ``given`` (the user's), else its own (:func:`core.ground_resolution.sample_resolution`) when
-    the model records one (nothing is read for a model that does not)."""
-    if given is not None or model_resolution(model) is None:
+    its own (:func:`core.ground_resolution.sample_resolution`: a GeoTIFF's, the manifest's),
+    else ``given`` (the user's ``--gsd``, for images without one), when the model records one
+    (nothing is read for a model that does not), as the orthophoto paths do."""
+    if model_resolution(model) is None:
         return given
-    return sample_resolution(source)
+    own = sample_resolution(source)
+    return given if own is None else own
 
 
 def model_input(
