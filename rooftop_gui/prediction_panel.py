@@ -24,8 +24,9 @@ Orthophoto box (:mod:`rooftop_gui.orthophoto_panel`) predicts the visible area o
 The loops are the core's, run in a worker: a split is predicted by ``core.predict.predict_samples``
 and scored by ``core.scores`` (``label_confusion``, ``score_all``, ``SplitScores``), an export is
 ``core.export.export_outputs``. The worker reports typed events (:class:`SplitImageDone`,
-:class:`PredictionMade`, ``core.progress.Progress``) to the GUI thread. Re-scoring and the
-metrics table are :mod:`rooftop_gui.split_scores`; the Buildings box :mod:`rooftop_gui.buildings_box`.
+``rooftop_gui.export_actions.PredictionMade``, ``core.progress.Progress``) to the GUI thread. Re-scoring and the
+metrics table are :mod:`rooftop_gui.split_scores`; the Buildings box :mod:`rooftop_gui.buildings_box`;
+the export of masks and composites :mod:`rooftop_gui.export_actions`.
 """
 
 from __future__ import annotations
@@ -56,13 +57,14 @@ from PySide6.QtWidgets import (
 
 from core.errors import RooftopError
 from core.metrics import Confusion
-from core.progress import Progress, Stopped
+from core.progress import Stopped
 from core.result_cache import ProbabilityCache, ResultKey, result_key
 from core.scores import SplitScores
 from rooftop_gui.browser import DatasetBrowser, Key, sample_key
 from rooftop_gui.buildings_box import BuildingsMixin
 from rooftop_gui.canvas import ImageCanvas
 from rooftop_gui.errors import describe, show_error
+from rooftop_gui.export_actions import ExportMixin
 from rooftop_gui.orthophoto_panel import OrthophotoPanel
 from rooftop_gui.resources import icon
 from rooftop_gui.split_scores import METRICS, SplitScoresMixin
@@ -104,15 +106,7 @@ class SplitImageDone:
     error: str | None
 
 
-@dataclass(frozen=True)
-class PredictionMade:
-    """A probability map made on the way (an export of an image that had none): cache it."""
-
-    key: ResultKey | None
-    prob: np.ndarray
-
-
-class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
+class PredictionPanel(SplitScoresMixin, BuildingsMixin, ExportMixin, QWidget):
     """Active model, Predict image / split, a metrics table and export buttons."""
 
     model_changed = Signal(object)  # Path | None
@@ -376,9 +370,11 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
             from core.predict import image_resolution, predict_probabilities
 
             loaded = holder.get(model_path)
-            at = image_resolution(sample, None, loaded.model)
             return predict_probabilities(
-                loaded.model, image, should_stop=should_stop, ground_resolution=at
+                loaded.model,
+                image,
+                should_stop=should_stop,
+                ground_resolution=image_resolution(sample, None, loaded.model),
             )
 
         def done(prob):
@@ -492,116 +488,6 @@ class PredictionPanel(SplitScoresMixin, BuildingsMixin, QWidget):
 
     # ----------------------------------------------------------------- re-scoring
     # ----------------------------------------------------------------- export
-    def choose_export(self, what: str) -> None:
-        start = self.settings.value("export/last_folder", str(Path.home()))
-        folder = QFileDialog.getExistingDirectory(self, f"Export {what} to folder", start)
-        if folder:
-            self.settings.setValue("export/last_folder", folder)
-            self.export(what, Path(folder), self.scope_box.currentData())
-
-    def export(self, what: str, out_dir: Path, scope: str = "image") -> Task | None:
-        """Write ``what`` ("masks" or "composites") of the current image or the split."""
-        from core.export import ExportItem
-
-        threshold, dilation = self.canvas.state.threshold, self.canvas.state.dilation
-        if scope == "image":
-            sample = self._current
-            prob = self.canvas.probability()
-            if sample is None or prob is None:
-                show_error(
-                    self, "Nothing to export", "Predict the current image first (Ctrl+Return)."
-                )
-                return None
-            items = [
-                ExportItem(
-                    sample.name,
-                    sample.image_path,
-                    sample.label_path,
-                    prob,
-                    self.canvas.image(),
-                    self.canvas.label_array(),
-                    tag=self._key(sample),
-                    ground_resolution_cm=sample.ground_resolution_cm,
-                )
-            ]
-            model_path = self.model_path
-        else:
-            split = self.split_box.currentData()
-            samples = self.browser.samples(split)
-            if not samples:
-                show_error(self, "Nothing to export", f"The {split} split has no images.")
-                return None
-            model_path = self.model_path
-            keys = [self._key(s) for s in samples]
-            items = [
-                ExportItem(
-                    s.name,
-                    s.image_path,
-                    s.label_path,
-                    self.cache.get(key),
-                    tag=key,
-                    ground_resolution_cm=s.ground_resolution_cm,
-                )
-                for s, key in zip(samples, keys, strict=True)
-            ]
-            if model_path is None and any(item.prob is None for item in items):
-                show_error(
-                    self,
-                    "No model",
-                    "Load or train a model to predict the images that have no prediction yet.",
-                )
-                return None
-        if self._task is not None:
-            self.status_message.emit("Wait for the running prediction to finish.")
-            return None
-        holder = self.models
-
-        def work(on_progress, should_stop):
-            from core.export import export_outputs
-
-            def predict(item, image):
-                from core.predict import image_resolution, predict_probabilities
-
-                loaded = holder.get(model_path)  # loaded once, for the first image without one
-                at = image_resolution(item, None, loaded.model)
-                prob = predict_probabilities(
-                    loaded.model, image, should_stop=should_stop, ground_resolution=at
-                )
-                on_progress(PredictionMade(item.tag, prob))
-                return prob
-
-            return export_outputs(
-                out_dir,
-                what,
-                items,
-                threshold,
-                dilation,
-                predict=predict,
-                on_progress=on_progress,
-                should_stop=should_stop,
-            )
-
-        def progress(event):
-            if isinstance(event, PredictionMade):
-                self.set_probability(event.key, event.prob)
-            elif isinstance(event, Progress):
-                self.progress.setRange(0, event.total)
-                self.progress.setValue(event.done)
-                self.progress.setFormat(f"{event.done} / {event.total}")
-
-        def done(result):
-            dil = f"dilation {dilation}" if dilation else "no dilation"
-            self.status_message.emit(
-                f"Exported {len(result.written)} {what} to {out_dir} "
-                f"(threshold {threshold:.2f}, {dil})"
-            )
-            if result.errors:
-                show_error(
-                    self, f"Some {what} could not be exported", "\n".join(result.errors[:10])
-                )
-
-        return self._start(work, done, f"Exporting {what}…", busy=True, on_progress=progress)
-
     # ----------------------------------------------------------------- plumbing
     def _ready_to_run(self) -> bool:
         if self.model_path is None:
