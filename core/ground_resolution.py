@@ -105,6 +105,11 @@ def model_resolution(model: Any) -> float | None:
     return getattr(model, "ground_resolution_cm", None)
 
 
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """``(width, height)`` of an image resized by ``scale`` (at least 1 px a side)."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resample_pair(
     image: np.ndarray, mask: np.ndarray, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +119,7 @@ def resample_pair(
     from PIL import Image
 
     h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = scaled_size(w, h, scale)
     resized = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR))
     if mask.dtype == bool:
         soft = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)

@@ -20,7 +20,12 @@ import torch.nn.functional as F
 
 from core.dataset import Sample, require_labels
 from core.errors import ImageReadError
-from core.ground_resolution import prediction_scale, resample_pair, sample_resolution
+from core.ground_resolution import (
+    prediction_scale,
+    resample_pair,
+    sample_resolution,
+    scaled_size,
+)
 from core.input_stretch import identity_table, stretch
 from core.io import image_size, read_image, read_image_and_mask
 from core.predict import predict_probabilities
@@ -122,8 +127,7 @@ class ImageCache:
     def size(self, index: int) -> tuple[int, int]:
         """Width and height of image ``index`` as training sees it (its header only)."""
         w, h = image_size(self.samples[index].image_path)
-        scale = self.scale(index)
-        return (w, h) if scale == 1.0 else (max(1, round(w * scale)), max(1, round(h * scale)))
+        return scaled_size(w, h, self.scale(index))
 
     def partly_labelled(self) -> list[int]:
         """The images learnt from their strokes (no full label)."""
