@@ -115,6 +115,10 @@ class TrainConfig:
     #: Augmentation strengths (used when ``augment``): relative scale range, photometric on/off.
     scale_jitter: float = 0.25
     photometric: bool = True
+    #: Share of the crops whose image is made up to 4x coarser and enlarged back
+    #: (core.training.data.coarsened), so that a model meets a coarser flight resampled to its
+    #: ground resolution; 0 = off.
+    coarsen: float = 0.0
     #: Probability of drawing again a crop with less than ``min_roof`` roof (0 = off).
     balance: float = 0.5
     min_roof: float = 0.05
@@ -213,6 +217,8 @@ class TrainConfig:
             raise ConfigError(f"weight decay must be from 0 up to 1, got {self.weight_decay}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"warm-up share must be from 0 up to 1, got {self.warmup}")
+        if not 0 <= self.coarsen <= 1:
+            raise ConfigError(f"coarsen must be a share from 0 to 1, got {self.coarsen}")
         if not 0 <= self.scale_jitter < 1:
             raise ConfigError(f"scale jitter must be from 0 up to 1, got {self.scale_jitter}")
         if not 0 <= self.balance <= 1 or not 0 <= self.min_roof <= 1:

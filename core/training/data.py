@@ -195,6 +195,7 @@ def random_crop_batch(
     balance: float = 0.0,
     min_roof: float = 0.05,
     with_known: bool = False,
+    coarsen: float = 0.0,
 ):
     """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops (and,
     ``with_known``, the ``(N, crop, crop) bool`` labelled pixels, or None when every pixel of
@@ -203,7 +204,10 @@ def random_crop_batch(
     With ``augment``: a random scale (``scale_jitter``), flip and 90-degree rotation, the same
     for image and mask. With ``balance``: a crop with less than ``min_roof`` roof is drawn again
     with probability ``balance`` (at most three times). A partly labelled image's crop is cut
-    around one of its labelled pixels (and not redrawn for balance)."""
+    around one of its labelled pixels (and not redrawn for balance). With ``coarsen``: that
+    share of the crops have their image (not their mask) shrunk by a random factor of 1.25 to
+    :data:`COARSEN_MAX` and enlarged back, as imagery of a coarser flight looks once resampled
+    to the model's ground resolution."""
     images = np.empty((len(indices), crop, crop, 3), np.uint8)
     masks = np.empty((len(indices), crop, crop), bool)
     knowns: np.ndarray | None = None
@@ -237,6 +241,8 @@ def random_crop_batch(
             im, ma = _resize_pair(im, ma, crop)
             if kn is not None:
                 kn = _resize_nearest(kn, crop)
+        if augment and coarsen > 0 and rng.random() < coarsen:
+            im = coarsened(im, math.exp(rng.uniform(math.log(1.25), math.log(COARSEN_MAX))))
         images[row] = im
         masks[row] = ma
         if known is not None and knowns is None:
@@ -246,6 +252,21 @@ def random_crop_batch(
     if with_known:
         return images, masks, knowns
     return images, masks
+
+
+#: The coarsest a crop is made by ``coarsen``: a quarter of its resolution (1.2 m from 0.3 m).
+COARSEN_MAX = 4.0
+
+
+def coarsened(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` (H, W, 3 uint8) shrunk by ``factor`` (Pillow's antialiased bilinear filter) and
+    enlarged back to its size: the detail a ``factor`` times coarser ground resolution keeps."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    small = (max(1, round(w / factor)), max(1, round(h / factor)))
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    return np.asarray(pil.resize(small, Image.BILINEAR).resize((w, h), Image.BILINEAR))
 
 
 def _orient(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -360,6 +381,7 @@ class BatchLoader:
             cfg.balance,
             cfg.min_roof,
             with_known=True,
+            coarsen=cfg.coarsen,
         )
         images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
         known_t = torch.from_numpy(known) if known is not None else None
