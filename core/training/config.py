@@ -115,6 +115,9 @@ class TrainConfig:
     #: Augmentation strengths (used when ``augment``): relative scale range, photometric on/off.
     scale_jitter: float = 0.25
     photometric: bool = True
+    #: How strong the photometric jitter is (1: brightness and contrast +-20 %, saturation
+    #: +-25 %, hue +-0.15 rad, blur 15 % and noise 20 % of the crops; 2 doubles each).
+    photometric_strength: float = 1.0
     #: Share of the crops whose image is made up to 4x coarser and enlarged back
     #: (core.training.data.coarsened), so that a model meets a coarser flight resampled to its
     #: ground resolution; 0 = off.
@@ -217,6 +220,10 @@ class TrainConfig:
             raise ConfigError(f"weight decay must be from 0 up to 1, got {self.weight_decay}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"warm-up share must be from 0 up to 1, got {self.warmup}")
+        if not 0 <= self.photometric_strength <= 3:
+            raise ConfigError(
+                f"photometric strength must be from 0 to 3, got {self.photometric_strength}"
+            )
         if not 0 <= self.coarsen <= 1:
             raise ConfigError(f"coarsen must be a share from 0 to 1, got {self.coarsen}")
         if not 0 <= self.scale_jitter < 1:

@@ -405,7 +405,7 @@ def _train(
                 prepared = next(prepared_batches)
                 x = to_input_tensor(prepared.images, device)
                 if config.augment and config.photometric:
-                    x = photometric_jitter(x, prepared.rng)
+                    x = photometric_jitter(x, prepared.rng, config.photometric_strength)
                 target = prepared.masks[:, None].to(device, non_blocking=True).float()
                 known = (
                     None

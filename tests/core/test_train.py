@@ -23,7 +23,13 @@ from core.training.config import (
     TrainingStarted,
     TrainResult,
 )
-from core.training.data import ImageCache, photometric_jitter, random_crop_batch
+from core.training.data import (
+    COARSEN_MAX,
+    ImageCache,
+    coarsened,
+    photometric_jitter,
+    random_crop_batch,
+)
 from core.training.loop import lr_factor, train
 from core.training.validate import validate
 from tests.factories import bright_squares, tiny_train_config, write_dataset
@@ -118,6 +124,47 @@ def test_geometric_augmentation_keeps_image_and_mask_aligned(tmp_path):
     # The augmentation did change something (not the identity crop every time).
     plain, _ = random_crop_batch(cache, [0] * 16, 64, np.random.default_rng(2), augment=False)
     assert not all(np.array_equal(plain[0], im) for im in images[::2])
+
+
+def test_coarsened_keeps_the_size_and_loses_the_detail():
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    flat = np.full((64, 64, 3), 90, np.uint8)
+    for factor in (1.25, 2.0, COARSEN_MAX):
+        out = coarsened(noise, factor)
+        assert out.shape == noise.shape and out.dtype == np.uint8
+        assert out.std() < noise.std()  # fine detail is gone
+    assert coarsened(noise, 4.0).std() < coarsened(noise, 1.25).std()  # the more, the coarser
+    assert np.array_equal(coarsened(flat, 3.0), flat)  # nothing to lose: unchanged
+
+
+def test_coarsen_touches_the_image_only_and_its_share():
+    rng = np.random.default_rng(1)
+    cache = ImageCache([])
+    cache._data = [_blocks(rng, 128, block=2)]
+    cache.samples = [None]
+    args = dict(crop=64, augment=True, scale_jitter=0.0)
+    plain_im, plain_ma = random_crop_batch(cache, [0] * 40, rng=np.random.default_rng(5), **args)
+    none_im, _ = random_crop_batch(
+        cache, [0] * 40, rng=np.random.default_rng(5), coarsen=0.0, **args
+    )
+    assert np.array_equal(plain_im, none_im)  # off: the same batch as before the option
+    all_im, all_ma = random_crop_batch(
+        cache, [0] * 40, rng=np.random.default_rng(5), coarsen=1.0, **args
+    )
+    # Every crop lost detail; masks stay sharp (a mask is what the user labelled).
+    sharp = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in plain_im]
+    soft = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in all_im]
+    assert max(soft) < min(sharp)
+    assert set(np.unique(all_ma)) <= {False, True}
+    half_im, _ = random_crop_batch(
+        cache, [0] * 200, rng=np.random.default_rng(6), coarsen=0.5, **args
+    )
+    edges = np.array([np.abs(np.diff(im.astype(int), axis=0)).mean() for im in half_im])
+    share = float(np.mean(edges < min(sharp)))
+    assert 0.35 < share < 0.65
+    with pytest.raises(ConfigError, match="coarsen"):
+        TrainConfig(coarsen=1.5).validate()
 
 
 def test_photometric_jitter_changes_colour_not_geometry():
