@@ -126,6 +126,19 @@ def test_geometric_augmentation_keeps_image_and_mask_aligned(tmp_path):
     assert not all(np.array_equal(plain[0], im) for im in images[::2])
 
 
+def test_photometric_strength_scales_the_jitter():
+    x = torch.rand(16, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    same = photometric_jitter(x.clone(), np.random.default_rng(0), strength=0.0)
+    assert torch.allclose(same, x, atol=1e-4)  # strength 0: nothing changes
+    change = {
+        s: float((photometric_jitter(x.clone(), np.random.default_rng(0), s) - x).abs().mean())
+        for s in (1.0, 2.0)
+    }
+    assert change[2.0] > 1.3 * change[1.0] > 0
+    with pytest.raises(ConfigError, match="photometric strength"):
+        TrainConfig(photometric_strength=-1).validate()
+
+
 def test_coarsened_keeps_the_size_and_loses_the_detail():
     rng = np.random.default_rng(3)
     noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
