@@ -14,6 +14,7 @@ import torch
 
 from core.checkpoint import load_checkpoint, read_metadata
 from core.errors import ConfigError, ImageReadError
+from core.training import data as data_module
 from core.training.config import (
     ORIGINAL_RECIPE,
     THRESHOLDS,
@@ -151,25 +152,34 @@ def test_coarsened_keeps_the_size_and_loses_the_detail():
     assert np.array_equal(coarsened(flat, 3.0), flat)  # nothing to lose: unchanged
 
 
-def test_coarsen_touches_the_image_only_and_its_share():
+def test_coarsen_touches_the_image_only_and_its_share(monkeypatch):
     rng = np.random.default_rng(1)
     cache = ImageCache([])
     cache._data = [_blocks(rng, 128, block=2)]
     cache.samples = [None]
     args = dict(crop=64, augment=True, scale_jitter=0.0)
-    plain_im, plain_ma = random_crop_batch(cache, [0] * 40, rng=np.random.default_rng(5), **args)
-    none_im, _ = random_crop_batch(
-        cache, [0] * 40, rng=np.random.default_rng(5), coarsen=0.0, **args
-    )
-    assert np.array_equal(plain_im, none_im)  # off: the same batch as before the option
-    all_im, all_ma = random_crop_batch(
+    plain_im, _ = random_crop_batch(cache, [0] * 40, rng=np.random.default_rng(5), **args)
+    sharp = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in plain_im]
+    blurred, _ = random_crop_batch(
         cache, [0] * 40, rng=np.random.default_rng(5), coarsen=1.0, **args
     )
-    # Every crop lost detail; masks stay sharp (a mask is what the user labelled).
-    sharp = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in plain_im]
-    soft = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in all_im]
-    assert max(soft) < min(sharp)
-    assert set(np.unique(all_ma)) <= {False, True}
+    soft = [float(np.abs(np.diff(im.astype(int), axis=0)).mean()) for im in blurred]
+    assert max(soft) < min(sharp)  # every crop lost detail
+    # With coarsening made the identity, every crop went through it, each by a factor in its
+    # range, and the masks still match their images pixel for pixel: only images are touched.
+    factors = []
+
+    def identity(image, factor):
+        factors.append(factor)
+        return image
+
+    monkeypatch.setattr(data_module, "coarsened", identity)
+    images, masks = random_crop_batch(
+        cache, [0] * 40, rng=np.random.default_rng(5), coarsen=1.0, **args
+    )
+    assert len(factors) == 40 and all(1.25 <= f <= COARSEN_MAX for f in factors)
+    assert np.array_equal(images[..., 0] > 128, masks)
+    monkeypatch.undo()
     half_im, _ = random_crop_batch(
         cache, [0] * 200, rng=np.random.default_rng(6), coarsen=0.5, **args
     )
