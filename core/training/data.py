@@ -264,7 +264,7 @@ def coarsened(image: np.ndarray, factor: float) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
-    small = (max(1, round(w / factor)), max(1, round(h / factor)))
+    small = scaled_size(w, h, 1 / factor)
     pil = Image.fromarray(np.ascontiguousarray(image))
     return np.asarray(pil.resize(small, Image.BILINEAR).resize((w, h), Image.BILINEAR))
 
