@@ -72,6 +72,8 @@ PRECISIONS = tuple(name for name, _help in PRECISION_CHOICES)
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "constant")
 MIN_SIDE = 64
+#: The most ``zoom_out`` may be: a crop covering 4 times its side (a 0.3 m tile seen at 1.2 m).
+ZOOM_OUT_MAX = 4.0
 #: Epochs of a run given neither ``epochs`` nor a time budget (``max_minutes``).
 DEFAULT_EPOCHS = 100
 #: An epoch is one crop of every training image, but at least this many crops, so that a small
@@ -122,6 +124,11 @@ class TrainConfig:
     #: (core.training.data.coarsened), so that a model meets a coarser flight resampled to its
     #: ground resolution; 0 = off.
     coarsen: float = 0.0
+    #: The most a crop is zoomed out: with a value above 1 the scale augmentation reaches from
+    #: ``1 - scale_jitter`` to this (a crop covering up to this times its side, shrunk to it,
+    #: small images mirrored at their edges), so roofs also look as they do in a coarser
+    #: flight; 1 = off (the range stays ``1 +- scale_jitter``).
+    zoom_out: float = 1.0
     #: Probability of drawing again a crop with less than ``min_roof`` roof (0 = off).
     balance: float = 0.5
     min_roof: float = 0.05
@@ -226,6 +233,8 @@ class TrainConfig:
             )
         if not 0 <= self.coarsen <= 1:
             raise ConfigError(f"coarsen must be a share from 0 to 1, got {self.coarsen}")
+        if not 1 <= self.zoom_out <= ZOOM_OUT_MAX:
+            raise ConfigError(f"zoom out must be from 1 to {ZOOM_OUT_MAX:g}, got {self.zoom_out}")
         if not 0 <= self.scale_jitter < 1:
             raise ConfigError(f"scale jitter must be from 0 up to 1, got {self.scale_jitter}")
         if not 0 <= self.balance <= 1 or not 0 <= self.min_roof <= 1:

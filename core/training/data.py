@@ -196,6 +196,7 @@ def random_crop_batch(
     min_roof: float = 0.05,
     with_known: bool = False,
     coarsen: float = 0.0,
+    zoom_out: float = 1.0,
 ):
     """A batch ``(N, crop, crop, 3) uint8`` and ``(N, crop, crop) bool`` of random crops (and,
     ``with_known``, the ``(N, crop, crop) bool`` labelled pixels, or None when every pixel of
@@ -207,7 +208,11 @@ def random_crop_batch(
     around one of its labelled pixels (and not redrawn for balance). With ``coarsen``: that
     share of the crops have their image (not their mask) shrunk by a random factor of 1.25 to
     :data:`COARSEN_MAX` and enlarged back, as imagery of a coarser flight looks once resampled
-    to the model's ground resolution."""
+    to the model's ground resolution. With ``zoom_out`` above 1: the scale is drawn from
+    ``1 - scale_jitter`` up to ``zoom_out`` (log-uniform), so a crop may cover up to
+    ``zoom_out`` times its side and be shrunk to it, roofs looking as they do in a coarser
+    flight; a fully labelled image smaller than that side is mirrored at its edges
+    (:func:`mirror_padded`), a partly labelled one caps the side at its own."""
     images = np.empty((len(indices), crop, crop, 3), np.uint8)
     masks = np.empty((len(indices), crop, crop), bool)
     knowns: np.ndarray | None = None
@@ -216,9 +221,12 @@ def random_crop_batch(
         known = cache.known(index)
         h, w = mask.shape
         side = crop
-        if augment and scale_jitter > 0:
-            lo, hi = math.log(1 - scale_jitter), math.log(1 + scale_jitter)
+        if augment and (scale_jitter > 0 or zoom_out > 1):
+            lo, hi = math.log(1 - scale_jitter), math.log(max(1 + scale_jitter, zoom_out))
             side = int(round(crop * math.exp(rng.uniform(lo, hi))))
+            if zoom_out > 1 and known is None and side > min(h, w):
+                image, mask = mirror_padded(image, side), mirror_padded(mask, side)
+                h, w = mask.shape
             side = max(MIN_SIDE // 2, min(side, h, w))
         if known is not None:
             y, x = _crop_around(cache.centres(index), h, w, side, rng)
@@ -252,6 +260,14 @@ def random_crop_batch(
     if with_known:
         return images, masks, knowns
     return images, masks
+
+
+def mirror_padded(array: np.ndarray, side: int) -> np.ndarray:
+    """``array`` (H, W[, C]) mirrored at its edges, evenly on both sides, to at least ``side``
+    px each way (a mirrored image with its mirrored mask is still a correctly labelled one)."""
+    pad_h, pad_w = max(side - array.shape[0], 0), max(side - array.shape[1], 0)
+    pads = [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)]
+    return np.pad(array, pads + [(0, 0)] * (array.ndim - 2), mode="symmetric")
 
 
 #: The coarsest a crop is made by ``coarsen``: a quarter of its resolution (1.2 m from 0.3 m).
@@ -382,6 +398,7 @@ class BatchLoader:
             cfg.min_roof,
             with_known=True,
             coarsen=cfg.coarsen,
+            zoom_out=cfg.zoom_out,
         )
         images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
         known_t = torch.from_numpy(known) if known is not None else None

@@ -18,6 +18,7 @@ from core.training import data as data_module
 from core.training.config import (
     ORIGINAL_RECIPE,
     THRESHOLDS,
+    ZOOM_OUT_MAX,
     BatchProgress,
     EpochResult,
     TrainConfig,
@@ -28,6 +29,7 @@ from core.training.data import (
     COARSEN_MAX,
     ImageCache,
     coarsened,
+    mirror_padded,
     photometric_jitter,
     random_crop_batch,
 )
@@ -188,6 +190,54 @@ def test_coarsen_touches_the_image_only_and_its_share(monkeypatch):
     assert 0.35 < share < 0.65
     with pytest.raises(ConfigError, match="coarsen"):
         TrainConfig(coarsen=1.5).validate()
+
+
+def test_mirror_padded_mirrors_evenly_to_the_side():
+    a = np.arange(12).reshape(3, 4)
+    out = mirror_padded(a, 7)
+    assert out.shape == (7, 7)
+    assert np.array_equal(out[2:5, 1:5], a)  # the original in the middle (4 rows, 3 columns added)
+    assert np.array_equal(out[1, 1:5], a[0]) and np.array_equal(out[0, 1:5], a[1])  # mirrored
+    assert np.array_equal(out[2:5, 0], a[:, 0])  # and so is the left edge
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    assert mirror_padded(rgb, 16).shape == (16, 20, 3)  # a side already long enough is kept
+    assert mirror_padded(rgb, 50).shape == (50, 50, 3)  # more than the image itself: repeated
+
+
+def test_zoom_out_shrinks_crops_of_a_small_image_and_keeps_masks_aligned(monkeypatch):
+    rng = np.random.default_rng(2)
+    cache = ImageCache([])
+    cache._data = [_blocks(rng, 64, block=8)]  # the image is as small as the crop
+    cache.samples = [None]
+    args = dict(crop=64, augment=True, scale_jitter=0.0)
+    sides = []
+    resize = data_module._resize_pair
+
+    def spy(image, mask, size):
+        sides.append(image.shape[0])
+        return resize(image, mask, size)
+
+    monkeypatch.setattr(data_module, "_resize_pair", spy)
+    plain, _ = random_crop_batch(cache, [0] * 30, rng=np.random.default_rng(4), **args)
+    assert sides == []  # no jitter, no zoom: crops are cut at their size
+    images, masks = random_crop_batch(
+        cache, [0] * 30, rng=np.random.default_rng(4), zoom_out=3.0, **args
+    )
+    # every crop covered from 1 to 3 times its side of the mirrored image, shrunk to 64 px
+    assert len(sides) == 30 and all(64 < side <= 192 for side in sides)
+    assert max(sides) > 128
+
+    # the roofs shrank with the crop: more edges per pixel than in the plain crops
+    def edges(batch):
+        return float(np.abs(np.diff(batch[..., 0].astype(int), axis=1)).mean())
+
+    assert edges(images) > 1.2 * edges(plain)
+    # image and mask went through the same mirror, orientation and resize
+    agree = np.mean((images[..., 0] > 128) == masks)
+    assert agree > 0.95
+    for bad in (0.5, ZOOM_OUT_MAX + 1):
+        with pytest.raises(ConfigError, match="zoom out"):
+            TrainConfig(zoom_out=bad).validate()
 
 
 def test_photometric_jitter_changes_colour_not_geometry():
