@@ -226,10 +226,17 @@ def _looks(root: Path, names: list[str]) -> dict[str, Any]:
     return {name: appearance(read_image(root / "train" / "data" / name)) for name in names}
 
 
-#: The orders ``--active`` compares (``--orders``): the window's label next (the doubt alone),
-#: the doubt weighed by novelty (:mod:`core.label_next` with looks; measured, not the window's),
-#: and random.
-ORDERS = ("label_next", "novelty", "random")
+#: The orders ``--active`` may compare (``--orders``), each with what it weighs the doubt by
+#: (:func:`core.label_next.label_next_order`'s ``weigh``): the window's label next (the doubt
+#: alone), the doubt weighed by novelty, by density (how typical the tile's look is of the
+#: pool), by both, and random (None).
+ORDERS: dict[str, tuple[str, ...] | None] = {
+    "label_next": (),
+    "novelty": ("novelty",),
+    "density": ("density",),
+    "density_novelty": ("density", "novelty"),
+    "random": None,
+}
 
 
 def active_learning(
@@ -248,7 +255,7 @@ def active_learning(
     pool = work / "pool"
     build_devdata_split(devdata, pool, SPLIT["which"])
     tiles = sorted(p.name for p in (pool / "train" / "data").glob("*.png"))
-    looks = _looks(pool, tiles) if "novelty" in orders else {}
+    looks = _looks(pool, tiles) if any(ORDERS[k] for k in orders) else {}
     curves: dict[str, list[list[float]]] = {k: [] for k in orders}
     picks: dict[str, list[list[str]]] = {k: [] for k in orders}
     for seed in range(seeds):
@@ -270,15 +277,13 @@ def active_learning(
                 curve.append(run["test_iou"])
                 if len(labelled) >= stop or not rest:
                     break
-                if strategy == "random":
+                weigh = ORDERS[strategy]
+                if weigh is None:
                     pick = rest[0]  # the seeded permutation: a random order
                 else:
                     doubts = _doubts(run["model"], pool, rest)
-                    if strategy == "novelty":
-                        known = [looks[t] for t in labelled]
-                        pick = label_next_order(doubts, rest, looks, known)[0]
-                    else:
-                        pick = label_next_order(doubts, rest)[0]
+                    known = [looks[t] for t in labelled]
+                    pick = label_next_order(doubts, rest, looks, known, weigh)[0]
                 labelled.append(pick)
                 rest.remove(pick)
                 shutil.rmtree(root, ignore_errors=True)
@@ -340,7 +345,13 @@ def draw_curves(
         f"test IoU (mean of {seeds} seed{'' if seeds == 1 else 's'}, {minutes:g} min per model)",
         fill=(40, 40, 40),
     )
-    colours = {"label_next": (214, 40, 160), "novelty": (240, 150, 30), "random": (60, 110, 200)}
+    colours = {
+        "label_next": (214, 40, 160),
+        "novelty": (240, 150, 30),
+        "density": (30, 150, 70),
+        "density_novelty": (120, 60, 200),
+        "random": (60, 110, 200),
+    }
     for row, (name, vs) in enumerate(means.items()):
         points = [xy(i, v) for i, v in enumerate(vs) if v is not None]
         colour = colours.get(name, (0, 0, 0))

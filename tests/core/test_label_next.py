@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.label_next import LOOK_SIZE, appearance, label_next_order
+from core.label_next import LOOK_SIZE, appearance, density, label_next_order
 from core.uncertainty import image_uncertainty
 
 
@@ -80,3 +80,30 @@ def test_unscored_images_come_last_and_images_without_a_look_count_as_new():
     assert order[0] == "c"  # no look: novelty 1; "a" and "b" look like the labelled image
     # a fully labelled image (doubt 0) never comes before one with something left to label
     assert label_next_order({"x": 0.0, "y": 0.01}, None, looks={})[0] == "y"
+
+
+def test_density_puts_a_doubtful_outlier_after_doubtful_typical_images():
+    # Five mid-grey tiles and one very bright outlier that the model doubts most (a coarse,
+    # unusual tile): weighed by density, a typical tile comes first and the outlier last.
+    rng = np.random.default_rng(4)
+    images = {f"grey{i}": _scene(rng, 100 + 3 * i) for i in range(5)} | {"odd": _scene(rng, 240)}
+    scores = {"odd": 0.9, "grey0": 0.6, "grey1": 0.7, "grey2": 0.65, "grey3": 0.5, "grey4": 0.55}
+    keys = list(images)
+    looks = {k: appearance(v) for k, v in images.items()}
+    assert label_next_order(scores, keys)[0] == "odd"
+    dense = label_next_order(scores, keys, looks, weigh=("density",))
+    # the most typical tile (the middle grey) beats a slightly more doubted, less typical one
+    assert dense[:2] == ["grey2", "grey1"] and dense[-1] == "odd"
+    assert sorted(dense) == sorted(keys)
+    points = np.asarray([looks[k] for k in keys])
+    weights = density(points, points, 1.0)
+    assert weights.max() == 1.0 and weights[keys.index("odd")] == weights.min() < 0.5
+    assert np.all(density(np.full((2, LOOK_SIZE), np.nan), points, 1.0) == 1.0)  # no look
+    # with novelty too, the outlier comes back before grey tiles like those picked already
+    both = label_next_order(scores, keys, looks, weigh=("density", "novelty"))
+    assert both[0] == "grey2" and both.index("odd") < 5 and sorted(both) == sorted(keys)
+    assert both == label_next_order(
+        dict(reversed(list(scores.items()))), keys, looks, (), ("density", "novelty")
+    )
+    with pytest.raises(ValueError, match="unknown label-next weight"):
+        label_next_order(scores, keys, looks, weigh=("typicality",))
