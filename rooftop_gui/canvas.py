@@ -28,7 +28,7 @@ Rendering is built for slider speed on 2048 x 2048 images:
   because max and threshold commute; tests check it): what you see is what you export.
 
 Orthophotos of any size are shown through :meth:`ImageCanvas.set_raster` instead of an array: a
-:class:`rooftop_gui.raster_view.RasterTileItem` draws an overview and full-resolution tiles read in
+:class:`rooftop_gui.raster_item.RasterTileItem` draws an overview and full-resolution tiles read in
 the background (bounded cache), requested after every scroll and zoom. On a raster, the
 prediction layer is a *window* of it (:meth:`ImageCanvas.set_window_probability`: "Predict visible
 area", at an offset, with the same threshold/dilation/heat-map path), a whole-raster prediction is
@@ -68,7 +68,8 @@ from PySide6.QtWidgets import (
 from core import postprocess
 from rooftop_gui import overlays
 from rooftop_gui.buildings_layer import BuildingOutlineItem
-from rooftop_gui.raster_view import RasterTileItem, RasterTileSource
+from rooftop_gui.raster_item import RasterTileItem
+from rooftop_gui.raster_view import RasterTileSource
 
 LAYERS = ("label", "prediction", "error")
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
