@@ -33,10 +33,12 @@ larger tiles of shanghai, rio and spacenet got 0.6 to 1.3 %.) The seed of tile `
 
 **Active learning** (``--active``): start from 2 fully labelled train tiles (the first two of a
 seeded permutation) and add one tile at a time until 8, either in the window's "label next"
-order (:func:`core.label_next.label_next_order`: the tile whose pixels the current model doubts
-most, :func:`core.uncertainty.image_uncertainty` of its prediction) or in random order
-(``--orders`` adds ``novelty``: the doubt weighed by how new the tile looks next to the labelled
-ones, which scored lower and is not the window's); after each
+order (:func:`core.label_next.label_next_order` with
+:data:`core.label_next.WINDOW_WEIGHTS`: the tile whose pixels the current model doubts most,
+:func:`core.uncertainty.image_uncertainty` of its prediction, weighed by how typical its look is
+of the pool) or in random order (``--orders`` adds the others of :data:`ORDERS`: ``doubt``
+alone, the window's until 2026-12-03; ``novelty``, the doubt weighed by how new the tile looks
+next to the labelled ones; ``density_novelty``, by both; each scored lower); after each
 addition a model is trained from scratch for ``M`` minutes on the labelled tiles and its test
 IoU recorded. Reports the IoU at 4 and 8 tiles (mean of the seeds) and saves the curves as
 ``docs/sparse_labels_active.png`` (drawn with Pillow).
@@ -76,6 +78,8 @@ from typing import Any
 
 from _common import REPO, emit, machine, note, parse_fields, rnd
 from quality import DEFAULT_DEVDATA, build_devdata_split
+
+from core.label_next import WINDOW_WEIGHTS
 
 PLOT = REPO / "docs" / "sparse_labels_active.png"
 #: TrainConfig fields set by ``--set FIELD=JSON`` (exploring; empty: the user's defaults).
@@ -227,11 +231,13 @@ def _looks(root: Path, names: list[str]) -> dict[str, Any]:
 
 
 #: The orders ``--active`` may compare (``--orders``), each with what it weighs the doubt by
-#: (:func:`core.label_next.label_next_order`'s ``weigh``): the window's label next (the doubt
-#: alone), the doubt weighed by novelty, by density (how typical the tile's look is of the
-#: pool), by both, and random (None).
+#: (:func:`core.label_next.label_next_order`'s ``weigh``): the window's label next
+#: (:data:`core.label_next.WINDOW_WEIGHTS`, density since 2026-12-03), the doubt alone (the
+#: window's before), the doubt weighed by novelty, by density (how typical the tile's look is
+#: of the pool), by both, and random (None).
 ORDERS: dict[str, tuple[str, ...] | None] = {
-    "label_next": (),
+    "label_next": WINDOW_WEIGHTS,
+    "doubt": (),
     "novelty": ("novelty",),
     "density": ("density",),
     "density_novelty": ("density", "novelty"),
@@ -347,6 +353,7 @@ def draw_curves(
     )
     colours = {
         "label_next": (214, 40, 160),
+        "doubt": (150, 150, 150),
         "novelty": (240, 150, 30),
         "density": (30, 150, 70),
         "density_novelty": (120, 60, 200),

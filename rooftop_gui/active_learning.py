@@ -7,7 +7,10 @@
   panel's "Live preview" box turns it on or off.
 * **Sort by label next** (N): the browser's Doubt column ranks the images by the mean
   uncertainty (:mod:`core.uncertainty`) over their unlabelled pixels, from the predictions
-  made so far (Predict split); the most doubtful first.
+  made so far (Predict split), weighed by how typical each image looks of the others
+  (:mod:`core.label_next`, density): the most doubtful of the images like many first, an
+  unusual one later. The looks are computed in the background once per image file (cached by
+  its modification time); until they are there, the doubt alone ranks.
 * **Jump to doubt** (J): pan and zoom the canvas to the window of the current image where the
   model doubts most (strokes count as known).
 """
@@ -117,6 +120,10 @@ class ActiveLearning(QObject):
         self._pending: LiveWeights | None = None
         self._task = None
         self.previews = 0
+        #: image path -> (modification time in ns, core.label_next.appearance of the image)
+        self._looks: dict[Path, tuple[int, np.ndarray]] = {}
+        self._looks_task = None
+        self._sorted: dict | None = None  # the scores of the last Sort by label next
 
         self.label_next_action = make_action(
             self,
@@ -195,12 +202,87 @@ class ActiveLearning(QObject):
             )
             return scores
         self.browser.model.clear_doubt()
-        self.browser.set_doubt(scores)
+        self._sorted = scores
+        paths = self._image_paths(scores)
+        looks = self._cached_looks(paths)
+        if len(looks) == len(paths):
+            self.browser.set_doubt(scores, looks)
+        else:
+            self.browser.set_doubt(scores)
+            self._compute_looks(scores, paths)
         self.browser.sort_label_next()
         self.status_message.emit(
-            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first."
+            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first, "
+            "an image like many others before an unusual one."
         )
         return scores
+
+    def _image_paths(self, scores: dict) -> dict:
+        return {
+            sample_key(s): Path(s.image_path)
+            for s in self.browser.samples()
+            if sample_key(s) in scores
+        }
+
+    @staticmethod
+    def _mtime(path: Path) -> int | None:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _cached_looks(self, paths: dict) -> dict:
+        looks = {}
+        for key, path in paths.items():
+            cached = self._looks.get(path)
+            if cached is not None and cached[0] == self._mtime(path):
+                looks[key] = cached[1]
+        return looks
+
+    def _compute_looks(self, scores: dict, paths: dict) -> None:
+        """Compute the missing looks in the background, then rank ``scores`` with them (if they
+        are still the browser's: no newer sort or dataset since)."""
+        if self._looks_task is not None:
+            self._looks_task.request_stop()
+        todo = {key: path for key, path in paths.items() if key not in self._cached_looks(paths)}
+
+        def work(on_progress, should_stop):
+            from core.io import read_image
+            from core.label_next import appearance
+
+            out = {}
+            for path in todo.values():
+                if should_stop():
+                    return None
+                mtime = self._mtime(path)
+                try:
+                    out[path] = (mtime, appearance(read_image(path)))
+                except (RooftopError, ValueError) as exc:  # unreadable: it ranks without one
+                    log.info("no look for %s: %s", path, exc)
+            return out
+
+        def finished(computed):
+            if not computed:
+                return
+            self._looks.update(computed)
+            if self._sorted is not scores or self._image_paths(scores) != paths:
+                return  # sorted again since, or another dataset is open
+            looks = self._cached_looks(paths)
+            if len(looks) < len(paths):
+                return  # an image could not be read: the doubt alone stays the rank
+            self.browser.set_doubt(scores, looks)
+            self.browser.sort_label_next()
+
+        started = []
+
+        def done():
+            if started and self._looks_task is started[0]:
+                self._looks_task = None
+
+        self._looks_task = self.runner.start(
+            work, on_finished=finished, on_done=done, name="label-next looks"
+        )
+        started.append(self._looks_task)
 
     # ------------------------------------------------------------------ jump
     def jump_to_doubt(self):

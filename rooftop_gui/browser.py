@@ -66,6 +66,7 @@ class SampleTableModel(QAbstractTableModel):
         self._label: dict[Key, bool] = {}
         self._strokes: dict[Key, bool] = {}
         self._doubt: dict[Key, float] = {}
+        self._looks: dict[Key, Any] = {}  # core.label_next.appearance of the scored images
         self._doubt_rank: dict[Key, int] = {}
         self._thumbs = thumbnails
         self._placeholder = icon("image")
@@ -87,7 +88,7 @@ class SampleTableModel(QAbstractTableModel):
             for s in self._samples
         }
         self._iou = {}
-        self._doubt, self._doubt_rank = {}, {}
+        self._doubt, self._looks, self._doubt_rank = {}, {}, {}
         self.endResetModel()
 
     def samples(self) -> list[Any]:
@@ -150,13 +151,22 @@ class SampleTableModel(QAbstractTableModel):
             return "labelled"
         return "partly labelled" if self._strokes.get(key) else "unlabelled"
 
-    def set_doubt(self, scores: dict[Key, float]) -> None:
-        """The "label next" scores (mean uncertainty over unlabelled pixels) of some images."""
-        from core.label_next import label_next_order
+    def set_doubt(self, scores: dict[Key, float], looks: dict[Key, Any] | None = None) -> None:
+        """The "label next" scores (mean uncertainty over unlabelled pixels) of some images, and
+        optionally their looks (:func:`core.label_next.appearance`). Once every scored image has
+        a look, the rank weighs the doubt as :data:`core.label_next.WINDOW_WEIGHTS` says (how
+        typical each image is of the others); until then, by the doubt alone."""
+        from core.label_next import WINDOW_WEIGHTS, label_next_order
 
         self._doubt.update(scores)
+        self._looks.update(looks or {})
+        keys = [k for k in map(sample_key, self._samples) if k in self._doubt]
+        complete = bool(keys) and all(k in self._looks for k in keys)
         order = label_next_order(
-            self._doubt, [k for k in map(sample_key, self._samples) if k in self._doubt]
+            self._doubt,
+            keys,
+            {k: self._looks[k] for k in keys} if complete else None,
+            weigh=WINDOW_WEIGHTS,
         )
         self._doubt_rank = {key: rank for rank, key in enumerate(order)}
         if self._samples:
@@ -166,6 +176,7 @@ class SampleTableModel(QAbstractTableModel):
 
     def clear_doubt(self) -> None:
         self._doubt.clear()
+        self._looks.clear()
         self.set_doubt({})
 
     def doubt(self, key: Key) -> float | None:
@@ -497,8 +508,8 @@ class DatasetBrowser(QWidget):
         """The most doubtful images first (the Doubt column's label-next rank)."""
         self.view.sortByColumn(SampleTableModel.DOUBT, Qt.SortOrder.AscendingOrder)
 
-    def set_doubt(self, scores: dict[Key, float]) -> None:
-        self.model.set_doubt(scores)
+    def set_doubt(self, scores: dict[Key, float], looks: dict[Key, Any] | None = None) -> None:
+        self.model.set_doubt(scores, looks)
 
     def set_strokes_saved(self, sample: Any, stroke_path: Path) -> Any:
         """``sample``'s strokes were written: it is partly labelled (unless labelled); returns

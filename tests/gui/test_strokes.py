@@ -236,6 +236,43 @@ def test_uncertainty_layer_jump_to_doubt_and_label_next(window, qtbot, dataset, 
     assert scores[("train", "00002.png")] == pytest.approx(expected_doubt, rel=1e-5)
 
 
+def test_label_next_weighs_the_doubt_by_how_typical_each_image_looks(
+    window, qtbot, dataset, monkeypatch
+):
+    from core.label_next import WINDOW_WEIGHTS, appearance, label_next_order
+
+    rng = np.random.default_rng(7)
+    for i in range(4, 8):  # four more unlabelled tiles like the others (grey noise)
+        image = rng.integers(60, 120, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(image).save(dataset / "train" / "data" / f"0000{i}.png")
+    odd = np.full((64, 64, 3), 250, np.uint8)  # and one unlike any: nearly white
+    Image.fromarray(odd).save(dataset / "train" / "data" / "00008.png")
+    open_image(window, qtbot, dataset, "train", "00002.png")
+    doubt = {"00002.png": 0.5, "00004.png": 0.55, "00005.png": 0.6, "00006.png": 0.45}
+    doubt |= {"00007.png": 0.5, "00008.png": 0.9}  # the model doubts the outlier most
+    scores = {(s.split, s.name): doubt.get(s.name, 0.0) for s in window.browser.samples()}
+    monkeypatch.setattr(window.active, "doubt_scores", lambda: dict(scores))
+
+    def order():
+        proxy = window.browser.proxy
+        return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]
+
+    window.active.sort_label_next()
+    assert order()[0] == "00008.png"  # the looks are not there yet: the doubt alone ranks
+    qtbot.waitUntil(lambda: window.active._looks_task is None, timeout=10_000)
+    paths = {(s.split, s.name): s.image_path for s in window.browser.samples()}
+    from core.io import read_image
+
+    looks = {key: appearance(read_image(path)) for key, path in paths.items()}
+    expected = label_next_order(scores, list(paths), looks, weigh=WINDOW_WEIGHTS)
+    assert order() == [name for _split, name in expected]
+    assert order()[0] != "00008.png" and order().index("00008.png") > 3  # typical ones first
+    # sorted again: the looks are cached, so the weighted order comes at once, the same
+    window.active.sort_label_next()
+    assert window.active._looks_task is None
+    assert order() == [name for _split, name in expected]
+
+
 def test_live_preview_predicts_the_current_image_with_the_epoch_weights(window, qtbot, dataset):
     torch = pytest.importorskip("torch")
     from core.models import build_model
