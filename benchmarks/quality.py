@@ -40,8 +40,8 @@ windows with stride 0.5, resized to 256) and reports its test IoU.
 trained on every tile of the other four and tested on every tile of the one left out: how a model
 holds up on a city or a sensor it never saw.
 
-Every figure is reported for each of ``--seeds`` seeds (0, 1, 2, ...) with their mean and spread
-(max - min).
+Every figure is reported for each of ``--seeds`` seeds (0, 1, 2, ...; from ``--first-seed`` S
+on, to add seeds to an earlier run) with their mean and spread (max - min).
 
 Prints ONE JSON object on stdout; progress goes to stderr. When the devdata folder is absent it
 says so and exits 0.
@@ -296,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1; mean and spread")
     parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="start the seeds here (S .. S+N-1), to add a seed to an earlier run",
+    )
+    parser.add_argument(
         "--protocol",
         choices=("fixed", "loso", "both"),
         default="fixed",
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             ours["arch"] = args.arch
         ours["arch_params"] = json.loads(args.arch_params)
         ours.update(parse_fields(args.set))
-        seeds = list(range(args.seeds))
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
 
         def config(recipe: dict[str, Any], seed: int) -> Any:
             # what `rooftop train --max-minutes M [--device D] [--seed S]` runs: nothing else set
