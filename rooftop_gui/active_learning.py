@@ -209,7 +209,7 @@ class ActiveLearning(QObject):
             self.browser.set_doubt(scores, looks)
         else:
             self.browser.set_doubt(scores)
-            self._compute_looks(scores, paths)
+            self._compute_looks(scores, paths, {k: p for k, p in paths.items() if k not in looks})
         self.browser.sort_label_next()
         self.status_message.emit(
             f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first, "
@@ -239,12 +239,12 @@ class ActiveLearning(QObject):
                 looks[key] = cached[1]
         return looks
 
-    def _compute_looks(self, scores: dict, paths: dict) -> None:
-        """Compute the missing looks in the background, then rank ``scores`` with them (if they
-        are still the browser's: no newer sort or dataset since)."""
+    def _compute_looks(self, scores: dict, paths: dict, todo: dict) -> None:
+        """Compute the looks of ``todo`` (of ``paths``, the scored images) in the background,
+        then rank ``scores`` with them (if they are still the browser's: no newer sort or
+        dataset since)."""
         if self._looks_task is not None:
             self._looks_task.request_stop()
-        todo = {key: path for key, path in paths.items() if key not in self._cached_looks(paths)}
 
         def work(on_progress, should_stop):
             from core.io import read_image
