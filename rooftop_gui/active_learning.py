@@ -212,8 +212,7 @@ class ActiveLearning(QObject):
             self._compute_looks(scores, paths, {k: p for k, p in paths.items() if k not in looks})
         self.browser.sort_label_next()
         self.status_message.emit(
-            f"Sorted {len(scores)} predicted image(s) by label next: the most doubtful first, "
-            "an image like many others before an unusual one."
+            f"Sorted {len(scores)} image(s) by label next: most doubtful first, unusual ones later."
         )
         return scores
 
