@@ -285,40 +285,25 @@ ADAPTATION_WEIGHTS = {"half": 0.5, "full": 1.0}
 
 
 def adapted_bn_iou(dataset: Path, model_path: Path, device: str) -> dict[str, float]:
-    """Test IoU at the model's threshold once its batch-norm statistics are re-estimated on all
-    the test tiles together (:func:`core.batch_norm_adaptation.adapt_batch_norm`), blended with
-    the training ones by each of :data:`ADAPTATION_WEIGHTS`: the new town's imagery, predicted
-    as it is (tiled, stretched, at the model's ground resolution)."""
-    from core.batch_norm_adaptation import adapt_batch_norm
+    """Test IoU at the model's threshold once its batch-norm statistics are re-estimated on the
+    test tiles (``rooftop evaluate --adapt``: :mod:`core.imagery_adaptation`), blended with the
+    training ones by each of :data:`ADAPTATION_WEIGHTS`: the new town's imagery, predicted as it
+    is (tiled, stretched, at the model's ground resolution)."""
+    from dataclasses import replace
+
     from core.checkpoint import load_checkpoint
     from core.dataset import open_dataset
-    from core.io import read_image_and_mask
-    from core.metrics import Confusion
-    from core.postprocess import to_mask
-    from core.predict import image_resolution, predict_probabilities
+    from core.evaluate import evaluate
+    from core.imagery_adaptation import adapted_model, image_samples
 
     loaded = load_checkpoint(model_path, device=device)
-    tiles = []
-    for sample in open_dataset(dataset).test:
-        image, truth = read_image_and_mask(sample.image_path, sample.label_path)
-        tiles.append((image, truth, image_resolution(sample.image_path, None, loaded.model)))
-
-    def predict(model: Any, image: Any, at: float | None) -> Any:
-        return predict_probabilities(model, image, device=device, ground_resolution=at)
-
+    tiles = image_samples([s.image_path for s in open_dataset(dataset).test], loaded.model)
     scores = {}
     for name, weight in ADAPTATION_WEIGHTS.items():
-        adapted = adapt_batch_norm(
-            loaded.model,
-            lambda model: [predict(model, image, at) for image, _, at in tiles],
-            weight,
-        )
-        total = Confusion()
-        for image, truth, at in tiles:
-            total = total + Confusion.from_masks(
-                to_mask(predict(adapted, image, at), loaded.threshold), truth
-            )
-        scores[name] = total.iou
+        adapted = adapted_model(loaded.model, tiles, device=device, weight=weight)
+        scores[name] = evaluate(dataset, replace(loaded, model=adapted), device=device).metrics[
+            "iou"
+        ]
     return scores
 
 

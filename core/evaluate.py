@@ -38,6 +38,7 @@ class EvaluationResult:
     confusion: Confusion
     loss: float
     per_image: list[ImageScore]
+    adapted: bool = False  # batch-norm statistics adapted to the split's images (--adapt)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -51,6 +52,7 @@ class EvaluationResult:
             "images": self.images,
             "threshold": self.threshold,
             "dilation": self.dilation,
+            "adapted": self.adapted,
             "tp": self.confusion.tp,
             "fp": self.confusion.fp,
             "fn": self.confusion.fn,
@@ -71,6 +73,7 @@ def evaluate(
     should_stop: StopCheck | None = None,
     precision: str = "auto",
     gsd: float | None = None,
+    adapt: bool = False,
 ) -> EvaluationResult:
     """Loss (mean per-pixel BCE), IoU, F1, precision, recall and accuracy over a whole split.
 
@@ -80,7 +83,10 @@ def evaluate(
 
     ``gsd`` (m per pixel): the images' ground sample distance where their georeferencing gives
     none; a model that records its ground resolution sees each image resampled to it
-    (:mod:`core.ground_resolution`), and is scored on the image's own grid."""
+    (:mod:`core.ground_resolution`), and is scored on the image's own grid.
+
+    ``adapt``: predict with the model's batch-norm statistics adapted to the split's images
+    (:mod:`core.imagery_adaptation`), as ``rooftop predict --adapt`` predicts a new town."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
     dilation = check_kernel(dilation)
@@ -95,9 +101,18 @@ def evaluate(
     )
     loaded.model.to(torch_device)
     threshold = check_threshold(loaded.threshold if threshold is None else threshold)
+    given = None if gsd is None else check_resolution(gsd, "--gsd") * 100.0
+    model = loaded.model
+    if adapt:
+        from core.imagery_adaptation import adapted_model, image_samples
+
+        taken = image_samples([s.image_path for s in samples], model, given)
+        model = adapted_model(
+            model, taken, device=torch_device, tile=tile, overlap=overlap, precision=precision
+        )
     total, loss_sum, pixels, scores = Confusion(), 0.0, 0, []
     for result in predict_samples(
-        loaded.model,
+        model,
         samples,
         tile=tile,
         overlap=overlap,
@@ -107,7 +122,7 @@ def evaluate(
         should_stop=should_stop,
         on_progress=on_progress,
         what="evaluation",
-        ground_resolution=None if gsd is None else check_resolution(gsd, "--gsd") * 100.0,
+        ground_resolution=given,
     ):
         if result.error is not None:
             raise result.error
@@ -126,4 +141,5 @@ def evaluate(
         confusion=total,
         loss=loss_sum / max(pixels, 1),
         per_image=scores,
+        adapted=adapt,
     )

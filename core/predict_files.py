@@ -110,6 +110,7 @@ def predict_files(
     polygons: PolygonOutput | None = None,
     engine: str = "torch",
     gsd: float | None = None,
+    adapt: bool = False,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -126,6 +127,9 @@ def predict_files(
     ``gsd``: the ground sample distance (m per pixel) of inputs whose georeferencing gives none
     (a PNG, a raster without a CRS): a model that records its ground resolution sees every
     input resampled to it (:mod:`core.ground_resolution`); the outputs stay on the input's grid.
+
+    ``adapt``: the model's batch-norm statistics are first re-estimated on a sample of all the
+    inputs together (:mod:`core.imagery_adaptation`; the torch engine only).
 
     Under ``torchrun`` the processes share the work (:mod:`core.distributed_predict`: images
     dealt out, each orthophoto split into row strips merged by rank 0); the outputs are a single
@@ -153,6 +157,7 @@ def predict_files(
             polygons=polygons,
             engine=engine,
             gsd=gsd,
+            adapt=adapt,
         )
 
     if distributed.launch_env() is None:
@@ -182,6 +187,7 @@ def _predict_files(
     polygons,
     engine,
     gsd,
+    adapt=False,
 ) -> list[PredictedFile]:
     dilation = check_kernel(dilation)
     given = None if gsd is None else check_resolution(gsd, "--gsd") * 100.0
@@ -196,6 +202,8 @@ def _predict_files(
     check_tiling(tile, overlap, getattr(loaded.model, "size_multiple", 1))
     if polygons is not None:
         polygons.path(Path(out_dir), "x")  # a bad format fails before any output is written
+    if adapt and engine != "torch":
+        raise ConfigError("--adapt runs with the torch engine only")
     tile_engine = _tile_engine(engine, model, loaded, tile, overlap, tta)
     out_dir = Path(out_dir)
     created = not out_dir.exists()  # removed again if it stays empty (a bad input)
@@ -222,6 +230,8 @@ def _predict_files(
             )
         targets[target] = source
         plans.append((source, target, is_ortho, has_crs))
+    if adapt:
+        loaded = _adapted(loaded, plans, bands, given, tile, overlap, torch_device, precision)
     options = dict(
         threshold=threshold,
         dilation=dilation,
@@ -259,6 +269,25 @@ def _predict_files(
         if created:
             _remove_if_empty(out_dir)
         raise
+
+
+def _adapted(loaded, plans, bands, given, tile, overlap, device, precision) -> LoadedModel:
+    """``loaded`` with its model adapted to a sample of every input (see predict_files)."""
+    from dataclasses import replace
+
+    from core.imagery_adaptation import SAMPLE_PIXELS, adapted_model, image_samples, raster_samples
+
+    model = loaded.model
+    share = SAMPLE_PIXELS // len(plans)  # each input's share when there are orthophotos
+    images = [source for source, _, is_ortho, _ in plans if not is_ortho]
+    rasters = [source for source, _, is_ortho, _ in plans if is_ortho]
+    samples = image_samples(images, model, given, SAMPLE_PIXELS - share * len(rasters))
+    for source in rasters:
+        samples += raster_samples(source, model, bands, given, tile, share)
+    adapted = adapted_model(
+        model, samples, device=device, tile=tile, overlap=overlap, precision=precision
+    )
+    return replace(loaded, model=adapted)
 
 
 def _remove_if_empty(folder: Path) -> None:

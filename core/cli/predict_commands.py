@@ -27,13 +27,14 @@ def cmd_evaluate(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             on_progress=bar,
             precision=args.precision,
             gsd=args.gsd,
+            adapt=args.adapt,
         )
     m = result.metrics
     out.line(
         f"{result.split} split, {result.images} images, threshold {result.threshold}, "
         f"dilation {result.dilation}: IoU {m['iou']:.4f}  F1 {m['f1']:.4f}  precision "
         f"{m['precision']:.4f}  recall {m['recall']:.4f}  accuracy {m['accuracy']:.4f}  "
-        f"loss {m['loss']:.4f}"
+        f"loss {m['loss']:.4f}" + (" (adapted to the split's images)" if result.adapted else "")
     )
     return result.as_dict()
 
@@ -86,6 +87,7 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             polygons=polygons,
             engine=args.engine,
             gsd=args.gsd,
+            adapt=args.adapt,
         )
     for r in results:
         for warning in r.warnings:
@@ -115,6 +117,16 @@ def cmd_predict(args: argparse.Namespace, out: Reporter) -> dict[str, Any]:
             for r in results
         ]
     }
+
+
+ADAPT_HELP = (
+    "re-estimate the model's batch-norm statistics on {what}, half and half with its own "
+    "(AdaBN; for imagery of another sensor, town or year; docs/model-quality.md)"
+)
+
+
+def add_adapt(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--adapt", action="store_true", help=ADAPT_HELP.format(what=what))
 
 
 GSD_HELP = "ground sample distance in m/px for an image without a CRS (areas in m²)"
@@ -192,6 +204,7 @@ def add_commands(sub: Any) -> None:
         help="ground sample distance in m/px of images without a CRS, when the model knows "
         "its ground resolution: they are resampled to it (default: a GeoTIFF's own; else as they are)",
     )
+    add_adapt(p, "the split's images")
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
     p.set_defaults(run=cmd_evaluate)
 
@@ -256,5 +269,6 @@ def add_commands(sub: Any) -> None:
         "first, float32; about 3.7x faster than torch on the development CPU, "
         "benchmarks/onnx_engine.py; needs the onnx extra)",
     )
+    add_adapt(p, "a sample of the inputs (torch engine)")
     p.add_argument("--json", action="store_true", help="print one JSON object listing the outputs")
     p.set_defaults(run=cmd_predict)
