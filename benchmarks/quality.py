@@ -297,7 +297,7 @@ def adapted_bn_iou(dataset: Path, model_path: Path, device: str) -> dict[str, fl
     from core.imagery_adaptation import adapted_model, image_samples
 
     loaded = load_checkpoint(model_path, device=device)
-    tiles = image_samples([s.image_path for s in open_dataset(dataset).test], loaded.model)
+    tiles = image_samples(open_dataset(dataset).test, loaded.model)
     scores = {}
     for name, weight in ADAPTATION_WEIGHTS.items():
         adapted = adapted_model(loaded.model, tiles, device=device, weight=weight)

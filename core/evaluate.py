@@ -106,7 +106,7 @@ def evaluate(
     if adapt:
         from core.imagery_adaptation import adapted_model, image_samples
 
-        taken = image_samples([s.image_path for s in samples], model, given)
+        taken = image_samples(samples, model, given)
         model = adapted_model(
             model, taken, device=torch_device, tile=tile, overlap=overlap, precision=precision
         )

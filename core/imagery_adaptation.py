@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,21 +99,23 @@ def spread(count: int) -> list[int]:
 
 
 def image_samples(
-    paths: Sequence[str | Path],
+    sources: Sequence[Any],
     model: torch.nn.Module,
     given_resolution: float | None = None,
     pixels: int = SAMPLE_PIXELS,
 ) -> list[ImagerySample]:
-    """Whole images of ``paths`` (image files), spread over the list, until ``pixels`` are
-    taken (at least one image). ``given_resolution``: cm per pixel of those without their own."""
+    """Whole images of ``sources`` (image files, or dataset samples, whose manifest may give
+    their ground resolution), spread over the list, until ``pixels`` are taken (at least one
+    image). ``given_resolution``: cm per pixel of those without their own."""
     samples: list[ImagerySample] = []
     taken = 0
-    for index in spread(len(paths)):
-        width, height = image_size(paths[index])
+    for index in spread(len(sources)):
+        path = getattr(sources[index], "image_path", sources[index])
+        width, height = image_size(path)
         if samples and taken + width * height > pixels:
             continue
-        resolution = image_resolution(paths[index], given_resolution, model)
-        samples.append(ImagerySample(read_image(paths[index]), resolution))
+        resolution = image_resolution(sources[index], given_resolution, model)
+        samples.append(ImagerySample(read_image(path), resolution))
         taken += width * height
     return samples
 

@@ -58,6 +58,19 @@ def test_image_samples_stay_within_the_pixels_and_spread_over_the_list(tmp_path,
     assert len(image_samples(paths, model, pixels=1)) == 1
 
 
+def test_image_samples_take_a_dataset_samples_resolution_from_its_manifest(tmp_path):
+    from types import SimpleNamespace
+
+    model = load_checkpoint(
+        save_untrained_model(tmp_path / "m", "liteunet", {"resolution_cm": 30.0}, width=4, depth=2)
+    ).model
+    path = tmp_path / "patch.png"
+    Image.fromarray(_dark(0)).save(path)
+    sample = SimpleNamespace(image_path=path, ground_resolution_cm=60.0)
+    assert image_samples([sample], model)[0].ground_resolution == 60.0
+    assert image_samples([path], model, given_resolution=45.0)[0].ground_resolution == 45.0
+
+
 def test_raster_samples_are_windows_on_a_grid_that_skip_no_data(tmp_path, model_path):
     model = load_checkpoint(model_path).model
     image = _dark(0, 300)
